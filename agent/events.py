@@ -1,0 +1,82 @@
+"""What an informer tells its consumer: the vocabulary shared by the agent, the wire
+protocol and the syncer's ingest core.
+
+An informer yields, for one resource type, an endless sequence of:
+
+* ``SnapshotStart``: a fresh LIST (or streaming list) begins; every object that is not
+  in the pages up to the matching ``SnapshotEnd`` no longer exists.
+* ``SnapshotPage``: a page of objects of the snapshot, in order.
+* ``SnapshotEnd``: the snapshot is complete as of ``resource_version``.
+* ``Change``: one watch event (ADDED, MODIFIED, DELETED) after the snapshot.
+* ``Bookmark``: nothing changed, but the stream is now at ``resource_version``.
+
+The consumer checkpoints the last ``resource_version`` it committed; an informer started
+with that checkpoint resumes the watch from it instead of listing again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+KubeObject = dict[str, Any]
+ChangeType = Literal["ADDED", "MODIFIED", "DELETED"]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ResourceType:
+    """One served (group, version, resource) of a member cluster."""
+
+    group: str  # "" for the core group
+    version: str
+    resource: str  # plural, e.g. "deployments"
+    kind: str
+    namespaced: bool
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def key(self) -> str:
+        """Version-free identity: the store keeps one version per group/resource."""
+        return f"{self.resource}.{self.group}" if self.group else self.resource
+
+    def list_path(self, namespace: str | None = None) -> str:
+        prefix = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        if namespace is not None and self.namespaced:
+            return f"{prefix}/namespaces/{namespace}/{self.resource}"
+        return f"{prefix}/{self.resource}"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SnapshotStart:
+    pass
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SnapshotPage:
+    items: list[KubeObject]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SnapshotEnd:
+    resource_version: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Change:
+    type: ChangeType
+    object: KubeObject
+
+    @property
+    def resource_version(self) -> str:
+        return str(self.object["metadata"]["resourceVersion"])
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Bookmark:
+    resource_version: str
+
+
+InformerMessage = SnapshotStart | SnapshotPage | SnapshotEnd | Change | Bookmark

@@ -1,0 +1,318 @@
+"""A small asyncio client for one member cluster's API.
+
+Credentials come from the ``kubernetes`` package's own loaders, so everything kubectl's
+kubeconfig supports and that package implements works here: bearer tokens and token
+files, client certificates, exec credential plugins, OIDC/auth-provider tokens, CA data
+or files, ``insecure-skip-tls-verify``, ``tls-server-name``, and the in-cluster service
+account (https://kubernetes.io/docs/tasks/run-application/access-api-from-pod/). The
+loaders fill a ``kubernetes.client.Configuration``; this module turns it into what
+aiohttp needs: a base URL, an ``ssl.SSLContext`` and an ``Authorization`` header.
+
+Tokens expire (exec plugins and OIDC report an expiry; projected service-account tokens
+rotate on disk), so the header is re-derived through the loader's refresh hook at most
+every ``refresh_interval`` seconds and immediately after a 401.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, Literal
+
+import aiohttp
+import orjson
+
+from agent import errors
+from agent.jsonlines import LineSplitter
+
+logger = logging.getLogger(__name__)
+
+SSLArg = ssl.SSLContext | Literal[False]
+
+
+class Connection:
+    """Where a cluster's API is and how to authenticate to it."""
+
+    def __init__(
+        self,
+        *,
+        server: str,
+        ssl_context: SSLArg,
+        configuration: Any | None = None,
+        token: str | None = None,
+        server_hostname: str | None = None,
+        refresh_interval: float = 30.0,
+    ) -> None:
+        self.server = server.rstrip("/")
+        self.ssl: SSLArg = ssl_context
+        self.server_hostname = server_hostname
+        self._configuration = configuration
+        self._header = f"Bearer {token}" if token else None
+        self._refreshed_at = time.monotonic() if token else 0.0
+        self._refresh_interval = refresh_interval
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    def plain(cls, server: str, *, token: str | None = None) -> Connection:
+        """A connection without a kubeconfig (tests, local simulators)."""
+        return cls(server=server, ssl_context=False, token=token)
+
+    async def auth_headers(self, *, force: bool = False) -> dict[str, str]:
+        """The ``Authorization`` header, refreshed when due or when ``force``d (after 401)."""
+        if self._configuration is not None:
+            due = time.monotonic() - self._refreshed_at > self._refresh_interval
+            if force or due or self._header is None:
+                async with self._lock:
+                    # Exec plugins run a subprocess: keep it off the event loop.
+                    self._header = await asyncio.to_thread(_bearer_of, self._configuration)
+                    self._refreshed_at = time.monotonic()
+        return {"Authorization": self._header} if self._header else {}
+
+
+def load_connection(*, kubeconfig: str | None = None, context: str | None = None) -> Connection:
+    """Load a kubeconfig file (or ``$KUBECONFIG``/``~/.kube/config``), or the in-cluster
+    service account when no kubeconfig is given and the agent runs in a pod."""
+    import os
+
+    from kubernetes import client as kclient  # heavy import: only when needed
+    from kubernetes import config as kconfig
+
+    configuration = kclient.Configuration()
+    # The loaders are untyped; name them as Any once instead of silencing each call.
+    load_incluster: Any = kconfig.load_incluster_config
+    load_kube: Any = kconfig.load_kube_config
+    in_cluster = kubeconfig is None and "KUBERNETES_SERVICE_HOST" in os.environ
+    try:
+        if in_cluster:
+            load_incluster(client_configuration=configuration)
+        else:
+            load_kube(config_file=kubeconfig, context=context, client_configuration=configuration)
+    except (kconfig.ConfigException, OSError, KeyError, ValueError) as exc:
+        where = "in-cluster config" if in_cluster else f"kubeconfig {kubeconfig or '(default)'}"
+        raise errors.KubeClientError(f"cannot load {where}: {exc}") from exc
+    return connection_from_configuration(configuration)
+
+
+def connection_from_configuration(configuration: Any) -> Connection:
+    """Translate a filled ``kubernetes.client.Configuration`` for aiohttp."""
+    server = str(configuration.host)
+    ssl_context: SSLArg = False
+    if server.startswith("https"):
+        ssl_context = _ssl_context(
+            ca_file=configuration.ssl_ca_cert,
+            cert_file=configuration.cert_file,
+            key_file=configuration.key_file,
+            verify=bool(configuration.verify_ssl),
+        )
+    return Connection(
+        server=server,
+        ssl_context=ssl_context,
+        configuration=configuration,
+        server_hostname=getattr(configuration, "tls_server_name", None) or None,
+    )
+
+
+def _ssl_context(
+    *, ca_file: str | None, cert_file: str | None, key_file: str | None, verify: bool
+) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=ca_file or None)
+    if cert_file:
+        context.load_cert_chain(certfile=cert_file, keyfile=key_file or None)
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _bearer_of(configuration: Any) -> str | None:
+    # The loaders store the full header value (``Bearer x`` or ``Basic y``) under this key
+    # and install a refresh hook that get_api_key_with_prefix() calls.
+    value = configuration.get_api_key_with_prefix("BearerToken")
+    return str(value) if value else None
+
+
+class KubeClient:
+    """JSON GETs and watch streams over one ``aiohttp.ClientSession``."""
+
+    def __init__(
+        self,
+        *,
+        connection: Connection,
+        request_timeout: float = 60.0,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        self.connection = connection
+        self._request_timeout = request_timeout
+        self._connect_timeout = connect_timeout
+        self._session: aiohttp.ClientSession | None = None
+        # Whether the server honours streaming lists (sendInitialEvents); None: not known.
+        self.streaming_lists: bool | None = None
+
+    async def __aenter__(self) -> KubeClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=self.connection.ssl, limit=0),
+                json_serialize=lambda obj: orjson.dumps(obj).decode(),
+            )
+        return self._session
+
+    async def get_json(self, path: str, params: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """GET ``path`` and decode the JSON object it answers; raise mapped errors."""
+        timeout = aiohttp.ClientTimeout(
+            total=self._request_timeout, sock_connect=self._connect_timeout
+        )
+        try:
+            async with self._request(path, params, timeout=timeout, retried=False) as response:
+                return await _read_object(await self._checked(response))
+        except errors.Unauthorized:
+            await self.connection.auth_headers(force=True)
+            async with self._request(path, params, timeout=timeout, retried=True) as response:
+                return await _read_object(await self._checked(response))
+
+    async def watch(
+        self,
+        path: str,
+        params: Mapping[str, str] | None = None,
+        *,
+        inactivity_timeout: float | None = None,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Stream the decoded events of one watch request until the server ends it.
+
+        A silent connection (nothing read for ``inactivity_timeout`` seconds) raises
+        :class:`errors.ApiConnectionError`, like a reset does: both mean "reconnect".
+        """
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout)
+        async with self._request(path, params, timeout=timeout, retried=False) as response:
+            await self._checked(response)
+            splitter = LineSplitter()
+            while True:
+                chunk = await _read_chunk(response, idle=inactivity_timeout)
+                lines = splitter.feed(chunk) if chunk else _tail(splitter)
+                for line in lines:
+                    yield _decode_event(line)
+                if not chunk:
+                    return
+
+    def _request(
+        self,
+        path: str,
+        params: Mapping[str, str] | None,
+        *,
+        timeout: aiohttp.ClientTimeout,
+        retried: bool,
+    ) -> _Request:
+        return _Request(self, path, params, timeout=timeout, retried=retried)
+
+    async def _checked(self, response: aiohttp.ClientResponse) -> aiohttp.ClientResponse:
+        if response.status < 400:
+            return response
+        try:
+            body = orjson.loads(await response.read())
+        except (orjson.JSONDecodeError, aiohttp.ClientError, TimeoutError):
+            body = {"message": response.reason or f"HTTP {response.status}"}
+        raise errors.error_from_status(
+            body, http_status=response.status, retry_after=_retry_after(response)
+        )
+
+
+class _Request:
+    """``async with``: one request with fresh auth headers and mapped transport errors."""
+
+    def __init__(
+        self,
+        client: KubeClient,
+        path: str,
+        params: Mapping[str, str] | None,
+        *,
+        timeout: aiohttp.ClientTimeout,
+        retried: bool,
+    ) -> None:
+        self._client = client
+        self._path = path
+        self._params = dict(params or {})
+        self._timeout = timeout
+        self._response: aiohttp.ClientResponse | None = None
+
+    async def __aenter__(self) -> aiohttp.ClientResponse:
+        connection = self._client.connection
+        headers = {"Accept": "application/json", **await connection.auth_headers()}
+        extra: dict[str, Any] = {}
+        if connection.server_hostname:
+            extra["server_hostname"] = connection.server_hostname
+        try:
+            self._response = await self._client.session.get(
+                connection.server + self._path,
+                params=self._params,
+                headers=headers,
+                timeout=self._timeout,
+                **extra,
+            )
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise errors.ApiConnectionError(f"GET {self._path}: {exc!r}") from exc
+        return self._response
+
+    async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        if self._response is not None:
+            # A stream abandoned midway cannot return its connection to the pool.
+            if exc is None:
+                self._response.release()
+            else:
+                self._response.close()
+        if isinstance(exc, aiohttp.ClientError | TimeoutError):
+            raise errors.StreamInterrupted(f"GET {self._path}: {exc!r}") from exc
+
+
+async def _read_chunk(response: aiohttp.ClientResponse, *, idle: float | None) -> bytes:
+    try:
+        async with asyncio.timeout(idle):
+            return await response.content.readany()
+    except TimeoutError as exc:
+        raise errors.StreamInterrupted(f"no data for {idle}s on a watch") from exc
+
+
+def _tail(splitter: LineSplitter) -> list[bytes]:
+    last = splitter.finish()
+    return [last] if last is not None else []
+
+
+def _decode_event(line: bytes) -> dict[str, Any]:
+    try:
+        event = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise errors.InvalidResponse(f"undecodable watch line ({len(line)} bytes)") from exc
+    if not isinstance(event, dict) or "type" not in event:
+        raise errors.InvalidResponse(f"not a watch event: {line[:200]!r}")
+    return event
+
+
+async def _read_object(response: aiohttp.ClientResponse) -> dict[str, Any]:
+    data = await response.read()
+    try:
+        body = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise errors.InvalidResponse(f"undecodable JSON ({len(data)} bytes)") from exc
+    if not isinstance(body, dict):
+        raise errors.InvalidResponse("expected a JSON object")
+    return body
+
+
+def _retry_after(response: aiohttp.ClientResponse) -> float | None:
+    try:
+        return float(response.headers.get("Retry-After", ""))
+    except ValueError:
+        return None
