@@ -103,9 +103,7 @@ def error_from_status(
     details = body.get("details") if isinstance(body.get("details"), dict) else None
     cls = _BY_STATUS.get(code) or (ServerError if code >= 500 else ApiError)
     if cls is TooManyRequests:
-        return TooManyRequests(
-            message, status=code, reason=reason, details=details, retry_after=retry_after
-        )
+        return TooManyRequests(message, status=code, reason=reason, details=details, retry_after=retry_after)
     return cls(message, status=code, reason=reason, details=details)
 
 

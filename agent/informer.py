@@ -36,7 +36,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -136,7 +136,7 @@ class Informer:
             return tuple(sorted(set(self.settings.namespaces_include)))
         return (None,)
 
-    async def stream(self, *, checkpoint: str | None = None) -> AsyncIterator[InformerMessage]:
+    async def stream(self, *, checkpoint: str | None = None) -> AsyncGenerator[InformerMessage, None]:
         """Yield messages forever, resuming from ``checkpoint`` when it is still valid."""
         position = _Position(self.scopes, checkpoint)
         backoff = Backoff(base=self.settings.backoff_base, cap=self.settings.backoff_cap)
@@ -197,9 +197,7 @@ class Informer:
                 return
             except _StreamingUnsupported as exc:
                 self.client.streaming_lists = False
-                logger.info(
-                    "streaming lists not supported, using paged LIST", extra=self._extra(exc)
-                )
+                logger.info("streaming lists not supported, using paged LIST", extra=self._extra(exc))
         async for message in self._paged_list(position):
             yield message
 
@@ -291,9 +289,7 @@ class Informer:
         async for message in _merged(streams):
             yield message
 
-    async def _watch_objs(
-        self, scope: Scope, position: _Position
-    ) -> AsyncIterator[InformerMessage]:
+    async def _watch_objs(self, scope: Scope, position: _Position) -> AsyncIterator[InformerMessage]:
         """One watch request for one scope, from that scope's last resourceVersion."""
         assert position.rvs is not None
         params = {"resourceVersion": position.rvs[scope]}
@@ -397,9 +393,7 @@ async def _merged(streams: list[AsyncIterator[InformerMessage]]) -> AsyncIterato
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def _decode_checkpoint(
-    checkpoint: str | None, scopes: tuple[Scope, ...]
-) -> dict[Scope, str] | None:
+def _decode_checkpoint(checkpoint: str | None, scopes: tuple[Scope, ...]) -> dict[Scope, str] | None:
     """Per-scope positions from a checkpoint, or None when it does not fit the scopes."""
     if not checkpoint:
         return None

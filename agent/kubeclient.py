@@ -173,9 +173,7 @@ class KubeClient:
 
     async def get_json(self, path: str, params: Mapping[str, str] | None = None) -> dict[str, Any]:
         """GET ``path`` and decode the JSON object it answers; raise mapped errors."""
-        timeout = aiohttp.ClientTimeout(
-            total=self._request_timeout, sock_connect=self._connect_timeout
-        )
+        timeout = aiohttp.ClientTimeout(total=self._request_timeout, sock_connect=self._connect_timeout)
         try:
             async with self._request(path, params, timeout=timeout, retried=False) as response:
                 return await _read_object(await self._checked(response))
@@ -225,9 +223,7 @@ class KubeClient:
             body = orjson.loads(await response.read())
         except (orjson.JSONDecodeError, aiohttp.ClientError, TimeoutError):
             body = {"message": response.reason or f"HTTP {response.status}"}
-        raise errors.error_from_status(
-            body, http_status=response.status, retry_after=_retry_after(response)
-        )
+        raise errors.error_from_status(body, http_status=response.status, retry_after=_retry_after(response))
 
 
 class _Request:

@@ -143,9 +143,7 @@ def _no_unknown(data: dict[str, Any], allowed: set[str], *, where: str) -> None:
         raise SelectionError(f"unknown key(s) {', '.join(unknown)} in {where}")
 
 
-def _strings(
-    data: dict[str, Any], key: str, where: str, default: tuple[str, ...] = ()
-) -> tuple[str, ...]:
+def _strings(data: dict[str, Any], key: str, where: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
     value = data.get(key)
     if value is None:
         return default

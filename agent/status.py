@@ -22,6 +22,7 @@ class TypeStatus:
     snapshots: int = 0
     watches: int = 0
     rejected: int = 0  # batches the sink refused as bad data
+    sink_error: str | None = None  # the sink's last failure while retrying, None once it works
 
     def saw(self, count: int = 1) -> None:
         self.objects_seen += count

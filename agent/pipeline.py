@@ -1,0 +1,339 @@
+"""One resource type's path from informer to sink, with bounded memory.
+
+The informer runs as a producer task into a :class:`MessageBuffer` (bounded by a count
+of objects); a shipper drains it and calls the sink, one acknowledged call at a time,
+batching consecutive changes (up to ``batch_max`` events or ``batch_wait`` seconds).
+
+While the sink is healthy but slower than the cluster, a full buffer simply blocks the
+informer (and with it the watch connection: TCP backpressure toward the apiserver).
+While the sink is busy (``SinkBusy``) or unreachable (``SinkUnavailable``), a full
+buffer is dropped instead, the informer stopped, and, once the sink answers again, the
+type starts over with a fresh snapshot: nothing is lost, the state is re-derived from
+the cluster, and memory stays bounded however long the outage lasts.
+
+``SnapshotLost`` restarts with a fresh snapshot at once; ``SinkRejected`` (bad data) is
+logged with the offending items, counted, and followed by a fresh snapshot after a
+growing delay, so a poison object cannot make the agent hammer the syncer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from agent import metrics
+from agent.backoff import Backoff
+from agent.events import (
+    Bookmark,
+    Change,
+    InformerMessage,
+    ResourceType,
+    SnapshotEnd,
+    SnapshotPage,
+    SnapshotStart,
+)
+from agent.informer import Informer, InformerSettings
+from agent.kubeclient import KubeClient
+from agent.sink import Sink, SinkBusy, SinkRejected, SinkUnavailable, SnapshotLost
+from agent.status import TypeStatus
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PipelineSettings:
+    buffer_limit: int = 10_000  # objects (a page counts its items, a bookmark one)
+    batch_max: int = 500
+    batch_wait: float = 0.05
+    sink_backoff_base: float = 0.5
+    sink_backoff_cap: float = 30.0
+    reject_backoff_base: float = 5.0
+    reject_backoff_cap: float = 300.0
+
+
+class Overflowed(Exception):
+    """The buffer was dropped while the sink could not keep up."""
+
+
+class _Restart(Exception):
+    """Start the type over with a fresh snapshot; ``wait_for_sink``: once it answers."""
+
+    def __init__(self, reason: str, *, wait_for_sink: bool = False, delay: float = 0.0) -> None:
+        super().__init__(reason)
+        self.wait_for_sink = wait_for_sink
+        self.delay = delay
+
+
+def _weight(message: InformerMessage) -> int:
+    return max(1, len(message.items)) if isinstance(message, SnapshotPage) else 1
+
+
+class MessageBuffer:
+    """A bounded FIFO between an informer and a shipper; see the module docstring."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.size = 0
+        self.sink_failing = False
+        self.overflowed = False
+        self._items: deque[InformerMessage] = deque()
+        self._changed = asyncio.Condition()
+
+    async def put(self, message: InformerMessage) -> None:
+        weight = _weight(message)
+        async with self._changed:
+            await self._changed.wait_for(
+                lambda: not self._items or self.size + weight <= self.limit or self.sink_failing
+            )
+            if self._items and self.size + weight > self.limit:
+                self._items.clear()
+                self.size = 0
+                self.overflowed = True
+                self._changed.notify_all()
+                raise Overflowed(f"more than {self.limit} objects waiting for the sink")
+            self._items.append(message)
+            self.size += weight
+            self._changed.notify_all()
+
+    async def get(self, *, wait: float | None = None) -> InformerMessage | None:
+        """The next message; None after ``wait`` seconds without one."""
+        async with self._changed:
+            try:
+                async with asyncio.timeout(wait):
+                    await self._changed.wait_for(lambda: bool(self._items) or self.overflowed)
+            except TimeoutError:
+                return None
+            if self.overflowed:
+                raise Overflowed("buffer dropped")
+            message = self._items.popleft()
+            self.size -= _weight(message)
+            self._changed.notify_all()
+            return message
+
+    async def set_sink_failing(self, failing: bool) -> None:
+        async with self._changed:
+            self.sink_failing = failing
+            self._changed.notify_all()
+
+
+class Pipeline:
+    """Informer -> buffer -> sink for one resource type; :meth:`run` until cancelled."""
+
+    def __init__(
+        self,
+        *,
+        client: KubeClient,
+        sink: Sink,
+        rtype: ResourceType,
+        informer_settings: InformerSettings | None = None,
+        settings: PipelineSettings | None = None,
+        status: TypeStatus | None = None,
+    ) -> None:
+        self.client = client
+        self.sink = sink
+        self.rtype = rtype
+        self.informer_settings = informer_settings or InformerSettings()
+        self.settings = settings or PipelineSettings()
+        self.status = status or TypeStatus(key=rtype.key)
+        self._sink_backoff = Backoff(base=self.settings.sink_backoff_base, cap=self.settings.sink_backoff_cap)
+        self._reject_backoff = Backoff(
+            base=self.settings.reject_backoff_base, cap=self.settings.reject_backoff_cap
+        )
+        self._extra = {"resource": rtype.key}
+        self._offending = ""  # names of the objects of the call in flight, for rejections
+
+    async def run(self, *, checkpoint: str | None) -> None:
+        """Sync forever; start from ``checkpoint`` (no LIST) when given."""
+        try:
+            while True:
+                try:
+                    await self._generation(checkpoint)
+                except _Restart as restart:
+                    checkpoint = None
+                    await self._before_restart(restart)
+        finally:
+            self.status.phase = "stopped"
+
+    async def _before_restart(self, restart: _Restart) -> None:
+        logger.warning("restarting with a fresh snapshot", extra={**self._extra, "reason": str(restart)})
+        if restart.delay:
+            await asyncio.sleep(restart.delay)
+        if restart.wait_for_sink:
+            await self._deliver(self.sink.checkpoints, buffer=None)
+
+    async def _generation(self, checkpoint: str | None) -> None:
+        informer = Informer(
+            client=self.client,
+            rtype=self.rtype,
+            settings=self.informer_settings,
+            status=self.status,
+        )
+        buffer = MessageBuffer(self.settings.buffer_limit)
+        stream = informer.stream(checkpoint=checkpoint)
+        producer = asyncio.create_task(_produce(stream, buffer), name=f"informer {self.rtype.key}")
+        try:
+            await _Shipper(self, buffer, composite=informer.scopes != (None,)).run()
+        except Overflowed as exc:
+            metrics.BUFFER_OVERFLOWS.labels(self.rtype.key).inc()
+            raise _Restart(str(exc), wait_for_sink=True) from exc
+        finally:
+            producer.cancel()
+            await asyncio.gather(producer, return_exceptions=True)
+
+    async def _deliver(self, call: Callable[[], Awaitable[T]], *, buffer: MessageBuffer | None) -> T:
+        """Make one sink call, retrying while the sink is busy or unavailable."""
+        while True:
+            try:
+                result = await call()
+            except (SinkBusy, SinkUnavailable) as exc:
+                if buffer is not None:
+                    await buffer.set_sink_failing(True)
+                    if buffer.overflowed:
+                        raise Overflowed("buffer dropped while the sink failed") from exc
+                delay = self._sink_backoff.next_delay()
+                if isinstance(exc, SinkBusy):
+                    delay = max(exc.retry_after, self.settings.sink_backoff_base)
+                self.status.sink_error = str(exc)
+                logger.warning("sink call failed", extra={**self._extra, "error": str(exc), "delay": delay})
+                await asyncio.sleep(delay)
+                continue
+            except SnapshotLost as exc:
+                raise _Restart(f"snapshot lost: {exc}") from exc
+            except SinkRejected as exc:
+                raise self._rejected(exc) from exc
+            self._sink_backoff.reset()
+            self.status.sink_error = None
+            if buffer is not None and buffer.sink_failing:
+                await buffer.set_sink_failing(False)
+            return result
+
+    def _rejected(self, exc: SinkRejected) -> _Restart:
+        self.status.rejected += 1
+        metrics.BATCHES_REJECTED.labels(self.rtype.key).inc()
+        delay = self._reject_backoff.next_delay()
+        logger.error(
+            "sink rejected data",
+            extra={**self._extra, "error": str(exc), "delay": delay, "offending": self._offending},
+        )
+        return _Restart(f"rejected: {exc}", delay=delay)
+
+
+async def _produce(stream: AsyncGenerator[InformerMessage, None], buffer: MessageBuffer) -> None:
+    try:
+        async for message in stream:
+            await buffer.put(message)
+    except Overflowed:
+        pass  # the shipper sees buffer.overflowed and restarts the type
+    finally:
+        await stream.aclose()
+
+
+class _Shipper:
+    """Drains one generation's buffer into the sink, in order, one call at a time."""
+
+    def __init__(self, pipeline: Pipeline, buffer: MessageBuffer, *, composite: bool) -> None:
+        self.pipeline = pipeline
+        self.buffer = buffer
+        self.composite = composite
+        self.rtype = pipeline.rtype
+        self.sink = pipeline.sink
+        self.snapshot_id: str | None = None
+        self.count = 0
+        self.pending: InformerMessage | None = None
+
+    async def run(self) -> None:
+        while True:
+            message = self.pending or await self.buffer.get()
+            self.pending = None
+            if isinstance(message, SnapshotStart):
+                await self._start()
+            elif isinstance(message, SnapshotPage):
+                await self._page(message)
+            elif isinstance(message, SnapshotEnd):
+                await self._end(message)
+            elif message is not None:
+                await self._changes(message)
+
+    async def _start(self) -> None:
+        self.snapshot_id = await self._deliver(lambda: self.sink.snapshot_start(self.rtype))
+        self.count = 0
+
+    async def _page(self, page: SnapshotPage) -> None:
+        snapshot_id = self._snapshot()
+        self.pipeline._offending = _names(page.items)
+        await self._deliver(lambda: self.sink.snapshot_page(self.rtype, snapshot_id, page.items))
+        self.count += len(page.items)
+        metrics.OBJECTS_SNAPSHOTTED.labels(self.rtype.key).inc(len(page.items))
+
+    async def _end(self, end: SnapshotEnd) -> None:
+        snapshot_id = self._snapshot()
+        rv = end.resource_version
+        await self._deliver(
+            lambda: self.sink.snapshot_end(self.rtype, snapshot_id, resource_version=rv, count=self.count)
+        )
+        self.snapshot_id = None
+        self._acked(rv)
+
+    async def _changes(self, first: Change | Bookmark) -> None:
+        changes, rv = await self._batch(first)
+        self.pipeline._offending = _names([change.object for change in changes])
+        await self._deliver(lambda: self.sink.changes(self.rtype, changes, resource_version=rv))
+        metrics.EVENTS_SHIPPED.labels(self.rtype.key).inc(len(changes))
+        self._acked(rv)
+
+    async def _batch(self, first: Change | Bookmark) -> tuple[list[Change], str]:
+        """Consecutive changes; ends at a position the informer vouched for.
+
+        In composite (per-namespace) mode only a Bookmark carries the type's position, so
+        a batch never ends right after a Change: its Bookmark follows at once.
+        """
+        settings = self.pipeline.settings
+        deadline = time.monotonic() + settings.batch_wait
+        changes: list[Change] = []
+        rv: str | None = None
+        message: InformerMessage | None = first
+        while True:
+            if isinstance(message, Change):
+                changes.append(message)
+                rv = None if self.composite else message.resource_version
+            elif isinstance(message, Bookmark):
+                rv = message.resource_version
+            elif message is not None:
+                self.pending = message  # a snapshot message ends the batch
+                break
+            full = len(changes) >= settings.batch_max or time.monotonic() >= deadline
+            if full and rv is not None:
+                break
+            wait = None if rv is None else max(0.0, deadline - time.monotonic())
+            message = await self.buffer.get(wait=wait)
+            if message is None and rv is not None:
+                break
+        assert rv is not None
+        return changes, rv
+
+    def _snapshot(self) -> str:
+        if self.snapshot_id is None:
+            raise RuntimeError("snapshot page without a snapshot start")
+        return self.snapshot_id
+
+    def _acked(self, rv: str) -> None:
+        self.pipeline.status.resource_version = rv
+
+    async def _deliver(self, call: Callable[[], Awaitable[T]]) -> T:
+        return await self.pipeline._deliver(call, buffer=self.buffer)
+
+
+def _names(objects: list[dict[str, object]]) -> str:
+    """A short list of object names for a rejection log line."""
+    names = []
+    for obj in objects[:20]:
+        meta = obj.get("metadata")
+        if isinstance(meta, dict):
+            names.append(f"{meta.get('namespace') or ''}/{meta.get('name')}")
+    return ",".join(names) + (" ..." if len(objects) > 20 else "")

@@ -1,0 +1,191 @@
+"""The agent -> syncer ingest protocol (version 1), shared by both ends.
+
+Base URL: the syncer's ingest listener, e.g. ``https://syncer:8443``. Every request
+carries ``Authorization: Bearer <cluster token>``. Request bodies are JSON (orjson),
+gzip-compressed with ``Content-Encoding: gzip`` when larger than :data:`GZIP_MIN`
+bytes; every response body is JSON.
+
+=====  =============================================================  ================================
+verb   path (under ``/ingest/v1/clusters/{cluster}``)                  request -> response
+=====  =============================================================  ================================
+GET    ``/checkpoints``                                                 -> ``{"checkpoints": {key: rv}}``
+POST   ``/snapshots``                                                   ``{"type"}`` -> ``{"snapshot": id}``
+POST   ``/snapshots/{id}/pages``                                        ``{"type", "items"}``
+                                                                        -> ``{"accepted": n}``
+POST   ``/snapshots/{id}/end``                                          ``{"type", "resourceVersion",
+                                                                        "count"}`` -> ``{"deleted": n,
+                                                                        "checkpoint": rv}``
+POST   ``/changes``                                                     ``{"type", "events":
+                                                                        [{"type", "object"}],
+                                                                        "resourceVersion"}``
+                                                                        -> ``{"applied": n,
+                                                                        "checkpoint": rv}``
+POST   ``/types/remove``                                                ``{"type"}`` -> ``{"deleted": n}``
+=====  =============================================================  ================================
+
+``type`` is a ResourceType as ``{"group", "version", "resource", "kind", "namespaced"}``
+(:func:`type_to_dict`); the checkpoint keys are ``ResourceType.key``
+(``"deployments.apps"``, ``"pods"``). ``resourceVersion`` is opaque: a plain Kubernetes
+resourceVersion, or a composite ``{"namespaces": {...}}`` string for namespace-scoped
+agents; the syncer stores and returns it verbatim. A ``changes`` call with no events is
+a bookmark: it only moves the checkpoint. A new snapshot of a type abandons any
+unfinished earlier snapshot of the same type.
+
+Errors are Kubernetes ``Status`` objects (``{"kind": "Status", "code", "reason",
+"message"}``): 400 bad input; 401/403 authentication (403 also when the token belongs
+to another cluster); 404 unknown cluster; 409 with ``reason: "SnapshotLost"`` when the
+snapshot id is unknown (restart the snapshot); 429/503 with a ``Retry-After`` header
+(seconds) for backpressure.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from agent.events import Change, ChangeType, KubeObject, ResourceType
+
+PREFIX = "/ingest/v1/clusters"
+GZIP_MIN = 1024
+SNAPSHOT_LOST = "SnapshotLost"
+_CHANGE_TYPES: frozenset[str] = frozenset({"ADDED", "MODIFIED", "DELETED"})
+
+
+class ProtocolError(ValueError):
+    """A body that does not follow this protocol (the server answers 400)."""
+
+
+def cluster_path(cluster: str, *parts: str) -> str:
+    segments = [PREFIX, quote(cluster, safe=""), *(quote(p, safe="") for p in parts)]
+    return "/".join(segments)
+
+
+def checkpoints_path(cluster: str) -> str:
+    return cluster_path(cluster, "checkpoints")
+
+
+def snapshots_path(cluster: str) -> str:
+    return cluster_path(cluster, "snapshots")
+
+
+def snapshot_pages_path(cluster: str, snapshot_id: str) -> str:
+    return cluster_path(cluster, "snapshots", snapshot_id, "pages")
+
+
+def snapshot_end_path(cluster: str, snapshot_id: str) -> str:
+    return cluster_path(cluster, "snapshots", snapshot_id, "end")
+
+
+def changes_path(cluster: str) -> str:
+    return cluster_path(cluster, "changes")
+
+
+def remove_type_path(cluster: str) -> str:
+    return cluster_path(cluster, "types", "remove")
+
+
+def type_to_dict(rtype: ResourceType) -> dict[str, Any]:
+    return {
+        "group": rtype.group,
+        "version": rtype.version,
+        "resource": rtype.resource,
+        "kind": rtype.kind,
+        "namespaced": rtype.namespaced,
+    }
+
+
+def type_from_dict(data: Any) -> ResourceType:
+    if not isinstance(data, dict):
+        raise ProtocolError("type must be an object")
+    try:
+        fields = {k: data[k] for k in ("group", "version", "resource", "kind")}
+        namespaced = data["namespaced"]
+    except KeyError as exc:
+        raise ProtocolError(f"type lacks {exc.args[0]!r}") from exc
+    if not all(isinstance(v, str) for v in fields.values()) or not isinstance(namespaced, bool):
+        raise ProtocolError("type fields must be strings and namespaced a boolean")
+    if not fields["version"] or not fields["resource"]:
+        raise ProtocolError("type needs a version and a resource")
+    return ResourceType(namespaced=namespaced, **fields)
+
+
+def change_to_dict(change: Change) -> dict[str, Any]:
+    return {"type": change.type, "object": change.object}
+
+
+def change_from_dict(data: Any) -> Change:
+    if not isinstance(data, dict) or data.get("type") not in _CHANGE_TYPES:
+        raise ProtocolError("an event needs a type of ADDED, MODIFIED or DELETED")
+    kind: ChangeType = data["type"]
+    return Change(type=kind, object=_check_object(data.get("object")))
+
+
+def _check_object(obj: Any) -> KubeObject:
+    if not isinstance(obj, dict) or not isinstance(obj.get("metadata"), dict):
+        raise ProtocolError("an object needs metadata")
+    meta = obj["metadata"]
+    if not isinstance(meta.get("name"), str) or not meta.get("resourceVersion"):
+        raise ProtocolError("an object needs metadata.name and metadata.resourceVersion")
+    return obj
+
+
+def items_from_list(data: Any) -> list[KubeObject]:
+    if not isinstance(data, list):
+        raise ProtocolError("items must be a list")
+    for obj in data:
+        _check_object(obj)
+    return data
+
+
+# --- bodies ---------------------------------------------------------------------------
+
+
+def snapshot_start_body(rtype: ResourceType) -> dict[str, Any]:
+    return {"type": type_to_dict(rtype)}
+
+
+def snapshot_page_body(rtype: ResourceType, items: list[KubeObject]) -> dict[str, Any]:
+    return {"type": type_to_dict(rtype), "items": items}
+
+
+def snapshot_end_body(rtype: ResourceType, *, resource_version: str, count: int) -> dict[str, Any]:
+    return {"type": type_to_dict(rtype), "resourceVersion": resource_version, "count": count}
+
+
+def changes_body(rtype: ResourceType, changes: list[Change], *, resource_version: str) -> dict[str, Any]:
+    return {
+        "type": type_to_dict(rtype),
+        "events": [change_to_dict(change) for change in changes],
+        "resourceVersion": resource_version,
+    }
+
+
+def remove_type_body(rtype: ResourceType) -> dict[str, Any]:
+    return {"type": type_to_dict(rtype)}
+
+
+def required_str(body: Any, key: str) -> str:
+    value = body.get(key) if isinstance(body, dict) else None
+    if not isinstance(value, str) or not value:
+        raise ProtocolError(f"{key} must be a non-empty string")
+    return value
+
+
+def required_int(body: Any, key: str) -> int:
+    value = body.get(key) if isinstance(body, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ProtocolError(f"{key} must be a non-negative integer")
+    return value
+
+
+def status_body(code: int, reason: str, message: str) -> dict[str, Any]:
+    """A Kubernetes ``Status`` for an error answer (the server side uses this)."""
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
