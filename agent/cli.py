@@ -1,0 +1,109 @@
+"""``kubepedia agent``: sync one member cluster into a syncer.
+
+    kubepedia agent --cluster NAME --syncer URL --token TOKEN
+                    [--kubeconfig F] [--context C] [--config F] [--log-level L]
+
+The token may come from ``$KUBEPEDIA_AGENT_TOKEN`` instead (keeps it out of ``ps``).
+Without ``--kubeconfig`` the agent uses the in-cluster service account when it runs in a
+pod, else ``$KUBECONFIG`` or ``~/.kube/config``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from agent.errors import KubeClientError
+from agent.kubeclient import Connection, KubeClient, load_connection
+from agent.logs import setup_logging
+from agent.push import HttpSink
+from agent.runner import Runner
+from agent.selection import Selection, SelectionError, load_selection
+
+logger = logging.getLogger("agent")
+TOKEN_ENV = "KUBEPEDIA_AGENT_TOKEN"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kubepedia agent", description=__doc__.split("\n")[0])
+    parser.add_argument("--cluster", required=True, help="this cluster's name in kubepedia")
+    parser.add_argument("--syncer", required=True, help="the syncer's ingest URL")
+    parser.add_argument("--token", default=None, help=f"cluster token (or ${TOKEN_ENV})")
+    parser.add_argument("--kubeconfig", default=None)
+    parser.add_argument("--context", default=None)
+    parser.add_argument("--config", default=None, help="selection YAML file")
+    parser.add_argument("--log-level", default="INFO")
+    rules = parser.add_argument_group("selection (override the --config file)")
+    rules.add_argument("--include", action="append", help="resource pattern, repeatable")
+    rules.add_argument("--exclude", action="append", help="resource pattern, repeatable")
+    rules.add_argument("--namespace", action="append", help="only these namespaces")
+    rules.add_argument("--exclude-namespace", action="append", help="namespace pattern")
+    rules.add_argument("--keep-secret-data", action="store_true", default=None)
+    rules.add_argument("--no-custom-resources", action="store_true", default=None)
+    rules.add_argument("--discovery-interval", type=float, default=None, help="seconds")
+    return parser
+
+
+def selection_from(args: argparse.Namespace) -> Selection:
+    return load_selection(args.config).overridden(
+        include=_tuple(args.include),
+        exclude=_tuple(args.exclude),
+        namespaces_include=_tuple(args.namespace),
+        namespaces_exclude=_tuple(args.exclude_namespace),
+        keep_secret_data=args.keep_secret_data,
+        custom_resources=False if args.no_custom_resources else None,
+        discovery_refresh=args.discovery_interval,
+    )
+
+
+def _tuple(values: list[str] | None) -> tuple[str, ...] | None:
+    return tuple(values) if values else None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level)
+    token = args.token or os.environ.get(TOKEN_ENV)
+    if not token:
+        logger.error(f"no token: pass --token or set ${TOKEN_ENV}")
+        return 2
+    try:
+        selection = selection_from(args)
+        connection = load_connection(kubeconfig=args.kubeconfig, context=args.context)
+    except (SelectionError, KubeClientError) as exc:
+        logger.error(str(exc))
+        return 2
+    asyncio.run(_serve(args, token=token, selection=selection, connection=connection))
+    return 0
+
+
+async def _serve(
+    args: argparse.Namespace, *, token: str, selection: Selection, connection: Connection
+) -> None:
+    async with (
+        KubeClient(connection=connection) as client,
+        HttpSink(base_url=args.syncer, cluster=args.cluster, token=token) as sink,
+    ):
+        runner = Runner(client=client, sink=sink, selection=selection)
+        task = asyncio.create_task(runner.run(), name="agent")
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, task.cancel)
+        logger.info(
+            "agent started",
+            extra={"cluster": args.cluster, "syncer": args.syncer, "server": client.connection.server},
+        )
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        logger.info("agent stopped", extra={"cluster": args.cluster})
+
+
+if __name__ == "__main__":
+    sys.exit(main())
