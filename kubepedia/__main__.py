@@ -1,0 +1,5 @@
+import sys
+
+from kubepedia.cli import main
+
+sys.exit(main())

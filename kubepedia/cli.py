@@ -1,0 +1,73 @@
+"""The ``kubepedia`` command: a thin face wiring the rooms together."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from kubepedia import logs
+from kubepedia.config import DEFAULT_API_LISTEN, DEFAULT_INGEST_LISTEN, default_data_dir, parse_listen
+from syncer.db import DatabaseUnreachable
+from syncer.embedded import EmbeddedError
+from syncer.migrations import SchemaTooNew
+
+log = logging.getLogger("kubepedia")
+
+
+def _listen(value: str) -> tuple[str, int]:
+    try:
+        return parse_listen(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kubepedia", description=__doc__)
+    parser.add_argument("--log-level", default=os.environ.get("KUBEPEDIA_LOG_LEVEL", "info"),
+                        choices=["debug", "info", "warning", "error"])
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the syncer and the read API")
+    serve.add_argument("--database-url", default=os.environ.get("KUBEPEDIA_DATABASE_URL"),
+                       help="PostgreSQL URL (default: an embedded server in the data dir)")
+    serve.add_argument("--data-dir", type=Path, default=default_data_dir())
+    serve.add_argument("--api-listen", type=_listen, default=DEFAULT_API_LISTEN)
+    serve.add_argument("--ingest-listen", type=_listen, default=DEFAULT_INGEST_LISTEN)
+    return parser
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from kubepedia.serve import ServeConfig, serve
+
+    config = ServeConfig(database_url=args.database_url, data_dir=args.data_dir,
+                         api_listen=args.api_listen, ingest_listen=args.ingest_listen)
+    asyncio.run(serve(config))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["agent"]:
+        from agent.cli import main as agent_main
+
+        return agent_main(argv[1:])
+    args = _parser().parse_args(argv)
+    logs.setup(args.log_level)
+    try:
+        return _run_serve(args)
+    except (DatabaseUnreachable, SchemaTooNew, EmbeddedError) as exc:
+        print(f"kubepedia: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # e.g. a listen address in use
+        print(f"kubepedia: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

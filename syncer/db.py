@@ -1,0 +1,105 @@
+"""Connections to the store: the asyncpg pool, its codecs, and a clear word when it fails."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+import orjson
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_S = 10.0
+JSONB_BINARY_VERSION = b"\x01"
+
+# Per-connection staging for bulk merges: COPY lands here, one statement merges it.
+# ON COMMIT DELETE ROWS keeps it empty between transactions at no cost when untouched.
+STAGING_DDL = """
+CREATE TEMP TABLE IF NOT EXISTS staging (
+    ord integer NOT NULL,
+    namespace text NOT NULL,
+    name text NOT NULL,
+    uid text NOT NULL,
+    resource_version text NOT NULL,
+    owner_uid text,
+    labels jsonb NOT NULL,
+    created_at timestamptz,
+    deleted_at timestamptz,
+    object jsonb NOT NULL
+) ON COMMIT DELETE ROWS
+"""
+STAGING_COLUMNS = ("ord", "namespace", "name", "uid", "resource_version", "owner_uid",
+                   "labels", "created_at", "deleted_at", "object")
+
+
+class DatabaseUnreachable(RuntimeError):
+    """The database could not be reached; the message names host and port only."""
+
+
+def describe(url: str) -> str:
+    """``host:port/dbname`` of a URL, never its credentials."""
+    parts = urlsplit(url)
+    host = parts.hostname or "localhost"
+    port = parts.port or 5432
+    return f"{host}:{port}{parts.path or ''}"
+
+
+def _encode_jsonb(value: Any) -> bytes:
+    # bytes are JSON already encoded (the ingest path encodes each object once, to size it).
+    if isinstance(value, bytes):
+        return JSONB_BINARY_VERSION + value
+    return JSONB_BINARY_VERSION + orjson.dumps(value)
+
+
+def _decode_jsonb(data: bytes) -> Any:
+    return orjson.loads(data[1:])
+
+
+async def init_connection(conn: asyncpg.Connection) -> None:
+    """Codecs (orjson, binary jsonb) and the session's staging table."""
+    await conn.set_type_codec("jsonb", schema="pg_catalog", encoder=_encode_jsonb,
+                              decoder=_decode_jsonb, format="binary")
+    await conn.set_type_codec("json", schema="pg_catalog", encoder=lambda v: orjson.dumps(v).decode(),
+                              decoder=orjson.loads, format="text")
+    await conn.execute(STAGING_DDL)
+
+
+async def connect(url: str) -> asyncpg.Connection:
+    """One dedicated connection (LISTEN, ownership locks, migrations)."""
+    try:
+        conn: asyncpg.Connection = await asyncpg.connect(url, timeout=CONNECT_TIMEOUT_S)
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+        raise DatabaseUnreachable(_unreachable(url, exc)) from exc
+    return conn
+
+
+def _unreachable(url: str, exc: BaseException) -> str:
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    # Some driver messages echo the DSN; never let a password through.
+    password = urlsplit(url).password
+    if password:
+        reason = reason.replace(password, "***")
+    return f"cannot reach PostgreSQL at {describe(url)}: {reason}"
+
+
+async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
+    try:
+        pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size,
+                                         init=init_connection, timeout=CONNECT_TIMEOUT_S)
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+        raise DatabaseUnreachable(_unreachable(url, exc)) from exc
+    assert pool is not None
+    return pool
+
+
+@asynccontextmanager
+async def pool_context(url: str, **kwargs: int) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(url, **kwargs)
+    try:
+        yield pool
+    finally:
+        await pool.close()

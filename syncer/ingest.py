@@ -1,0 +1,400 @@
+"""The ingest core: apply a member cluster's changes to the store, exactly once, in order.
+
+Two ways in, both per (cluster, resource type):
+
+* ``apply_batch``: an ordered batch of watch events and the checkpoint it reaches, in one
+  transaction. Replaying a committed batch changes nothing.
+* snapshots (``snapshot_start`` / ``snapshot_page`` / ``snapshot_end``): a relist. Pages
+  are merged as they arrive (COPY into staging, one merge statement); the end deletes, in
+  one transaction with the new checkpoint, every row the snapshot did not contain. Because
+  the snapshot's progress lives in the database, it can span many HTTP requests.
+
+Every change appends to ``change_log``. Its sequence numbers are taken only while
+``CHANGE_LOG_LOCK`` is held and that lock is held until commit, so numbers become visible
+in the order they were handed out: a reader that resumes after N never misses a smaller
+number committed later (DESIGN.md, "Sequence numbers commit out of order").
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from agent.events import ResourceType
+from syncer.db import STAGING_COLUMNS
+from syncer.plan import Change, Plan, StoredState, plan_batch, plan_snapshot_page
+from syncer.validate import BadInput, Event, Row, to_events, to_rows
+
+log = logging.getLogger(__name__)
+
+CHANGE_LOG_LOCK = 0x6B75_6265_0002
+LOG_COLUMNS = ("seq", "cluster", "grp", "version", "resource", "kind", "namespace", "name",
+               "uid", "resource_version", "type")
+
+
+class SnapshotLost(RuntimeError):
+    """The snapshot is unknown or incomplete; the caller must list again."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class BatchResult:
+    applied: int  # changes written (change-log entries)
+    checkpoint: str | None
+    replayed: bool = False
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SnapshotResult:
+    deleted: int
+    checkpoint: str
+
+
+class Store:
+    """The write side of the store, over an asyncpg pool (see ``syncer.db``)."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    # -- reading sync state -------------------------------------------------------------
+
+    async def checkpoints(self, *, cluster: str) -> dict[str, str]:
+        """Committed checkpoint per type key (``ResourceType.key``)."""
+        rows = await self._pool.fetch(
+            "SELECT grp, resource, checkpoint FROM sync_state"
+            " WHERE cluster = $1 AND checkpoint IS NOT NULL",
+            cluster,
+        )
+        return {_key(r["grp"], r["resource"]): r["checkpoint"] for r in rows}
+
+    # -- watch batches --------------------------------------------------------------------
+
+    async def apply_batch(
+        self,
+        *,
+        cluster: str,
+        rtype: ResourceType,
+        events: Sequence[Any],
+        resource_version: str | None = None,
+        keep_secret_data: bool = False,
+    ) -> BatchResult:
+        """Apply ordered watch events (wire form) and advance the checkpoint, atomically.
+
+        The checkpoint is ``resource_version`` or else the last event's. A batch whose
+        checkpoint is already the committed one is a replay and changes nothing; within a
+        batch, events up to an object's stored resourceVersion are skipped, so a batch
+        that overlaps what was committed is applied only from where it is new.
+        """
+        parsed = to_events(events, rtype=rtype, keep_secret_data=keep_secret_data)
+        checkpoint = resource_version or (parsed[-1].resource_version if parsed else None)
+        async with self._pool.acquire() as conn, conn.transaction():
+            committed = await _lock_state(conn, cluster=cluster, rtype=rtype)
+            if checkpoint is not None and checkpoint == committed:
+                return BatchResult(applied=0, checkpoint=committed, replayed=True)
+            rows = [e.row for e in parsed if e.row is not None]
+            stored = await _stored(conn, cluster=cluster, rtype=rtype, keys={r.key for r in rows})
+            plan = plan_batch(parsed, stored)
+            await _write(conn, cluster=cluster, rtype=rtype, plan=plan)
+            await _advance(conn, cluster=cluster, rtype=rtype, checkpoint=checkpoint,
+                           delta=plan.count_delta, touched=bool(parsed))
+        return BatchResult(applied=len(plan.log), checkpoint=checkpoint)
+
+    # -- snapshots ------------------------------------------------------------------------
+
+    async def snapshot_start(self, *, cluster: str, rtype: ResourceType) -> int:
+        """Open a snapshot (a relist); any older open snapshot of the type is dropped."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await _lock_state(conn, cluster=cluster, rtype=rtype)
+            await _drop_snapshots(conn, cluster=cluster, rtype=rtype)
+            await conn.execute(
+                "UPDATE sync_state SET phase = 'listing', updated_at = now()"
+                " WHERE cluster = $1 AND grp = $2 AND resource = $3",
+                cluster, rtype.group, rtype.resource,
+            )
+            snapshot_id: int = await conn.fetchval(
+                "INSERT INTO snapshots (cluster, grp, resource) VALUES ($1, $2, $3) RETURNING id",
+                cluster, rtype.group, rtype.resource,
+            )
+        return snapshot_id
+
+    async def snapshot_page(
+        self,
+        *,
+        cluster: str,
+        rtype: ResourceType,
+        snapshot_id: int,
+        items: Sequence[Any],
+        keep_secret_data: bool = False,
+    ) -> int:
+        """Merge one page of a snapshot; replaying a page changes nothing."""
+        rows = to_rows(items, rtype=rtype, keep_secret_data=keep_secret_data)
+        async with self._pool.acquire() as conn, conn.transaction():
+            await _lock_state(conn, cluster=cluster, rtype=rtype)
+            await _check_snapshot(conn, cluster=cluster, rtype=rtype, snapshot_id=snapshot_id)
+            stored = await _stored(conn, cluster=cluster, rtype=rtype, keys={r.key for r in rows})
+            plan = plan_snapshot_page(rows, stored)
+            await _write(conn, cluster=cluster, rtype=rtype, plan=plan)
+            await conn.execute(
+                "INSERT INTO snapshot_seen (snapshot_id, namespace, name)"
+                " SELECT $1, ns, n FROM unnest($2::text[], $3::text[]) AS k(ns, n)"
+                " ON CONFLICT DO NOTHING",
+                snapshot_id, [r.namespace for r in rows], [r.name for r in rows],
+            )
+            await _adjust_count(conn, cluster=cluster, rtype=rtype, delta=plan.count_delta)
+        return len(rows)
+
+    async def snapshot_end(
+        self, *, cluster: str, rtype: ResourceType, snapshot_id: int, resource_version: str,
+        count: int | None = None,
+    ) -> SnapshotResult:
+        """Close a snapshot: delete what it did not contain, commit its checkpoint.
+
+        ``count`` is the number of objects the lister saw; if the store holds a different
+        number for this snapshot (pages lost in transit or to a crash) nothing is deleted
+        and ``SnapshotLost`` asks for a new list.
+        """
+        if not resource_version:
+            raise BadInput("snapshot end: resourceVersion is missing")
+        async with self._pool.acquire() as conn, conn.transaction():
+            await _lock_state(conn, cluster=cluster, rtype=rtype)
+            await _check_snapshot(conn, cluster=cluster, rtype=rtype, snapshot_id=snapshot_id)
+            seen = await conn.fetchval(
+                "SELECT count(*) FROM snapshot_seen WHERE snapshot_id = $1", snapshot_id)
+            if count is not None and seen != count:
+                # Committed, not rolled back with the error: the snapshot is unusable.
+                await _drop_snapshots(conn, cluster=cluster, rtype=rtype)
+                incomplete = f"holds {seen} objects, the list had {count}"
+            else:
+                incomplete = ""
+                deleted = await _close_snapshot(conn, cluster=cluster, rtype=rtype,
+                                                snapshot_id=snapshot_id, checkpoint=resource_version)
+        if incomplete:
+            raise SnapshotLost(f"snapshot {snapshot_id} of {cluster}/{rtype.key} {incomplete}; list again")
+        if deleted:
+            log.info("snapshot removed objects it no longer holds",
+                     extra={"cluster": cluster, "type": rtype.key, "deleted": deleted})
+        return SnapshotResult(deleted=deleted, checkpoint=resource_version)
+
+    @asynccontextmanager
+    async def snapshot(self, *, cluster: str, rtype: ResourceType) -> AsyncIterator[Snapshot]:
+        """``async with store.snapshot(...) as snap: await snap.add(page); await snap.end(rv)``"""
+        snapshot_id = await self.snapshot_start(cluster=cluster, rtype=rtype)
+        yield Snapshot(store=self, cluster=cluster, rtype=rtype, snapshot_id=snapshot_id)
+
+    # -- removal --------------------------------------------------------------------------
+
+    async def remove_type(self, *, cluster: str, rtype: ResourceType) -> int:
+        """Delete every row of a type the cluster no longer serves, logging each deletion."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", CHANGE_LOG_LOCK)
+            deleted: int = await conn.fetchval(
+                _DELETE_WHERE.format(cond="cluster = $1 AND grp = $2 AND resource = $3"),
+                cluster, rtype.group, rtype.resource)
+            await _drop_snapshots(conn, cluster=cluster, rtype=rtype)
+            await conn.execute(
+                "DELETE FROM sync_state WHERE cluster = $1 AND grp = $2 AND resource = $3",
+                cluster, rtype.group, rtype.resource)
+        return deleted
+
+    async def remove_cluster_data(self, *, cluster: str) -> int:
+        """Delete every row of a cluster (its registry entry is the registry's business)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", CHANGE_LOG_LOCK)
+            deleted: int = await conn.fetchval(_DELETE_WHERE.format(cond="cluster = $1"), cluster)
+            await conn.execute(
+                "DELETE FROM snapshot_seen WHERE snapshot_id IN"
+                " (SELECT id FROM snapshots WHERE cluster = $1)", cluster)
+            await conn.execute("DELETE FROM snapshots WHERE cluster = $1", cluster)
+            await conn.execute("DELETE FROM sync_state WHERE cluster = $1", cluster)
+        return deleted
+
+
+@dataclass(kw_only=True, slots=True)
+class Snapshot:
+    store: Store
+    cluster: str
+    rtype: ResourceType
+    snapshot_id: int
+    count: int = 0
+
+    async def add(self, items: Sequence[Any], *, keep_secret_data: bool = False) -> None:
+        self.count += await self.store.snapshot_page(
+            cluster=self.cluster, rtype=self.rtype, snapshot_id=self.snapshot_id, items=items,
+            keep_secret_data=keep_secret_data)
+
+    async def end(self, resource_version: str) -> SnapshotResult:
+        return await self.store.snapshot_end(
+            cluster=self.cluster, rtype=self.rtype, snapshot_id=self.snapshot_id,
+            resource_version=resource_version, count=self.count)
+
+
+# -- SQL -------------------------------------------------------------------------------------
+
+_LOG_DELETED = """
+INSERT INTO change_log (seq, cluster, grp, version, resource, kind, namespace, name, uid,
+                        resource_version, type)
+SELECT nextval('change_seq'), cluster, grp, version, resource, kind, namespace, name, uid,
+       resource_version, 'DELETED'
+FROM (SELECT * FROM gone ORDER BY namespace, name) AS g
+"""
+
+_DELETE_UNSEEN = f"""
+WITH gone AS (
+    DELETE FROM resources r
+    WHERE r.cluster = $1 AND r.grp = $2 AND r.resource = $3
+      AND NOT EXISTS (SELECT 1 FROM snapshot_seen s
+                      WHERE s.snapshot_id = $4 AND s.namespace = r.namespace
+                        AND s.name = r.name)
+    RETURNING r.*
+), logged AS ({_LOG_DELETED} RETURNING 1)
+SELECT count(*) FROM logged
+"""
+
+_DELETE_WHERE = (
+    "WITH gone AS (DELETE FROM resources WHERE {cond} RETURNING *),"
+    f" logged AS ({_LOG_DELETED} RETURNING 1) SELECT count(*) FROM logged"
+)
+
+_MERGE = """
+INSERT INTO resources AS r (cluster, grp, version, resource, kind, namespace, name, uid,
+    resource_version, owner_uid, labels, created_at, deleted_at, seq, object)
+SELECT $1, $2, $3, $4, $5, s.namespace, s.name, s.uid, s.resource_version, s.owner_uid,
+       s.labels, s.created_at, s.deleted_at, $6::bigint + s.ord, s.object
+FROM staging s
+ON CONFLICT (cluster, grp, resource, namespace, name) DO UPDATE SET
+    version = EXCLUDED.version, kind = EXCLUDED.kind, uid = EXCLUDED.uid,
+    resource_version = EXCLUDED.resource_version, owner_uid = EXCLUDED.owner_uid,
+    labels = EXCLUDED.labels, created_at = EXCLUDED.created_at,
+    deleted_at = EXCLUDED.deleted_at, seq = EXCLUDED.seq, object = EXCLUDED.object
+"""
+
+
+def _key(group: str, resource: str) -> str:
+    return f"{resource}.{group}" if group else resource
+
+
+async def _lock_state(conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType) -> str | None:
+    """Create the type's sync state if new and lock it: one writer per (cluster, type)."""
+    await conn.execute(
+        "INSERT INTO sync_state (cluster, grp, resource, version, kind, namespaced, phase)"
+        " VALUES ($1, $2, $3, $4, $5, $6, 'listing') ON CONFLICT DO NOTHING",
+        cluster, rtype.group, rtype.resource, rtype.version, rtype.kind, rtype.namespaced)
+    checkpoint: str | None = await conn.fetchval(
+        "SELECT checkpoint FROM sync_state WHERE cluster = $1 AND grp = $2 AND resource = $3"
+        " FOR UPDATE", cluster, rtype.group, rtype.resource)
+    return checkpoint
+
+
+async def _check_snapshot(
+    conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType, snapshot_id: int
+) -> None:
+    found = await conn.fetchval(
+        "SELECT 1 FROM snapshots WHERE id = $1 AND cluster = $2 AND grp = $3 AND resource = $4",
+        snapshot_id, cluster, rtype.group, rtype.resource)
+    if found is None:
+        raise SnapshotLost(f"snapshot {snapshot_id} of {cluster}/{rtype.key} is not open; list again")
+
+
+async def _close_snapshot(conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType,
+                          snapshot_id: int, checkpoint: str) -> int:
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", CHANGE_LOG_LOCK)
+    deleted = int(await conn.fetchval(_DELETE_UNSEEN, cluster, rtype.group, rtype.resource, snapshot_id))
+    await _drop_snapshots(conn, cluster=cluster, rtype=rtype)
+    await _advance(conn, cluster=cluster, rtype=rtype, checkpoint=checkpoint, delta=-deleted, touched=True)
+    return deleted
+
+
+async def _drop_snapshots(conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType) -> None:
+    ids = await conn.fetch(
+        "DELETE FROM snapshots WHERE cluster = $1 AND grp = $2 AND resource = $3 RETURNING id",
+        cluster, rtype.group, rtype.resource)
+    if ids:
+        await conn.execute("DELETE FROM snapshot_seen WHERE snapshot_id = ANY($1::bigint[])",
+                           [r["id"] for r in ids])
+
+
+async def _stored(
+    conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType, keys: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], StoredState]:
+    keys = list(keys)
+    if not keys:
+        return {}
+    rows = await conn.fetch(
+        "SELECT r.namespace, r.name, r.uid, r.resource_version, r.version, r.kind"
+        " FROM unnest($4::text[], $5::text[]) AS k(ns, n)"
+        " JOIN resources r ON r.cluster = $1 AND r.grp = $2 AND r.resource = $3"
+        " AND r.namespace = k.ns AND r.name = k.n",
+        cluster, rtype.group, rtype.resource, [k[0] for k in keys], [k[1] for k in keys])
+    return {
+        (r["namespace"], r["name"]): StoredState(
+            uid=r["uid"], resource_version=r["resource_version"], version=r["version"],
+            kind=r["kind"])
+        for r in rows
+    }
+
+
+async def _write(conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType, plan: Plan) -> None:
+    """Write a plan: numbered change-log entries, upserts, deletes."""
+    if not plan.log:
+        return
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", CHANGE_LOG_LOCK)
+    first: int = await conn.fetchval("SELECT nextval('change_seq')")
+    if len(plan.log) > 1:
+        # Under the lock nobody else draws numbers: ours are first .. first + n - 1.
+        await conn.execute("SELECT setval('change_seq', $1)", first + len(plan.log) - 1)
+    await conn.copy_records_to_table(
+        "change_log", columns=LOG_COLUMNS,
+        records=_log_records(plan.log, first=first, cluster=cluster, rtype=rtype))
+    if plan.upserts:
+        await conn.copy_records_to_table(
+            "staging", columns=STAGING_COLUMNS, records=_staging_records(plan.upserts))
+        await conn.execute(_MERGE, cluster, rtype.group, rtype.version, rtype.resource,
+                           rtype.kind, first)
+    if plan.deletes:
+        await conn.execute(
+            "DELETE FROM resources r USING unnest($4::text[], $5::text[], $6::text[]) AS k(ns, n, u)"
+            " WHERE r.cluster = $1 AND r.grp = $2 AND r.resource = $3"
+            " AND r.namespace = k.ns AND r.name = k.n AND r.uid = k.u",
+            cluster, rtype.group, rtype.resource,
+            [c.namespace for c in plan.deletes], [c.name for c in plan.deletes],
+            [c.uid for c in plan.deletes])
+
+
+def _log_records(
+    log_entries: Sequence[Change], *, first: int, cluster: str, rtype: ResourceType
+) -> Iterable[tuple[Any, ...]]:
+    for offset, c in enumerate(log_entries):
+        yield (first + offset, cluster, rtype.group, c.version or rtype.version, rtype.resource,
+               c.kind or rtype.kind, c.namespace, c.name, c.uid, c.resource_version, c.type)
+
+
+def _staging_records(upserts: Sequence[tuple[int, Row]]) -> Iterable[tuple[Any, ...]]:
+    for ord_, row in upserts:
+        yield (ord_, row.namespace, row.name, row.uid, row.resource_version, row.owner_uid,
+               row.labels, row.created_at, row.deleted_at, row.object)
+
+
+async def _adjust_count(conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType,
+                        delta: int) -> None:
+    if delta:
+        await conn.execute(
+            "UPDATE sync_state SET object_count = object_count + $4, last_event_at = now(),"
+            " updated_at = now() WHERE cluster = $1 AND grp = $2 AND resource = $3",
+            cluster, rtype.group, rtype.resource, delta)
+
+
+async def _advance(conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType,
+                   checkpoint: str | None, delta: int, touched: bool) -> None:
+    await conn.execute(
+        "UPDATE sync_state SET checkpoint = coalesce($4, checkpoint), phase = 'watching',"
+        " object_count = object_count + $5, last_error = NULL, updated_at = now(),"
+        " last_event_at = CASE WHEN $6 THEN now() ELSE last_event_at END"
+        " WHERE cluster = $1 AND grp = $2 AND resource = $3",
+        cluster, rtype.group, rtype.resource, checkpoint, delta, touched)
+
+
+__all__ = ["BadInput", "BatchResult", "Event", "Snapshot", "SnapshotLost", "SnapshotResult", "Store"]

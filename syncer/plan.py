@@ -1,0 +1,144 @@
+"""Decide what a batch changes, before any of it is written (pure: no I/O).
+
+Resource versions are opaque: we never compare them by size, only by equality with what
+is stored (Kubernetes API Concepts, "Resource versions"). An object's events in a batch
+are applied after the last one that carries the stored resourceVersion, so a batch that
+overlaps what is already committed is applied only from where it is new.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from syncer.validate import Event, Row
+
+Key = tuple[str, str]  # (namespace, name)
+LogType = Literal["ADDED", "MODIFIED", "DELETED"]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class StoredState:
+    uid: str
+    resource_version: str
+    version: str = ""
+    kind: str = ""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Change:
+    """One change-log entry."""
+
+    type: LogType
+    namespace: str
+    name: str
+    uid: str
+    resource_version: str
+    version: str = ""  # "" = the batch's version
+    kind: str = ""
+
+
+@dataclass(kw_only=True, slots=True)
+class Plan:
+    log: list[Change] = field(default_factory=list)
+    upserts: list[tuple[int, Row]] = field(default_factory=list)  # (log index, final row)
+    deletes: list[Change] = field(default_factory=list)
+    count_delta: int = 0
+
+
+def _skip_counts(events: Sequence[Event], stored: Mapping[Key, StoredState]) -> dict[Key, int]:
+    """Per key, how many of its events are already reflected in the stored row."""
+    seen: dict[Key, int] = {}
+    skip: dict[Key, int] = {}
+    for event in events:
+        if event.row is None:
+            continue
+        key = event.row.key
+        seen[key] = seen.get(key, 0) + 1
+        state = stored.get(key)
+        if state is not None and event.type != "DELETED" and \
+                state.resource_version == event.row.resource_version and state.uid == event.row.uid:
+            skip[key] = seen[key]
+    return skip
+
+
+class _Applier:
+    """Replays events against the stored state, collecting log entries and final rows."""
+
+    def __init__(self, stored: Mapping[Key, StoredState]) -> None:
+        self.current: dict[Key, Row | StoredState | None] = dict(stored)
+        self.plan = Plan()
+        self.final: dict[Key, int | None] = {}  # key -> log index of final upsert, None = deleted
+        self.rows: dict[Key, Row] = {}
+        self.original = stored
+
+    def put(self, row: Row) -> None:
+        current = self.current.get(row.key)
+        if current is None:
+            self._log("ADDED", row.key, row.uid, row.resource_version)
+        elif current.uid != row.uid:
+            # Same name, new object: the old one was deleted while we were not looking.
+            self._log("DELETED", row.key, current.uid, current.resource_version, of=current)
+            self._log("ADDED", row.key, row.uid, row.resource_version)
+        elif current.resource_version == row.resource_version:
+            return
+        else:
+            self._log("MODIFIED", row.key, row.uid, row.resource_version)
+        self.current[row.key] = row
+        self.rows[row.key] = row
+        self.final[row.key] = len(self.plan.log) - 1
+
+    def delete(self, row: Row) -> None:
+        current = self.current.get(row.key)
+        if current is None or current.uid != row.uid:
+            return  # already gone, or a newer object of the same name lives there
+        self._log("DELETED", row.key, row.uid, row.resource_version)
+        self.current[row.key] = None
+        self.final[row.key] = None
+
+    def _log(self, type_: LogType, key: Key, uid: str, rv: str,
+             of: Row | StoredState | None = None) -> None:
+        version = of.version if isinstance(of, StoredState) else ""
+        kind = of.kind if isinstance(of, StoredState) else ""
+        self.plan.log.append(Change(type=type_, namespace=key[0], name=key[1], uid=uid,
+                                    resource_version=rv, version=version, kind=kind))
+
+    def finish(self) -> Plan:
+        for key, index in self.final.items():
+            was = self.original.get(key)
+            if index is None:
+                if was is not None:
+                    self.plan.deletes.append(Change(
+                        type="DELETED", namespace=key[0], name=key[1], uid=was.uid,
+                        resource_version=was.resource_version))
+                    self.plan.count_delta -= 1
+            else:
+                self.plan.upserts.append((index, self.rows[key]))
+                self.plan.count_delta += 0 if was is not None else 1
+        return self.plan
+
+
+def plan_batch(events: Sequence[Event], stored: Mapping[Key, StoredState]) -> Plan:
+    skip = _skip_counts(events, stored)
+    applier = _Applier(stored)
+    seen: dict[Key, int] = {}
+    for event in events:
+        if event.row is None:
+            continue
+        key = event.row.key
+        seen[key] = seen.get(key, 0) + 1
+        if seen[key] <= skip.get(key, 0):
+            continue
+        if event.type == "DELETED":
+            applier.delete(event.row)
+        else:
+            applier.put(event.row)
+    return applier.finish()
+
+
+def plan_snapshot_page(rows: Sequence[Row], stored: Mapping[Key, StoredState]) -> Plan:
+    applier = _Applier(stored)
+    for row in rows:
+        applier.put(row)
+    return applier.finish()

@@ -1,0 +1,142 @@
+"""The store's schema as SQLAlchemy Core metadata: the single description of every table.
+
+Every table that holds per-cluster data leads with ``cluster`` so that a cluster's rows can
+be dropped in one statement and the tables can be distributed by that column (Citus).
+The ``change_log`` sequence is the aggregated resourceVersion served by the read API.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    Sequence,
+    Table,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData()
+
+# Handed out only while the change-log lock is held, so numbers commit in order.
+change_seq = Sequence("change_seq", metadata=metadata, start=1)
+
+schema_version = Table(
+    "schema_version",
+    metadata,
+    Column("version", Integer, primary_key=True),
+    Column("applied_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+)
+
+clusters = Table(
+    "clusters",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("mode", Text, nullable=False),  # 'push' | 'pull'
+    Column("labels", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("token_hash", Text),  # push: sha256 of the agent token
+    Column("kubeconfig", Text),  # pull: the kubeconfig document itself
+    Column("settings", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("healthy", Boolean),
+    Column("health_message", Text),
+    Column("last_seen_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+)
+
+resources = Table(
+    "resources",
+    metadata,
+    Column("cluster", Text, nullable=False),
+    Column("grp", Text, nullable=False),  # "" for the core group
+    Column("version", Text, nullable=False),
+    Column("resource", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("namespace", Text, nullable=False),  # "" for cluster-scoped objects
+    Column("name", Text, nullable=False),
+    Column("uid", Text, nullable=False),
+    Column("resource_version", Text, nullable=False),
+    Column("owner_uid", Text),
+    Column("labels", JSONB, nullable=False),
+    Column("created_at", DateTime(timezone=True)),
+    Column("deleted_at", DateTime(timezone=True)),
+    Column("seq", BigInteger, nullable=False),  # change_log.seq of the last change
+    Column("object", JSONB, nullable=False),
+    PrimaryKeyConstraint("cluster", "grp", "resource", "namespace", "name", name="resources_pkey"),
+)
+Index("resources_type_ns_name", resources.c.grp, resources.c.resource, resources.c.namespace,
+      resources.c.name)
+Index("resources_uid", resources.c.uid)
+Index("resources_owner_uid", resources.c.owner_uid, postgresql_where=resources.c.owner_uid.isnot(None))
+Index("resources_created_at", resources.c.grp, resources.c.resource, resources.c.created_at)
+Index("resources_labels", resources.c.labels, postgresql_using="gin",
+      postgresql_ops={"labels": "jsonb_path_ops"})
+Index("resources_name_trgm", resources.c.name, postgresql_using="gin",
+      postgresql_ops={"name": "gin_trgm_ops"})
+
+change_log = Table(
+    "change_log",
+    metadata,
+    Column("seq", BigInteger, primary_key=True),
+    Column("cluster", Text, nullable=False),
+    Column("grp", Text, nullable=False),
+    Column("version", Text, nullable=False),
+    Column("resource", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("namespace", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("uid", Text, nullable=False),
+    Column("resource_version", Text, nullable=False),
+    Column("type", Text, nullable=False),  # ADDED | MODIFIED | DELETED
+    Column("at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+)
+Index("change_log_cluster_seq", change_log.c.cluster, change_log.c.seq)
+Index("change_log_at", change_log.c.at)
+
+sync_state = Table(
+    "sync_state",
+    metadata,
+    Column("cluster", Text, nullable=False),
+    Column("grp", Text, nullable=False),
+    Column("resource", Text, nullable=False),
+    Column("version", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("namespaced", Boolean, nullable=False),
+    Column("phase", Text, nullable=False),  # listing | watching | error
+    Column("checkpoint", Text),  # source resourceVersion committed with the last batch
+    Column("object_count", BigInteger, nullable=False, server_default=text("0")),
+    Column("last_error", Text),
+    Column("last_event_at", DateTime(timezone=True)),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    PrimaryKeyConstraint("cluster", "grp", "resource", name="sync_state_pkey"),
+)
+
+snapshots = Table(
+    "snapshots",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("cluster", Text, nullable=False),
+    Column("grp", Text, nullable=False),
+    Column("resource", Text, nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+)
+Index("snapshots_type", snapshots.c.cluster, snapshots.c.grp, snapshots.c.resource)
+
+# Keys seen by an open snapshot. UNLOGGED: after a crash it is empty, and the item count
+# checked when the snapshot ends turns that into "snapshot lost, list again", never into
+# deleting rows that were seen.
+snapshot_seen = Table(
+    "snapshot_seen",
+    metadata,
+    Column("snapshot_id", BigInteger, nullable=False),
+    Column("namespace", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    PrimaryKeyConstraint("snapshot_id", "namespace", "name", name="snapshot_seen_pkey"),
+    prefixes=["UNLOGGED"],
+)

@@ -1,0 +1,14 @@
+"""The ingest listener: the HTTP face of the syncer (health now; the agent protocol later)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from syncer.store_app import health_routes, pool_ctx
+
+
+def build_app(*, database_url: str) -> web.Application:
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.cleanup_ctx.append(pool_ctx(database_url, max_size=10))
+    app.add_routes(health_routes())
+    return app

@@ -1,0 +1,47 @@
+"""The store as an aiohttp resource: a pool per application and store-backed health checks.
+
+Shared by the ingest listener and the read API, each of which owns its own pool so that
+heavy reads never starve ingest of connections.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+import asyncpg
+from aiohttp import web
+
+from syncer.db import create_pool
+
+POOL = web.AppKey("pool", asyncpg.Pool)
+
+
+def pool_ctx(url: str, *, max_size: int) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup context owning one asyncpg pool for an application."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        pool = await create_pool(url, max_size=max_size)
+        app[POOL] = pool
+        try:
+            yield
+        finally:
+            await pool.close()
+
+    return ctx
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready when the store answers."""
+    try:
+        await request.app[POOL].fetchval("SELECT 1")
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        return web.json_response({"status": "unavailable", "reason": str(exc)}, status=503)
+    return web.json_response({"status": "ok"})
+
+
+def health_routes() -> list[web.RouteDef]:
+    return [web.get("/healthz", healthz), web.get("/readyz", readyz)]

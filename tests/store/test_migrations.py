@@ -1,0 +1,53 @@
+"""Migrations: idempotent, safe when two processes start at once, refuse a newer schema."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from syncer.db import DatabaseUnreachable, connect
+from syncer.migrations import LATEST, SchemaTooNew, current_version, migrate
+
+
+async def test_fresh_database_migrates_concurrently(pg_server_url: str) -> None:
+    admin = await connect(pg_server_url)
+    await admin.execute("DROP DATABASE IF EXISTS kp_mig")
+    await admin.execute("CREATE DATABASE kp_mig")
+    url = pg_server_url.rsplit("/", 1)[0] + "/kp_mig"
+    conns = [await connect(url) for _ in range(4)]
+    try:
+        found = await asyncio.gather(*(migrate(c) for c in conns))
+        assert sorted(found) == [0, LATEST, LATEST, LATEST], "exactly one applied the migration"
+        assert await current_version(conns[0]) == LATEST
+        assert await conns[0].fetchval("SELECT count(*) FROM schema_version") == LATEST
+        assert await migrate(conns[0]) == LATEST, "idempotent"
+        tables = {r["t"] for r in await conns[0].fetch(
+            "SELECT tablename AS t FROM pg_tables WHERE schemaname = 'public'")}
+        assert {"clusters", "resources", "change_log", "sync_state", "snapshots"} <= tables
+        indexes = {r["i"] for r in await conns[0].fetch(
+            "SELECT indexname AS i FROM pg_indexes WHERE tablename = 'resources'")}
+        assert {"resources_uid", "resources_owner_uid", "resources_created_at", "resources_labels",
+                "resources_name_trgm", "resources_type_ns_name"} <= indexes
+    finally:
+        for c in conns:
+            await c.close()
+        await admin.execute("DROP DATABASE kp_mig WITH (FORCE)")
+        await admin.close()
+
+
+async def test_newer_schema_is_refused(db_url: str) -> None:
+    conn = await connect(db_url)
+    try:
+        await conn.execute("INSERT INTO schema_version (version) VALUES ($1)", LATEST + 1)
+        with pytest.raises(SchemaTooNew, match=f"schema is version {LATEST + 1}, newer"):
+            await migrate(conn)
+    finally:
+        await conn.close()
+
+
+async def test_unreachable_database_names_host_not_password() -> None:
+    with pytest.raises(DatabaseUnreachable) as info:
+        await connect("postgresql://kp:s3cret@127.0.0.1:9/kubepedia")
+    assert "127.0.0.1:9/kubepedia" in str(info.value)
+    assert "s3cret" not in str(info.value)
