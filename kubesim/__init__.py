@@ -1,0 +1,1 @@
+"""kubepedia: kubesim."""

@@ -1,0 +1,5 @@
+"""``python -m kubesim``."""
+
+from kubesim.cli import main
+
+raise SystemExit(main())

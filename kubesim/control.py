@@ -1,0 +1,95 @@
+"""Control endpoints under /_kubesim/ (not part of the Kubernetes API).
+
+- ``POST /_kubesim/compact``: forget all history (older RVs then get 410).
+- ``POST /_kubesim/drop-watches``: end every open watch.
+- ``POST /_kubesim/stall?seconds=S``: hold API requests and watch delivery.
+- ``POST /_kubesim/fail?count=N&code=C[&retryAfter=S]``: fail the next N API
+  requests with C (429 and 503 carry Retry-After).
+- ``POST /_kubesim/restart[?downSeconds=S]``: close all connections, stop
+  listening for a moment, listen again on the same port; state is kept.
+- ``GET /_kubesim/stats`` (``POST /_kubesim/stats/reset``): request counts per
+  verb and per verb and resource.
+- ``GET /_kubesim/dump``: every object's identity and resourceVersion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import orjson
+from aiohttp import web
+
+from kubesim.errors import bad_request
+from kubesim.faults import Faults
+from kubesim.handlers import ResourceHandlers
+from kubesim.simulator import Simulator
+
+Restarter = Callable[[float], Awaitable[None]]
+
+
+def _json(data: object) -> web.Response:
+    return web.Response(body=orjson.dumps(data), content_type="application/json")
+
+
+def _number(request: web.Request, name: str, default: float) -> float:
+    try:
+        return float(request.query.get(name, default))
+    except ValueError:
+        raise bad_request(f"{name} must be a number") from None
+
+
+class Control:
+    def __init__(
+        self, sim: Simulator, faults: Faults, handlers: ResourceHandlers, restarter: Restarter
+    ) -> None:
+        self.sim = sim
+        self.faults = faults
+        self.handlers = handlers
+        self.restarter = restarter
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.post("/_kubesim/compact", self.compact),
+            web.post("/_kubesim/drop-watches", self.drop_watches),
+            web.post("/_kubesim/stall", self.stall),
+            web.post("/_kubesim/fail", self.fail),
+            web.post("/_kubesim/restart", self.restart),
+            web.get("/_kubesim/stats", self.stats),
+            web.post("/_kubesim/stats/reset", self.reset_stats),
+            web.get("/_kubesim/dump", self.dump),
+        ]
+
+    async def compact(self, request: web.Request) -> web.Response:
+        return _json({"compactedResourceVersion": str(self.sim.store.compact())})
+
+    async def drop_watches(self, request: web.Request) -> web.Response:
+        return _json({"dropped": self.handlers.drop_watches()})
+
+    async def stall(self, request: web.Request) -> web.Response:
+        seconds = _number(request, "seconds", 5.0)
+        self.faults.stall(seconds)
+        return _json({"stalledSeconds": seconds})
+
+    async def fail(self, request: web.Request) -> web.Response:
+        count = int(_number(request, "count", 1))
+        code = int(_number(request, "code", 500))
+        retry_after = int(_number(request, "retryAfter", 1))
+        self.faults.fail_next(count, code, retry_after)
+        return _json({"failing": count, "code": code})
+
+    async def restart(self, request: web.Request) -> web.Response:
+        await self.restarter(_number(request, "downSeconds", 0.5))
+        return _json({"restarting": True})
+
+    async def stats(self, request: web.Request) -> web.Response:
+        data = self.sim.stats.as_json()
+        data["resourceVersion"] = str(self.sim.store.rv)
+        data["openWatches"] = len(self.handlers.watchers)
+        return _json(data)
+
+    async def reset_stats(self, request: web.Request) -> web.Response:
+        self.sim.stats.reset()
+        return _json({"reset": True})
+
+    async def dump(self, request: web.Request) -> web.Response:
+        return _json({"resourceVersion": str(self.sim.store.rv), "objects": self.sim.dump()})

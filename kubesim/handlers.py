@@ -1,0 +1,299 @@
+"""HTTP handlers for the resource paths under /api/v1 and /apis/{group}/{version}."""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from kubesim import errors, tables
+from kubesim.faults import Faults
+from kubesim.listing import ListOptions, Page, parse_rv, validate, wait_for_rv
+from kubesim.resources import ResourceType
+from kubesim.selectors import parse_field_selector, parse_label_selector
+from kubesim.simulator import Simulator
+from kubesim.store import Entry, TooOld, TypeStore
+from kubesim.watch import Pacer, Watcher, default_timeout, expired_line, wait_for_lines
+
+JSON = dict[str, Any]
+JSON_TYPE = "application/json"
+INITIAL_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class Target:
+    rtype: ResourceType
+    namespace: str
+    name: str
+    subresource: str
+    watch_path: bool
+
+
+def not_found_path() -> errors.StatusError:
+    return errors.StatusError(
+        404,
+        "NotFound",
+        "the server could not find the requested resource",
+        {"causes": [{"reason": "UnexpectedServerResponse", "message": "404 page not found"}]},
+    )
+
+
+def json_response(body: bytes, status: int = 200) -> web.Response:
+    return web.Response(body=body, status=status, content_type=JSON_TYPE)
+
+
+def _flag(query: Any, name: str) -> bool:
+    return str(query.get(name, "")).lower() in ("1", "true")
+
+
+def parse_options(request: web.Request, rtype: ResourceType, watch_path: bool) -> ListOptions:
+    query = request.query
+    try:
+        limit = int(query.get("limit", "0") or 0)
+        timeout = float(query["timeoutSeconds"]) if query.get("timeoutSeconds") else None
+    except ValueError as exc:
+        raise errors.bad_request(str(exc)) from None
+    sie = query.get("sendInitialEvents")
+    return ListOptions(
+        resource_version=query.get("resourceVersion", ""),
+        match=query.get("resourceVersionMatch", ""),
+        limit=max(limit, 0),
+        continue_token=query.get("continue", ""),
+        labels=parse_label_selector(query.get("labelSelector")),
+        fields=parse_field_selector(query.get("fieldSelector"), rtype.kind),
+        watch=watch_path or _flag(query, "watch"),
+        bookmarks=_flag(query, "allowWatchBookmarks"),
+        timeout_seconds=timeout,
+        send_initial_events=None if sie is None else sie.lower() in ("1", "true"),
+    )
+
+
+class ResourceHandlers:
+    def __init__(self, sim: Simulator, faults: Faults) -> None:
+        self.sim = sim
+        self.faults = faults
+        self.watchers: weakref.WeakSet[Watcher] = weakref.WeakSet()
+        self.responses: weakref.WeakSet[web.StreamResponse] = weakref.WeakSet()
+
+    # -- routing -----------------------------------------------------------
+
+    def target(self, group: str, version: str, tail: str) -> Target:
+        segs = [s for s in tail.split("/") if s]
+        watch_path = bool(segs) and segs[0] == "watch"
+        segs = segs[1:] if watch_path else segs
+        namespace = ""
+        lookup = self.sim.registry.lookup
+        if len(segs) >= 3 and segs[0] == "namespaces":
+            inner = lookup(group, version, segs[2])
+            if inner is not None and inner.namespaced:
+                namespace, segs = segs[1], segs[2:]
+        if not segs or len(segs) > 3:
+            raise not_found_path()
+        rtype = lookup(group, version, segs[0])
+        if rtype is None:
+            raise not_found_path()
+        name = segs[1] if len(segs) > 1 else ""
+        sub = segs[2] if len(segs) > 2 else ""
+        if sub and (sub != "status" or not rtype.has_status):
+            raise not_found_path()
+        return Target(rtype, namespace, name, sub, watch_path)
+
+    async def core(self, request: web.Request) -> web.StreamResponse:
+        return await self.dispatch(request, "", "v1", request.match_info["tail"])
+
+    async def grouped(self, request: web.Request) -> web.StreamResponse:
+        info = request.match_info
+        return await self.dispatch(request, info["group"], info["version"], info["tail"])
+
+    async def dispatch(self, request: web.Request, group: str, version: str, tail: str) -> web.StreamResponse:
+        target = self.target(group, version, tail)
+        if target.name:
+            return await self._item(request, target)
+        return await self._collection(request, target)
+
+    async def _collection(self, request: web.Request, target: Target) -> web.StreamResponse:
+        rtype = target.rtype
+        if request.method == "GET":
+            opts = parse_options(request, rtype, target.watch_path)
+            if opts.watch:
+                self.sim.stats.count("watch", rtype)
+                return await self.watch(request, target, opts)
+            self.sim.stats.count("list", rtype)
+            return await self.list_objects(request, target, opts)
+        if rtype.namespaced and not target.namespace:
+            raise errors.method_not_allowed()
+        if request.method == "POST":
+            self.sim.stats.count("create", rtype)
+            entry = self.sim.api.create(rtype, target.namespace, await self._body(request))
+            return json_response(entry.raw, 201)
+        if request.method == "DELETE" and "deletecollection" in rtype.verbs:
+            self.sim.stats.count("deletecollection", rtype)
+            return await self.delete_collection(request, target)
+        raise errors.method_not_allowed()
+
+    async def _item(self, request: web.Request, target: Target) -> web.StreamResponse:
+        rtype, api = target.rtype, self.sim.api
+        ns, name, sub = target.namespace, target.name, target.subresource
+        if rtype.namespaced and not ns:
+            raise not_found_path()
+        method = request.method
+        self.sim.stats.count(method.lower() if method != "PUT" else "update", rtype)
+        if method == "GET":
+            return self._object(request, rtype, api.get(rtype, ns, name))
+        if method == "PUT":
+            return json_response(api.update(rtype, ns, name, await self._body(request), sub).raw)
+        if method == "PATCH":
+            content_type = request.headers.get("Content-Type", "")
+            patched = api.patch(rtype, ns, name, content_type, await self._body(request), sub)
+            return json_response(patched.raw)
+        if method == "DELETE" and not sub:
+            return json_response(api.delete(rtype, ns, name).raw)
+        raise errors.method_not_allowed()
+
+    @staticmethod
+    async def _body(request: web.Request) -> Any:
+        raw = await request.read()
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise errors.bad_request(f"the body of the request is not valid JSON: {exc}") from None
+
+    # -- reads ---------------------------------------------------------------
+
+    @staticmethod
+    def _include(request: web.Request) -> str:
+        return request.query.get("includeObject", "Metadata") or "Metadata"
+
+    def _object(self, request: web.Request, rtype: ResourceType, entry: Entry) -> web.Response:
+        if tables.accepts_table(request.headers.get("Accept", "")):
+            obj = orjson.loads(entry.raw)
+            meta = {"resourceVersion": str(entry.rv)}
+            return json_response(orjson.dumps(tables.table(rtype, [obj], meta, self._include(request))))
+        return json_response(entry.raw)
+
+    async def list_objects(self, request: web.Request, target: Target, opts: ListOptions) -> web.Response:
+        tstore = self.sim.api.tstore(target.rtype)
+        page = await self.sim.lister.list(tstore, target.namespace, opts)
+        if tables.accepts_table(request.headers.get("Accept", "")):
+            objs = [orjson.loads(e.raw) for e in page.entries]
+            table = tables.table(target.rtype, objs, self._list_meta(page), self._include(request))
+            return json_response(orjson.dumps(table))
+        return json_response(self._list_bytes(target.rtype, page))
+
+    @staticmethod
+    def _list_meta(page: Page) -> JSON:
+        meta: JSON = {"resourceVersion": str(page.rv)}
+        if page.continue_token:
+            meta["continue"] = page.continue_token
+        if page.remaining is not None:
+            meta["remainingItemCount"] = page.remaining
+        return meta
+
+    def _list_bytes(self, rtype: ResourceType, page: Page) -> bytes:
+        head = b'{"kind":"%s","apiVersion":"%s","metadata":%s,"items":[' % (
+            rtype.list_kind.encode(),
+            rtype.group_version.encode(),
+            orjson.dumps(self._list_meta(page)),
+        )
+        return head + b",".join(e.raw for e in page.entries) + b"]}"
+
+    async def delete_collection(self, request: web.Request, target: Target) -> web.Response:
+        opts = parse_options(request, target.rtype, False)
+        tstore = self.sim.api.tstore(target.rtype)
+        page = await self.sim.lister.list(
+            tstore, target.namespace, ListOptions(labels=opts.labels, fields=opts.fields)
+        )
+        gone = [self.sim.api.delete(target.rtype, e.namespace, e.name) for e in page.entries]
+        return json_response(self._list_bytes(target.rtype, Page(gone, self.sim.store.rv, None, None)))
+
+    # -- watch ---------------------------------------------------------------
+
+    def _watcher(self, request: web.Request, target: Target, opts: ListOptions) -> Watcher:
+        rtype = target.rtype
+        row = None
+        if tables.accepts_table(request.headers.get("Accept", "")):
+            include = self._include(request)
+
+            def row(obj: JSON) -> JSON:
+                meta = {"resourceVersion": obj["metadata"].get("resourceVersion", "")}
+                return tables.table(rtype, [obj], meta, include)
+
+        return Watcher(
+            rtype, target.namespace, opts.labels, opts.fields, self.sim.config.watch_queue_max, row
+        )
+
+    def _start(
+        self, tstore: TypeStore, watcher: Watcher, opts: ListOptions
+    ) -> tuple[list[Entry], bytes | None]:
+        """Register the watcher and take its starting point atomically (no await)."""
+        rv_text = opts.resource_version
+        initial: list[Entry] = []
+        if opts.send_initial_events or (opts.send_initial_events is None and rv_text in ("", "0")):
+            initial = watcher.initial(tstore.iter_at(None, watcher.namespace, ""))
+        elif rv_text not in ("", "0"):
+            try:
+                watcher.replay(tstore.events_after(parse_rv(rv_text)))
+            except TooOld as exc:
+                return [], expired_line(exc.requested, exc.floor)
+        tstore.sinks.add(watcher)
+        return initial, None
+
+    async def watch(self, request: web.Request, target: Target, opts: ListOptions) -> web.StreamResponse:
+        validate(opts)
+        if opts.send_initial_events and opts.resource_version not in ("", "0"):
+            await wait_for_rv(self.sim.store, parse_rv(opts.resource_version), self.sim.config.rv_wait)
+        elif opts.resource_version not in ("", "0"):
+            parse_rv(opts.resource_version)
+        tstore = self.sim.api.tstore(target.rtype)
+        watcher = self._watcher(request, target, opts)
+        initial, error_line = self._start(tstore, watcher, opts)
+        start_rv = self.sim.store.rv
+        response = web.StreamResponse(headers={"Content-Type": JSON_TYPE})
+        response.enable_chunked_encoding()
+        try:
+            await response.prepare(request)
+            if error_line is not None:
+                await response.write(error_line)
+                return response
+            self.watchers.add(watcher)
+            self.responses.add(response)
+            await self._stream(response, watcher, opts, initial, start_rv)
+        except (ConnectionResetError, ConnectionError):
+            pass
+        finally:
+            tstore.sinks.discard(watcher)
+        return response
+
+    async def _stream(
+        self,
+        response: web.StreamResponse,
+        watcher: Watcher,
+        opts: ListOptions,
+        initial: list[Entry],
+        start_rv: int,
+    ) -> None:
+        interval = self.sim.config.bookmark_interval if opts.bookmarks else None
+        pacer = Pacer(opts.timeout_seconds or default_timeout(), interval)
+        for index in range(0, len(initial), INITIAL_CHUNK):
+            chunk = initial[index : index + INITIAL_CHUNK]
+            await response.write(b"".join(watcher.encode("ADDED", e) for e in chunk))
+        if opts.send_initial_events:
+            await response.write(watcher.bookmark(start_rv, initial_end=True))
+        while not watcher.closed and not pacer.expired():
+            await wait_for_lines(watcher, pacer)
+            await self.faults.gate()
+            rv = self.sim.store.rv
+            lines = watcher.take()
+            if lines:
+                await response.write(b"".join(lines))
+            if pacer.bookmark_due() and not watcher.closed:
+                await response.write(watcher.bookmark(rv))
+
+    def drop_watches(self) -> int:
+        watchers = list(self.watchers)
+        for watcher in watchers:
+            watcher.close()
+        return len(watchers)

@@ -1,0 +1,270 @@
+"""Server-side printing: ``Table`` responses for ``kubectl get``.
+
+https://kubernetes.io/docs/reference/using-api/api-concepts/#receiving-resources-as-tables
+— a client asks with ``Accept: application/json;as=Table;g=meta.k8s.io;v=v1``;
+rows carry ``PartialObjectMetadata`` unless ``includeObject`` says otherwise.
+Columns follow kube-apiserver's printers (pkg/printers/internalversion):
+priority 1 columns are shown by ``-o wide``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from kubesim.resources import ResourceType
+
+JSON = dict[str, Any]
+Column = tuple[str, str, int]  # name, type, priority
+Printer = Callable[[JSON], list[Any]]
+
+
+def accepts_table(accept: str) -> bool:
+    """True when the best acceptable alternative is a meta.k8s.io/v1 Table."""
+    best: tuple[float, bool] = (-1.0, False)
+    for alternative in accept.split(","):
+        parts = [p.strip() for p in alternative.split(";")]
+        params = dict(p.split("=", 1) for p in parts[1:] if "=" in p)
+        q = float(params.get("q", "1") or 1)
+        is_table = (
+            params.get("as") == "Table" and params.get("v") == "v1" and params.get("g") == "meta.k8s.io"
+        )
+        usable = is_table or parts[0] in ("application/json", "*/*", "application/*")
+        if usable and q > best[0] and not (params.get("as") and not is_table):
+            best = (q, is_table)
+    return best[1]
+
+
+def age(timestamp: str | None, now: datetime | None = None) -> str:
+    """kubectl's HumanDuration of the time since ``timestamp``."""
+    if not timestamp:
+        return "<unknown>"
+    then = datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    secs = max(int(((now or datetime.now(UTC)) - then).total_seconds()), 0)
+    mins, hours, days = secs // 60, secs // 3600, secs // 86400
+    if secs < 120:
+        return f"{secs}s"
+    if mins < 10:
+        return f"{mins}m{secs % 60}s" if secs % 60 else f"{mins}m"
+    if hours < 3:
+        return f"{mins}m"
+    if hours < 8:
+        return f"{hours}h{mins % 60}m" if mins % 60 else f"{hours}h"
+    if hours < 48:
+        return f"{hours}h"
+    if days < 8:
+        return f"{days}d{hours % 24}h" if hours % 24 else f"{days}d"
+    return f"{days}d"
+
+
+def _meta(obj: JSON) -> JSON:
+    return obj.get("metadata") or {}
+
+
+def _none(value: Any) -> Any:
+    return value if value not in (None, "", []) else "<none>"
+
+
+def _pod_status(obj: JSON) -> str:
+    status = obj.get("status") or {}
+    reason = status.get("reason") or status.get("phase") or "Unknown"
+    for cs in status.get("containerStatuses") or []:
+        state = cs.get("state") or {}
+        if (state.get("waiting") or {}).get("reason"):
+            reason = state["waiting"]["reason"]
+        elif (state.get("terminated") or {}).get("reason"):
+            reason = state["terminated"]["reason"]
+    if _meta(obj).get("deletionTimestamp"):
+        reason = "Terminating"
+    return str(reason)
+
+
+def _pod(obj: JSON) -> list[Any]:
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    statuses = status.get("containerStatuses") or []
+    ready = sum(1 for cs in statuses if cs.get("ready"))
+    restarts = sum(int(cs.get("restartCount", 0)) for cs in statuses)
+    gates = spec.get("readinessGates") or []
+    return [
+        _meta(obj).get("name"),
+        f"{ready}/{len(spec.get('containers') or [])}",
+        _pod_status(obj),
+        str(restarts),
+        age(_meta(obj).get("creationTimestamp")),
+        _none(status.get("podIP")),
+        _none(spec.get("nodeName")),
+        _none(status.get("nominatedNodeName")),
+        f"0/{len(gates)}" if gates else "<none>",
+    ]
+
+
+def _selector_text(selector: JSON | None) -> str:
+    labels = (selector or {}).get("matchLabels") or {}
+    return ",".join(f"{k}={v}" for k, v in labels.items()) or "<none>"
+
+
+def _containers(obj: JSON) -> list[JSON]:
+    template = ((obj.get("spec") or {}).get("template") or {}).get("spec") or {}
+    return list(template.get("containers") or [])
+
+
+def _deployment(obj: JSON) -> list[Any]:
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    containers = _containers(obj)
+    return [
+        _meta(obj).get("name"),
+        f"{status.get('readyReplicas', 0)}/{spec.get('replicas', 1)}",
+        status.get("updatedReplicas", 0),
+        status.get("availableReplicas", 0),
+        age(_meta(obj).get("creationTimestamp")),
+        ",".join(c.get("name", "") for c in containers),
+        ",".join(c.get("image", "") for c in containers),
+        _selector_text(spec.get("selector")),
+    ]
+
+
+def _node(obj: JSON) -> list[Any]:
+    status = obj.get("status") or {}
+    ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
+    state = "Ready" if ready and ready.get("status") == "True" else "NotReady"
+    if (obj.get("spec") or {}).get("unschedulable"):
+        state += ",SchedulingDisabled"
+    labels = _meta(obj).get("labels") or {}
+    roles = sorted(k.split("/", 1)[1] for k in labels if k.startswith("node-role.kubernetes.io/"))
+    addresses = {a.get("type"): a.get("address") for a in status.get("addresses") or []}
+    info = status.get("nodeInfo") or {}
+    return [
+        _meta(obj).get("name"),
+        state,
+        ",".join(roles) or "<none>",
+        age(_meta(obj).get("creationTimestamp")),
+        info.get("kubeletVersion", ""),
+        _none(addresses.get("InternalIP")),
+        _none(addresses.get("ExternalIP")),
+        info.get("osImage", "<unknown>"),
+        info.get("kernelVersion", "<unknown>"),
+        info.get("containerRuntimeVersion", "<unknown>"),
+    ]
+
+
+def _service(obj: JSON) -> list[Any]:
+    spec = obj.get("spec") or {}
+    ports = ",".join(f"{p.get('port')}/{p.get('protocol', 'TCP')}" for p in spec.get("ports") or [])
+    return [
+        _meta(obj).get("name"),
+        spec.get("type", "ClusterIP"),
+        _none(spec.get("clusterIP")),
+        _none(",".join(spec.get("externalIPs") or [])),
+        ports or "<none>",
+        age(_meta(obj).get("creationTimestamp")),
+        _none(",".join(f"{k}={v}" for k, v in (spec.get("selector") or {}).items())),
+    ]
+
+
+def _namespace(obj: JSON) -> list[Any]:
+    phase = (obj.get("status") or {}).get("phase", "Active")
+    return [_meta(obj).get("name"), phase, age(_meta(obj).get("creationTimestamp"))]
+
+
+def _default(obj: JSON) -> list[Any]:
+    return [_meta(obj).get("name"), age(_meta(obj).get("creationTimestamp"))]
+
+
+NAME: Column = ("Name", "string", 0)
+AGE: Column = ("Age", "string", 0)
+PRINTERS: dict[str, tuple[list[Column], Printer]] = {
+    "/pods": (
+        [
+            NAME,
+            ("Ready", "string", 0),
+            ("Status", "string", 0),
+            ("Restarts", "string", 0),
+            AGE,
+            ("IP", "string", 1),
+            ("Node", "string", 1),
+            ("Nominated Node", "string", 1),
+            ("Readiness Gates", "string", 1),
+        ],
+        _pod,
+    ),
+    "apps/deployments": (
+        [
+            NAME,
+            ("Ready", "string", 0),
+            ("Up-to-date", "integer", 0),
+            ("Available", "integer", 0),
+            AGE,
+            ("Containers", "string", 1),
+            ("Images", "string", 1),
+            ("Selector", "string", 1),
+        ],
+        _deployment,
+    ),
+    "/nodes": (
+        [
+            NAME,
+            ("Status", "string", 0),
+            ("Roles", "string", 0),
+            AGE,
+            ("Version", "string", 0),
+            ("Internal-IP", "string", 1),
+            ("External-IP", "string", 1),
+            ("OS-Image", "string", 1),
+            ("Kernel-Version", "string", 1),
+            ("Container-Runtime", "string", 1),
+        ],
+        _node,
+    ),
+    "/services": (
+        [
+            NAME,
+            ("Type", "string", 0),
+            ("Cluster-IP", "string", 0),
+            ("External-IP", "string", 0),
+            ("Port(s)", "string", 0),
+            AGE,
+            ("Selector", "string", 1),
+        ],
+        _service,
+    ),
+    "/namespaces": ([NAME, ("Status", "string", 0), AGE], _namespace),
+}
+
+
+def column_definitions(rtype: ResourceType) -> list[JSON]:
+    columns, _ = PRINTERS.get(rtype.key, ([NAME, AGE], _default))
+    return [
+        {
+            "name": name,
+            "type": kind,
+            "format": "name" if name == "Name" else "",
+            "description": name,
+            "priority": priority,
+        }
+        for name, kind, priority in columns
+    ]
+
+
+def row(rtype: ResourceType, obj: JSON, include: str = "Metadata") -> JSON:
+    _, printer = PRINTERS.get(rtype.key, ([NAME, AGE], _default))
+    out: JSON = {"cells": printer(obj)}
+    if include == "Object":
+        out["object"] = obj
+    elif include != "None":
+        out["object"] = {
+            "kind": "PartialObjectMetadata",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": obj.get("metadata") or {},
+        }
+    return out
+
+
+def table(rtype: ResourceType, objs: list[JSON], list_meta: JSON, include: str = "Metadata") -> JSON:
+    return {
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": list_meta,
+        "columnDefinitions": column_definitions(rtype),
+        "rows": [row(rtype, obj, include) for obj in objs],
+    }
