@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import io
 from typing import Any
 
 import aiohttp
@@ -24,6 +25,7 @@ from agent.events import Change, KubeObject, ResourceType
 from agent.sink import SinkBusy, SinkRejected, SinkUnavailable, SnapshotLost
 
 GZIP_IN_THREAD = 256 * 1024  # compress big bodies off the event loop
+BYTESIO_ABOVE = 512 * 1024
 DEFAULT_RETRY_AFTER = 1.0
 _UNAVAILABLE = frozenset({401, 403, 404})
 
@@ -106,9 +108,11 @@ class HttpSink:
 
     async def _call(self, method: str, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
         headers = dict(self._headers)
-        data: bytes | None = None
+        data: bytes | io.BytesIO | None = None
         if body is not None:
             data = await _encode(body, headers)
+            if len(data) > BYTESIO_ABOVE:
+                data = io.BytesIO(data)  # aiohttp warns that big raw bytes block the loop
         try:
             async with self.session.request(
                 method, self.base_url + path, data=data, headers=headers
