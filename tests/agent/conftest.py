@@ -84,11 +84,11 @@ async def kube(cluster: Cluster) -> AsyncIterator[KubeClient]:
 
 
 async def take(
-    stream: AsyncIterator[InformerMessage], count: int, *, timeout: float = 5.0
+    stream: AsyncIterator[InformerMessage], count: int, *, within: float = 5.0
 ) -> list[InformerMessage]:
     """The next ``count`` messages of a stream, or fail after ``timeout`` seconds."""
     out: list[InformerMessage] = []
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(within):
         async for message in stream:
             out.append(message)
             if len(out) >= count:
@@ -97,11 +97,11 @@ async def take(
 
 
 async def take_until(
-    stream: AsyncIterator[InformerMessage], predicate: Any, *, timeout: float = 5.0
+    stream: AsyncIterator[InformerMessage], predicate: Any, *, within: float = 5.0
 ) -> list[InformerMessage]:
     """Messages up to and including the first one matching ``predicate``."""
     out: list[InformerMessage] = []
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(within):
         async for message in stream:
             out.append(message)
             if predicate(message):

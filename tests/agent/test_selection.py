@@ -75,5 +75,5 @@ def test_bad_files_are_one_clear_line(tmp_path: Path, text: str, problem: str) -
 
 
 def test_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(SelectionError, match="nope.yaml"):
+    with pytest.raises(SelectionError, match=r"nope\.yaml"):
         load_selection(tmp_path / "nope.yaml")
