@@ -285,6 +285,8 @@ class ResourceHandlers:
         while not watcher.closed and not pacer.expired():
             await wait_for_lines(watcher, pacer)
             await self.faults.gate()
+            if watcher.closed:
+                break  # dropped or overflowed: end the stream without what is queued
             rv = self.sim.store.rv
             lines = watcher.take()
             if lines:

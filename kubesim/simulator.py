@@ -8,10 +8,11 @@ from typing import Any
 
 from kubesim.api import Api
 from kubesim.listing import Lister
-from kubesim.resources import Registry, ResourceType
+from kubesim.resources import NAMESPACE_KEY, Registry, ResourceType
 from kubesim.store import Store
 
 JSON = dict[str, Any]
+SYSTEM_NAMESPACES = ("default", "kube-node-lease", "kube-public", "kube-system")
 
 
 @dataclass
@@ -61,6 +62,15 @@ class Simulator:
         self.api = Api(self.store, self.registry)
         self.lister = Lister(self.store, self.config.continue_ttl, self.config.rv_wait)
         self.stats = Stats()
+        self._system_namespaces()
+
+    def _system_namespaces(self) -> None:
+        """Every cluster starts with these namespaces."""
+        namespaces = self.registry.by_key(NAMESPACE_KEY)
+        assert namespaces is not None
+        for name in SYSTEM_NAMESPACES:
+            body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+            self.api.create(namespaces, "", body, record=False)
 
     def dump(self) -> list[JSON]:
         """Every object's identity and version, for comparing with a copy."""

@@ -1,0 +1,215 @@
+"""WATCH: starting points, bookmarks, streaming lists, 410 in the stream, selectors.
+
+https://kubernetes.io/docs/reference/using-api/api-concepts/#efficient-detection-of-changes
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aiohttp
+import orjson
+
+from kubesim.server import SimServer, running
+from tests.kubesim.conftest import call, fast_config, pod_body, watch_lines
+
+PODS = "/api/v1/pods"
+DEFAULT_PODS = "/api/v1/namespaces/default/pods"
+MERGE = "application/merge-patch+json"
+
+
+async def _list_rv(sim: SimServer, http: aiohttp.ClientSession) -> str:
+    _, body = await call(http, "GET", sim.url + PODS)
+    return str(body["metadata"]["resourceVersion"])
+
+
+async def test_watch_from_version_sends_only_later_changes(
+    sim: SimServer, http: aiohttp.ClientSession
+) -> None:
+    rv = await _list_rv(sim, http)
+    await call(http, "POST", sim.url + DEFAULT_PODS, pod_body("w1"))
+    await call(http, "PATCH", sim.url + DEFAULT_PODS + "/w1", {"metadata": {"labels": {"a": "b"}}},
+               MERGE)
+    await call(http, "DELETE", sim.url + DEFAULT_PODS + "/w1")
+    events = await watch_lines(http, sim.url + PODS, count=3, resourceVersion=rv)
+    assert [e["type"] for e in events] == ["ADDED", "MODIFIED", "DELETED"]
+    rvs = [int(e["object"]["metadata"]["resourceVersion"]) for e in events]
+    assert rvs == sorted(rvs) and rvs[0] == int(rv) + 1
+
+
+async def test_watch_without_version_starts_with_synthetic_adds(
+    sim: SimServer, http: aiohttp.ClientSession
+) -> None:
+    for rv in ("", "0"):
+        params = {"resourceVersion": rv} if rv else {}
+        events = await watch_lines(http, sim.url + PODS, count=12, **params)
+        assert {e["type"] for e in events} == {"ADDED"}
+        assert len({e["object"]["metadata"]["name"] for e in events}) == 12
+
+
+async def test_live_events_and_headers(sim: SimServer, http: aiohttp.ClientSession) -> None:
+    rv = await _list_rv(sim, http)
+    params = {"watch": "1", "resourceVersion": rv}
+    async with http.get(sim.url + DEFAULT_PODS, params=params) as resp:
+        assert resp.status == 200
+        assert resp.headers["Content-Type"].startswith("application/json")
+        assert resp.headers["Transfer-Encoding"] == "chunked"
+        await call(http, "POST", sim.url + DEFAULT_PODS, pod_body("live"))
+        line = await asyncio.wait_for(resp.content.readline(), 2)
+    event = orjson.loads(line)
+    assert event["type"] == "ADDED" and event["object"]["metadata"]["name"] == "live"
+
+
+async def test_bookmarks_carry_only_the_version(
+    sim: SimServer, http: aiohttp.ClientSession
+) -> None:
+    rv = await _list_rv(sim, http)
+    started = time.monotonic()
+    events = await watch_lines(http, sim.url + PODS, count=2, resourceVersion=rv,
+                               allowWatchBookmarks="true")
+    assert time.monotonic() - started >= 0.35
+    assert [e["type"] for e in events] == ["BOOKMARK", "BOOKMARK"]
+    assert events[0]["object"] == {"kind": "Pod", "apiVersion": "v1",
+                                   "metadata": {"resourceVersion": str(sim.sim.store.rv)}}
+
+
+async def test_no_bookmarks_unless_asked(sim: SimServer, http: aiohttp.ClientSession) -> None:
+    rv = await _list_rv(sim, http)
+    events = await watch_lines(http, sim.url + PODS, resourceVersion=rv, timeoutSeconds="0.5")
+    assert events == []
+
+
+async def test_timeout_seconds_ends_the_stream(sim: SimServer, http: aiohttp.ClientSession) -> None:
+    rv = await _list_rv(sim, http)
+    started = time.monotonic()
+    events = await watch_lines(http, sim.url + PODS, resourceVersion=rv, timeoutSeconds="1",
+                               allowWatchBookmarks="true")
+    elapsed = time.monotonic() - started
+    assert 0.9 <= elapsed < 2.0
+    assert {e["type"] for e in events} == {"BOOKMARK"}
+
+
+async def test_send_initial_events_ends_with_annotated_bookmark(
+    sim: SimServer, http: aiohttp.ClientSession
+) -> None:
+    for rv in ("", "1"):
+        events = await watch_lines(
+            http, sim.url + PODS, until_type="BOOKMARK", sendInitialEvents="true",
+            resourceVersionMatch="NotOlderThan", allowWatchBookmarks="true", resourceVersion=rv,
+        )
+        assert [e["type"] for e in events] == ["ADDED"] * 12 + ["BOOKMARK"]
+        meta = events[-1]["object"]["metadata"]
+        assert meta["annotations"] == {"k8s.io/initial-events-end": "true"}
+        assert meta["resourceVersion"] == str(sim.sim.store.rv)
+
+
+async def test_send_initial_events_requires_its_companions(
+    sim: SimServer, http: aiohttp.ClientSession
+) -> None:
+    bad = [
+        {"sendInitialEvents": "true", "allowWatchBookmarks": "true"},
+        {"sendInitialEvents": "true", "resourceVersionMatch": "NotOlderThan"},
+        {"resourceVersionMatch": "NotOlderThan", "resourceVersion": "1"},
+    ]
+    for params in bad:
+        status, body = await call(http, "GET", sim.url + PODS, watch="true", **params)
+        assert (status, body["reason"]) == (422, "Invalid"), params
+
+
+async def test_too_old_version_is_an_error_event(
+    sim: SimServer, http: aiohttp.ClientSession
+) -> None:
+    rv = await _list_rv(sim, http)
+    await call(http, "POST", sim.url + DEFAULT_PODS, pod_body("x"))
+    _, compacted = await call(http, "POST", sim.url + "/_kubesim/compact")
+    events = await watch_lines(http, sim.url + PODS, resourceVersion=rv)
+    floor = compacted["compactedResourceVersion"]
+    assert events == [{"type": "ERROR", "object": {
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": f"too old resource version: {rv} ({floor})", "reason": "Expired", "code": 410}}]
+
+
+async def test_history_window_by_count(http: aiohttp.ClientSession) -> None:
+    async with running(config=fast_config(history_max_events=4)) as server:
+        rv = await _list_rv(server, http)
+        for n in range(8):
+            await call(http, "POST", server.url + DEFAULT_PODS, pod_body(f"p{n}"))
+        events = await watch_lines(http, server.url + PODS, resourceVersion=rv)
+        assert events[0]["type"] == "ERROR" and events[0]["object"]["code"] == 410
+        recent = str(server.sim.store.rv - 2)
+        events = await watch_lines(http, server.url + PODS, count=2, resourceVersion=recent)
+        assert [e["object"]["metadata"]["name"] for e in events] == ["p6", "p7"]
+
+
+async def test_selector_watch_turns_non_matching_into_deleted(
+    sim: SimServer, http: aiohttp.ClientSession
+) -> None:
+    rv = await _list_rv(sim, http)
+    url = sim.url + DEFAULT_PODS
+    await call(http, "POST", url, pod_body("s", {"team": "a"}))
+    await call(http, "PATCH", url + "/s", {"metadata": {"labels": {"team": "b"}}}, MERGE)
+    await call(http, "PATCH", url + "/s", {"metadata": {"labels": {"team": "a"}}}, MERGE)
+    await call(http, "POST", url, pod_body("other", {"team": "b"}))
+    events = await watch_lines(http, sim.url + PODS, count=3, resourceVersion=rv,
+                               labelSelector="team=a")
+    assert [e["type"] for e in events] == ["ADDED", "DELETED", "ADDED"]
+    events = await watch_lines(http, sim.url + PODS, count=1, resourceVersion=rv,
+                               fieldSelector="metadata.name=other")
+    assert events[0]["object"]["metadata"]["name"] == "other"
+
+
+async def test_table_watch(sim: SimServer, http: aiohttp.ClientSession) -> None:
+    rv = await _list_rv(sim, http)
+    await call(http, "POST", sim.url + DEFAULT_PODS, pod_body("tw"))
+    accept = "application/json;as=Table;g=meta.k8s.io;v=v1,application/json"
+    events = await watch_lines(http, sim.url + PODS, count=1, resourceVersion=rv,
+                               headers={"Accept": accept})
+    table = events[0]["object"]
+    assert table["kind"] == "Table" and table["rows"][0]["cells"][0] == "tw"
+
+
+async def test_drop_watches_ends_streams(sim: SimServer, http: aiohttp.ClientSession) -> None:
+    rv = await _list_rv(sim, http)
+    reader = asyncio.create_task(watch_lines(http, sim.url + PODS, resourceVersion=rv))
+    while not sim.handlers.watchers:
+        await asyncio.sleep(0.01)
+    _, body = await call(http, "POST", sim.url + "/_kubesim/drop-watches")
+    assert body["dropped"] == 1
+    assert await asyncio.wait_for(reader, 2) == []
+
+
+async def test_slow_watcher_is_closed(http: aiohttp.ClientSession) -> None:
+    async with running(config=fast_config(watch_queue_max=3)) as server:
+        rv = await _list_rv(server, http)
+        async with http.get(server.url + PODS,
+                            params={"watch": "1", "resourceVersion": rv}) as resp:
+            while not server.handlers.watchers:
+                await asyncio.sleep(0.01)
+            watcher = next(iter(server.handlers.watchers))
+            for n in range(5):  # synchronous writes: the queue overflows before any flush
+                server.sim.api.create(
+                    server.sim.registry.lookup("", "v1", "pods"),  # type: ignore[arg-type]
+                    "default", pod_body(f"flood{n}"))
+            assert watcher.overflowed
+            body = await asyncio.wait_for(resp.read(), 2)
+        assert body == b""
+
+
+async def test_watch_delivery_rate(http: aiohttp.ClientSession) -> None:
+    """Ten watchers each receive every event; delivery keeps up with in-process writes."""
+    async with running() as server:
+        rv = await _list_rv(server, http)
+        readers = [asyncio.create_task(watch_lines(http, server.url + PODS, count=2000,
+                                                   resourceVersion=rv, timeout=20))
+                   for _ in range(10)]
+        while len(server.handlers.watchers) < 10:
+            await asyncio.sleep(0.01)
+        pods = server.sim.registry.lookup("", "v1", "pods")
+        assert pods is not None
+        for n in range(2000):
+            server.sim.api.create(pods, "default", pod_body(f"r{n}"))
+            if n % 200 == 0:
+                await asyncio.sleep(0)
+        results = await asyncio.gather(*readers)
+        assert all(len(r) == 2000 for r in results)
