@@ -38,7 +38,9 @@ class Cluster:
             return data
 
     async def namespace(self, name: str) -> None:
-        await self.request("POST", "/api/v1/namespaces", {"metadata": {"name": name}})
+        body = {"metadata": {"name": name}}
+        async with self.session.post(f"{self.url}/api/v1/namespaces", json=body) as response:
+            assert response.status < 300 or response.status == 409, await response.text()
 
     async def configmap(self, name: str, ns: str = "default", **data: str) -> dict[str, Any]:
         body = {"metadata": {"name": name}, "data": data}
