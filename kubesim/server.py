@@ -13,7 +13,7 @@ from aiohttp.typedefs import Middleware
 
 from kubesim import discovery
 from kubesim.control import Control
-from kubesim.errors import StatusError
+from kubesim.errors import StatusError, method_not_allowed
 from kubesim.faults import CONTROL_PREFIX, Faults
 from kubesim.handlers import ResourceHandlers, json_response, not_found_path
 from kubesim.openapi import openapi_routes
@@ -31,6 +31,12 @@ async def status_errors(request: web.Request, handler: Handler) -> web.StreamRes
     """Answer every StatusError as a Kubernetes ``Status`` body."""
     try:
         return await handler(request)
+    except web.HTTPNotFound:
+        exc = not_found_path()
+        return json_response(exc.body(), exc.code)
+    except web.HTTPMethodNotAllowed:
+        exc = method_not_allowed()
+        return json_response(exc.body(), exc.code)
     except StatusError as exc:
         response = json_response(exc.body(), exc.code)
         response.headers.update(exc.headers)

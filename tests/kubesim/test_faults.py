@@ -1,0 +1,77 @@
+"""Control endpoints: faults, restart, stats and dump."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aiohttp
+
+from kubesim.server import SimServer
+from tests.kubesim.conftest import call, pod_body
+
+PODS = "/api/v1/pods"
+
+
+async def test_fail_next_requests(sim: SimServer, http: aiohttp.ClientSession) -> None:
+    await call(http, "POST", sim.url + "/_kubesim/fail", count=2, code=429, retryAfter=3)
+    for _ in range(2):
+        async with http.get(sim.url + PODS) as resp:
+            body = await resp.json()
+            assert resp.status == 429 and resp.headers["Retry-After"] == "3"
+            assert body["reason"] == "TooManyRequests"
+            assert body["details"]["retryAfterSeconds"] == 3
+    assert (await call(http, "GET", sim.url + PODS))[0] == 200
+    await call(http, "POST", sim.url + "/_kubesim/fail", count=1, code=500)
+    status, body = await call(http, "GET", sim.url + PODS)
+    assert (status, body["reason"]) == (500, "InternalError")
+
+
+async def test_stall_holds_requests(sim: SimServer, http: aiohttp.ClientSession) -> None:
+    await call(http, "POST", sim.url + "/_kubesim/stall", seconds=0.4)
+    started = time.monotonic()
+    status, _ = await call(http, "GET", sim.url + PODS)
+    assert status == 200 and time.monotonic() - started >= 0.35
+
+
+async def test_restart_keeps_state_and_port(sim: SimServer, http: aiohttp.ClientSession) -> None:
+    await call(http, "POST", sim.url + "/api/v1/namespaces/default/pods", pod_body("kept"))
+    port = sim.port
+    reader = asyncio.create_task(
+        call(http, "GET", sim.url + PODS, watch="true", resourceVersion=str(sim.sim.store.rv)))
+    while not sim.handlers.watchers:
+        await asyncio.sleep(0.01)
+    await call(http, "POST", sim.url + "/_kubesim/restart", downSeconds=0.3)
+    await asyncio.sleep(0.15)
+    async with aiohttp.ClientSession() as fresh:
+        try:
+            await fresh.get(sim.url + PODS)
+            raise AssertionError("server still listening during restart")
+        except aiohttp.ClientConnectionError:
+            pass
+    await asyncio.wait_for(asyncio.gather(reader, return_exceptions=True), 2)
+    await asyncio.sleep(0.3)
+    async with aiohttp.ClientSession() as fresh:
+        status, body = await call(fresh, "GET", sim.url + "/api/v1/namespaces/default/pods/kept")
+    assert status == 200 and sim.port == port
+
+
+async def test_stats_count_lists_per_resource(sim: SimServer, http: aiohttp.ClientSession) -> None:
+    await call(http, "POST", sim.url + "/_kubesim/stats/reset")
+    await call(http, "GET", sim.url + PODS)
+    await call(http, "GET", sim.url + "/apis/apps/v1/deployments")
+    await call(http, "GET", sim.url + "/apis/apps/v1/deployments", limit=1)
+    await call(http, "GET", sim.url + "/api/v1/namespaces/ns-000/pods/nope")
+    _, stats = await call(http, "GET", sim.url + "/_kubesim/stats")
+    assert stats["resources"]["list"] == {"pods": 1, "deployments.apps": 2}
+    assert stats["resources"]["get"] == {"pods": 1}
+    assert "watch" not in stats["resources"]
+
+
+async def test_dump_lists_every_object(sim: SimServer, http: aiohttp.ClientSession) -> None:
+    _, dump = await call(http, "GET", sim.url + "/_kubesim/dump")
+    pods = [o for o in dump["objects"] if o["resource"] == "pods"]
+    assert len(pods) == 12
+    assert set(pods[0]) == {"group", "version", "resource", "kind", "namespace", "name", "uid",
+                            "resourceVersion"}
+    assert dump["resourceVersion"] == str(sim.sim.store.rv)
