@@ -259,6 +259,24 @@ _DELETE_WHERE = (
     f" logged AS ({_LOG_DELETED} RETURNING 1) SELECT count(*) FROM logged"
 )
 
+# One primary-key probe per key. LIMIT keeps the subquery from being flattened into a join
+# that stale statistics (a table that just grew from empty) can turn into a full scan per key.
+_STORED = """
+SELECT k.ns AS namespace, k.n AS name, r.uid, r.resource_version, r.version, r.kind
+FROM unnest($4::text[], $5::text[]) AS k(ns, n)
+CROSS JOIN LATERAL (
+    SELECT uid, resource_version, version, kind FROM resources
+    WHERE cluster = $1 AND grp = $2 AND resource = $3 AND namespace = k.ns AND name = k.n
+    LIMIT 1
+) AS r
+"""
+
+_DELETE_KEYS = """
+DELETE FROM resources r
+WHERE (r.cluster, r.grp, r.resource, r.namespace, r.name, r.uid) IN (
+    SELECT $1, $2, $3, k.ns, k.n, k.u FROM unnest($4::text[], $5::text[], $6::text[]) AS k(ns, n, u))
+"""
+
 _MERGE = """
 INSERT INTO resources AS r (cluster, grp, version, resource, kind, namespace, name, uid,
     resource_version, owner_uid, labels, created_at, deleted_at, seq, object)
@@ -323,12 +341,8 @@ async def _stored(
     keys = list(keys)
     if not keys:
         return {}
-    rows = await conn.fetch(
-        "SELECT r.namespace, r.name, r.uid, r.resource_version, r.version, r.kind"
-        " FROM unnest($4::text[], $5::text[]) AS k(ns, n)"
-        " JOIN resources r ON r.cluster = $1 AND r.grp = $2 AND r.resource = $3"
-        " AND r.namespace = k.ns AND r.name = k.n",
-        cluster, rtype.group, rtype.resource, [k[0] for k in keys], [k[1] for k in keys])
+    rows = await conn.fetch(_STORED, cluster, rtype.group, rtype.resource,
+                            [k[0] for k in keys], [k[1] for k in keys])
     return {
         (r["namespace"], r["name"]): StoredState(
             uid=r["uid"], resource_version=r["resource_version"], version=r["version"],
@@ -356,10 +370,7 @@ async def _write(conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType,
                            rtype.kind, first)
     if plan.deletes:
         await conn.execute(
-            "DELETE FROM resources r USING unnest($4::text[], $5::text[], $6::text[]) AS k(ns, n, u)"
-            " WHERE r.cluster = $1 AND r.grp = $2 AND r.resource = $3"
-            " AND r.namespace = k.ns AND r.name = k.n AND r.uid = k.u",
-            cluster, rtype.group, rtype.resource,
+            _DELETE_KEYS, cluster, rtype.group, rtype.resource,
             [c.namespace for c in plan.deletes], [c.name for c in plan.deletes],
             [c.uid for c in plan.deletes])
 
