@@ -216,20 +216,23 @@ class LoadGenerator:
 
         return create
 
-    async def run(self, duration: float) -> LoadStats:
-        """Set up namespaces, then write at ``rate`` per second for ``duration`` seconds."""
+    async def run(self, duration: float, max_ops: int | None = None) -> LoadStats:
+        """Set up namespaces, then write at ``rate`` per second for ``duration`` seconds
+        (or until ``max_ops`` operations were issued)."""
         connector = aiohttp.TCPConnector(limit=self.concurrency)
         async with aiohttp.ClientSession(connector=connector) as session:
             await self.setup(session)
-            await self._drive(session, duration)
+            await self._drive(session, duration, max_ops)
         return self.stats
 
-    async def _drive(self, session: aiohttp.ClientSession, duration: float) -> None:
+    async def _drive(
+        self, session: aiohttp.ClientSession, duration: float, max_ops: int | None
+    ) -> None:
         limiter = asyncio.Semaphore(self.concurrency)
         tasks: set[asyncio.Task[None]] = set()
         start = time.monotonic()
         issued = 0
-        while (elapsed := time.monotonic() - start) < duration:
+        while (elapsed := time.monotonic() - start) < duration and issued != max_ops:
             ahead = issued / self.rate - elapsed
             if ahead > 0:
                 await asyncio.sleep(ahead)

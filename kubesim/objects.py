@@ -115,7 +115,7 @@ def _condition(kind: str, status: str, reason: str = "") -> JSON:
     return cond
 
 
-def _env(rng: random.Random, app: str) -> list[JSON]:
+def _env(rng: random.Random, app: str, extra: int) -> list[JSON]:
     env: list[JSON] = [
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}},
         {
@@ -123,8 +123,8 @@ def _env(rng: random.Random, app: str) -> list[JSON]:
             "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}},
         },
     ]
-    for n in range(rng.randrange(3, 12)):
-        env.append({"name": f"{app.upper()}_SETTING_{n}", "value": hex_id(rng, rng.randrange(4, 40))})
+    for n in range(extra):
+        env.append({"name": f"{app.upper()}_SETTING_{n}", "value": hex_id(rng, rng.randrange(4, 24))})
     return env
 
 
@@ -139,22 +139,20 @@ def _probe(path: str, port: int, delay: int) -> JSON:
     }
 
 
-def make_container(rng: random.Random, name: str, app: str) -> JSON:
+def make_container(rng: random.Random, name: str, app: str, extra_env: int = 2) -> JSON:
     port = rng.choice((8080, 8443, 9090, 3000, 5432))
     cpu = rng.choice((50, 100, 250, 500))
-    return {
+    container: JSON = {
         "name": name,
         "image": rng.choice(IMAGES),
         "imagePullPolicy": "IfNotPresent",
         "args": [f"--listen=:{port}", f"--log-level={rng.choice(('info', 'debug'))}"],
         "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
-        "env": _env(rng, app),
+        "env": _env(rng, app, extra_env),
         "resources": {
             "requests": {"cpu": f"{cpu}m", "memory": f"{cpu * 2}Mi"},
             "limits": {"cpu": f"{cpu * 2}m", "memory": f"{cpu * 4}Mi"},
         },
-        "livenessProbe": _probe("/healthz", port, 10),
-        "readinessProbe": _probe("/ready", port, 5),
         "volumeMounts": [
             {"name": "config", "mountPath": f"/etc/{app}"},
             {
@@ -166,6 +164,10 @@ def make_container(rng: random.Random, name: str, app: str) -> JSON:
         "terminationMessagePath": "/dev/termination-log",
         "terminationMessagePolicy": "File",
     }
+    if name == "app":  # sidecars usually go without probes
+        container["livenessProbe"] = _probe("/healthz", port, 10)
+        container["readinessProbe"] = _probe("/ready", port, 5)
+    return container
 
 
 def _container_status(rng: random.Random, container: JSON, running: bool) -> JSON:
@@ -187,7 +189,10 @@ def _container_status(rng: random.Random, container: JSON, running: bool) -> JSO
 def pod_spec(rng: random.Random, app: str, node: str | None = None) -> JSON:
     names = ["app", "sidecar", "metrics", "proxy"][: rng.randrange(1, 4)]
     spec: JSON = {
-        "containers": [make_container(rng, n, app) for n in names],
+        "containers": [
+            make_container(rng, n, app, rng.randrange(2, 7) if n == "app" else rng.randrange(0, 2))
+            for n in names
+        ],
         "volumes": [
             {"name": "config", "configMap": {"name": f"{app}-config", "defaultMode": 420}},
             {

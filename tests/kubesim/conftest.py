@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,13 +67,13 @@ async def call(
 
 async def watch_lines(
     session: aiohttp.ClientSession, url: str, *, count: int | None = None,
-    until_type: str | None = None, timeout: float = 5.0, headers: dict[str, str] | None = None,
+    until_type: str | None = None, within: float = 5.0, headers: dict[str, str] | None = None,
     **params: Any,
 ) -> list[JSON]:
     """Read watch events until ``count`` arrived, ``until_type`` was seen, or the stream ends."""
     query = {"watch": "true", **{k: str(v) for k, v in params.items()}}
     events: list[JSON] = []
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(within):
         async with session.get(url, params=query, headers=headers) as resp:
             assert resp.status == 200, await resp.text()
             buffer = b""
@@ -86,6 +86,13 @@ async def watch_lines(
                     if done_count or (until_type and events[-1]["type"] == until_type):
                         return events
     return events
+
+
+async def wait_until(predicate: Callable[[], bool], within: float = 5.0) -> None:
+    """Poll in-process server state that has no event to await."""
+    async with asyncio.timeout(within):
+        while not predicate():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
 
 
 def pod_body(name: str, labels: dict[str, str] | None = None, node: str = "") -> JSON:
@@ -101,14 +108,14 @@ class Kubectl:
     kubeconfig: Path
     cache_dir: Path
 
-    async def run(self, *args: str, timeout: float = 30.0, stdin: bytes | None = None) -> str:
+    async def run(self, *args: str, within: float = 30.0, stdin: bytes | None = None) -> str:
         """Run kubectl without blocking the event loop that serves it."""
         proc = await asyncio.create_subprocess_exec(
             KUBECTL, "--kubeconfig", str(self.kubeconfig), "--cache-dir", str(self.cache_dir),
             *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE, env={**os.environ, "HOME": str(self.cache_dir)},
         )
-        out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
+        out, err = await asyncio.wait_for(proc.communicate(stdin), within)
         assert proc.returncode == 0, f"kubectl {' '.join(args)} failed: {err.decode()}"
         return out.decode()
 

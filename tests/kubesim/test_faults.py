@@ -8,7 +8,7 @@ import time
 import aiohttp
 
 from kubesim.server import SimServer
-from tests.kubesim.conftest import call, pod_body
+from tests.kubesim.conftest import call, pod_body, wait_until
 
 PODS = "/api/v1/pods"
 
@@ -39,8 +39,7 @@ async def test_restart_keeps_state_and_port(sim: SimServer, http: aiohttp.Client
     port = sim.port
     reader = asyncio.create_task(
         call(http, "GET", sim.url + PODS, watch="true", resourceVersion=str(sim.sim.store.rv)))
-    while not sim.handlers.watchers:
-        await asyncio.sleep(0.01)
+    await wait_until(lambda: bool(sim.handlers.watchers))
     await call(http, "POST", sim.url + "/_kubesim/restart", downSeconds=0.3)
     await asyncio.sleep(0.15)
     async with aiohttp.ClientSession() as fresh:
@@ -52,7 +51,7 @@ async def test_restart_keeps_state_and_port(sim: SimServer, http: aiohttp.Client
     await asyncio.wait_for(asyncio.gather(reader, return_exceptions=True), 2)
     await asyncio.sleep(0.3)
     async with aiohttp.ClientSession() as fresh:
-        status, body = await call(fresh, "GET", sim.url + "/api/v1/namespaces/default/pods/kept")
+        status, _ = await call(fresh, "GET", sim.url + "/api/v1/namespaces/default/pods/kept")
     assert status == 200 and sim.port == port
 
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from kubesim.server import SimServer
-from tests.kubesim.conftest import KUBECTL, Kubectl, call, pod_body
+from tests.kubesim.conftest import KUBECTL, Kubectl, call, pod_body, wait_until
 
 DEPLOYMENT = """
 apiVersion: apps/v1
@@ -147,8 +147,7 @@ async def test_watch_sees_a_change(kubectl: Kubectl, sim: SimServer,
     )
     assert proc.stdout is not None
     try:
-        while sim.sim.stats.by_verb["watch"] == 0:
-            await asyncio.sleep(0.05)
+        await wait_until(lambda: sim.sim.stats.by_verb["watch"] > 0, 15)
         status, _ = await call(http, "POST", f"{sim.url}/api/v1/namespaces/default/pods",
                                pod_body("watched"))
         assert status == 201

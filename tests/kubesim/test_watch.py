@@ -12,7 +12,7 @@ import aiohttp
 import orjson
 
 from kubesim.server import SimServer, running
-from tests.kubesim.conftest import call, fast_config, pod_body, watch_lines
+from tests.kubesim.conftest import call, fast_config, pod_body, wait_until, watch_lines
 
 PODS = "/api/v1/pods"
 DEFAULT_PODS = "/api/v1/namespaces/default/pods"
@@ -172,8 +172,7 @@ async def test_table_watch(sim: SimServer, http: aiohttp.ClientSession) -> None:
 async def test_drop_watches_ends_streams(sim: SimServer, http: aiohttp.ClientSession) -> None:
     rv = await _list_rv(sim, http)
     reader = asyncio.create_task(watch_lines(http, sim.url + PODS, resourceVersion=rv))
-    while not sim.handlers.watchers:
-        await asyncio.sleep(0.01)
+    await wait_until(lambda: bool(sim.handlers.watchers))
     _, body = await call(http, "POST", sim.url + "/_kubesim/drop-watches")
     assert body["dropped"] == 1
     assert await asyncio.wait_for(reader, 2) == []
@@ -184,8 +183,7 @@ async def test_slow_watcher_is_closed(http: aiohttp.ClientSession) -> None:
         rv = await _list_rv(server, http)
         async with http.get(server.url + PODS,
                             params={"watch": "1", "resourceVersion": rv}) as resp:
-            while not server.handlers.watchers:
-                await asyncio.sleep(0.01)
+            await wait_until(lambda: bool(server.handlers.watchers))
             watcher = next(iter(server.handlers.watchers))
             for n in range(5):  # synchronous writes: the queue overflows before any flush
                 server.sim.api.create(
@@ -201,10 +199,9 @@ async def test_watch_delivery_rate(http: aiohttp.ClientSession) -> None:
     async with running() as server:
         rv = await _list_rv(server, http)
         readers = [asyncio.create_task(watch_lines(http, server.url + PODS, count=2000,
-                                                   resourceVersion=rv, timeout=20))
+                                                   resourceVersion=rv, within=20))
                    for _ in range(10)]
-        while len(server.handlers.watchers) < 10:
-            await asyncio.sleep(0.01)
+        await wait_until(lambda: len(server.handlers.watchers) == 10)
         pods = server.sim.registry.lookup("", "v1", "pods")
         assert pods is not None
         for n in range(2000):
