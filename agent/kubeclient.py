@@ -96,6 +96,25 @@ def load_connection(*, kubeconfig: str | None = None, context: str | None = None
     return connection_from_configuration(configuration)
 
 
+def connection_from_document(document: str, *, context: str | None = None) -> Connection:
+    """Load a kubeconfig given as its YAML text (the syncer keeps pull clusters' kubeconfigs
+    in its database). Relative file references resolve against the working directory."""
+    import yaml
+    from kubernetes import client as kclient
+    from kubernetes import config as kconfig
+
+    configuration = kclient.Configuration()
+    load: Any = kconfig.load_kube_config_from_dict
+    try:
+        data = yaml.safe_load(document)
+        if not isinstance(data, dict):
+            raise ValueError("not a kubeconfig document")
+        load(config_dict=data, context=context, client_configuration=configuration)
+    except (kconfig.ConfigException, OSError, KeyError, ValueError, yaml.YAMLError) as exc:
+        raise errors.KubeClientError(f"cannot load kubeconfig: {exc}") from exc
+    return connection_from_configuration(configuration)
+
+
 def connection_from_configuration(configuration: Any) -> Connection:
     """Translate a filled ``kubernetes.client.Configuration`` for aiohttp."""
     server = str(configuration.host)

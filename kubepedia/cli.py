@@ -10,7 +10,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from kubepedia import logs
+from agent.logs import setup_logging
+from kubepedia import clusters
 from kubepedia.config import DEFAULT_API_LISTEN, DEFAULT_INGEST_LISTEN, default_data_dir, parse_listen
 from syncer.db import DatabaseUnreachable
 from syncer.embedded import EmbeddedError
@@ -37,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", type=Path, default=default_data_dir())
     serve.add_argument("--api-listen", type=_listen, default=DEFAULT_API_LISTEN)
     serve.add_argument("--ingest-listen", type=_listen, default=DEFAULT_INGEST_LISTEN)
+    clusters.add_parser(sub)
     return parser
 
 
@@ -56,7 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return agent_main(argv[1:])
     args = _parser().parse_args(argv)
-    logs.setup(args.log_level)
+    setup_logging(args.log_level)
+    if args.command == "cluster":
+        return clusters.run(args)
     try:
         return _run_serve(args)
     except (DatabaseUnreachable, SchemaTooNew, EmbeddedError) as exc:

@@ -24,3 +24,30 @@ def parse_listen(value: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ValueError(f"expected HOST:PORT, got {value!r}")
     return host.strip("[]") or "127.0.0.1", int(port)
+
+
+DEFAULT_SERVER = "http://127.0.0.1:8081"
+ADMIN_TOKEN_FILE = "admin.token"
+
+
+def ensure_admin_token(data_dir: Path) -> str:
+    """The registry's admin token, created on first start; readable by its owner only."""
+    import secrets
+
+    path = data_dir / ADMIN_TOKEN_FILE
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token + "\n")
+    return token
+
+
+def read_admin_token(data_dir: Path) -> str | None:
+    explicit = os.environ.get("KUBEPEDIA_ADMIN_TOKEN")
+    if explicit:
+        return explicit
+    path = data_dir / ADMIN_TOKEN_FILE
+    return path.read_text().strip() if path.exists() else None

@@ -13,6 +13,7 @@ from pathlib import Path
 from aiohttp import web
 
 from apiserver.app import build_app as build_api_app
+from kubepedia.config import ensure_admin_token
 from syncer import embedded
 from syncer.db import connect, describe
 from syncer.migrations import migrate
@@ -65,7 +66,8 @@ async def serve(config: ServeConfig) -> None:
         loop.add_signal_handler(sig, stop.set)
     async with database(config) as url, AsyncExitStack() as stack:
         await prepare_schema(url)
-        await _start_site(stack, build_ingest_app(database_url=url), config.ingest_listen, "ingest")
+        ingest = build_ingest_app(database_url=url, admin_token=ensure_admin_token(config.data_dir))
+        await _start_site(stack, ingest, config.ingest_listen, "ingest")
         await _start_site(stack, build_api_app(database_url=url), config.api_listen, "api")
         await stop.wait()
         log.info("shutting down")

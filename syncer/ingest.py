@@ -21,7 +21,7 @@ import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 
@@ -41,6 +41,47 @@ class SnapshotLost(RuntimeError):
     """The snapshot is unknown or incomplete; the caller must list again."""
 
 
+class FenceLost(RuntimeError):
+    """This writer may no longer write the cluster: it was removed, or another syncer took
+    it over."""
+
+
+class Guard(Protocol):
+    """A condition checked inside every write transaction, before anything is written."""
+
+    async def check(self, conn: asyncpg.Connection) -> None: ...
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Registered:
+    """The cluster is still registered. The row is share-locked until commit, so removing
+    a cluster (which deletes that row) waits for writes in flight, then deletes their rows
+    too; later writes find no row and fail."""
+
+    cluster: str
+
+    async def check(self, conn: asyncpg.Connection) -> None:
+        if await conn.fetchval("SELECT 1 FROM clusters WHERE name = $1 FOR SHARE", self.cluster) is None:
+            raise FenceLost(f"cluster {self.cluster!r} is not registered")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Owner:
+    """The session advisory lock ``key`` is still held by backend ``pid``: the owner's
+    dedicated connection (DESIGN.md: advisory locks belong to a connection)."""
+
+    key: int
+    pid: int
+
+    async def check(self, conn: asyncpg.Connection) -> None:
+        held = await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND pid = $1 AND classid = ($2 >> 32)::oid AND objid = ($2 & 4294967295)::oid"
+            " AND objsubid = 1)", self.pid, self.key)
+        if not held:
+            raise FenceLost(f"ownership lock {self.key} is no longer held by backend {self.pid}")
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class BatchResult:
     applied: int  # changes written (change-log entries)
@@ -57,8 +98,25 @@ class SnapshotResult:
 class Store:
     """The write side of the store, over an asyncpg pool (see ``syncer.db``)."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, guards: Sequence[Guard] = ()) -> None:
         self._pool = pool
+        self._guards = tuple(guards)
+
+    async def _guard(self, conn: asyncpg.Connection) -> None:
+        for guard in self._guards:
+            await guard.check(conn)
+
+    async def _begin(self, conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType) -> str | None:
+        """First statements of every write transaction: guards, then the type's row lock."""
+        await self._guard(conn)
+        return await _lock_state(conn, cluster=cluster, rtype=rtype)
+
+    async def record_error(self, *, cluster: str, rtype: ResourceType, message: str) -> None:
+        """Keep the last error of a type where ``cluster list`` shows it."""
+        await self._pool.execute(
+            "UPDATE sync_state SET last_error = $4, updated_at = now()"
+            " WHERE cluster = $1 AND grp = $2 AND resource = $3",
+            cluster, rtype.group, rtype.resource, message[:2000])
 
     # -- reading sync state -------------------------------------------------------------
 
@@ -92,7 +150,7 @@ class Store:
         parsed = to_events(events, rtype=rtype, keep_secret_data=keep_secret_data)
         checkpoint = resource_version or (parsed[-1].resource_version if parsed else None)
         async with self._pool.acquire() as conn, conn.transaction():
-            committed = await _lock_state(conn, cluster=cluster, rtype=rtype)
+            committed = await self._begin(conn, cluster=cluster, rtype=rtype)
             if checkpoint is not None and checkpoint == committed:
                 return BatchResult(applied=0, checkpoint=committed, replayed=True)
             rows = [e.row for e in parsed if e.row is not None]
@@ -108,7 +166,7 @@ class Store:
     async def snapshot_start(self, *, cluster: str, rtype: ResourceType) -> int:
         """Open a snapshot (a relist); any older open snapshot of the type is dropped."""
         async with self._pool.acquire() as conn, conn.transaction():
-            await _lock_state(conn, cluster=cluster, rtype=rtype)
+            await self._begin(conn, cluster=cluster, rtype=rtype)
             await _drop_snapshots(conn, cluster=cluster, rtype=rtype)
             await conn.execute(
                 "UPDATE sync_state SET phase = 'listing', updated_at = now()"
@@ -133,7 +191,7 @@ class Store:
         """Merge one page of a snapshot; replaying a page changes nothing."""
         rows = to_rows(items, rtype=rtype, keep_secret_data=keep_secret_data)
         async with self._pool.acquire() as conn, conn.transaction():
-            await _lock_state(conn, cluster=cluster, rtype=rtype)
+            await self._begin(conn, cluster=cluster, rtype=rtype)
             await _check_snapshot(conn, cluster=cluster, rtype=rtype, snapshot_id=snapshot_id)
             stored = await _stored(conn, cluster=cluster, rtype=rtype, keys={r.key for r in rows})
             plan = plan_snapshot_page(rows, stored)
@@ -160,7 +218,7 @@ class Store:
         if not resource_version:
             raise BadInput("snapshot end: resourceVersion is missing")
         async with self._pool.acquire() as conn, conn.transaction():
-            await _lock_state(conn, cluster=cluster, rtype=rtype)
+            await self._begin(conn, cluster=cluster, rtype=rtype)
             await _check_snapshot(conn, cluster=cluster, rtype=rtype, snapshot_id=snapshot_id)
             seen = await conn.fetchval(
                 "SELECT count(*) FROM snapshot_seen WHERE snapshot_id = $1", snapshot_id)
@@ -190,6 +248,7 @@ class Store:
     async def remove_type(self, *, cluster: str, rtype: ResourceType) -> int:
         """Delete every row of a type the cluster no longer serves, logging each deletion."""
         async with self._pool.acquire() as conn, conn.transaction():
+            await self._guard(conn)
             await conn.execute("SELECT pg_advisory_xact_lock($1)", CHANGE_LOG_LOCK)
             deleted: int = await conn.fetchval(
                 _DELETE_WHERE.format(cond="cluster = $1 AND grp = $2 AND resource = $3"),
@@ -200,9 +259,11 @@ class Store:
                 cluster, rtype.group, rtype.resource)
         return deleted
 
-    async def remove_cluster_data(self, *, cluster: str) -> int:
-        """Delete every row of a cluster (its registry entry is the registry's business)."""
+    async def remove_cluster(self, *, cluster: str) -> int:
+        """Unregister a cluster and delete every row of it, in one transaction; returns the
+        number of objects deleted. Writes in flight for it finish first (see Registered)."""
         async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("DELETE FROM clusters WHERE name = $1", cluster)
             await conn.execute("SELECT pg_advisory_xact_lock($1)", CHANGE_LOG_LOCK)
             deleted: int = await conn.fetchval(_DELETE_WHERE.format(cond="cluster = $1"), cluster)
             await conn.execute(
@@ -408,4 +469,5 @@ async def _advance(conn: asyncpg.Connection, *, cluster: str, rtype: ResourceTyp
         cluster, rtype.group, rtype.resource, checkpoint, delta, touched)
 
 
-__all__ = ["BadInput", "BatchResult", "Event", "Snapshot", "SnapshotLost", "SnapshotResult", "Store"]
+__all__ = ["BadInput", "BatchResult", "Event", "FenceLost", "Guard", "Owner", "Registered", "Snapshot",
+           "SnapshotLost", "SnapshotResult", "Store"]

@@ -191,6 +191,6 @@ async def test_remove_type_and_cluster(store: Store, pool: asyncpg.Pool) -> None
     assert await store.remove_type(cluster="c1", rtype=PODS) == 1
     assert await _rows(pool) == {"default/s": "2"}
     assert await store.checkpoints(cluster="c1") == {"secrets": "2"}
-    assert await store.remove_cluster_data(cluster="c1") == 1
+    assert await store.remove_cluster(cluster="c1") == 1
     assert await _rows(pool) == {}
     assert [t for t, _, _ in await _log(pool)] == ["ADDED", "ADDED", "DELETED", "DELETED"]

@@ -1,0 +1,172 @@
+"""``kubepedia cluster add|list|remove``: the registry, through the running server."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import yaml
+
+from kubepedia.config import DEFAULT_SERVER, default_data_dir, read_admin_token
+
+# kubeconfig fields naming a file, and the inline field that replaces each.
+_FILE_FIELDS = {"certificate-authority": "certificate-authority-data",
+                "client-certificate": "client-certificate-data", "client-key": "client-key-data"}
+
+
+class CommandError(RuntimeError):
+    """A problem worth one line to the user."""
+
+
+def add_parser(sub: Any) -> None:
+    cluster = sub.add_parser("cluster", help="register, list and remove member clusters")
+    cluster.add_argument("--server", default=None, help=f"the syncer's ingest URL (default {DEFAULT_SERVER})")
+    cluster.add_argument("--data-dir", type=Path, default=default_data_dir(),
+                         help="where the local server keeps its admin token")
+    verbs = cluster.add_subparsers(dest="verb", required=True)
+    add = verbs.add_parser("add", help="register a cluster")
+    add.add_argument("name")
+    how = add.add_mutually_exclusive_group(required=True)
+    how.add_argument("--kubeconfig", type=Path, help="pull mode: the syncer connects with this kubeconfig")
+    how.add_argument("--push", action="store_true", help="push mode: prints a token for the agent")
+    add.add_argument("--context", default=None, help="kubeconfig context (default: current)")
+    add.add_argument("--label", action="append", default=[], help="KEY=VALUE, repeatable")
+    add.add_argument("--config", type=Path, default=None, help="selection YAML (pull mode)")
+    add.add_argument("--keep-secret-data", action="store_true")
+    listing = verbs.add_parser("list", help="clusters with health and per-type sync state")
+    listing.add_argument("-o", "--output", choices=["table", "wide", "json"], default="table")
+    remove = verbs.add_parser("remove", help="unregister a cluster and delete all its objects")
+    remove.add_argument("name")
+
+
+def flatten_kubeconfig(path: Path, *, context: str | None) -> str:
+    """The kubeconfig as one self-contained document (file references inlined), since it is
+    stored in the database and used by whichever syncer owns the cluster."""
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise CommandError(f"cannot read kubeconfig {path}: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise CommandError(f"{path} is not a kubeconfig")
+    for section, inner in (("clusters", "cluster"), ("users", "user")):
+        for entry in doc.get(section) or []:
+            _inline_files(entry.get(inner) or {}, base=path.parent)
+    if context is not None:
+        if not any(c.get("name") == context for c in doc.get("contexts") or []):
+            raise CommandError(f"{path} has no context {context!r}")
+        doc["current-context"] = context
+    return yaml.safe_dump(doc)
+
+
+def _inline_files(fields: dict[str, Any], *, base: Path) -> None:
+    for name, inline in _FILE_FIELDS.items():
+        ref = fields.pop(name, None)
+        if ref and inline not in fields:
+            try:
+                fields[inline] = base64.b64encode((base / ref).read_bytes()).decode()
+            except OSError as exc:
+                raise CommandError(f"kubeconfig refers to {ref}: {exc}") from exc
+
+
+async def _call(args: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
+    server = (args.server or DEFAULT_SERVER).rstrip("/")
+    token = read_admin_token(args.data_dir)
+    if token is None:
+        raise CommandError(f"no admin token: set KUBEPEDIA_ADMIN_TOKEN or use --data-dir of the server "
+                           f"(looked in {args.data_dir})")
+    headers = {"Authorization": f"Bearer {token}"}
+    try:
+        async with aiohttp.ClientSession() as session, session.request(
+                method, server + path, data=orjson.dumps(body) if body is not None else None,
+                headers=headers) as resp:
+            payload = orjson.loads(await resp.read() or b"{}")
+    except (aiohttp.ClientError, orjson.JSONDecodeError) as exc:
+        raise CommandError(f"cannot reach the kubepedia server at {server}: {exc}") from exc
+    if resp.status >= 400:
+        raise CommandError(str(payload.get("message") or f"HTTP {resp.status}"))
+    return payload
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        return asyncio.run(_run(args))
+    except CommandError as exc:
+        print(f"kubepedia: {exc}", file=sys.stderr)
+        return 1
+
+
+async def _run(args: argparse.Namespace) -> int:
+    if args.verb == "add":
+        return await _add(args)
+    if args.verb == "remove":
+        result = await _call(args, "DELETE", f"/admin/v1/clusters/{args.name}")
+        print(f"cluster {result['name']} removed ({result['deleted']} objects deleted)")
+        return 0
+    clusters = (await _call(args, "GET", "/admin/v1/clusters"))["clusters"]
+    if args.output == "json":
+        print(orjson.dumps({"clusters": clusters}, option=orjson.OPT_INDENT_2).decode())
+    else:
+        print(render_table(clusters, wide=args.output == "wide"))
+    return 0
+
+
+async def _add(args: argparse.Namespace) -> int:
+    labels = dict(_label(text) for text in args.label)
+    settings: dict[str, Any] = {"keepSecretData": bool(args.keep_secret_data)}
+    if args.config is not None:
+        try:
+            settings["selection"] = yaml.safe_load(args.config.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise CommandError(f"cannot read {args.config}: {exc}") from exc
+    body: dict[str, Any] = {"name": args.name, "labels": labels, "settings": settings,
+                            "mode": "push" if args.push else "pull"}
+    if args.kubeconfig is not None:
+        body["kubeconfig"] = flatten_kubeconfig(args.kubeconfig, context=args.context)
+    result = await _call(args, "POST", "/admin/v1/clusters", body)
+    if result.get("token"):
+        print(f"cluster {args.name} registered (push). Agent token, shown once:\n{result['token']}")
+    else:
+        print(f"cluster {args.name} registered (pull); a syncer will start syncing it within seconds")
+    return 0
+
+
+def _label(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise CommandError(f"--label expects KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def render_table(clusters: list[dict[str, Any]], *, wide: bool) -> str:
+    head = ["NAME", "MODE", "HEALTH", "TYPES", "OBJECTS", "ERRORS", "LAG"]
+    rows = [[c["name"], c["mode"], _health(c), str(len(c["types"])), str(c["objects"]), str(c["errors"]),
+             _lag(c["lagSeconds"])] for c in clusters]
+    lines = _columns([head, *rows])
+    if wide:
+        for c in clusters:
+            for t in c["types"]:
+                error = f" error={t['lastError']}" if t["lastError"] else ""
+                lines.append(f"  {c['name']}/{t['type']}: {t['phase']} objects={t['objects']}"
+                             f" checkpoint={t['checkpoint']}{error}")
+    return "\n".join(lines)
+
+
+def _health(cluster: dict[str, Any]) -> str:
+    if cluster["healthy"] is None:
+        return "Unknown"
+    return "Healthy" if cluster["healthy"] else f"Stale ({cluster['healthMessage'] or 'unhealthy'})"
+
+
+def _lag(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds:.0f}s"
+
+
+def _columns(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["   ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows]

@@ -1,0 +1,193 @@
+"""Pull mode: the syncer runs a cluster's informers itself, from its stored kubeconfig.
+
+Several syncer processes may share one database. Each pull cluster is synced by exactly
+one of them: the owner holds a session advisory lock on a connection of its own (never a
+pooled one, whose recycling would release or leak it), checks that connection every few
+seconds, and stops syncing the moment it is lost. Every write also proves ownership inside
+its transaction (``syncer.ingest.Owner``), so a process that lost its lock cannot write
+even before it notices. When an owner dies, PostgreSQL drops its connection and lock, and
+another process takes the cluster over at its next poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+import asyncpg
+from aiohttp import web
+
+from agent.errors import KubeClientError
+from agent.kubeclient import KubeClient, connection_from_document
+from agent.runner import Runner
+from agent.selection import SelectionError, parse_selection
+from syncer import registry
+from syncer.db import connect
+from syncer.ingest import Owner, Registered, Store
+from syncer.sink import UNAVAILABLE, StoreSink
+from syncer.store_app import POOL
+
+log = logging.getLogger(__name__)
+
+POLL_INTERVAL_S = 2.0
+LOCK_CHECK_TIMEOUT_S = 5.0
+HEALTH_INTERVAL_S = 5.0
+
+
+def ownership_key(cluster: str) -> int:
+    """A positive 62-bit advisory-lock key for a cluster (its own key space by prefix)."""
+    digest = hashlib.sha256(b"kubepedia/pull/" + cluster.encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 2
+
+
+@dataclass(kw_only=True)
+class _Owned:
+    cluster: registry.Cluster
+    lock_conn: asyncpg.Connection
+    task: asyncio.Task[None] | None = None
+    runner: Runner | None = None
+    last_health: tuple[bool, str | None] | None = field(default=None)
+
+
+class PullManager:
+    """Owns and syncs the pull clusters this process can get; see the module docstring."""
+
+    def __init__(self, *, database_url: str, pool: asyncpg.Pool,
+                 poll_interval: float = POLL_INTERVAL_S) -> None:
+        self._url = database_url
+        self._pool = pool
+        self._poll_interval = poll_interval
+        self._owned: dict[str, _Owned] = {}
+        self._wake = asyncio.Event()
+
+    @staticmethod
+    def context(*, database_url: str, key: web.AppKey[PullManager],
+                enabled: bool) -> Callable[[web.Application], AsyncIterator[None]]:
+        async def ctx(app: web.Application) -> AsyncIterator[None]:
+            manager = PullManager(database_url=database_url, pool=app[POOL])
+            app[key] = manager
+            task = asyncio.create_task(manager.run(), name="pull-manager") if enabled else None
+            try:
+                yield
+            finally:
+                if task is not None:
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
+                await manager.stop_all()
+
+        return ctx
+
+    @property
+    def owned(self) -> list[str]:
+        return sorted(self._owned)
+
+    def poke(self) -> None:
+        """Reconcile now (a cluster was added or removed)."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.reconcile()
+            except UNAVAILABLE as exc:
+                log.warning("pull mode: store unavailable", extra={"error": str(exc)})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+            self._wake.clear()
+
+    async def reconcile(self) -> None:
+        wanted = {c.name: c for c in await registry.pull_clusters(self._pool)}
+        for name, owned in list(self._owned.items()):
+            current = wanted.get(name)
+            if current is None or current.kubeconfig != owned.cluster.kubeconfig:
+                await self._release(name, why="unregistered" if current is None else "kubeconfig changed")
+            elif owned.task is None or owned.task.done():
+                await self._release(name, why="sync task ended")
+            elif not await _lock_alive(owned.lock_conn):
+                await self._release(name, why="ownership connection lost")
+            else:
+                await self._report_health(owned)
+        for name, cluster in wanted.items():
+            if name not in self._owned:
+                await self._try_own(cluster)
+
+    async def _try_own(self, cluster: registry.Cluster) -> None:
+        key = ownership_key(cluster.name)
+        held = await self._pool.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND classid = ($1 >> 32)::oid AND objid = ($1 & 4294967295)::oid AND objsubid = 1)", key)
+        if held:
+            return
+        conn = await connect(self._url)
+        if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", key):
+            await conn.close()
+            return
+        owned = _Owned(cluster=cluster, lock_conn=conn)
+        owned.task = asyncio.create_task(self._sync(owned, key=key, pid=conn.get_server_pid()),
+                                         name=f"pull {cluster.name}")
+        self._owned[cluster.name] = owned
+        log.info("pull cluster owned", extra={"cluster": cluster.name})
+
+    async def _sync(self, owned: _Owned, *, key: int, pid: int) -> None:
+        name = owned.cluster.name
+        store = Store(self._pool, guards=[Registered(cluster=name), Owner(key=key, pid=pid)])
+        sink = StoreSink(store=store, cluster=name, keep_secret_data=owned.cluster.keep_secret_data)
+        try:
+            connection = connection_from_document(owned.cluster.kubeconfig or "")
+            selection = parse_selection(owned.cluster.settings.get("selection") or {})
+        except (KubeClientError, SelectionError) as exc:
+            await registry.set_health(self._pool, name, healthy=False, message=str(exc))
+            log.error("pull cluster configuration unusable", extra={"cluster": name, "error": str(exc)})
+            await asyncio.Event().wait()  # keep ownership; a new kubeconfig restarts us
+            return
+        async with KubeClient(connection=connection) as client:
+            owned.runner = Runner(client=client, sink=sink, selection=selection)
+            await owned.runner.run()
+
+    async def _report_health(self, owned: _Owned) -> None:
+        health = _health(owned.runner)
+        if health != owned.last_health:
+            owned.last_health = health
+            await registry.set_health(self._pool, owned.cluster.name, healthy=health[0], message=health[1])
+        elif health[0]:
+            await registry.seen(self._pool, owned.cluster.name)
+
+    async def _release(self, name: str, *, why: str) -> None:
+        owned = self._owned.pop(name)
+        if owned.task is not None:
+            owned.task.cancel()
+            await asyncio.gather(owned.task, return_exceptions=True)
+        with contextlib.suppress(*UNAVAILABLE, asyncpg.PostgresError):
+            await owned.lock_conn.close(timeout=2)
+        log.info("pull cluster released", extra={"cluster": name, "reason": why})
+
+    async def stop_all(self) -> None:
+        for name in list(self._owned):
+            await self._release(name, why="shutting down")
+
+
+def _health(runner: Runner | None) -> tuple[bool, str | None]:
+    """Unhealthy when discovery never worked or every type is failing to reach the cluster."""
+    if runner is None:
+        return (False, "starting")
+    statuses = runner.statuses()
+    if not runner.discovered.is_set():
+        return (False, "cluster unreachable: discovery has not succeeded yet")
+    failing = [s for s in statuses.values() if s.get("phase") in ("backoff", "error")]
+    if statuses and len(failing) == len(statuses):
+        return (False, f"cluster unreachable: {failing[0].get('last_error') or 'all types failing'}")
+    return (True, None)
+
+
+async def _lock_alive(conn: asyncpg.Connection) -> bool:
+    if conn.is_closed():
+        return False
+    try:
+        await asyncio.wait_for(conn.fetchval("SELECT 1"), LOCK_CHECK_TIMEOUT_S)
+    except (TimeoutError, *UNAVAILABLE, asyncpg.PostgresError):
+        return False
+    return True

@@ -1,0 +1,106 @@
+"""The in-process sink: pull mode's informers write straight into the store.
+
+Implements :class:`agent.sink.Sink` over :class:`syncer.ingest.Store`, translating the
+store's failures into what the agent's pipeline knows how to handle.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import TypeVar
+
+import asyncpg
+
+from agent.events import Change, KubeObject, ResourceType
+from agent.sink import SinkRejected, SinkUnavailable, SnapshotLost
+from syncer.ingest import FenceLost, Store
+from syncer.ingest import SnapshotLost as StoreSnapshotLost
+from syncer.validate import BadInput
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Failures of the database connection, not of the data: retry with backoff.
+UNAVAILABLE = (OSError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
+               asyncpg.ConnectionFailureError, asyncpg.AdminShutdownError,
+               asyncpg.TooManyConnectionsError)
+
+
+@asynccontextmanager
+async def translated(store: Store, *, cluster: str, rtype: ResourceType) -> AsyncIterator[None]:
+    """Map store exceptions to sink exceptions, keeping a type's last error on record."""
+    try:
+        yield
+    except StoreSnapshotLost as exc:
+        raise SnapshotLost(str(exc)) from exc
+    except BadInput as exc:
+        await _record(store, cluster=cluster, rtype=rtype, message=str(exc))
+        raise SinkRejected(str(exc)) from exc
+    except FenceLost as exc:
+        raise SinkUnavailable(str(exc)) from exc
+    except UNAVAILABLE as exc:
+        raise SinkUnavailable(f"store unavailable: {exc}") from exc
+
+
+async def _record(store: Store, *, cluster: str, rtype: ResourceType, message: str) -> None:
+    try:
+        await store.record_error(cluster=cluster, rtype=rtype, message=message)
+    except UNAVAILABLE:
+        log.warning("could not record a sync error", extra={"cluster": cluster, "type": rtype.key})
+
+
+class StoreSink:
+    """A :class:`agent.sink.Sink` for one cluster, writing through a :class:`Store`."""
+
+    def __init__(self, *, store: Store, cluster: str, keep_secret_data: bool = False,
+                 on_write: Callable[[], Awaitable[None]] | None = None) -> None:
+        self.store = store
+        self.cluster = cluster
+        self.keep_secret_data = keep_secret_data
+        self._on_write = on_write
+
+    async def _call(self, rtype: ResourceType, op: Callable[[], Awaitable[T]]) -> T:
+        async with translated(self.store, cluster=self.cluster, rtype=rtype):
+            result = await op()
+        if self._on_write is not None:
+            await self._on_write()
+        return result
+
+    async def checkpoints(self) -> dict[str, str]:
+        try:
+            return await self.store.checkpoints(cluster=self.cluster)
+        except UNAVAILABLE as exc:
+            raise SinkUnavailable(f"store unavailable: {exc}") from exc
+
+    async def snapshot_start(self, rtype: ResourceType) -> str:
+        snapshot_id = await self._call(
+            rtype, lambda: self.store.snapshot_start(cluster=self.cluster, rtype=rtype))
+        return str(snapshot_id)
+
+    async def snapshot_page(self, rtype: ResourceType, snapshot_id: str, items: list[KubeObject]) -> None:
+        await self._call(rtype, lambda: self.store.snapshot_page(
+            cluster=self.cluster, rtype=rtype, snapshot_id=_snapshot_id(snapshot_id), items=items,
+            keep_secret_data=self.keep_secret_data))
+
+    async def snapshot_end(self, rtype: ResourceType, snapshot_id: str, *, resource_version: str,
+                           count: int) -> None:
+        await self._call(rtype, lambda: self.store.snapshot_end(
+            cluster=self.cluster, rtype=rtype, snapshot_id=_snapshot_id(snapshot_id),
+            resource_version=resource_version, count=count))
+
+    async def changes(self, rtype: ResourceType, changes: list[Change], *, resource_version: str) -> None:
+        events = [{"type": c.type, "object": c.object} for c in changes]
+        await self._call(rtype, lambda: self.store.apply_batch(
+            cluster=self.cluster, rtype=rtype, events=events, resource_version=resource_version,
+            keep_secret_data=self.keep_secret_data))
+
+    async def remove_type(self, rtype: ResourceType) -> None:
+        await self._call(rtype, lambda: self.store.remove_type(cluster=self.cluster, rtype=rtype))
+
+
+def _snapshot_id(value: str) -> int:
+    if not value.isdigit():
+        raise SnapshotLost(f"unknown snapshot {value!r}")
+    return int(value)
