@@ -190,8 +190,11 @@ class Api:
     def _replace(self, rtype: ResourceType, current: Entry, obj: JSON, subresource: str) -> Entry:
         old = orjson.loads(current.raw)
         if subresource == "status":
-            obj = {**old, "status": obj.get("status")} if "status" in obj else dict(old)
-            obj["metadata"] = old["metadata"]
+            # The status strategies keep the old spec (and owners) but take the
+            # new status and metadata, e.g. podStatusStrategy.PrepareForUpdate.
+            obj = {**old, "metadata": obj["metadata"], "status": obj.get("status", old.get("status"))}
+            if "ownerReferences" in old["metadata"]:
+                obj["metadata"]["ownerReferences"] = old["metadata"]["ownerReferences"]
         elif rtype.has_status and "status" in old:
             obj["status"] = old["status"]
         elif rtype.has_status:

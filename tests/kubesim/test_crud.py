@@ -159,3 +159,25 @@ async def test_crd_lifecycle_in_discovery(sim: SimServer, http: aiohttp.ClientSe
     status, _ = await call(http, "GET", sim.url + "/apis/example.com/v2")
     assert status == 404
     assert not [o for o in sim.sim.dump() if o["resource"] == "gadgets"]
+
+
+async def test_status_subresource_keeps_spec(sim: SimServer, http: aiohttp.ClientSession) -> None:
+    await call(http, "POST", sim.url + PODS, pod_body("st"))
+    patch = {"spec": {"nodeName": "elsewhere"}, "status": {"phase": "Running"},
+             "metadata": {"annotations": {"seen": "yes"}}}
+    status, pod = await call(http, "PATCH", sim.url + PODS + "/st/status", patch,
+                             "application/merge-patch+json")
+    assert status == 200
+    assert pod["status"]["phase"] == "Running" and "nodeName" not in pod["spec"]
+    assert pod["metadata"]["annotations"] == {"seen": "yes"}
+
+
+async def test_delete_collection_by_selector(sim: SimServer, http: aiohttp.ClientSession) -> None:
+    await call(http, "POST", sim.url + PODS, pod_body("c1", {"batch": "1"}))
+    await call(http, "POST", sim.url + PODS, pod_body("c2", {"batch": "1"}))
+    await call(http, "POST", sim.url + PODS, pod_body("c3", {"batch": "2"}))
+    status, body = await call(http, "DELETE", sim.url + PODS, labelSelector="batch=1")
+    assert status == 200 and body["kind"] == "PodList"
+    assert sorted(i["metadata"]["name"] for i in body["items"]) == ["c1", "c2"]
+    _, left = await call(http, "GET", sim.url + PODS)
+    assert [i["metadata"]["name"] for i in left["items"]] == ["c3"]

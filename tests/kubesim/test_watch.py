@@ -210,3 +210,25 @@ async def test_watch_delivery_rate(http: aiohttp.ClientSession) -> None:
                 await asyncio.sleep(0)
         results = await asyncio.gather(*readers)
         assert all(len(r) == 2000 for r in results)
+
+
+async def test_legacy_watch_path(sim: SimServer, http: aiohttp.ClientSession) -> None:
+    rv = await _list_rv(sim, http)
+    await call(http, "POST", sim.url + DEFAULT_PODS, pod_body("legacy"))
+    events = await watch_lines(http, sim.url + "/api/v1/watch/namespaces/default/pods", count=1,
+                               resourceVersion=rv)
+    assert events[0]["object"]["metadata"]["name"] == "legacy"
+
+
+async def test_stall_holds_watch_delivery(sim: SimServer, http: aiohttp.ClientSession) -> None:
+    rv = await _list_rv(sim, http)
+    params = {"watch": "1", "resourceVersion": rv}
+    async with http.get(sim.url + DEFAULT_PODS, params=params) as resp:
+        await wait_until(lambda: bool(sim.handlers.watchers))
+        await call(http, "POST", sim.url + "/_kubesim/stall", seconds=0.5)
+        sim.sim.api.create(sim.sim.registry.lookup("", "v1", "pods"),  # type: ignore[arg-type]
+                           "default", pod_body("held"))
+        started = time.monotonic()
+        line = await asyncio.wait_for(resp.content.readline(), 3)
+        assert time.monotonic() - started >= 0.4
+    assert orjson.loads(line)["object"]["metadata"]["name"] == "held"
