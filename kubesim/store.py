@@ -152,41 +152,47 @@ class TypeStore:
             return
         yield from self._merge_at(self.overlay(rv), namespace, start, low, high)
 
-    def _merge_at(self, ov: Overlay, namespace: str, start: str, low: int, high: int) -> Iterator[Entry]:
-        # Merge current keys with keys deleted since rv; overlay wins for both.
-        # The lists may change while a caller pauses, so re-find positions by key.
-        current = [self.keys[i] for i in range(low, high)]
-        ns_low, ns_high = namespace_range(namespace) if namespace else ("", "\U0010ffff")
-        lo = max(start, ns_low)
-        extra = [k for k in ov.present[bisect_left(ov.present, lo) :] if k < ns_high]
-        i = j = 0
-        while i < len(current) or j < len(extra):
-            if j >= len(extra) or (i < len(current) and current[i] < extra[j]):
-                key = current[i]
+    def _merge_at(
+        self, ov: Overlay, namespace: str, start: str, low: int, high: int
+    ) -> Iterator[Entry]:
+        # Merge current keys with keys deleted since rv; the overlay wins for
+        # both. Callers consume this without awaiting, so the lists cannot
+        # change underneath.
+        ns_high = namespace_range(namespace)[1] if namespace else "\U0010ffff"
+        lo = max(start, namespace_range(namespace)[0]) if namespace else start
+        extra = ov.present
+        i, j = low, bisect_left(extra, lo)
+        while True:
+            cur = self.keys[i] if i < high else None
+            ext = extra[j] if j < len(extra) and extra[j] < ns_high else None
+            if cur is None and ext is None:
+                return
+            if ext is None or (cur is not None and cur <= ext):
+                key = cur
                 i += 1
-            elif i >= len(current) or extra[j] < current[i]:
-                key = extra[j]
-                j += 1
+                j += ext == cur
             else:
-                key = current[i]
-                i += 1
+                key = ext
                 j += 1
+            assert key is not None
             if key in ov.before:
                 old = ov.before[key]
                 if old is not None:
                     yield old
             else:
-                entry = self.objects.get(key)
-                if entry is not None:
-                    yield entry
+                yield self.objects[key]
 
     def count_at(self, rv: int | None, namespace: str, after: str) -> int:
         """How many entries sort after ``after`` at ``rv`` (remainingItemCount)."""
         low, high = self.key_range(namespace)
-        low = max(low, bisect_right(self.keys, after))
+        count = high - max(low, bisect_right(self.keys, after))
         if rv is None:
-            return high - low
-        return sum(1 for e in self.iter_at(rv, namespace, after) if e.key > after)
+            return count
+        ns_low, ns_high = namespace_range(namespace) if namespace else ("", "\U0010ffff")
+        for key, old in self.overlay(rv).before.items():
+            if after < key and ns_low <= key < ns_high:
+                count += (old is not None) - (key in self.objects)
+        return count
 
 
 class Store:
