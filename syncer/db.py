@@ -68,10 +68,12 @@ async def init_connection(conn: asyncpg.Connection) -> None:
     await conn.execute(STAGING_DDL)
 
 
-async def connect(url: str) -> asyncpg.Connection:
-    """One dedicated connection (LISTEN, ownership locks, migrations)."""
+async def connect(url: str, *, application_name: str = "kubepedia") -> asyncpg.Connection:
+    """One dedicated connection (LISTEN, ownership locks, migrations). The application name
+    shows in pg_stat_activity, which tells an operator which process holds which lock."""
     try:
-        conn: asyncpg.Connection = await asyncpg.connect(url, timeout=CONNECT_TIMEOUT_S)
+        conn: asyncpg.Connection = await asyncpg.connect(
+            url, timeout=CONNECT_TIMEOUT_S, server_settings={"application_name": application_name})
     except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         raise DatabaseUnreachable(_unreachable(url, exc)) from exc
     return conn

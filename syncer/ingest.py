@@ -76,7 +76,7 @@ class Owner:
     async def check(self, conn: asyncpg.Connection) -> None:
         held = await conn.fetchval(
             "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
-            " AND pid = $1 AND classid = ($2 >> 32)::oid AND objid = ($2 & 4294967295)::oid"
+            " AND pid = $1 AND classid = ($2::bigint >> 32)::oid AND objid = ($2::bigint & 4294967295)::oid"
             " AND objsubid = 1)", self.pid, self.key)
         if not held:
             raise FenceLost(f"ownership lock {self.key} is no longer held by backend {self.pid}")

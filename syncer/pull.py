@@ -15,6 +15,8 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
+import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
@@ -62,6 +64,7 @@ class PullManager:
         self._pool = pool
         self._poll_interval = poll_interval
         self._owned: dict[str, _Owned] = {}
+        self.identity = f"{socket.gethostname()}:{os.getpid()}"
         self._wake = asyncio.Event()
 
     @staticmethod
@@ -95,6 +98,9 @@ class PullManager:
                 await self.reconcile()
             except UNAVAILABLE as exc:
                 log.warning("pull mode: store unavailable", extra={"error": str(exc)})
+            except Exception:
+                # A bug in one round must not end pull mode for every cluster.
+                log.exception("pull mode: reconcile failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._poll_interval)
             self._wake.clear()
@@ -119,10 +125,10 @@ class PullManager:
         key = ownership_key(cluster.name)
         held = await self._pool.fetchval(
             "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
-            " AND classid = ($1 >> 32)::oid AND objid = ($1 & 4294967295)::oid AND objsubid = 1)", key)
+            " AND classid = ($1::bigint >> 32)::oid AND objid = ($1::bigint & 4294967295)::oid AND objsubid = 1)", key)
         if held:
             return
-        conn = await connect(self._url)
+        conn = await connect(self._url, application_name=f"kubepedia-pull {self.identity}")
         if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", key):
             await conn.close()
             return

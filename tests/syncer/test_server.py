@@ -1,0 +1,134 @@
+"""The ingest listener over real HTTP: the agent's HttpSink against the real server."""
+
+from __future__ import annotations
+
+import gzip
+
+import asyncpg
+import orjson
+import pytest
+
+from agent.events import Change
+from agent.push import HttpSink
+from agent.sink import SinkBusy, SinkRejected, SinkUnavailable, SnapshotLost
+from syncer.server import GATE, WRITE_SLOTS
+from tests.factories import PODS, pod
+from tests.syncer.conftest import Ingest
+
+
+async def test_push_flow(ingest: Ingest, pool: asyncpg.Pool) -> None:
+    token = await ingest.register_push("edge-1")
+    async with HttpSink(base_url=ingest.url, cluster="edge-1", token=token) as sink:
+        assert await sink.checkpoints() == {}
+        snapshot = await sink.snapshot_start(PODS)
+        await sink.snapshot_page(PODS, snapshot, [pod("a", 1), pod("b", 2)])
+        await sink.snapshot_end(PODS, snapshot, resource_version="2", count=2)
+        await sink.changes(PODS, [Change(type="DELETED", object=pod("a", 3))], resource_version="3")
+        await sink.changes(PODS, [], resource_version="7")  # a bookmark
+        assert await sink.checkpoints() == {"pods": "7"}
+        names = [r["name"] for r in await pool.fetch("SELECT name FROM resources WHERE cluster = 'edge-1'")]
+        assert names == ["b"]
+        await sink.remove_type(PODS)
+    assert await pool.fetchval("SELECT count(*) FROM resources") == 0
+    seen = await pool.fetchval("SELECT healthy AND last_seen_at IS NOT NULL FROM clusters")
+    assert seen is True
+
+
+async def _status(ingest: Ingest, path: str, token: str | None, body: bytes = b"{}",
+                  headers: dict[str, str] | None = None) -> tuple[int, dict[str, object]]:
+    all_headers = {"Content-Type": "application/json", **(headers or {})}
+    if token is not None:
+        all_headers["Authorization"] = f"Bearer {token}"
+    async with ingest.session.post(ingest.url + path, data=body, headers=all_headers) as resp:
+        return resp.status, orjson.loads(await resp.read())
+
+
+async def test_authentication(ingest: Ingest) -> None:
+    token_a = await ingest.register_push("a")
+    await ingest.register_push("b")
+    path = "/ingest/v1/clusters/b/snapshots"
+    for token, code, reason in [(None, 401, "Unauthorized"), ("nope", 401, "Unauthorized"),
+                                (token_a, 403, "Forbidden")]:
+        status, body = await _status(ingest, path, token)
+        assert (status, body["kind"], body["reason"], body["code"]) == (code, "Status", reason, code)
+    status, body = await _status(ingest, "/ingest/v1/clusters/ghost/snapshots", token_a)
+    assert (status, body["reason"]) == (404, "NotFound")
+
+
+async def test_bad_input_is_a_status_naming_the_item(ingest: Ingest, pool: asyncpg.Pool) -> None:
+    token = await ingest.register_push("a")
+    path = "/ingest/v1/clusters/a/changes"
+    status, body = await _status(ingest, path, token, body=b'{"type": {"group": ""')
+    assert status == 400 and "invalid JSON" in str(body["message"])
+    no_uid = pod("bad", 2)
+    del no_uid["metadata"]["uid"]
+    batch = {"type": {"group": "", "version": "v1", "resource": "pods", "kind": "Pod", "namespaced": True},
+             "resourceVersion": "2", "events": [{"type": "ADDED", "object": pod("ok", 1)},
+                                                {"type": "ADDED", "object": no_uid}]}
+    status, body = await _status(ingest, path, token, body=gzip.compress(orjson.dumps(batch)),
+                                 headers={"Content-Encoding": "gzip"})
+    assert status == 400
+    assert body["message"] == "item 1 (default/bad): metadata.uid is missing"
+    assert await pool.fetchval("SELECT count(*) FROM resources") == 0
+    async with HttpSink(base_url=ingest.url, cluster="a", token=token) as sink:
+        with pytest.raises(SinkRejected, match="metadata.uid is missing"):
+            await sink.changes(PODS, [Change(type="ADDED", object=no_uid)], resource_version="9")
+
+
+async def test_lost_snapshot_is_409(ingest: Ingest) -> None:
+    token = await ingest.register_push("a")
+    async with HttpSink(base_url=ingest.url, cluster="a", token=token) as sink:
+        with pytest.raises(SnapshotLost):
+            await sink.snapshot_page(PODS, "12345", [pod("a", 1)])
+        first = await sink.snapshot_start(PODS)
+        await sink.snapshot_start(PODS)  # supersedes the first
+        with pytest.raises(SnapshotLost):
+            await sink.snapshot_end(PODS, first, resource_version="1", count=0)
+
+
+async def test_backpressure_is_429_with_retry_after(ingest: Ingest) -> None:
+    token = await ingest.register_push("a")
+    gate = ingest.app[GATE]
+    for _ in range(WRITE_SLOTS):  # every write slot busy: the store is behind
+        await gate.acquire()
+    try:
+        async with HttpSink(base_url=ingest.url, cluster="a", token=token) as sink:
+            with pytest.raises(SinkBusy) as info:
+                await sink.snapshot_start(PODS)
+        assert info.value.retry_after == 1.0
+    finally:
+        for _ in range(WRITE_SLOTS):
+            gate.release()
+
+
+async def test_unreachable_syncer_is_unavailable() -> None:
+    async with HttpSink(base_url="http://127.0.0.1:9", cluster="a", token="t") as sink:
+        with pytest.raises(SinkUnavailable):
+            await sink.checkpoints()
+
+
+async def test_registry_admin(ingest: Ingest, pool: asyncpg.Pool) -> None:
+    assert (await ingest.admin("GET", "/admin/v1/clusters", token="wrong"))[0] == 401
+    status, body = await ingest.admin("POST", "/admin/v1/clusters", {"name": "Bad_Name", "mode": "push"})
+    assert (status, body["reason"]) == (422, "Invalid")
+    status, body = await ingest.admin("POST", "/admin/v1/clusters", {"name": "p", "mode": "pull"})
+    assert (status, body["message"]) == (422, "a pull cluster needs a kubeconfig")
+    token = await ingest.register_push("a")
+    status, body = await ingest.admin("POST", "/admin/v1/clusters", {"name": "a", "mode": "push"})
+    assert (status, body["reason"]) == (409, "AlreadyExists")
+    stored = await pool.fetchval("SELECT token_hash FROM clusters WHERE name = 'a'")
+    assert token not in stored, "tokens are stored hashed"
+    async with HttpSink(base_url=ingest.url, cluster="a", token=token) as sink:
+        await sink.changes(PODS, [Change(type="ADDED", object=pod("x", 1))], resource_version="1")
+    status, body = await ingest.admin("GET", "/admin/v1/clusters")
+    [entry] = body["clusters"]
+    assert (entry["name"], entry["mode"], entry["healthy"], entry["stale"], entry["objects"]) == \
+        ("a", "push", True, False, 1)
+    assert entry["types"][0]["type"] == "pods" and entry["types"][0]["checkpoint"] == "1"
+    status, body = await ingest.admin("DELETE", "/admin/v1/clusters/a")
+    assert (status, body["deleted"]) == (200, 1)
+    assert await pool.fetchval("SELECT count(*) FROM resources") == 0
+    assert (await ingest.admin("DELETE", "/admin/v1/clusters/a"))[0] == 404
+    async with HttpSink(base_url=ingest.url, cluster="a", token=token) as sink:
+        with pytest.raises(SinkUnavailable):  # 404: the cluster is gone
+            await sink.checkpoints()
