@@ -74,12 +74,18 @@ class Owner:
     pid: int
 
     async def check(self, conn: asyncpg.Connection) -> None:
-        held = await conn.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
-            " AND pid = $1 AND classid = ($2::bigint >> 32)::oid AND objid = ($2::bigint & 4294967295)::oid"
-            " AND objsubid = 1)", self.pid, self.key)
-        if not held:
+        if await advisory_holder(conn, self.key) != self.pid:
             raise FenceLost(f"ownership lock {self.key} is no longer held by backend {self.pid}")
+
+
+async def advisory_holder(conn: asyncpg.Connection | asyncpg.Pool, key: int) -> int | None:
+    """The backend pid holding session advisory lock ``key`` (a bigint key is stored as
+    classid = high 32 bits, objid = low 32 bits, objsubid = 1), or None."""
+    pid: int | None = await conn.fetchval(
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+        " AND classid = ($1::bigint >> 32)::oid AND objid = ($1::bigint & 4294967295)::oid"
+        " AND objsubid = 1", key)
+    return pid
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -29,7 +29,7 @@ from agent.runner import Runner
 from agent.selection import SelectionError, parse_selection
 from syncer import registry
 from syncer.db import connect
-from syncer.ingest import Owner, Registered, Store
+from syncer.ingest import Owner, Registered, Store, advisory_holder
 from syncer.sink import UNAVAILABLE, StoreSink
 from syncer.store_app import POOL
 
@@ -123,10 +123,7 @@ class PullManager:
 
     async def _try_own(self, cluster: registry.Cluster) -> None:
         key = ownership_key(cluster.name)
-        held = await self._pool.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
-            " AND classid = ($1::bigint >> 32)::oid AND objid = ($1::bigint & 4294967295)::oid AND objsubid = 1)", key)
-        if held:
+        if await advisory_holder(self._pool, key) is not None:
             return
         conn = await connect(self._url, application_name=f"kubepedia-pull {self.identity}")
         if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", key):

@@ -71,7 +71,7 @@ async def test_bad_input_is_a_status_naming_the_item(ingest: Ingest, pool: async
     assert body["message"] == "item 1 (default/bad): metadata.uid is missing"
     assert await pool.fetchval("SELECT count(*) FROM resources") == 0
     async with HttpSink(base_url=ingest.url, cluster="a", token=token) as sink:
-        with pytest.raises(SinkRejected, match="metadata.uid is missing"):
+        with pytest.raises(SinkRejected, match=r"metadata\.uid is missing"):
             await sink.changes(PODS, [Change(type="ADDED", object=no_uid)], resource_version="9")
 
 
