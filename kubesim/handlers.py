@@ -119,7 +119,8 @@ class ResourceHandlers:
         if request.method == "GET":
             opts = parse_options(request, rtype, target.watch_path)
             if opts.watch:
-                self.sim.stats.count("watch", rtype)
+                # A watch that opens with the current state is a list by another name.
+                self.sim.stats.count("watch-list" if _sends_initial(opts) else "watch", rtype)
                 return await self.watch(request, target, opts)
             self.sim.stats.count("list", rtype)
             return await self.list_objects(request, target, opts)
@@ -231,7 +232,7 @@ class ResourceHandlers:
         """Register the watcher and take its starting point atomically (no await)."""
         rv_text = opts.resource_version
         initial: list[Entry] = []
-        if opts.send_initial_events or (opts.send_initial_events is None and rv_text in ("", "0")):
+        if _sends_initial(opts):
             initial = watcher.initial(tstore.iter_at(None, watcher.namespace, ""))
         elif rv_text not in ("", "0"):
             try:
@@ -299,3 +300,10 @@ class ResourceHandlers:
         for watcher in watchers:
             watcher.close()
         return len(watchers)
+
+
+def _sends_initial(opts: ListOptions) -> bool:
+    """Whether a watch starts with synthetic ADDED events for every current object."""
+    if opts.send_initial_events is not None:
+        return opts.send_initial_events
+    return opts.resource_version in ("", "0")
