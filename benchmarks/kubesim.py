@@ -68,6 +68,22 @@ async def list_all(session: aiohttp.ClientSession, url: str) -> tuple[float, int
             return time.perf_counter() - started, count, rv
 
 
+async def best_of(
+    session: aiohttp.ClientSession, url: str, base_url: str, objects: int, rounds: int = 3
+) -> tuple[float, float, str]:
+    """Alternate kubesim and baseline runs and keep each one's best, so that
+    load from other processes on the machine skews both alike."""
+    best, base_best, rv = float("inf"), float("inf"), ""
+    for _ in range(rounds):
+        seconds, count, rv = await list_all(session, url)
+        assert count == objects, (count, objects)
+        best = min(best, seconds)
+        seconds, count, _ = await list_all(session, base_url)
+        assert count == objects, (count, objects)
+        base_best = min(base_best, seconds)
+    return best, base_best, rv
+
+
 async def save_full_list(session: aiohttp.ClientSession, url: str, path: Path) -> None:
     async with session.get(url + "/api/v1/pods") as resp:
         data = await resp.read()
@@ -151,16 +167,13 @@ async def run(objects: int, rate: float, duration: float, seed: int) -> dict[str
         print(f"kubesim with {objects} pods up in {time.perf_counter() - started:.1f}s",
               file=sys.stderr)
         await list_all(session, url)  # warm up
-        list_s, count, rv = await list_all(session, url)
-        assert count == objects, (count, objects)
         with tempfile.TemporaryDirectory() as tmp:
             dump = Path(tmp) / "pods.json"
             await save_full_list(session, url, dump)
             base_args = ("-m", "benchmarks.kubesim", "--serve-baseline", str(dump))
             async with process(*base_args) as (_, base_url):
                 await list_all(session, base_url)
-                base_s, base_count, _ = await list_all(session, base_url)
-                assert base_count == objects
+                list_s, base_s, rv = await best_of(session, url, base_url, objects)
         events_per_s = await watch_throughput(url, rv, rate, duration, seed)
     return {
         "objects": objects,

@@ -72,6 +72,20 @@ def validate_name(rtype: ResourceType, name: str) -> None:
     )
 
 
+def _check_type(rtype: ResourceType, body: JSON) -> None:
+    """A body for another kind or version is a 400, as the decoder reports it."""
+    kind, api_version = body.get("kind"), body.get("apiVersion")
+    if api_version and api_version != rtype.group_version:
+        raise errors.bad_request(
+            f"the API version in the data ({api_version}) does not match the expected API "
+            f"version ({rtype.group_version})"
+        )
+    if kind and kind != rtype.kind:
+        raise errors.bad_request(
+            f"the kind in the data ({kind}) does not match the expected kind ({rtype.kind})"
+        )
+
+
 class Api:
     """Create, read, update, patch and delete against a :class:`Store`."""
 
@@ -93,14 +107,7 @@ class Api:
     def _check_body(self, rtype: ResourceType, body: Any, namespace: str) -> JSON:
         if not isinstance(body, dict):
             raise errors.bad_request("the body of the request was not a JSON object")
-        kind = body.get("kind")
-        if kind and kind != rtype.kind:
-            raise errors.bad_request(
-                f"the API version in the data ({body.get('apiVersion')}) does not match the "
-                f"expected API version ({rtype.group_version})"
-                if body.get("apiVersion") != rtype.group_version
-                else f"the kind in the data ({kind}) does not match the expected kind ({rtype.kind})"
-            )
+        _check_type(rtype, body)
         meta = body.setdefault("metadata", {})
         if not isinstance(meta, dict):
             raise errors.bad_request("metadata must be an object")

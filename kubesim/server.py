@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -184,6 +185,10 @@ async def running(
     sim = Simulator(config)
     if generate:
         populate(sim.api, generate, seed)
+        # The generated objects live as long as the server: keep the cyclic
+        # collector from re-scanning them on every full collection.
+        gc.collect()
+        gc.freeze()
     server = SimServer(sim, host, port)
     await server.start()
     try:

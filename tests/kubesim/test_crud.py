@@ -181,3 +181,12 @@ async def test_delete_collection_by_selector(sim: SimServer, http: aiohttp.Clien
     assert sorted(i["metadata"]["name"] for i in body["items"]) == ["c1", "c2"]
     _, left = await call(http, "GET", sim.url + PODS)
     assert [i["metadata"]["name"] for i in left["items"]] == ["c3"]
+
+
+async def test_body_of_another_kind_is_rejected(sim: SimServer, http: aiohttp.ClientSession) -> None:
+    body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "k"}}
+    status, out = await call(http, "POST", sim.url + PODS, body)
+    assert (status, out["reason"]) == (400, "BadRequest")
+    body = {"apiVersion": "apps/v1beta1", "kind": "Deployment", "metadata": {"name": "k"}}
+    status, out = await call(http, "POST", sim.url + DEPLOYS, body)
+    assert status == 400 and "API version" in out["message"]
