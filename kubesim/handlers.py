@@ -235,8 +235,9 @@ class ResourceHandlers:
         if _sends_initial(opts):
             initial = watcher.initial(tstore.iter_at(None, watcher.namespace, ""))
         elif rv_text not in ("", "0"):
+            watcher.after = parse_rv(rv_text)
             try:
-                watcher.replay(tstore.events_after(parse_rv(rv_text)))
+                watcher.replay(tstore.events_after(watcher.after))
             except TooOld as exc:
                 return [], expired_line(exc.requested, exc.floor)
         tstore.sinks.add(watcher)

@@ -73,6 +73,8 @@ class Watcher:
         self.wakeup = asyncio.Event()
         self.closed = False
         self.overflowed = False
+        # Events at or below this RV are not sent (a watch from a future RV).
+        self.after = 0
 
     def _matches(self, entry: Entry | None) -> bool:
         if entry is None:
@@ -103,7 +105,7 @@ class Watcher:
         return b'{"type":"%s","object":%s}\n' % (kind.encode(), entry.raw)
 
     def offer(self, event: Event) -> None:
-        if self.closed:
+        if self.closed or event.rv <= self.after:
             return
         kind = self._event_type(event)
         if kind is None:

@@ -232,3 +232,16 @@ async def test_stall_holds_watch_delivery(sim: SimServer, http: aiohttp.ClientSe
         line = await asyncio.wait_for(resp.content.readline(), 3)
         assert time.monotonic() - started >= 0.4
     assert orjson.loads(line)["object"]["metadata"]["name"] == "held"
+
+
+async def test_watch_from_a_future_version_skips_up_to_it(
+    sim: SimServer, http: aiohttp.ClientSession
+) -> None:
+    future = sim.sim.store.rv + 2
+    reader = asyncio.create_task(watch_lines(http, sim.url + DEFAULT_PODS, count=1,
+                                             resourceVersion=str(future)))
+    await wait_until(lambda: bool(sim.handlers.watchers))
+    for name in ("f1", "f2", "f3"):
+        await call(http, "POST", sim.url + DEFAULT_PODS, pod_body(name))
+    events = await asyncio.wait_for(reader, 3)
+    assert events[0]["object"]["metadata"]["name"] == "f3"
