@@ -69,7 +69,8 @@ async def test_store_equals_clusters_after_load_and_faults(tmp_path: Path) -> No
             await register(server, "pull-b", kubeconfig=pull_b.kubeconfig)
             token = await register(server, "edge")
             assert token is not None
-            agent = agent_proc(tmp_path, cluster="edge", server=server, token=token, kubeconfig=edge.kubeconfig)
+            agent = agent_proc(tmp_path, cluster="edge", server=server, token=token,
+                               kubeconfig=edge.kubeconfig)
             procs.append(agent)
             await agent.start()
             await _run_load_with_faults(tmp_path, sims, server, agent, pg, procs)

@@ -1,0 +1,62 @@
+"""``kubepedia cluster add|list|remove`` against a running server, as a user types them."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import asyncpg
+import orjson
+
+from tests.convergence import wait_converged
+from tests.e2e.procs import Server, cleanup, start_server, start_sim
+
+
+async def kubepedia(server: Server, *args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "kubepedia", "cluster", "--server", server.ingest,
+        "--data-dir", str(server.data_dir), *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_cluster_commands(tmp_path: Path, db_url: str, pool: asyncpg.Pool) -> None:
+    sim = await start_sim(tmp_path, "dev", generate="namespaces=2,pods=20", seed=5)
+    async with cleanup(sim.proc) as procs:
+        server = await start_server(tmp_path, "syncer", database_url=db_url)
+        procs.append(server.proc)
+        code, out, _ = await kubepedia(server, "add", "dev", "--kubeconfig", str(sim.kubeconfig),
+                                       "--label", "env=dev")
+        assert code == 0 and "registered (pull)" in out
+        code, out, _ = await kubepedia(server, "add", "edge", "--push")
+        assert code == 0
+        token = out.strip().splitlines()[-1]
+        assert len(token) > 30
+        code, _, err = await kubepedia(server, "add", "dev", "--push")
+        assert code == 1 and err.strip() == "kubepedia: cluster 'dev' already exists"
+        await wait_converged(pool, "dev", sim.url)
+        code, out, _ = await kubepedia(server, "list", "-o", "json")
+        listed = {c["name"]: c for c in orjson.loads(out)["clusters"]}
+        assert listed["dev"]["mode"] == "pull" and listed["dev"]["labels"] == {"env": "dev"}
+        assert listed["dev"]["objects"] > 20 and listed["dev"]["types"]
+        assert listed["edge"]["mode"] == "push" and listed["edge"]["healthy"] is None
+        code, out, _ = await kubepedia(server, "list")
+        assert out.splitlines()[0].split() == ["NAME", "MODE", "HEALTH", "TYPES", "OBJECTS", "ERRORS", "LAG"]
+        code, out, _ = await kubepedia(server, "remove", "dev")
+        assert code == 0 and "removed" in out
+        assert await pool.fetchval("SELECT count(*) FROM resources WHERE cluster = 'dev'") == 0
+        code, _, err = await kubepedia(server, "remove", "dev")
+        assert code == 1 and "not registered" in err
+
+
+async def test_cli_without_a_server(tmp_path: Path) -> None:
+    (tmp_path / "admin.token").write_text("t\n")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "kubepedia", "cluster", "--server", "http://127.0.0.1:9",
+        "--data-dir", str(tmp_path), "list", stderr=asyncio.subprocess.PIPE)
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 1
+    assert err.decode().startswith("kubepedia: cannot reach the kubepedia server at http://127.0.0.1:9")
