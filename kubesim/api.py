@@ -131,7 +131,10 @@ class Api:
             if self.tstore(ns_type).get("", namespace) is None:
                 raise errors.not_found("namespaces", namespace)
 
-    def create(self, rtype: ResourceType, namespace: str, body: Any, record: bool = True) -> Entry:
+    def create(
+        self, rtype: ResourceType, namespace: str, body: Any, record: bool = True,
+        dry_run: bool = False,
+    ) -> Entry:
         obj = self._check_body(rtype, body, namespace)
         meta = obj["metadata"]
         if not meta.get("name") and meta.get("generateName"):
@@ -148,6 +151,8 @@ class Api:
         if rtype.group not in NO_GENERATION:
             meta["generation"] = 1
         self._default(rtype, obj)
+        if dry_run:
+            return self.store.preview(tstore, obj, None)
         entry = self.store.write(tstore, obj, record)
         if rtype.key == CRD_KEY:
             self._register_crd(obj)
@@ -180,7 +185,8 @@ class Api:
         self.store.ensure_type(rtype)
 
     def update(
-        self, rtype: ResourceType, namespace: str, name: str, body: Any, subresource: str = ""
+        self, rtype: ResourceType, namespace: str, name: str, body: Any, subresource: str = "",
+        dry_run: bool = False,
     ) -> Entry:
         obj = self._check_body(rtype, body, namespace)
         current = self.get(rtype, namespace, name)
@@ -192,9 +198,11 @@ class Api:
         wanted_rv = meta.get("resourceVersion")
         if wanted_rv and wanted_rv != str(current.rv):
             raise errors.conflict(rtype.plural, name, rtype.group)
-        return self._replace(rtype, current, obj, subresource)
+        return self._replace(rtype, current, obj, subresource, dry_run)
 
-    def _replace(self, rtype: ResourceType, current: Entry, obj: JSON, subresource: str) -> Entry:
+    def _replace(
+        self, rtype: ResourceType, current: Entry, obj: JSON, subresource: str, dry_run: bool
+    ) -> Entry:
         old = orjson.loads(current.raw)
         if subresource == "status":
             # The status strategies keep the old spec (and owners) but take the
@@ -217,6 +225,8 @@ class Api:
             meta["generation"] = int(meta["generation"]) + 1
         if obj == old:
             return current
+        if dry_run:
+            return self.store.preview(self.tstore(rtype), obj, current.rv)
         entry = self.store.write(self.tstore(rtype), obj)
         if rtype.key == CRD_KEY:
             self._register_crd(obj)
@@ -230,6 +240,7 @@ class Api:
         content_type: str,
         patch: Any,
         subresource: str = "",
+        dry_run: bool = False,
     ) -> Entry:
         current = self.get(rtype, namespace, name)
         old = orjson.loads(current.raw)
@@ -238,11 +249,15 @@ class Api:
         wanted_rv = obj["metadata"].get("resourceVersion")
         if wanted_rv and wanted_rv != str(current.rv):
             raise errors.conflict(rtype.plural, name, rtype.group)
-        return self._replace(rtype, current, obj, subresource)
+        return self._replace(rtype, current, obj, subresource, dry_run)
 
-    def delete(self, rtype: ResourceType, namespace: str, name: str) -> Entry:
+    def delete(
+        self, rtype: ResourceType, namespace: str, name: str, dry_run: bool = False
+    ) -> Entry:
         """Delete at once (no finalizers or grace periods are simulated)."""
         entry = self.get(rtype, namespace, name)
+        if dry_run:
+            return entry
         if rtype.key == NAMESPACE_KEY:
             self._empty_namespace(name)
         if rtype.key == CRD_KEY:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from kubesim.resources import Registry, ResourceType
+from kubesim.scale import scalable
 
 JSON = dict[str, Any]
 
@@ -87,6 +88,18 @@ def _status(rtype: ResourceType) -> JSON:
     }
 
 
+def _scale(rtype: ResourceType) -> JSON:
+    return {
+        "name": f"{rtype.plural}/scale",
+        "singularName": "",
+        "namespaced": rtype.namespaced,
+        "group": "autoscaling",
+        "version": "v1",
+        "kind": "Scale",
+        "verbs": list(SUBRESOURCE_VERBS),
+    }
+
+
 def resource_list(registry: Registry, group: str, version: str) -> JSON | None:
     types = [t for t in registry.groups().get(group, []) if t.version == version]
     if not types:
@@ -96,6 +109,8 @@ def resource_list(registry: Registry, group: str, version: str) -> JSON | None:
         resources.append(_resource(rtype))
         if rtype.has_status:
             resources.append(_status(rtype))
+        if scalable(rtype):
+            resources.append(_scale(rtype))
     group_version = f"{group}/{version}" if group else version
     return {
         "kind": "APIResourceList",

@@ -13,6 +13,7 @@ from kubesim import errors, tables
 from kubesim.faults import Faults
 from kubesim.listing import ListOptions, Page, parse_rv, validate, wait_for_rv
 from kubesim.resources import ResourceType
+from kubesim.scale import patch_scale, scalable, to_scale, write_scale
 from kubesim.selectors import parse_field_selector, parse_label_selector
 from kubesim.simulator import Simulator
 from kubesim.store import Entry, TooOld, TypeStore
@@ -47,6 +48,26 @@ def json_response(body: bytes, status: int = 200) -> web.Response:
 
 def _flag(query: Any, name: str) -> bool:
     return str(query.get(name, "")).lower() in ("1", "true")
+
+
+def _dry_run(request: web.Request) -> bool:
+    """``dryRun=All``: validate and answer, but persist nothing."""
+    values = request.query.getall("dryRun", [])
+    if any(v not in ("All", "") for v in values):
+        raise errors.bad_request(f"unsupported dryRun value: {values}")
+    return "All" in values
+
+
+async def _delete_dry_run(request: web.Request) -> bool:
+    """DELETE carries its options (``DeleteOptions.dryRun``) in the body."""
+    raw = await request.read()
+    if not raw.strip():
+        return False
+    try:
+        options = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise errors.bad_request("the body of the request is not valid DeleteOptions") from None
+    return isinstance(options, dict) and "All" in (options.get("dryRun") or [])
 
 
 def parse_options(request: web.Request, rtype: ResourceType, watch_path: bool) -> ListOptions:
@@ -97,7 +118,7 @@ class ResourceHandlers:
             raise not_found_path()
         name = segs[1] if len(segs) > 1 else ""
         sub = segs[2] if len(segs) > 2 else ""
-        if sub and (sub != "status" or not rtype.has_status):
+        if sub and not ((sub == "status" and rtype.has_status) or (sub == "scale" and scalable(rtype))):
             raise not_found_path()
         return Target(rtype, namespace, name, sub, watch_path)
 
@@ -128,7 +149,8 @@ class ResourceHandlers:
             raise errors.method_not_allowed()
         if request.method == "POST":
             self.sim.stats.count("create", rtype)
-            entry = self.sim.api.create(rtype, target.namespace, await self._body(request))
+            body = await self._body(request)
+            entry = self.sim.api.create(rtype, target.namespace, body, dry_run=_dry_run(request))
             return json_response(entry.raw, 201)
         if request.method == "DELETE" and "deletecollection" in rtype.verbs:
             self.sim.stats.count("deletecollection", rtype)
@@ -142,16 +164,36 @@ class ResourceHandlers:
             raise not_found_path()
         method = request.method
         self.sim.stats.count(method.lower() if method != "PUT" else "update", rtype)
+        dry = _dry_run(request)
+        if sub == "scale":
+            return await self._scale(request, target, dry)
         if method == "GET":
             return self._object(request, rtype, api.get(rtype, ns, name))
         if method == "PUT":
-            return json_response(api.update(rtype, ns, name, await self._body(request), sub).raw)
+            body = await self._body(request)
+            return json_response(api.update(rtype, ns, name, body, sub, dry_run=dry).raw)
         if method == "PATCH":
             content_type = request.headers.get("Content-Type", "")
-            patched = api.patch(rtype, ns, name, content_type, await self._body(request), sub)
+            body = await self._body(request)
+            patched = api.patch(rtype, ns, name, content_type, body, sub, dry_run=dry)
             return json_response(patched.raw)
         if method == "DELETE" and not sub:
-            return json_response(api.delete(rtype, ns, name).raw)
+            dry = dry or await _delete_dry_run(request)
+            return json_response(api.delete(rtype, ns, name, dry_run=dry).raw)
+        raise errors.method_not_allowed()
+
+    async def _scale(self, request: web.Request, target: Target, dry: bool) -> web.Response:
+        api, rtype = self.sim.api, target.rtype
+        ns, name = target.namespace, target.name
+        if request.method == "GET":
+            return json_response(orjson.dumps(to_scale(api.get(rtype, ns, name))))
+        body = await self._body(request)
+        if request.method == "PUT":
+            return json_response(orjson.dumps(write_scale(api, rtype, ns, name, body, dry)))
+        if request.method == "PATCH":
+            content_type = request.headers.get("Content-Type", "")
+            scale = patch_scale(api, rtype, ns, name, content_type, body, dry)
+            return json_response(orjson.dumps(scale))
         raise errors.method_not_allowed()
 
     @staticmethod
@@ -207,7 +249,9 @@ class ResourceHandlers:
         page = await self.sim.lister.list(
             tstore, target.namespace, ListOptions(labels=opts.labels, fields=opts.fields)
         )
-        gone = [self.sim.api.delete(target.rtype, e.namespace, e.name) for e in page.entries]
+        dry = _dry_run(request) or await _delete_dry_run(request)
+        gone = [self.sim.api.delete(target.rtype, e.namespace, e.name, dry_run=dry)
+                for e in page.entries]
         return json_response(self._list_bytes(target.rtype, Page(gone, self.sim.store.rv, None, None)))
 
     # -- watch ---------------------------------------------------------------

@@ -248,6 +248,15 @@ class Store:
             tstore.floor = self.rv
         return entry
 
+    def preview(self, tstore: TypeStore, obj: JSON, rv: int | None) -> Entry:
+        """What a write would store, without storing it (``dryRun=All``)."""
+        entry = self._entry(tstore, obj, rv or 0)
+        if rv is None:
+            # A dry-run create has no resourceVersion yet.
+            del obj["metadata"]["resourceVersion"]
+            entry.raw = orjson.dumps(obj)
+        return entry
+
     def remove(self, tstore: TypeStore, key: str) -> Entry | None:
         """Delete ``key``; the returned tombstone carries the delete's RV."""
         old = tstore.objects.pop(key, None)

@@ -159,3 +159,28 @@ async def test_watch_sees_a_change(kubectl: Kubectl, sim: SimServer,
     finally:
         proc.kill()
         await proc.wait()
+
+
+async def test_scale(kubectl: Kubectl, sim: SimServer, http: aiohttp.ClientSession) -> None:
+    assert "scaled" in await kubectl.run("scale", "deploy", "app-0", "-n", "ns-000",
+                                         "--replicas=7")
+    _, deploy = await call(http, "GET", sim.url + "/apis/apps/v1/namespaces/ns-000/deployments/app-0")
+    assert deploy["spec"]["replicas"] == 7 and deploy["metadata"]["generation"] == 2
+    _, scale = await call(http, "GET",
+                          sim.url + "/apis/apps/v1/namespaces/ns-000/deployments/app-0/scale")
+    assert scale["kind"] == "Scale" and scale["spec"] == {"replicas": 7}
+    assert scale["status"]["selector"] == "app=app-0"
+
+
+async def test_server_dry_run_changes_nothing(kubectl: Kubectl, sim: SimServer,
+                                              tmp_path: Path) -> None:
+    manifest = tmp_path / "deploy.yaml"
+    manifest.write_text(DEPLOYMENT.replace("IMAGE", "nginx:1.25"))
+    before = sim.sim.store.rv
+    out = await kubectl.run("apply", "-f", str(manifest), "--dry-run=server")
+    assert "created (server dry run)" in out
+    await kubectl.run("delete", "pod", "-n", "ns-000", "--all", "--dry-run=server")
+    await kubectl.run("scale", "deploy", "app-0", "-n", "ns-000", "--replicas=9",
+                      "--dry-run=server")
+    assert sim.sim.store.rv == before
+    assert len([o for o in sim.sim.dump() if o["resource"] == "pods"]) == 12
