@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from kubesim import errors, tables
+from kubesim import errors, media
 from kubesim.faults import Faults
 from kubesim.listing import ListOptions, Page, parse_rv, validate, wait_for_rv
 from kubesim.resources import ResourceType
@@ -210,20 +210,27 @@ class ResourceHandlers:
     def _include(request: web.Request) -> str:
         return request.query.get("includeObject", "Metadata") or "Metadata"
 
+    @staticmethod
+    def _shape(request: web.Request) -> str:
+        return media.negotiate(request.headers.get("Accept", ""))
+
     def _object(self, request: web.Request, rtype: ResourceType, entry: Entry) -> web.Response:
-        if tables.accepts_table(request.headers.get("Accept", "")):
+        shape = self._shape(request)
+        if shape:
             obj = orjson.loads(entry.raw)
-            meta = {"resourceVersion": str(entry.rv)}
-            return json_response(orjson.dumps(tables.table(rtype, [obj], meta, self._include(request))))
+            rendered = media.render_object(shape, rtype, obj, self._include(request))
+            return json_response(orjson.dumps(rendered))
         return json_response(entry.raw)
 
     async def list_objects(self, request: web.Request, target: Target, opts: ListOptions) -> web.Response:
         tstore = self.sim.api.tstore(target.rtype)
         page = await self.sim.lister.list(tstore, target.namespace, opts)
-        if tables.accepts_table(request.headers.get("Accept", "")):
+        shape = self._shape(request)
+        if shape:
             objs = [orjson.loads(e.raw) for e in page.entries]
-            table = tables.table(target.rtype, objs, self._list_meta(page), self._include(request))
-            return json_response(orjson.dumps(table))
+            meta, include = self._list_meta(page), self._include(request)
+            rendered = media.render_list(shape, target.rtype, objs, meta, include)
+            return json_response(orjson.dumps(rendered))
         return json_response(self._list_bytes(target.rtype, page))
 
     @staticmethod
@@ -257,17 +264,16 @@ class ResourceHandlers:
     # -- watch ---------------------------------------------------------------
 
     def _watcher(self, request: web.Request, target: Target, opts: ListOptions) -> Watcher:
-        rtype = target.rtype
-        row = None
-        if tables.accepts_table(request.headers.get("Accept", "")):
-            include = self._include(request)
+        rtype, shape, include = target.rtype, self._shape(request), self._include(request)
+        transform = None
+        if shape:
 
-            def row(obj: JSON) -> JSON:
-                meta = {"resourceVersion": obj["metadata"].get("resourceVersion", "")}
-                return tables.table(rtype, [obj], meta, include)
+            def transform(obj: JSON) -> JSON:
+                return media.render_object(shape, rtype, obj, include)
 
         return Watcher(
-            rtype, target.namespace, opts.labels, opts.fields, self.sim.config.watch_queue_max, row
+            rtype, target.namespace, opts.labels, opts.fields, self.sim.config.watch_queue_max,
+            transform,
         )
 
     def _start(

@@ -20,22 +20,6 @@ Column = tuple[str, str, int]  # name, type, priority
 Printer = Callable[[JSON], list[Any]]
 
 
-def accepts_table(accept: str) -> bool:
-    """True when the best acceptable alternative is a meta.k8s.io/v1 Table."""
-    best: tuple[float, bool] = (-1.0, False)
-    for alternative in accept.split(","):
-        parts = [p.strip() for p in alternative.split(";")]
-        params = dict(p.split("=", 1) for p in parts[1:] if "=" in p)
-        q = float(params.get("q", "1") or 1)
-        is_table = (
-            params.get("as") == "Table" and params.get("v") == "v1" and params.get("g") == "meta.k8s.io"
-        )
-        usable = is_table or parts[0] in ("application/json", "*/*", "application/*")
-        if usable and q > best[0] and not (params.get("as") and not is_table):
-            best = (q, is_table)
-    return best[1]
-
-
 def age(timestamp: str | None, now: datetime | None = None) -> str:
     """kubectl's HumanDuration of the time since ``timestamp``."""
     if not timestamp:

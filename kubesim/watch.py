@@ -36,7 +36,7 @@ from kubesim.selectors import Selector
 from kubesim.store import Entry, Event
 
 JSON = dict[str, Any]
-TableRow = Callable[[JSON], JSON]
+Transform = Callable[[JSON], JSON]
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 
 
@@ -60,7 +60,7 @@ class Watcher:
         labels: Selector,
         fields: Selector,
         max_queue: int,
-        table_row: TableRow | None = None,
+        transform: Transform | None = None,
     ) -> None:
         self.rtype = rtype
         self.namespace = namespace
@@ -68,7 +68,8 @@ class Watcher:
         self.fields = fields
         self.filtered = not (labels.empty() and fields.empty())
         self.max_queue = max_queue
-        self.table_row = table_row
+        # Re-shapes each object (Table, PartialObjectMetadata) for this watcher.
+        self.transform = transform
         self.pending: list[bytes] = []
         self.wakeup = asyncio.Event()
         self.closed = False
@@ -97,8 +98,8 @@ class Watcher:
         return "DELETED" if was else None
 
     def encode(self, kind: str, entry: Entry, event: Event | None = None) -> bytes:
-        if self.table_row is not None:
-            obj = self.table_row(orjson.loads(entry.raw))
+        if self.transform is not None:
+            obj = self.transform(orjson.loads(entry.raw))
             return orjson.dumps({"type": kind, "object": obj}) + b"\n"
         if event is not None and kind == event.type:
             return event.line()

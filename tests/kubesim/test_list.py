@@ -225,3 +225,26 @@ async def test_table_output(sim: SimServer, http: aiohttp.ClientSession) -> None
                         params={"includeObject": "Object"}) as resp:
         table = await resp.json()
     assert [c["name"] for c in table["columnDefinitions"]] == ["Name", "Age"]
+
+
+async def test_partial_object_metadata(sim: SimServer, http: aiohttp.ClientSession) -> None:
+    """What client-go's metadata informers ask for."""
+    list_accept = ("application/vnd.kubernetes.protobuf;as=PartialObjectMetadataList;"
+                   "g=meta.k8s.io;v=v1,application/json;as=PartialObjectMetadataList;"
+                   "g=meta.k8s.io;v=v1,application/json")
+    async with http.get(sim.url + PODS, headers={"Accept": list_accept},
+                        params={"limit": "4"}) as resp:
+        body = await resp.json()
+    assert body["kind"] == "PartialObjectMetadataList"
+    assert body["apiVersion"] == "meta.k8s.io/v1"
+    assert body["metadata"]["continue"] and len(body["items"]) == 4
+    item = body["items"][0]
+    assert item["kind"] == "PartialObjectMetadata" and set(item) == {"kind", "apiVersion",
+                                                                       "metadata"}
+    assert item["metadata"]["uid"]
+    one_accept = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+    name, ns = item["metadata"]["name"], item["metadata"]["namespace"]
+    async with http.get(sim.url + f"/api/v1/namespaces/{ns}/pods/{name}",
+                        headers={"Accept": one_accept}) as resp:
+        one = await resp.json()
+    assert one == item

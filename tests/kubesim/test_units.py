@@ -7,9 +7,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from kubesim.errors import StatusError
+from kubesim.media import negotiate
 from kubesim.patch import json_patch, merge_patch, strategic_merge
 from kubesim.selectors import parse_field_selector, parse_label_selector
-from kubesim.tables import accepts_table, age
+from kubesim.tables import age
 
 
 def test_merge_patch_rfc7386() -> None:
@@ -61,10 +62,14 @@ def test_field_selector_message() -> None:
 
 
 def test_accept_negotiation() -> None:
-    assert accepts_table("application/json;as=Table;v=v1;g=meta.k8s.io, application/json")
-    assert not accepts_table("application/json")
-    assert not accepts_table("application/json;as=Table;v=v1;g=meta.k8s.io;q=0.1,application/json")
-    assert not accepts_table("application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json")
+    assert negotiate("application/json;as=Table;v=v1;g=meta.k8s.io, application/json") == "Table"
+    assert negotiate("application/json") == ""
+    assert negotiate("application/json;as=Table;v=v1;g=meta.k8s.io;q=0.1,application/json") == ""
+    assert negotiate("application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json") == ""
+    metadata = ("application/vnd.kubernetes.protobuf;as=PartialObjectMetadataList;g=meta.k8s.io;"
+                "v=v1,application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,"
+                "application/json")
+    assert negotiate(metadata) == "PartialObjectMetadataList"
 
 
 def test_age_like_kubectl() -> None:

@@ -245,3 +245,14 @@ async def test_watch_from_a_future_version_skips_up_to_it(
         await call(http, "POST", sim.url + DEFAULT_PODS, pod_body(name))
     events = await asyncio.wait_for(reader, 3)
     assert events[0]["object"]["metadata"]["name"] == "f3"
+
+
+async def test_metadata_only_watch(sim: SimServer, http: aiohttp.ClientSession) -> None:
+    rv = await _list_rv(sim, http)
+    await call(http, "POST", sim.url + DEFAULT_PODS, pod_body("meta-only"))
+    accept = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
+    events = await watch_lines(http, sim.url + PODS, count=1, resourceVersion=rv,
+                               headers={"Accept": accept})
+    obj = events[0]["object"]
+    assert obj["kind"] == "PartialObjectMetadata" and "spec" not in obj
+    assert obj["metadata"]["name"] == "meta-only"
