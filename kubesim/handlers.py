@@ -300,6 +300,7 @@ class ResourceHandlers:
         elif opts.resource_version not in ("", "0"):
             parse_rv(opts.resource_version)
         tstore = self.sim.api.tstore(target.rtype)
+        self.sim.store.expire(tstore)
         watcher = self._watcher(request, target, opts)
         initial, error_line = self._start(tstore, watcher, opts)
         start_rv = self.sim.store.rv

@@ -208,6 +208,7 @@ class Lister:
 
     async def list(self, tstore: TypeStore, namespace: str, opts: ListOptions) -> Page:
         validate(opts)
+        self.store.expire(tstore)
         if opts.continue_token:
             if opts.resource_version not in ("", "0"):
                 raise errors.bad_request("specifying resource version is not allowed when using continue")

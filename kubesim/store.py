@@ -284,10 +284,14 @@ class Store:
         limit = self.history_max_events
         if len(tstore.history) > limit + max(limit // 8, 1):
             self._cut(tstore, len(tstore.history) - limit)
-        if now - self._last_time_trim > 1.0:
+        if now - self._last_time_trim > min(1.0, self.history_seconds / 2):
             self._last_time_trim = now
             for other in self.types.values():
                 self._trim_age(other, now)
+
+    def expire(self, tstore: TypeStore) -> None:
+        """Drop history older than the window now, before serving from it."""
+        self._trim_age(tstore, time.monotonic())
 
     def _trim_age(self, tstore: TypeStore, now: float) -> None:
         horizon = now - self.history_seconds

@@ -256,3 +256,17 @@ async def test_metadata_only_watch(sim: SimServer, http: aiohttp.ClientSession) 
     obj = events[0]["object"]
     assert obj["kind"] == "PartialObjectMetadata" and "spec" not in obj
     assert obj["metadata"]["name"] == "meta-only"
+
+
+async def test_history_window_by_age(http: aiohttp.ClientSession) -> None:
+    async with running(config=fast_config(history_seconds=0.3)) as server:
+        rv = await _list_rv(server, http)
+        await call(http, "POST", server.url + DEFAULT_PODS, pod_body("old"))
+        events = await watch_lines(http, server.url + PODS, count=1, resourceVersion=rv)
+        assert events[0]["type"] == "ADDED"
+        await asyncio.sleep(0.35)
+        events = await watch_lines(http, server.url + PODS, resourceVersion=rv)
+        assert events[0]["type"] == "ERROR" and events[0]["object"]["reason"] == "Expired"
+        _, page = await call(http, "GET", server.url + PODS, resourceVersion=rv,
+                             resourceVersionMatch="Exact")
+        assert page["code"] == 410
