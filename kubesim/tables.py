@@ -151,6 +151,51 @@ def _namespace(obj: JSON) -> list[Any]:
     return [_meta(obj).get("name"), phase, age(_meta(obj).get("creationTimestamp"))]
 
 
+def _created(obj: JSON) -> str:
+    return age(_meta(obj).get("creationTimestamp"))
+
+
+def _configmap(obj: JSON) -> list[Any]:
+    count = len(obj.get("data") or {}) + len(obj.get("binaryData") or {})
+    return [_meta(obj).get("name"), count, _created(obj)]
+
+
+def _secret(obj: JSON) -> list[Any]:
+    return [_meta(obj).get("name"), obj.get("type", "Opaque"), len(obj.get("data") or {}),
+            _created(obj)]
+
+
+def _replicaset(obj: JSON) -> list[Any]:
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    containers = _containers(obj)
+    return [_meta(obj).get("name"), spec.get("replicas", 1), status.get("replicas", 0),
+            status.get("readyReplicas", 0), _created(obj),
+            ",".join(c.get("name", "") for c in containers),
+            ",".join(c.get("image", "") for c in containers), _selector_text(spec.get("selector"))]
+
+
+def _statefulset(obj: JSON) -> list[Any]:
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    ready = f"{status.get('readyReplicas', 0)}/{spec.get('replicas', 1)}"
+    return [_meta(obj).get("name"), ready, _created(obj)]
+
+
+def _event(obj: JSON) -> list[Any]:
+    involved = obj.get("involvedObject") or {}
+    last = obj.get("lastTimestamp") or obj.get("eventTime") or _meta(obj).get("creationTimestamp")
+    return [
+        age(last[:19] + "Z" if isinstance(last, str) and len(last) > 20 else last),
+        obj.get("type", ""),
+        obj.get("reason", ""),
+        f"{str(involved.get('kind', '')).lower()}/{involved.get('name', '')}",
+        obj.get("message", ""),
+    ]
+
+
+def _crd(obj: JSON) -> list[Any]:
+    return [_meta(obj).get("name"), _meta(obj).get("creationTimestamp", "")]
+
+
 def _default(obj: JSON) -> list[Any]:
     return [_meta(obj).get("name"), age(_meta(obj).get("creationTimestamp"))]
 
@@ -213,6 +258,22 @@ PRINTERS: dict[str, tuple[list[Column], Printer]] = {
         _service,
     ),
     "/namespaces": ([NAME, ("Status", "string", 0), AGE], _namespace),
+    "/configmaps": ([NAME, ("Data", "integer", 0), AGE], _configmap),
+    "/secrets": ([NAME, ("Type", "string", 0), ("Data", "integer", 0), AGE], _secret),
+    "apps/replicasets": (
+        [NAME, ("Desired", "integer", 0), ("Current", "integer", 0), ("Ready", "integer", 0), AGE,
+         ("Containers", "string", 1), ("Images", "string", 1), ("Selector", "string", 1)],
+        _replicaset,
+    ),
+    "apps/statefulsets": ([NAME, ("Ready", "string", 0), AGE], _statefulset),
+    "/events": (
+        [("Last Seen", "string", 0), ("Type", "string", 0), ("Reason", "string", 0),
+         ("Object", "string", 0), ("Message", "string", 0)],
+        _event,
+    ),
+    "apiextensions.k8s.io/customresourcedefinitions": (
+        [NAME, ("Created At", "date", 0)], _crd,
+    ),
 }
 
 

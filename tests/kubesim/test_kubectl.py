@@ -184,3 +184,20 @@ async def test_server_dry_run_changes_nothing(kubectl: Kubectl, sim: SimServer,
                       "--dry-run=server")
     assert sim.sim.store.rv == before
     assert len([o for o in sim.sim.dump() if o["resource"] == "pods"]) == 12
+
+
+async def test_printer_columns_for_more_kinds(kubectl: Kubectl, sim: SimServer,
+                                              http: aiohttp.ClientSession) -> None:
+    await call(http, "POST", sim.url + "/api/v1/namespaces/default/configmaps",
+               {"metadata": {"name": "settings"}, "data": {"a": "1", "b": "2"}})
+    out = (await kubectl.run("get", "configmaps")).split()
+    assert out[:3] == ["NAME", "DATA", "AGE"] and out[3:5] == ["settings", "2"]
+    rs = (await kubectl.run("get", "rs", "-n", "ns-000")).splitlines()
+    assert rs[0].split() == ["NAME", "DESIRED", "CURRENT", "READY", "AGE"]
+    event = {"metadata": {"name": "e1"}, "type": "Warning", "reason": "BackOff",
+             "message": "Back-off restarting", "involvedObject": {"kind": "Pod", "name": "web"},
+             "lastTimestamp": "2026-01-01T00:00:00Z"}
+    await call(http, "POST", sim.url + "/api/v1/namespaces/default/events", event)
+    events = (await kubectl.run("get", "events")).splitlines()
+    assert events[0].split() == ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
+    assert events[1].split()[1:4] == ["Warning", "BackOff", "pod/web"]
