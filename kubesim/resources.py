@@ -29,6 +29,8 @@ class ResourceType:
     # Kinds whose objects carry no spec: every change counts for generation.
     singular: str = ""
     crd_name: str = field(default="", compare=False)
+    # A CRD's additionalPrinterColumns: (name, type, jsonPath, priority).
+    printer_columns: tuple[tuple[str, str, str, int], ...] = field(default=(), compare=False)
 
     @property
     def key(self) -> str:
@@ -117,6 +119,17 @@ def has_status_subresource(spec: JSON, version: str) -> bool:
     return False
 
 
+def printer_columns(spec: JSON, version: str) -> tuple[tuple[str, str, str, int], ...]:
+    for item in spec.get("versions") or []:
+        if item.get("name") == version:
+            return tuple(
+                (str(c.get("name", "")), str(c.get("type", "string")), str(c.get("jsonPath", "")),
+                 int(c.get("priority", 0)))
+                for c in item.get("additionalPrinterColumns") or []
+            )
+    return ()
+
+
 def from_crd(crd: JSON) -> ResourceType | None:
     """Build the resource type a CRD declares (``spec.names``, ``spec.scope``)."""
     spec = crd.get("spec") or {}
@@ -135,6 +148,7 @@ def from_crd(crd: JSON) -> ResourceType | None:
         has_status=has_status_subresource(spec, version),
         singular=str(names.get("singular") or ""),
         crd_name=str((crd.get("metadata") or {}).get("name", "")),
+        printer_columns=printer_columns(spec, version),
     )
 
 

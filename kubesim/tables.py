@@ -277,8 +277,39 @@ PRINTERS: dict[str, tuple[list[Column], Printer]] = {
 }
 
 
+def _json_path(obj: JSON, path: str) -> Any:
+    """Simple ``.a.b`` JSONPath, which is what printer columns use in practice."""
+    cur: Any = obj
+    for part in path.strip().lstrip(".").split("."):
+        if not isinstance(cur, dict):
+            return None
+        cur = cur.get(part)
+    return cur
+
+
+def _custom(rtype: ResourceType) -> tuple[list[Column], Printer]:
+    """A CRD's additionalPrinterColumns after Name, and Age when none declare it."""
+    extra = rtype.printer_columns
+    columns: list[Column] = [NAME] + [(n, t, p) for n, t, _, p in extra]
+
+    def printer(obj: JSON) -> list[Any]:
+        cells = [_meta(obj).get("name")]
+        for _, kind, path, _ in extra:
+            value = _json_path(obj, path)
+            cells.append(age(value) if kind == "date" and isinstance(value, str) else value)
+        return cells
+
+    return columns, printer
+
+
+def _printer(rtype: ResourceType) -> tuple[list[Column], Printer]:
+    if rtype.printer_columns:
+        return _custom(rtype)
+    return PRINTERS.get(rtype.key, ([NAME, AGE], _default))
+
+
 def column_definitions(rtype: ResourceType) -> list[JSON]:
-    columns, _ = PRINTERS.get(rtype.key, ([NAME, AGE], _default))
+    columns, _ = _printer(rtype)
     return [
         {
             "name": name,
@@ -292,7 +323,7 @@ def column_definitions(rtype: ResourceType) -> list[JSON]:
 
 
 def row(rtype: ResourceType, obj: JSON, include: str = "Metadata") -> JSON:
-    _, printer = PRINTERS.get(rtype.key, ([NAME, AGE], _default))
+    _, printer = _printer(rtype)
     out: JSON = {"cells": printer(obj)}
     if include == "Object":
         out["object"] = obj

@@ -220,7 +220,7 @@ async def test_table_output(sim: SimServer, http: aiohttp.ClientSession) -> None
     assert [c["name"] for c in table["columnDefinitions"]][:5] == [
         "Name", "Ready", "Up-to-date", "Available", "Age"]
     assert "object" not in table["rows"][0]
-    async with http.get(sim.url + "/api/v1/configmaps",
+    async with http.get(sim.url + "/api/v1/serviceaccounts",
                         headers={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"},
                         params={"includeObject": "Object"}) as resp:
         table = await resp.json()
