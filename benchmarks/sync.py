@@ -1,0 +1,422 @@
+"""End-to-end sync: agent -> syncer -> PostgreSQL, against kubesim member clusters.
+
+    python -m benchmarks.sync [--objects N] [--duration S] [--rates 1000,5000]
+
+Every component runs as its own process, as deployed: kubesim (the member cluster), the
+``kubepedia serve`` syncer on a fresh embedded PostgreSQL, one ``kubepedia agent`` per
+cluster (registered in push mode through the admin API), and the load writers.
+
+(a) Initial sync: time from starting the agent until every object of an N-object cluster
+    (pods, deployments, replicasets, configmaps, services, secrets, events, nodes,
+    namespaces) is in ``resources`` and every type's snapshot has ended (phase
+    ``watching``). Baseline, same run and same database: the same rows (read back from
+    ``resources``) in one raw asyncpg ``copy_records_to_table`` into ``bare``, a table
+    ``LIKE resources`` without indexes; only the COPY is timed.
+(b) Freshness: while the agent watches that cluster, writer processes PATCH pod status at
+    a fixed rate; each write's resourceVersion and the time kubesim acknowledged it are
+    recorded. A poller reads ``change_log`` every few milliseconds and notes when each
+    resourceVersion first becomes visible. Latency = visible - acknowledged (one machine,
+    one monotonic clock across processes).
+(c) Agent peak RSS (VmHWM of the agent process) once its initial sync has completed and
+    it has watched for a few seconds: a 10000-object cluster and the N-object cluster of
+    (a), each with its own fresh kubesim and agent.
+
+Progress goes to stderr; the last stdout line is one JSON object with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import math
+import random
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import orjson
+
+from agent.discovery import DEFAULT_EXCLUDED
+from benchmarks._procs import Procs, drain, free_port, log, peak_rss_mb, read_until
+from syncer import embedded
+
+SMALL = 10_000
+SETTLE_S = 3.0  # watching after the initial sync before the agent's RSS is read
+POLL_S = 0.005  # freshness poller interval
+SYNC_TIMEOUT_S = 900.0
+WRITER_CONCURRENCY = 48
+MERGE = {"Content-Type": "application/merge-patch+json"}
+
+
+# -- the pieces ----------------------------------------------------------------------------------
+
+@dataclass
+class Syncer:
+    ingest_url: str
+    admin_token: str
+    db_url: str
+    pid: int
+
+
+@dataclass
+class Member:
+    name: str
+    url: str
+    kubeconfig: Path
+    expected: int  # objects the agent syncs
+    by_type: dict[str, int]
+    proc: asyncio.subprocess.Process
+
+
+def generate_spec(n: int) -> str:
+    """About ``n`` objects, shaped like a cluster: mostly pods, owned by replicasets."""
+    deployments = max(n // 100, 1)
+    configmaps, services, secrets, events = n // 50, n // 100, n // 100, n // 50
+    namespaces, nodes = 20, max(n // 1000, 3)
+    others = 2 * deployments + configmaps + services + secrets + events + namespaces + nodes + 2
+    pods = max(n - others, 1)
+    return (f"namespaces={namespaces},nodes={nodes},deployments={deployments},pods={pods},"
+            f"configmaps={configmaps},services={services},secrets={secrets},events={events}")
+
+
+def type_key(group: str, resource: str) -> str:
+    return f"{resource}.{group}" if group else resource
+
+
+async def start_syncer(procs: Procs, data_dir: Path) -> Syncer:
+    ingest_port, api_port = free_port(), free_port()
+    proc = await procs.start(
+        "syncer", "-m", "kubepedia", "--log-level", "warning", "serve", "--data-dir", str(data_dir),
+        "--api-listen", f"127.0.0.1:{api_port}", "--ingest-listen", f"127.0.0.1:{ingest_port}")
+    url = f"http://127.0.0.1:{ingest_port}"
+    deadline = time.monotonic() + 180
+    async with aiohttp.ClientSession() as session:
+        while True:
+            if proc.returncode is not None:
+                raise RuntimeError(f"kubepedia serve exited:\n{procs.tail('syncer')}")
+            with contextlib.suppress(aiohttp.ClientError):
+                async with session.get(url + "/readyz") as resp:
+                    if resp.status == 200:
+                        break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"kubepedia serve not ready:\n{procs.tail('syncer')}")
+            await asyncio.sleep(0.2)
+    token = (data_dir / "admin.token").read_text().strip()
+    return Syncer(url, token, embedded.EmbeddedPostgres(data_dir=data_dir).url, proc.pid)
+
+
+async def start_member(procs: Procs, work: Path, name: str, objects: int, seed: int) -> Member:
+    kubeconfig = work / f"{name}.kubeconfig"
+    started = time.monotonic()
+    proc = await procs.start(
+        f"kubesim-{name}", "-m", "kubesim", "serve", "--port", "0", "--name", name,
+        "--generate", generate_spec(objects), "--seed", str(seed),
+        "--kubeconfig-out", str(kubeconfig), "--watch-queue", "500000",
+        "--history-events", "500000", "--bookmark-interval", "5", stdout_pipe=True)
+    url = await read_until(proc, "serving on ", limit_s=600)
+    asyncio.get_running_loop().create_task(drain(proc))
+    async with aiohttp.ClientSession() as session, session.get(url + "/_kubesim/dump") as resp:
+        dump = orjson.loads(await resp.read())["objects"]
+    by_type = Counter(type_key(o["group"], o["resource"]) for o in dump)
+    synced = {k: v for k, v in by_type.items() if k not in DEFAULT_EXCLUDED}
+    member = Member(name, url, kubeconfig, sum(synced.values()), synced, proc)
+    log(f"kubesim {name}: {member.expected} objects to sync ({dict(synced)}), "
+        f"up in {time.monotonic() - started:.1f}s")
+    return member
+
+
+async def register(syncer: Syncer, name: str) -> str:
+    headers = {"Authorization": f"Bearer {syncer.admin_token}"}
+    body = {"name": name, "mode": "push", "settings": {}}
+    async with aiohttp.ClientSession() as session, session.post(
+            syncer.ingest_url + "/admin/v1/clusters", data=orjson.dumps(body), headers=headers) as resp:
+        payload = orjson.loads(await resp.read())
+        if resp.status >= 300:
+            raise RuntimeError(f"registering {name}: HTTP {resp.status} {payload}")
+    return str(payload["token"])
+
+
+async def start_agent(procs: Procs, syncer: Syncer, member: Member, token: str
+                      ) -> asyncio.subprocess.Process:
+    return await procs.start(
+        f"agent-{member.name}", "-m", "kubepedia", "agent", "--cluster", member.name,
+        "--syncer", syncer.ingest_url, "--kubeconfig", str(member.kubeconfig),
+        "--log-level", "WARNING", env={"KUBEPEDIA_AGENT_TOKEN": token})
+
+
+async def wait_synced(db: asyncpg.Connection, procs: Procs, agent: asyncio.subprocess.Process,
+                      member: Member) -> float:
+    """Poll until every type the member serves is watching with all its objects stored;
+    returns the monotonic time it was first seen so."""
+    last_report = time.monotonic()
+    deadline = last_report + SYNC_TIMEOUT_S
+    while True:
+        rows = await db.fetch(
+            "SELECT grp, resource, phase, object_count FROM sync_state WHERE cluster = $1",
+            member.name)
+        now = time.monotonic()
+        watching = {type_key(r["grp"], r["resource"]): r["object_count"] for r in rows
+                    if r["phase"] == "watching"}
+        if all(watching.get(k) == v for k, v in member.by_type.items()):
+            return now
+        if agent.returncode is not None:
+            raise RuntimeError(f"agent exited ({agent.returncode}):\n{procs.tail('agent-' + member.name)}")
+        if now > deadline:
+            raise RuntimeError(f"{member.name} not synced after {SYNC_TIMEOUT_S:.0f}s: {watching}")
+        if now - last_report > 10:
+            last_report = now
+            log(f"  {member.name}: {sum(r['object_count'] for r in rows)}/{member.expected} objects, "
+                f"{sum(k in watching for k in member.by_type)}/{len(member.by_type)} types watching")
+        await asyncio.sleep(0.1)
+
+
+async def stored_count(db: asyncpg.Connection, cluster: str) -> int:
+    return int(await db.fetchval("SELECT count(*) FROM resources WHERE cluster = $1", cluster))
+
+
+# -- (a) + (c): initial sync and the agent's memory ----------------------------------------------
+
+async def initial_sync(procs: Procs, syncer: Syncer, db: asyncpg.Connection, member: Member
+                       ) -> tuple[asyncio.subprocess.Process, float, float]:
+    """Start an agent for ``member``; returns it, the sync seconds and its peak RSS (MiB)
+    after SETTLE_S seconds of watching."""
+    token = await register(syncer, member.name)
+    started = time.monotonic()
+    agent = await start_agent(procs, syncer, member, token)
+    done = await wait_synced(db, procs, agent, member)
+    seconds = done - started
+    stored = await stored_count(db, member.name)
+    if stored != member.expected:
+        raise RuntimeError(f"{member.name}: {stored} rows stored, {member.expected} expected")
+    log(f"{member.name}: initial sync of {stored} objects in {seconds:.1f}s "
+        f"({stored / seconds:.0f} objects/s)")
+    await asyncio.sleep(SETTLE_S)
+    rss = peak_rss_mb(agent.pid)
+    log(f"{member.name}: agent peak RSS {rss:.1f} MiB")
+    return agent, seconds, rss
+
+
+async def copy_baseline(db: asyncpg.Connection, cluster: str) -> tuple[int, float]:
+    """The cluster's rows, read back, in one raw COPY into a bare table; only the COPY is timed."""
+    columns = [r["column_name"] for r in await db.fetch(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'resources'"
+        " ORDER BY ordinal_position")]
+    cols = ", ".join(columns)
+    records = [tuple(r) for r in await db.fetch(
+        f"SELECT {cols} FROM resources WHERE cluster = $1", cluster)]
+    await db.execute("DROP TABLE IF EXISTS bare")
+    await db.execute("CREATE TABLE bare (LIKE resources)")
+    started = time.perf_counter()
+    await db.copy_records_to_table("bare", columns=columns, records=records)
+    seconds = time.perf_counter() - started
+    await db.execute("DROP TABLE bare")
+    log(f"raw COPY of {len(records)} rows in {seconds:.2f}s ({len(records) / seconds:.0f} rows/s)")
+    return len(records), seconds
+
+
+# -- (b): freshness -----------------------------------------------------------------------------
+
+async def writer(url: str, rate: float, duration: float, seed: int, out: str) -> None:
+    """Hidden mode: PATCH pod status at ``rate``/s for ``duration`` s; writes to ``out`` the
+    list of [monotonic acknowledged time, resourceVersion] and the elapsed time."""
+    rng = random.Random(seed)
+    connector = aiohttp.TCPConnector(limit=WRITER_CONCURRENCY)
+    acks: list[tuple[float, str]] = []
+    errors = 0
+    async with aiohttp.ClientSession(connector=connector) as session:
+        async with session.get(url + "/api/v1/pods", params={"limit": "2000"}) as resp:
+            pods = [(p["metadata"]["namespace"], p["metadata"]["name"])
+                    for p in orjson.loads(await resp.read())["items"]]
+        limiter = asyncio.Semaphore(WRITER_CONCURRENCY)
+
+        async def one(n: int) -> None:
+            nonlocal errors
+            namespace, name = rng.choice(pods)
+            body = orjson.dumps({"status": {
+                "phase": "Running",
+                "podIP": f"10.{n % 250}.{rng.randrange(256)}.{rng.randrange(1, 255)}"}})
+            path = f"{url}/api/v1/namespaces/{namespace}/pods/{name}/status"
+            try:
+                async with session.patch(path, data=body, headers=MERGE) as resp:
+                    raw = await resp.read()
+                    if resp.status >= 300:
+                        errors += 1
+                        return
+                    acks.append((time.monotonic(), orjson.loads(raw)["metadata"]["resourceVersion"]))
+            except aiohttp.ClientError:
+                errors += 1
+            finally:
+                limiter.release()
+
+        tasks: set[asyncio.Task[None]] = set()
+        start = time.monotonic()
+        issued = 0
+        while (elapsed := time.monotonic() - start) < duration:
+            ahead = issued / rate - elapsed
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+            await limiter.acquire()
+            task = asyncio.create_task(one(issued))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            issued += 1
+        await asyncio.gather(*tasks)
+        elapsed = time.monotonic() - start
+    data = orjson.dumps({"acks": acks, "errors": errors, "elapsed": elapsed})
+    await asyncio.to_thread(Path(out).write_bytes, data)
+
+
+class ChangePoller:
+    """Notes, by its own clock, when each resourceVersion of a cluster appears in change_log."""
+
+    def __init__(self, db_url: str, cluster: str) -> None:
+        self.db_url, self.cluster = db_url, cluster
+        self.seen: dict[str, float] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> ChangePoller:
+        self._conn = await asyncpg.connect(self.db_url)
+        self._last = int(await self._conn.fetchval(
+            "SELECT coalesce(max(seq), 0) FROM change_log WHERE cluster = $1", self.cluster))
+        self._task = asyncio.create_task(self._poll())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        await self._conn.close()
+
+    async def _poll(self) -> None:
+        stmt = await self._conn.prepare(
+            "SELECT seq, resource_version FROM change_log WHERE cluster = $1 AND seq > $2"
+            " ORDER BY seq")
+        while True:
+            rows = await stmt.fetch(self.cluster, self._last)
+            now = time.monotonic()
+            for _seq, rv in rows:
+                self.seen.setdefault(rv, now)
+            if rows:
+                self._last = rows[-1][0]
+            await asyncio.sleep(POLL_S)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+async def freshness(procs: Procs, syncer: Syncer, member: Member, rate: float, duration: float,
+                    work: Path, seed: int) -> dict[str, float]:
+    writers = max(1, math.ceil(rate / 1500))  # one client process keeps up with ~1500 PATCH/s
+    async with ChangePoller(syncer.db_url, member.name) as poller:
+        outs = [work / f"writes-{int(rate)}-{n}.json" for n in range(writers)]
+        started = [await procs.start(
+            f"writer-{int(rate)}-{n}", "-m", "benchmarks.sync", "--write-load",
+            f"{member.url},{rate / writers},{duration},{seed + n},{outs[n]}") for n in range(writers)]
+        for proc in started:
+            if await proc.wait() != 0:
+                raise RuntimeError(f"writer failed:\n{procs.tail(f'writer-{int(rate)}-0')}")
+            await procs.stop(proc)
+        results = [orjson.loads(out.read_bytes()) for out in outs]
+        acks = [(t, rv) for result in results for t, rv in result["acks"]]
+        pending = {rv for _, rv in acks}
+        for _ in range(300):  # up to 30 s for the last writes to arrive
+            pending = {rv for rv in pending if rv not in poller.seen}
+            if not pending:
+                break
+            await asyncio.sleep(0.1)
+    latencies = [(poller.seen[rv] - t) * 1000 for t, rv in acks if rv in poller.seen]
+    missing = len(acks) - len(latencies)
+    achieved = len(acks) / max(r["elapsed"] for r in results)
+    errors = sum(r["errors"] for r in results)
+    p50, p99 = percentile(latencies, 0.50), percentile(latencies, 0.99)
+    log(f"freshness at {rate:.0f}/s: {len(acks)} writes ({achieved:.0f}/s achieved, {errors} errors, "
+        f"{missing} not seen within 30s), p50 {p50:.0f} ms, p99 {p99:.0f} ms, "
+        f"max {max(latencies):.0f} ms")
+    return {"p50": p50, "p99": p99, "achieved": achieved, "missing": missing}
+
+
+# -- the run -------------------------------------------------------------------------------------
+
+async def run(objects: int, rates: list[float], duration: float, seed: int, keep: str
+              ) -> dict[str, Any]:
+    result: dict[str, Any] = {"objects": objects}
+    with contextlib.ExitStack() as cleanup:
+        if keep:
+            work = Path(keep)
+        else:
+            work = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="kubepedia-bench-sync-")))
+        async with Procs(work) as procs:
+            log("starting kubepedia serve on a fresh embedded PostgreSQL")
+            syncer = await start_syncer(procs, work / "data")
+            db = await asyncpg.connect(syncer.db_url)
+            try:
+                # (a) and the big cluster of (c)
+                big = await start_member(procs, work, "big", objects, seed)
+                agent, sync_s, rss_big = await initial_sync(procs, syncer, db, big)
+                rows, copy_s = await copy_baseline(db, big.name)
+                sync_rate, copy_rate = big.expected / sync_s, rows / copy_s
+                result.update({
+                    "synced_objects": big.expected,
+                    "initial_sync_s": round(sync_s, 2),
+                    "initial_sync_objects_per_s": round(sync_rate),
+                    "copy_objects_per_s": round(copy_rate),
+                    "initial_sync_vs_copy": round(sync_rate / copy_rate, 3),
+                })
+                # (b) on the same cluster, agent watching
+                for rate in rates:
+                    fresh = await freshness(procs, syncer, big, rate, duration, work, seed)
+                    key = int(rate)
+                    result.update({
+                        f"freshness_p50_ms_{key}": round(fresh["p50"], 1),
+                        f"freshness_p99_ms_{key}": round(fresh["p99"], 1),
+                        f"achieved_rate_{key}": round(fresh["achieved"]),
+                        f"freshness_missing_{key}": fresh["missing"],
+                    })
+                result["agent_rss_mb_after_load"] = round(peak_rss_mb(agent.pid), 1)
+                await procs.stop(agent)
+                await procs.stop(big.proc)
+                # (c) the small cluster
+                small = await start_member(procs, work, "small", min(SMALL, objects), seed + 1)
+                _, _, rss_small = await initial_sync(procs, syncer, db, small)
+                result.update({
+                    "agent_rss_mb_10k": round(rss_small, 1),
+                    "agent_rss_mb_100k": round(rss_big, 1),
+                    "agent_rss_big_vs_small": round(rss_big / rss_small, 3),
+                })
+            finally:
+                await db.close()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--objects", type=int, default=100_000)
+    parser.add_argument("--rates", default="1000,5000", help="writes/s for the freshness runs")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per freshness run")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--work-dir", default="",
+                        help="keep logs and the database in this new directory (default: a temp dir)")
+    parser.add_argument("--write-load", default="", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.write_load:
+        url, rate, duration, seed, out = args.write_load.split(",")
+        asyncio.run(writer(url, float(rate), float(duration), int(seed), out))
+        return
+    rates = [float(r) for r in args.rates.split(",") if r]
+    if args.work_dir:
+        Path(args.work_dir).mkdir(parents=True, exist_ok=False)
+    result = asyncio.run(run(args.objects, rates, args.duration, args.seed, args.work_dir))
+    print(orjson.dumps(result).decode())
+
+
+if __name__ == "__main__":
+    main()
