@@ -43,6 +43,7 @@ from agent.sink import Sink, SinkBusy, SinkRejected, SinkUnavailable, SnapshotLo
 from agent.status import TypeStatus
 
 logger = logging.getLogger(__name__)
+PROGRESS_EVERY = 10_000  # objects between snapshot progress lines
 T = TypeVar("T")
 
 
@@ -245,6 +246,7 @@ class _Shipper:
         self.sink = pipeline.sink
         self.snapshot_id: str | None = None
         self.count = 0
+        self.started = time.monotonic()
         self.pending: InformerMessage | None = None
 
     async def run(self) -> None:
@@ -263,13 +265,18 @@ class _Shipper:
     async def _start(self) -> None:
         self.snapshot_id = await self._deliver(lambda: self.sink.snapshot_start(self.rtype))
         self.count = 0
+        self.started = time.monotonic()
+        logger.info("snapshot started", extra=self.pipeline._extra)
 
     async def _page(self, page: SnapshotPage) -> None:
         snapshot_id = self._snapshot()
         self.pipeline._offending = _names(page.items)
         await self._deliver(lambda: self.sink.snapshot_page(self.rtype, snapshot_id, page.items))
-        self.count += len(page.items)
+        before, self.count = self.count, self.count + len(page.items)
         metrics.OBJECTS_SNAPSHOTTED.labels(self.rtype.key).inc(len(page.items))
+        if before // PROGRESS_EVERY != self.count // PROGRESS_EVERY:
+            logger.info("snapshot progress", extra={**self.pipeline._extra, "objects": self.count,
+                                                    "per_s": self._rate()})
 
     async def _end(self, end: SnapshotEnd) -> None:
         snapshot_id = self._snapshot()
@@ -279,6 +286,11 @@ class _Shipper:
         )
         self.snapshot_id = None
         self._acked(rv)
+        logger.info("snapshot complete", extra={**self.pipeline._extra, "objects": self.count,
+                                                "seconds": round(time.monotonic() - self.started, 2)})
+
+    def _rate(self) -> int:
+        return round(self.count / max(time.monotonic() - self.started, 1e-6))
 
     async def _changes(self, first: Change | Bookmark) -> None:
         changes, rv = await self._batch(first)

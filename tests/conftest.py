@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -43,18 +44,20 @@ def _docker_postgres() -> Iterator[str] | None:
 
 
 @pytest.fixture(scope="session")
-def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_server_url() -> Iterator[str]:
     """URL of the session's PostgreSQL server (maintenance database)."""
     docker = _docker_postgres()
     if docker is not None:
         yield from docker
         return
-    pg = embedded.EmbeddedPostgres(data_dir=tmp_path_factory.mktemp("pg"))
-    embedded.start(pg)
-    try:
-        yield pg.url
-    finally:
-        embedded.stop(pg, mode="immediate")
+    # Not under pytest's basetemp: another pytest run prunes old basetemps, data dir included.
+    with tempfile.TemporaryDirectory(prefix="kubepedia-test-pg-") as data_dir:
+        pg = embedded.EmbeddedPostgres(data_dir=Path(data_dir))
+        embedded.start(pg)
+        try:
+            yield pg.url
+        finally:
+            embedded.stop(pg, mode="immediate")
 
 
 def _with_database(url: str, name: str) -> str:

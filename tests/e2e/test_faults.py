@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -56,7 +57,8 @@ async def at(second: float, start: float, what: Callable[[], Awaitable[object]])
 
 @pytest.mark.timeout(300)
 async def test_store_equals_clusters_after_load_and_faults(tmp_path: Path) -> None:
-    pg = embedded.EmbeddedPostgres(data_dir=tmp_path / "pg")
+    pg_dir = tempfile.TemporaryDirectory(prefix="kubepedia-e2e-pg-")
+    pg = embedded.EmbeddedPostgres(data_dir=Path(pg_dir.name))
     await asyncio.to_thread(embedded.start, pg)
     sims = [await start_sim(tmp_path, name, generate="namespaces=4,pods=150,deployments=10,nodes=5",
                             seed=i) for i, name in enumerate(["pull-a", "pull-b", "edge"])]
@@ -83,6 +85,7 @@ async def test_store_equals_clusters_after_load_and_faults(tmp_path: Path) -> No
                 await pool.close()
     finally:
         await asyncio.to_thread(embedded.stop, pg)
+        pg_dir.cleanup()
 
 
 async def _run_load_with_faults(tmp: Path, sims: list[Sim], server: Server, agent: Proc,
