@@ -103,7 +103,11 @@ class SimServer:
         self.faults = Faults()
         self.handlers = ResourceHandlers(sim, self.faults)
         self.app = self._build_app()
-        self.runner = web.AppRunner(self.app, handle_signals=False, shutdown_timeout=2.0)
+        # No per-request access log: at thousands of requests per second it costs more
+        # than the requests themselves.
+        self.runner = web.AppRunner(
+            self.app, handle_signals=False, shutdown_timeout=2.0, access_log=None
+        )
         self.site: web.TCPSite | None = None
         self._restarts: set[asyncio.Task[None]] = set()
 
