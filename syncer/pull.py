@@ -137,8 +137,6 @@ class PullManager:
 
     async def _sync(self, owned: _Owned, *, key: int, pid: int) -> None:
         name = owned.cluster.name
-        store = Store(self._pool, guards=[Registered(cluster=name), Owner(key=key, pid=pid)])
-        sink = StoreSink(store=store, cluster=name, keep_secret_data=owned.cluster.keep_secret_data)
         try:
             connection = connection_from_document(owned.cluster.kubeconfig or "")
             selection = parse_selection(owned.cluster.settings.get("selection") or {})
@@ -147,8 +145,13 @@ class PullManager:
             log.error("pull cluster configuration unusable", extra={"cluster": name, "error": str(exc)})
             await asyncio.Event().wait()  # keep ownership; a new kubeconfig restarts us
             return
+        # Either the registry setting or the cluster's selection may ask to keep Secret data.
+        keep = owned.cluster.keep_secret_data or selection.keep_secret_data
+        store = Store(self._pool, guards=[Registered(cluster=name), Owner(key=key, pid=pid)])
+        sink = StoreSink(store=store, cluster=name, keep_secret_data=keep)
         async with KubeClient(connection=connection) as client:
-            owned.runner = Runner(client=client, sink=sink, selection=selection)
+            owned.runner = Runner(client=client, sink=sink,
+                                  selection=selection.overridden(keep_secret_data=keep))
             await owned.runner.run()
 
     async def _report_health(self, owned: _Owned) -> None:
