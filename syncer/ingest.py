@@ -33,6 +33,7 @@ from syncer.validate import BadInput, Event, Row, to_events, to_rows
 log = logging.getLogger(__name__)
 
 CHANGE_LOG_LOCK = 0x6B75_6265_0002
+NOTIFY_CHANNEL = "kubepedia_changes"
 LOG_COLUMNS = ("seq", "cluster", "grp", "version", "resource", "kind", "namespace", "name",
                "uid", "resource_version", "type")
 
@@ -256,8 +257,8 @@ class Store:
         async with self._pool.acquire() as conn, conn.transaction():
             await self._guard(conn)
             await conn.execute("SELECT pg_advisory_xact_lock($1)", CHANGE_LOG_LOCK)
-            deleted: int = await conn.fetchval(
-                _DELETE_WHERE.format(cond="cluster = $1 AND grp = $2 AND resource = $3"),
+            deleted = await _delete_logged(
+                conn, _DELETE_WHERE.format(cond="cluster = $1 AND grp = $2 AND resource = $3"),
                 cluster, rtype.group, rtype.resource)
             await _drop_snapshots(conn, cluster=cluster, rtype=rtype)
             await conn.execute(
@@ -271,7 +272,7 @@ class Store:
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute("DELETE FROM clusters WHERE name = $1", cluster)
             await conn.execute("SELECT pg_advisory_xact_lock($1)", CHANGE_LOG_LOCK)
-            deleted: int = await conn.fetchval(_DELETE_WHERE.format(cond="cluster = $1"), cluster)
+            deleted = await _delete_logged(conn, _DELETE_WHERE.format(cond="cluster = $1"), cluster)
             await conn.execute(
                 "DELETE FROM snapshot_seen WHERE snapshot_id IN"
                 " (SELECT id FROM snapshots WHERE cluster = $1)", cluster)
@@ -317,13 +318,13 @@ WITH gone AS (
                       WHERE s.snapshot_id = $4 AND s.namespace = r.namespace
                         AND s.name = r.name)
     RETURNING r.*
-), logged AS ({_LOG_DELETED} RETURNING 1)
-SELECT count(*) FROM logged
+), logged AS ({_LOG_DELETED} RETURNING seq)
+SELECT count(*) AS n, max(seq) AS last FROM logged
 """
 
 _DELETE_WHERE = (
     "WITH gone AS (DELETE FROM resources WHERE {cond} RETURNING *),"
-    f" logged AS ({_LOG_DELETED} RETURNING 1) SELECT count(*) FROM logged"
+    f" logged AS ({_LOG_DELETED} RETURNING seq) SELECT count(*) AS n, max(seq) AS last FROM logged"
 )
 
 # One primary-key probe per key. LIMIT keeps the subquery from being flattened into a join
@@ -387,7 +388,7 @@ async def _check_snapshot(
 async def _close_snapshot(conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType,
                           snapshot_id: int, checkpoint: str) -> int:
     await conn.execute("SELECT pg_advisory_xact_lock($1)", CHANGE_LOG_LOCK)
-    deleted = int(await conn.fetchval(_DELETE_UNSEEN, cluster, rtype.group, rtype.resource, snapshot_id))
+    deleted = await _delete_logged(conn, _DELETE_UNSEEN, cluster, rtype.group, rtype.resource, snapshot_id)
     await _drop_snapshots(conn, cluster=cluster, rtype=rtype)
     await _advance(conn, cluster=cluster, rtype=rtype, checkpoint=checkpoint, delta=-deleted, touched=True)
     return deleted
@@ -418,15 +419,32 @@ async def _stored(
     }
 
 
+async def _notify(conn: asyncpg.Connection, last: int) -> None:
+    """Wake aggregated watches: delivered at commit, in commit order; the payload is only the
+    newest sequence number (NOTIFY payloads are small; readers fetch the changes)."""
+    await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, str(last))
+
+
+async def _delete_logged(conn: asyncpg.Connection, sql: str, *args: Any) -> int:
+    """Run one of the DELETE ... RETURNING -> change_log statements; notify if it logged."""
+    row = await conn.fetchrow(sql, *args)
+    assert row is not None
+    if row["n"]:
+        await _notify(conn, row["last"])
+    return int(row["n"])
+
+
 async def _write(conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType, plan: Plan) -> None:
     """Write a plan: numbered change-log entries, upserts, deletes."""
     if not plan.log:
         return
     await conn.execute("SELECT pg_advisory_xact_lock($1)", CHANGE_LOG_LOCK)
     first: int = await conn.fetchval("SELECT nextval('change_seq')")
-    if len(plan.log) > 1:
-        # Under the lock nobody else draws numbers: ours are first .. first + n - 1.
-        await conn.execute("SELECT setval('change_seq', $1)", first + len(plan.log) - 1)
+    last = first + len(plan.log) - 1
+    if last > first:
+        # Under the lock nobody else draws numbers: ours are first .. last.
+        await conn.execute("SELECT setval('change_seq', $1)", last)
+    await _notify(conn, last)
     await conn.copy_records_to_table(
         "change_log", columns=LOG_COLUMNS,
         records=_log_records(plan.log, first=first, cluster=cluster, rtype=rtype))

@@ -6,7 +6,7 @@ import asyncio
 
 import asyncpg
 
-from syncer.ingest import Store
+from syncer.ingest import NOTIFY_CHANNEL, Store
 from tests.factories import PODS, event, pod
 
 WRITERS = 6
@@ -56,3 +56,23 @@ async def test_snapshot_replay_rewrites_nothing(store: Store, pool: asyncpg.Pool
             xmins = await pool.fetch("SELECT name, xmin::text AS x FROM resources ORDER BY name")
     assert await pool.fetch("SELECT name, xmin::text AS x FROM resources ORDER BY name") == xmins
     assert await pool.fetchval("SELECT count(*) FROM change_log") == 50
+
+
+async def test_commits_notify_the_newest_sequence(store: Store, pool: asyncpg.Pool, db_url: str) -> None:
+    listener = await asyncpg.connect(db_url)
+    received: asyncio.Queue[str] = asyncio.Queue()
+    await listener.add_listener(NOTIFY_CHANNEL, lambda *args: received.put_nowait(args[3]))
+    try:
+        await store.apply_batch(cluster="c1", rtype=PODS, events=[event("ADDED", pod(f"p{i}", i + 1))
+                                                                  for i in range(3)])
+        last = await pool.fetchval("SELECT max(seq) FROM change_log")
+        assert await asyncio.wait_for(received.get(), 5) == str(last)
+        await store.apply_batch(cluster="c1", rtype=PODS, events=[event("ADDED", pod("p0", 1))])
+        async with store.snapshot(cluster="c1", rtype=PODS) as snap:
+            await snap.add([pod("p0", 1)])
+            await snap.end("9")
+        last = await pool.fetchval("SELECT max(seq) FROM change_log")
+        assert await asyncio.wait_for(received.get(), 5) == str(last), "deletions notify too"
+        assert received.empty(), "a replay that changed nothing notified nobody"
+    finally:
+        await listener.close()
