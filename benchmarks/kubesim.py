@@ -187,7 +187,7 @@ async def run(objects: int, rate: float, duration: float, seed: int) -> dict[str
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--objects", type=int, default=100_000)
-    parser.add_argument("--rate", type=float, default=3000.0, help="load generator writes/s")
+    parser.add_argument("--rate", type=float, default=4000.0, help="load generator writes/s")
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--serve-baseline", default="", help=argparse.SUPPRESS)

@@ -88,8 +88,9 @@ class LoadGenerator:
         method: str,
         path: str,
         body: Any,
-        headers: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None, parse: bool = False,
     ) -> JSON | None:
+        """Send one write; the response body is decoded only when ``parse`` asks."""
         data = orjson.dumps(body)
         hdrs = {"Content-Type": "application/json", **self.headers, **(headers or {})}
         async with session.request(method, self.base_url + path, data=data, headers=hdrs) as resp:
@@ -98,7 +99,7 @@ class LoadGenerator:
             if resp.status >= 300:
                 self.stats.errors += 1
                 return None
-            result: JSON = orjson.loads(raw)
+            result: JSON = orjson.loads(raw) if parse else {}
             return result
 
     def _name(self, prefix: str) -> str:
@@ -130,12 +131,16 @@ class LoadGenerator:
         rs_seed = self.rng.random()
 
         async def run(session: aiohttp.ClientSession) -> None:
-            created = await self._send(session, "POST", _apps(namespace, "deployments"), deploy)
+            created = await self._send(
+                session, "POST", _apps(namespace, "deployments"), deploy, parse=True
+            )
             if created is None:
                 return
             rs_name = f"{created['metadata']['name']}-{objects.hex_id(random.Random(rs_seed), 10)}"
             rs = objects.make_replicaset(random.Random(rs_seed), namespace, rs_name, owner=created)
-            made = await self._send(session, "POST", _apps(namespace, "replicasets"), rs)
+            made = await self._send(
+                session, "POST", _apps(namespace, "replicasets"), rs, parse=True
+            )
             self.stats.creates += 1 + (made is not None)
             if made is not None:
                 self.replicasets.append(made)
