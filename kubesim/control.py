@@ -8,7 +8,8 @@
 - ``POST /_kubesim/restart[?downSeconds=S]``: close all connections, stop
   listening for a moment, listen again on the same port; state is kept.
 - ``GET /_kubesim/stats`` (``POST /_kubesim/stats/reset``): request counts per
-  verb and per verb and resource.
+  verb and per verb and resource; a watch that opens with synthetic ADDED
+  events for every object counts as ``watch-list`` (a list by another name).
 - ``GET /_kubesim/dump``: every object's identity and resourceVersion.
 """
 

@@ -8,7 +8,7 @@ import time
 import aiohttp
 
 from kubesim.server import SimServer
-from tests.kubesim.conftest import call, pod_body, wait_until
+from tests.kubesim.conftest import call, pod_body, wait_until, watch_lines
 
 PODS = "/api/v1/pods"
 
@@ -61,10 +61,14 @@ async def test_stats_count_lists_per_resource(sim: SimServer, http: aiohttp.Clie
     await call(http, "GET", sim.url + "/apis/apps/v1/deployments")
     await call(http, "GET", sim.url + "/apis/apps/v1/deployments", limit=1)
     await call(http, "GET", sim.url + "/api/v1/namespaces/ns-000/pods/nope")
+    rv = str(sim.sim.store.rv)
+    await watch_lines(http, sim.url + PODS, resourceVersion=rv, timeoutSeconds="0.1")
+    await watch_lines(http, sim.url + PODS, timeoutSeconds="0.1")
     _, stats = await call(http, "GET", sim.url + "/_kubesim/stats")
     assert stats["resources"]["list"] == {"pods": 1, "deployments.apps": 2}
     assert stats["resources"]["get"] == {"pods": 1}
-    assert "watch" not in stats["resources"]
+    assert stats["resources"]["watch"] == {"pods": 1}
+    assert stats["resources"]["watch-list"] == {"pods": 1}
 
 
 async def test_dump_lists_every_object(sim: SimServer, http: aiohttp.ClientSession) -> None:
