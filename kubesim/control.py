@@ -8,8 +8,9 @@
 - ``POST /_kubesim/restart[?downSeconds=S]``: close all connections, stop
   listening for a moment, listen again on the same port; state is kept.
 - ``GET /_kubesim/stats`` (``POST /_kubesim/stats/reset``): request counts per
-  verb and per verb and resource; a watch that opens with synthetic ADDED
-  events for every object counts as ``watch-list`` (a list by another name).
+  verb and per verb and resource; every watch counts under ``watch``, and one
+  that opens with synthetic ADDED events for every object also under
+  ``watch-list`` (a list by another name).
 - ``GET /_kubesim/dump``: every object's identity and resourceVersion.
 """
 

@@ -140,8 +140,11 @@ class ResourceHandlers:
         if request.method == "GET":
             opts = parse_options(request, rtype, target.watch_path)
             if opts.watch:
-                # A watch that opens with the current state is a list by another name.
-                self.sim.stats.count("watch-list" if _sends_initial(opts) else "watch", rtype)
+                # Every watch counts as one; a watch that opens with the current
+                # state is also a list by another name, counted as watch-list.
+                self.sim.stats.count("watch", rtype)
+                if _sends_initial(opts):
+                    self.sim.stats.count("watch-list", rtype)
                 return await self.watch(request, target, opts)
             self.sim.stats.count("list", rtype)
             return await self.list_objects(request, target, opts)

@@ -67,7 +67,7 @@ async def test_stats_count_lists_per_resource(sim: SimServer, http: aiohttp.Clie
     _, stats = await call(http, "GET", sim.url + "/_kubesim/stats")
     assert stats["resources"]["list"] == {"pods": 1, "deployments.apps": 2}
     assert stats["resources"]["get"] == {"pods": 1}
-    assert stats["resources"]["watch"] == {"pods": 1}
+    assert stats["resources"]["watch"] == {"pods": 2}
     assert stats["resources"]["watch-list"] == {"pods": 1}
 
 
