@@ -298,14 +298,17 @@ class ResourceHandlers:
 
     async def watch(self, request: web.Request, target: Target, opts: ListOptions) -> web.StreamResponse:
         validate(opts)
-        if opts.send_initial_events and opts.resource_version not in ("", "0"):
-            await wait_for_rv(self.sim.store, parse_rv(opts.resource_version), self.sim.config.rv_wait)
-        elif opts.resource_version not in ("", "0"):
-            parse_rv(opts.resource_version)
+        error_line = None
+        if opts.resource_version not in ("", "0"):
+            rv = parse_rv(opts.resource_version)
+            if opts.send_initial_events:
+                error_line = await self._wait_fresh(rv)
         tstore = self.sim.api.tstore(target.rtype)
         self.sim.store.expire(tstore)
         watcher = self._watcher(request, target, opts)
-        initial, error_line = self._start(tstore, watcher, opts)
+        initial: list[Entry] = []
+        if error_line is None:
+            initial, error_line = self._start(tstore, watcher, opts)
         start_rv = self.sim.store.rv
         response = web.StreamResponse(headers={"Content-Type": JSON_TYPE})
         response.enable_chunked_encoding()
@@ -322,6 +325,14 @@ class ResourceHandlers:
         finally:
             tstore.sinks.discard(watcher)
         return response
+
+    async def _wait_fresh(self, rv: int) -> bytes | None:
+        """A streaming list waits for its RV; the cacher reports a timeout as an ERROR event."""
+        try:
+            await wait_for_rv(self.sim.store, rv, self.sim.config.rv_wait)
+        except errors.StatusError as exc:
+            return orjson.dumps({"type": "ERROR", "object": exc.status()}) + b"\n"
+        return None
 
     async def _stream(
         self,

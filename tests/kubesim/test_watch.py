@@ -270,3 +270,16 @@ async def test_history_window_by_age(http: aiohttp.ClientSession) -> None:
         _, page = await call(http, "GET", server.url + PODS, resourceVersion=rv,
                              resourceVersionMatch="Exact")
         assert page["code"] == 410
+
+
+async def test_streaming_list_from_a_future_version_times_out_in_the_stream(
+    sim: SimServer, http: aiohttp.ClientSession
+) -> None:
+    future = str(sim.sim.store.rv + 50)
+    events = await watch_lines(http, sim.url + PODS, sendInitialEvents="true",
+                               resourceVersionMatch="NotOlderThan", allowWatchBookmarks="true",
+                               resourceVersion=future)
+    assert len(events) == 1 and events[0]["type"] == "ERROR"
+    status = events[0]["object"]
+    assert (status["code"], status["reason"]) == (504, "Timeout")
+    assert status["details"]["causes"][0]["reason"] == "ResourceVersionTooLarge"
