@@ -38,6 +38,32 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
+def _stat(pid: int) -> list[str]:
+    text = Path(f"/proc/{pid}/stat").read_text()
+    return text[text.rindex(")") + 2:].split()  # fields from the state on (field 3)
+
+
+def cpu_seconds(pid: int, *, children: bool = False) -> float:
+    """User + system CPU time of a process (and of its live children), in seconds."""
+    pids = [pid]
+    if children:
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError, IndexError):
+                    if int(_stat(int(entry.name))[1]) == pid:
+                        pids.append(int(entry.name))
+    ticks = 0
+    for one in pids:
+        with contextlib.suppress(OSError, IndexError):
+            fields = _stat(one)
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def postmaster_pid(pgdata: Path) -> int:
+    return int((pgdata / "postmaster.pid").read_text().split()[0])
+
+
 class Procs:
     """Processes started for one run; ``async with`` stops every one still running on exit
     (SIGTERM, then SIGKILL after a grace period), also on errors and cancellation."""

@@ -21,6 +21,9 @@ cluster (registered in push mode through the admin API), and the load writers.
     it has watched for a few seconds: a 10000-object cluster and the N-object cluster of
     (a), each with its own fresh kubesim and agent.
 
+Also reported: the writes/s the writers achieved (``achieved_rate_R``), writes never seen
+within 30 s (``freshness_missing_R``), and the CPU seconds each process spent during the
+initial sync (``initial_sync_cpu_s``), which shows where the time goes.
 Progress goes to stderr; the last stdout line is one JSON object with the figures.
 """
 
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import contextlib
 import math
 import random
@@ -43,7 +47,16 @@ import asyncpg
 import orjson
 
 from agent.discovery import DEFAULT_EXCLUDED
-from benchmarks._procs import Procs, drain, free_port, log, peak_rss_mb, read_until
+from benchmarks._procs import (
+    Procs,
+    cpu_seconds,
+    drain,
+    free_port,
+    log,
+    peak_rss_mb,
+    postmaster_pid,
+    read_until,
+)
 from syncer import embedded
 
 SMALL = 10_000
@@ -62,6 +75,7 @@ class Syncer:
     admin_token: str
     db_url: str
     pid: int
+    postgres_pid: int
 
 
 @dataclass
@@ -108,7 +122,8 @@ async def start_syncer(procs: Procs, data_dir: Path) -> Syncer:
                 raise RuntimeError(f"kubepedia serve not ready:\n{procs.tail('syncer')}")
             await asyncio.sleep(0.2)
     token = (data_dir / "admin.token").read_text().strip()
-    return Syncer(url, token, embedded.EmbeddedPostgres(data_dir=data_dir).url, proc.pid)
+    pg = embedded.EmbeddedPostgres(data_dir=data_dir)
+    return Syncer(url, token, pg.url, proc.pid, postmaster_pid(pg.pgdata))
 
 
 async def start_member(procs: Procs, work: Path, name: str, objects: int, seed: int) -> Member:
@@ -182,24 +197,35 @@ async def stored_count(db: asyncpg.Connection, cluster: str) -> int:
 
 # -- (a) + (c): initial sync and the agent's memory ----------------------------------------------
 
+def cpu_now(syncer: Syncer, member: Member, agent_pid: int | None = None) -> dict[str, float]:
+    """CPU seconds used so far by each component (PostgreSQL: every server process)."""
+    return {"agent": cpu_seconds(agent_pid) if agent_pid else 0.0,
+            "syncer": cpu_seconds(syncer.pid),
+            "kubesim": cpu_seconds(member.proc.pid),
+            "postgres": cpu_seconds(syncer.postgres_pid, children=True)}
+
+
 async def initial_sync(procs: Procs, syncer: Syncer, db: asyncpg.Connection, member: Member
-                       ) -> tuple[asyncio.subprocess.Process, float, float]:
-    """Start an agent for ``member``; returns it, the sync seconds and its peak RSS (MiB)
-    after SETTLE_S seconds of watching."""
+                       ) -> tuple[asyncio.subprocess.Process, float, float, dict[str, float]]:
+    """Start an agent for ``member``; returns it, the sync seconds, its peak RSS (MiB)
+    after SETTLE_S seconds of watching and the CPU seconds each component spent syncing."""
     token = await register(syncer, member.name)
+    before = cpu_now(syncer, member)
     started = time.monotonic()
     agent = await start_agent(procs, syncer, member, token)
     done = await wait_synced(db, procs, agent, member)
     seconds = done - started
+    after = cpu_now(syncer, member, agent.pid)
+    cpu = {k: round(after[k] - before[k], 1) for k in after}
     stored = await stored_count(db, member.name)
     if stored != member.expected:
         raise RuntimeError(f"{member.name}: {stored} rows stored, {member.expected} expected")
     log(f"{member.name}: initial sync of {stored} objects in {seconds:.1f}s "
-        f"({stored / seconds:.0f} objects/s)")
+        f"({stored / seconds:.0f} objects/s); CPU seconds {cpu}")
     await asyncio.sleep(SETTLE_S)
     rss = peak_rss_mb(agent.pid)
     log(f"{member.name}: agent peak RSS {rss:.1f} MiB")
-    return agent, seconds, rss
+    return agent, seconds, rss, cpu
 
 
 async def copy_baseline(db: asyncpg.Connection, cluster: str) -> tuple[int, float]:
@@ -224,10 +250,11 @@ async def copy_baseline(db: asyncpg.Connection, cluster: str) -> tuple[int, floa
 
 async def writer(url: str, rate: float, duration: float, seed: int, out: str) -> None:
     """Hidden mode: PATCH pod status at ``rate``/s for ``duration`` s; writes to ``out`` the
-    list of [monotonic acknowledged time, resourceVersion] and the elapsed time."""
+    list of [monotonic acknowledged time, resourceVersion, namespace, name] and the elapsed
+    time."""
     rng = random.Random(seed)
     connector = aiohttp.TCPConnector(limit=WRITER_CONCURRENCY)
-    acks: list[tuple[float, str]] = []
+    acks: list[tuple[float, str, str, str]] = []
     errors = 0
     async with aiohttp.ClientSession(connector=connector) as session:
         async with session.get(url + "/api/v1/pods", params={"limit": "2000"}) as resp:
@@ -248,7 +275,8 @@ async def writer(url: str, rate: float, duration: float, seed: int, out: str) ->
                     if resp.status >= 300:
                         errors += 1
                         return
-                    acks.append((time.monotonic(), orjson.loads(raw)["metadata"]["resourceVersion"]))
+                    rv = orjson.loads(raw)["metadata"]["resourceVersion"]
+                    acks.append((time.monotonic(), rv, namespace, name))
             except aiohttp.ClientError:
                 errors += 1
             finally:
@@ -273,11 +301,16 @@ async def writer(url: str, rate: float, duration: float, seed: int, out: str) ->
 
 
 class ChangePoller:
-    """Notes, by its own clock, when each resourceVersion of a cluster appears in change_log."""
+    """Notes, by its own clock, when each change of a cluster's objects appears in change_log.
+
+    A write counts as visible once its own or a later resourceVersion of the same object is
+    (a store may fold consecutive changes of one object into one). resourceVersions are
+    compared as numbers: within one kubesim they come from one counter.
+    """
 
     def __init__(self, db_url: str, cluster: str) -> None:
         self.db_url, self.cluster = db_url, cluster
-        self.seen: dict[str, float] = {}
+        self.seen: dict[tuple[str, str], tuple[list[int], list[float]]] = {}
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> ChangePoller:
@@ -294,15 +327,24 @@ class ChangePoller:
             await self._task
         await self._conn.close()
 
+    def visible(self, namespace: str, name: str, rv: str) -> float | None:
+        """When the write of ``rv`` (or a later one) to the object was first seen."""
+        rvs, times = self.seen.get((namespace, name), ([], []))
+        at = bisect.bisect_left(rvs, int(rv))
+        return times[at] if at < len(rvs) else None
+
     async def _poll(self) -> None:
         stmt = await self._conn.prepare(
-            "SELECT seq, resource_version FROM change_log WHERE cluster = $1 AND seq > $2"
-            " ORDER BY seq")
+            "SELECT seq, namespace, name, resource_version FROM change_log"
+            " WHERE cluster = $1 AND seq > $2 AND resource = 'pods' ORDER BY seq")
         while True:
             rows = await stmt.fetch(self.cluster, self._last)
             now = time.monotonic()
-            for _seq, rv in rows:
-                self.seen.setdefault(rv, now)
+            for _seq, namespace, name, rv in rows:
+                rvs, times = self.seen.setdefault((namespace, name), ([], []))
+                if not rvs or int(rv) > rvs[-1]:
+                    rvs.append(int(rv))
+                    times.append(now)
             if rows:
                 self._last = rows[-1][0]
             await asyncio.sleep(POLL_S)
@@ -326,14 +368,15 @@ async def freshness(procs: Procs, syncer: Syncer, member: Member, rate: float, d
                 raise RuntimeError(f"writer failed:\n{procs.tail(f'writer-{int(rate)}-0')}")
             await procs.stop(proc)
         results = [orjson.loads(out.read_bytes()) for out in outs]
-        acks = [(t, rv) for result in results for t, rv in result["acks"]]
-        pending = {rv for _, rv in acks}
+        acks = [tuple(ack) for result in results for ack in result["acks"]]
+        pending = acks
         for _ in range(300):  # up to 30 s for the last writes to arrive
-            pending = {rv for rv in pending if rv not in poller.seen}
+            pending = [a for a in pending if poller.visible(a[2], a[3], a[1]) is None]
             if not pending:
                 break
             await asyncio.sleep(0.1)
-    latencies = [(poller.seen[rv] - t) * 1000 for t, rv in acks if rv in poller.seen]
+    latencies = [(seen - t) * 1000 for t, rv, namespace, name in acks
+                 if (seen := poller.visible(namespace, name, rv)) is not None]
     missing = len(acks) - len(latencies)
     achieved = len(acks) / max(r["elapsed"] for r in results)
     errors = sum(r["errors"] for r in results)
@@ -361,7 +404,7 @@ async def run(objects: int, rates: list[float], duration: float, seed: int, keep
             try:
                 # (a) and the big cluster of (c)
                 big = await start_member(procs, work, "big", objects, seed)
-                agent, sync_s, rss_big = await initial_sync(procs, syncer, db, big)
+                agent, sync_s, rss_big, cpu = await initial_sync(procs, syncer, db, big)
                 rows, copy_s = await copy_baseline(db, big.name)
                 sync_rate, copy_rate = big.expected / sync_s, rows / copy_s
                 result.update({
@@ -370,6 +413,7 @@ async def run(objects: int, rates: list[float], duration: float, seed: int, keep
                     "initial_sync_objects_per_s": round(sync_rate),
                     "copy_objects_per_s": round(copy_rate),
                     "initial_sync_vs_copy": round(sync_rate / copy_rate, 3),
+                    "initial_sync_cpu_s": cpu,
                 })
                 # (b) on the same cluster, agent watching
                 for rate in rates:
@@ -386,7 +430,7 @@ async def run(objects: int, rates: list[float], duration: float, seed: int, keep
                 await procs.stop(big.proc)
                 # (c) the small cluster
                 small = await start_member(procs, work, "small", min(SMALL, objects), seed + 1)
-                _, _, rss_small = await initial_sync(procs, syncer, db, small)
+                _, _, rss_small, _ = await initial_sync(procs, syncer, db, small)
                 result.update({
                     "agent_rss_mb_10k": round(rss_small, 1),
                     "agent_rss_mb_100k": round(rss_big, 1),
