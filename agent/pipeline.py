@@ -151,6 +151,7 @@ class Pipeline:
 
     async def run(self, *, checkpoint: str | None) -> None:
         """Sync forever; start from ``checkpoint`` (no LIST) when given."""
+        self.status.resource_version = checkpoint
         try:
             while True:
                 try:
@@ -295,7 +296,10 @@ class _Shipper:
     async def _changes(self, first: Change | Bookmark) -> None:
         changes, rv = await self._batch(first)
         self.pipeline._offending = _names([change.object for change in changes])
-        await self._deliver(lambda: self.sink.changes(self.rtype, changes, resource_version=rv))
+        after = self.pipeline.status.resource_version
+        await self._deliver(
+            lambda: self.sink.changes(self.rtype, changes, resource_version=rv, after=after)
+        )
         metrics.EVENTS_SHIPPED.labels(self.rtype.key).inc(len(changes))
         self._acked(rv)
 

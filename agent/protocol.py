@@ -17,7 +17,8 @@ POST   ``/snapshots/{id}/end``                                          ``{"type
                                                                         "checkpoint": rv}``
 POST   ``/changes``                                                     ``{"type", "events":
                                                                         [{"type", "object"}],
-                                                                        "resourceVersion"}``
+                                                                        "resourceVersion",
+                                                                        "after"?}``
                                                                         -> ``{"applied": n,
                                                                         "checkpoint": rv}``
 POST   ``/types/remove``                                                ``{"type"}`` -> ``{"deleted": n}``
@@ -28,14 +29,17 @@ POST   ``/types/remove``                                                ``{"type
 (``"deployments.apps"``, ``"pods"``). ``resourceVersion`` is opaque: a plain Kubernetes
 resourceVersion, or a composite ``{"namespaces": {...}}`` string for namespace-scoped
 agents; the syncer stores and returns it verbatim. A ``changes`` call with no events is
-a bookmark: it only moves the checkpoint. A new snapshot of a type abandons any
+a bookmark: it only moves the checkpoint. ``after`` (optional) is the checkpoint the
+batch follows: a batch whose ``after`` is not the committed checkpoint (it is older than
+what is stored) is refused with 409 ``CheckpointMismatch``, unless it is a replay of the
+committed batch (its ``resourceVersion`` is the committed one). A new snapshot of a type abandons any
 unfinished earlier snapshot of the same type.
 
 Errors are Kubernetes ``Status`` objects (``{"kind": "Status", "code", "reason",
 "message"}``): 400 bad input; 401/403 authentication (403 also when the token belongs
 to another cluster); 404 unknown cluster; 409 with ``reason: "SnapshotLost"`` when the
-snapshot id is unknown (restart the snapshot); 429/503 with a ``Retry-After`` header
-(seconds) for backpressure.
+snapshot id is unknown (restart the snapshot) or ``"CheckpointMismatch"``; 429/503 with
+a ``Retry-After`` header (seconds) for backpressure.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from agent.events import Change, ChangeType, KubeObject, ResourceType
 PREFIX = "/ingest/v1/clusters"
 GZIP_MIN = 1024
 SNAPSHOT_LOST = "SnapshotLost"
+CHECKPOINT_MISMATCH = "CheckpointMismatch"
 _CHANGE_TYPES: frozenset[str] = frozenset({"ADDED", "MODIFIED", "DELETED"})
 
 
@@ -152,12 +157,17 @@ def snapshot_end_body(rtype: ResourceType, *, resource_version: str, count: int)
     return {"type": type_to_dict(rtype), "resourceVersion": resource_version, "count": count}
 
 
-def changes_body(rtype: ResourceType, changes: list[Change], *, resource_version: str) -> dict[str, Any]:
-    return {
+def changes_body(
+    rtype: ResourceType, changes: list[Change], *, resource_version: str, after: str | None = None
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
         "type": type_to_dict(rtype),
         "events": [change_to_dict(change) for change in changes],
         "resourceVersion": resource_version,
     }
+    if after is not None:
+        body["after"] = after
+    return body
 
 
 def remove_type_body(rtype: ResourceType) -> dict[str, Any]:

@@ -6,7 +6,7 @@ returns when the syncer has committed it; HTTP answers map to the sink exception
 * connection failures, timeouts, 5xx other than 503, 401/403/404 -> ``SinkUnavailable``
   (401/403/404 are configuration problems an operator fixes without restarting agents);
 * 429 and 503 -> ``SinkBusy`` with the ``Retry-After`` delay;
-* 409 ``SnapshotLost`` -> ``SnapshotLost``;
+* 409 ``SnapshotLost`` or ``CheckpointMismatch`` -> ``SnapshotLost``;
 * other 4xx -> ``SinkRejected``.
 """
 
@@ -96,8 +96,10 @@ class HttpSink:
         body = protocol.snapshot_end_body(rtype, resource_version=resource_version, count=count)
         await self._call("POST", path, body)
 
-    async def changes(self, rtype: ResourceType, changes: list[Change], *, resource_version: str) -> None:
-        body = protocol.changes_body(rtype, changes, resource_version=resource_version)
+    async def changes(
+        self, rtype: ResourceType, changes: list[Change], *, resource_version: str, after: str | None = None
+    ) -> None:
+        body = protocol.changes_body(rtype, changes, resource_version=resource_version, after=after)
         await self._call("POST", protocol.changes_path(self.cluster), body)
 
     async def remove_type(self, rtype: ResourceType) -> None:
@@ -147,7 +149,7 @@ def _answer(response: aiohttp.ClientResponse, raw: bytes) -> dict[str, Any]:
     message = f"{status} {body.get('reason') or response.reason}: {body.get('message', '')}"
     if status in (429, 503):
         raise SinkBusy(message, retry_after=_retry_after(response))
-    if status == 409 and body.get("reason") == protocol.SNAPSHOT_LOST:
+    if status == 409 and body.get("reason") in (protocol.SNAPSHOT_LOST, protocol.CHECKPOINT_MISMATCH):
         raise SnapshotLost(message)
     if status >= 500 or status in _UNAVAILABLE:
         raise SinkUnavailable(message)

@@ -54,6 +54,7 @@ class Runner:
         self.informer_settings = _with_selection(informer_settings or InformerSettings(), self.selection)
         self.pipeline_settings = pipeline_settings or PipelineSettings()
         self._running: dict[str, _Running] = {}
+        self._removals: dict[str, ResourceType] = {}  # gone types whose removal is not yet acknowledged
         self._backoff = Backoff(base=1.0, cap=60.0)
         self.discovered = asyncio.Event()  # set after the first successful round
 
@@ -84,6 +85,11 @@ class Runner:
         found = await discover(self.client)
         wanted = {rtype.key: rtype for rtype in self.selection.select(found.types)}
         await self._stop_gone(wanted, found)
+        await self._remove_pending(wanted)
+        for key in [key for key, run in self._running.items() if run.task.done()]:
+            # A pipeline only ends by crashing (a bug): start it again rather than lose the type.
+            logger.error("restarting a crashed pipeline", extra={"resource": key})
+            self._running.pop(key)
         new = [rtype for key, rtype in wanted.items() if key not in self._running]
         if new:
             checkpoints = await self.sink.checkpoints()
@@ -101,9 +107,18 @@ class Runner:
             await self._stop_one(key)
             if rtype is None:
                 logger.info("resource type gone, removing", extra={"resource": key})
-                await self.sink.remove_type(run.rtype)
+                self._removals[key] = run.rtype
             else:
                 logger.info("preferred version changed", extra={"resource": key, "version": rtype.version})
+
+    async def _remove_pending(self, wanted: dict[str, ResourceType]) -> None:
+        """Remove gone types from the sink; one that failed is retried next round."""
+        for key, rtype in list(self._removals.items()):
+            if key in wanted:  # it came back before its removal went through
+                del self._removals[key]
+                continue
+            await self.sink.remove_type(rtype)
+            del self._removals[key]
 
     def _start(self, rtype: ResourceType, checkpoint: str | None) -> None:
         status = TypeStatus(key=rtype.key)

@@ -62,8 +62,15 @@ class Sink(Protocol):
         """Complete the snapshot: objects of ``rtype`` not in it are deleted."""
         ...
 
-    async def changes(self, rtype: ResourceType, changes: list[Change], *, resource_version: str) -> None:
-        """Apply ``changes`` (possibly none: a bookmark) and move the checkpoint."""
+    async def changes(
+        self, rtype: ResourceType, changes: list[Change], *, resource_version: str, after: str | None = None
+    ) -> None:
+        """Apply ``changes`` (possibly none: a bookmark) and move the checkpoint.
+
+        ``after`` is the checkpoint the batch follows (the last one acknowledged). A sink
+        whose committed checkpoint is neither ``after`` nor ``resource_version`` refuses
+        the batch with ``SnapshotLost``: it is older than what is stored, or follows state
+        the sink no longer has, and only a fresh snapshot is safe."""
         ...
 
     async def remove_type(self, rtype: ResourceType) -> None:

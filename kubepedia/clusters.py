@@ -8,6 +8,7 @@ import base64
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import orjson
@@ -105,7 +106,7 @@ async def _run(args: argparse.Namespace) -> int:
     if args.verb == "add":
         return await _add(args)
     if args.verb == "remove":
-        result = await _call(args, "DELETE", f"/admin/v1/clusters/{args.name}")
+        result = await _call(args, "DELETE", f"/admin/v1/clusters/{quote(args.name, safe='')}")
         print(f"cluster {result['name']} removed ({result['deleted']} objects deleted)")
         return 0
     clusters = (await _call(args, "GET", "/admin/v1/clusters"))["clusters"]

@@ -35,13 +35,26 @@ def ensure_admin_token(data_dir: Path) -> str:
     import secrets
 
     path = data_dir / ADMIN_TOKEN_FILE
-    if path.exists():
-        return path.read_text().strip()
+    existing = path.read_text().strip() if path.exists() else ""
+    if existing:
+        return existing
     data_dir.mkdir(parents=True, exist_ok=True)
     token = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    # Written whole under a temporary name, then renamed: a second server starting at the
+    # same moment reads either nothing or a complete token, never half of one.
+    tmp = path.with_name(f".{ADMIN_TOKEN_FILE}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(token + "\n")
+    if path.exists():  # there but empty: damaged, replace it
+        os.replace(tmp, path)
+        return token
+    try:
+        os.link(tmp, path)  # fails if another process won the race: use its token
+    except FileExistsError:
+        token = path.read_text().strip()
+    finally:
+        tmp.unlink()
     return token
 
 

@@ -42,6 +42,11 @@ class SnapshotLost(RuntimeError):
     """The snapshot is unknown or incomplete; the caller must list again."""
 
 
+class CheckpointMismatch(RuntimeError):
+    """A batch follows a checkpoint that is not the committed one: it is older than what
+    is stored (a delayed request) or follows state that is gone; the caller must list again."""
+
+
 class FenceLost(RuntimeError):
     """This writer may no longer write the cluster: it was removed, or another syncer took
     it over."""
@@ -55,14 +60,17 @@ class Guard(Protocol):
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Registered:
-    """The cluster is still registered. The row is share-locked until commit, so removing
-    a cluster (which deletes that row) waits for writes in flight, then deletes their rows
-    too; later writes find no row and fail."""
+    """The cluster is registered and not being removed. The row is key-share-locked until
+    commit: removal first marks the row (which later writes then refuse), then deletes it,
+    which waits only for the writes already in flight and deletes their rows too. A key
+    share lock does not conflict with the health updates made on every agent request."""
 
     cluster: str
 
     async def check(self, conn: asyncpg.Connection) -> None:
-        if await conn.fetchval("SELECT 1 FROM clusters WHERE name = $1 FOR SHARE", self.cluster) is None:
+        found = await conn.fetchval(
+            "SELECT 1 FROM clusters WHERE name = $1 AND removing_at IS NULL FOR KEY SHARE", self.cluster)
+        if found is None:
             raise FenceLost(f"cluster {self.cluster!r} is not registered")
 
 
@@ -84,6 +92,7 @@ async def advisory_holder(conn: asyncpg.Connection | asyncpg.Pool, key: int) -> 
     classid = high 32 bits, objid = low 32 bits, objsubid = 1), or None."""
     pid: int | None = await conn.fetchval(
         "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
         " AND classid = ($1::bigint >> 32)::oid AND objid = ($1::bigint & 4294967295)::oid"
         " AND objsubid = 1", key)
     return pid
@@ -145,6 +154,7 @@ class Store:
         rtype: ResourceType,
         events: Sequence[Any],
         resource_version: str | None = None,
+        after: str | None = None,
         keep_secret_data: bool = False,
     ) -> BatchResult:
         """Apply ordered watch events (wire form) and advance the checkpoint, atomically.
@@ -152,7 +162,10 @@ class Store:
         The checkpoint is ``resource_version`` or else the last event's. A batch whose
         checkpoint is already the committed one is a replay and changes nothing; within a
         batch, events up to an object's stored resourceVersion are skipped, so a batch
-        that overlaps what was committed is applied only from where it is new.
+        that overlaps what was committed is applied only from where it is new. With
+        ``after`` (the checkpoint the batch follows), a batch that follows anything but the
+        committed checkpoint is refused (``CheckpointMismatch``) rather than rolling the store
+        back to older state.
         """
         parsed = to_events(events, rtype=rtype, keep_secret_data=keep_secret_data)
         checkpoint = resource_version or (parsed[-1].resource_version if parsed else None)
@@ -160,6 +173,9 @@ class Store:
             committed = await self._begin(conn, cluster=cluster, rtype=rtype)
             if checkpoint is not None and checkpoint == committed:
                 return BatchResult(applied=0, checkpoint=committed, replayed=True)
+            if after is not None and after != committed:
+                raise CheckpointMismatch(
+                    f"{cluster}/{rtype.key}: batch follows {after!r}, the store is at {committed!r}")
             rows = [e.row for e in parsed if e.row is not None]
             stored = await _stored(conn, cluster=cluster, rtype=rtype, keys={r.key for r in rows})
             plan = plan_batch(parsed, stored)
@@ -220,12 +236,16 @@ class Store:
 
         ``count`` is the number of objects the lister saw; if the store holds a different
         number for this snapshot (pages lost in transit or to a crash) nothing is deleted
-        and ``SnapshotLost`` asks for a new list.
+        and ``SnapshotLost`` asks for a new list. Ending a snapshot again once its end has
+        committed (the answer was lost) is a replay and changes nothing.
         """
         if not resource_version:
             raise BadInput("snapshot end: resourceVersion is missing")
         async with self._pool.acquire() as conn, conn.transaction():
-            await self._begin(conn, cluster=cluster, rtype=rtype)
+            committed = await self._begin(conn, cluster=cluster, rtype=rtype)
+            if committed == resource_version and not await _snapshot_open(
+                    conn, cluster=cluster, rtype=rtype, snapshot_id=snapshot_id):
+                return SnapshotResult(deleted=0, checkpoint=resource_version)
             await _check_snapshot(conn, cluster=cluster, rtype=rtype, snapshot_id=snapshot_id)
             seen = await conn.fetchval(
                 "SELECT count(*) FROM snapshot_seen WHERE snapshot_id = $1", snapshot_id)
@@ -255,7 +275,8 @@ class Store:
     async def remove_type(self, *, cluster: str, rtype: ResourceType) -> int:
         """Delete every row of a type the cluster no longer serves, logging each deletion."""
         async with self._pool.acquire() as conn, conn.transaction():
-            await self._guard(conn)
+            # Same lock order as every writer: cluster row, type row, then the change log.
+            await self._begin(conn, cluster=cluster, rtype=rtype)
             await conn.execute("SELECT pg_advisory_xact_lock($1)", CHANGE_LOG_LOCK)
             deleted = await _delete_logged(
                 conn, _DELETE_WHERE.format(cond="cluster = $1 AND grp = $2 AND resource = $3"),
@@ -267,8 +288,9 @@ class Store:
         return deleted
 
     async def remove_cluster(self, *, cluster: str) -> int:
-        """Unregister a cluster and delete every row of it, in one transaction; returns the
-        number of objects deleted. Writes in flight for it finish first (see Registered)."""
+        """Unregister a cluster and delete every row of it; returns the number of objects
+        deleted. New writes are refused first, writes in flight finish (see Registered)."""
+        await self._pool.execute("UPDATE clusters SET removing_at = now() WHERE name = $1", cluster)
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute("DELETE FROM clusters WHERE name = $1", cluster)
             await conn.execute("SELECT pg_advisory_xact_lock($1)", CHANGE_LOG_LOCK)
@@ -375,13 +397,19 @@ async def _lock_state(conn: asyncpg.Connection, *, cluster: str, rtype: Resource
     return checkpoint
 
 
-async def _check_snapshot(
+async def _snapshot_open(
     conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType, snapshot_id: int
-) -> None:
+) -> bool:
     found = await conn.fetchval(
         "SELECT 1 FROM snapshots WHERE id = $1 AND cluster = $2 AND grp = $3 AND resource = $4",
         snapshot_id, cluster, rtype.group, rtype.resource)
-    if found is None:
+    return found is not None
+
+
+async def _check_snapshot(
+    conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType, snapshot_id: int
+) -> None:
+    if not await _snapshot_open(conn, cluster=cluster, rtype=rtype, snapshot_id=snapshot_id):
         raise SnapshotLost(f"snapshot {snapshot_id} of {cluster}/{rtype.key} is not open; list again")
 
 
@@ -493,5 +521,5 @@ async def _advance(conn: asyncpg.Connection, *, cluster: str, rtype: ResourceTyp
         cluster, rtype.group, rtype.resource, checkpoint, delta, touched)
 
 
-__all__ = ["BadInput", "BatchResult", "Event", "FenceLost", "Guard", "Owner", "Registered", "Snapshot",
-           "SnapshotLost", "SnapshotResult", "Store"]
+__all__ = ["BadInput", "BatchResult", "CheckpointMismatch", "Event", "FenceLost", "Guard", "Owner",
+           "Registered", "Snapshot", "SnapshotLost", "SnapshotResult", "Store"]

@@ -28,14 +28,14 @@ from agent.kubeclient import KubeClient, connection_from_document
 from agent.runner import Runner
 from agent.selection import SelectionError, parse_selection
 from syncer import registry
-from syncer.db import connect
+from syncer.db import connect, pool_context
 from syncer.ingest import Owner, Registered, Store, advisory_holder
 from syncer.sink import UNAVAILABLE, StoreSink
-from syncer.store_app import POOL
 
 log = logging.getLogger(__name__)
 
 POLL_INTERVAL_S = 2.0
+PULL_POOL_SIZE = 6
 LOCK_CHECK_TIMEOUT_S = 5.0
 HEALTH_INTERVAL_S = 5.0
 
@@ -71,16 +71,19 @@ class PullManager:
     def context(*, database_url: str, key: web.AppKey[PullManager],
                 enabled: bool) -> Callable[[web.Application], AsyncIterator[None]]:
         async def ctx(app: web.Application) -> AsyncIterator[None]:
-            manager = PullManager(database_url=database_url, pool=app[POOL])
-            app[key] = manager
-            task = asyncio.create_task(manager.run(), name="pull-manager") if enabled else None
-            try:
-                yield
-            finally:
-                if task is not None:
-                    task.cancel()
-                    await asyncio.gather(task, return_exceptions=True)
-                await manager.stop_all()
+            # A pool of its own: pulled clusters must not take the connections that admitted
+            # agent requests are waiting for.
+            async with pool_context(database_url, min_size=1, max_size=PULL_POOL_SIZE) as pool:
+                manager = PullManager(database_url=database_url, pool=pool)
+                app[key] = manager
+                task = asyncio.create_task(manager.run(), name="pull-manager") if enabled else None
+                try:
+                    yield
+                finally:
+                    if task is not None:
+                        task.cancel()
+                        await asyncio.gather(task, return_exceptions=True)
+                    await manager.stop_all()
 
         return ctx
 
@@ -126,8 +129,13 @@ class PullManager:
         if await advisory_holder(self._pool, key) is not None:
             return
         conn = await connect(self._url, application_name=f"kubepedia-pull {self.identity}")
-        if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", key):
-            await conn.close()
+        got = False
+        try:
+            got = bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", key))
+        finally:
+            if not got:
+                await conn.close()
+        if not got:
             return
         owned = _Owned(cluster=cluster, lock_conn=conn)
         owned.task = asyncio.create_task(self._sync(owned, key=key, pid=conn.get_server_pid()),

@@ -50,7 +50,8 @@ class Cluster:
 
 
 def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+    # surrogateescape: a header with stray non-UTF-8 bytes is just a wrong token, not an error.
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def check_name(name: str) -> None:
@@ -90,7 +91,8 @@ async def get(pool: asyncpg.Pool, name: str) -> Cluster | None:
 
 
 async def pull_clusters(pool: asyncpg.Pool) -> list[Cluster]:
-    rows = await pool.fetch("SELECT * FROM clusters WHERE mode = 'pull' ORDER BY name")
+    rows = await pool.fetch(
+        "SELECT * FROM clusters WHERE mode = 'pull' AND removing_at IS NULL ORDER BY name")
     return [_cluster(r) for r in rows]
 
 

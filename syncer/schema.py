@@ -48,6 +48,7 @@ clusters = Table(
     Column("health_message", Text),
     Column("last_seen_at", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    Column("removing_at", DateTime(timezone=True)),  # set while its rows are being deleted
 )
 
 resources = Table(

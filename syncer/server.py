@@ -10,18 +10,21 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
+import asyncpg
 import orjson
 from aiohttp import web
 
 from agent import protocol
+from agent.events import ResourceType
 from syncer import registry
-from syncer.ingest import FenceLost, Registered, SnapshotLost, Store
+from syncer.ingest import CheckpointMismatch, FenceLost, Registered, SnapshotLost, Store
 from syncer.pull import PullManager
 from syncer.registry import RegistryError
-from syncer.sink import UNAVAILABLE
+from syncer.sink import TRANSIENT, UNAVAILABLE
 from syncer.store_app import POOL, health_routes, pool_ctx
 from syncer.validate import BadInput, decode_json
 
@@ -30,7 +33,7 @@ log = logging.getLogger(__name__)
 ADMIN_TOKEN = web.AppKey("admin_token", str)
 GATE = web.AppKey("gate", asyncio.Semaphore)
 PULL = web.AppKey("pull", PullManager)
-MAX_BODY = 256 * 1024 * 1024
+MAX_BODY = 64 * 1024 * 1024  # a page of 500 objects; a single object is at most 3 MiB
 WRITE_SLOTS = 6  # concurrent ingest transactions; the pool keeps room for reads
 ADMISSION_WAIT_S = 2.0
 RETRY_AFTER_BUSY = "1"
@@ -48,6 +51,10 @@ def ok(body: dict[str, Any]) -> web.Response:
     return web.Response(body=orjson.dumps(body), content_type="application/json")
 
 
+class Busy(Exception):
+    """No write slot freed up in time: the agent should come back later."""
+
+
 @web.middleware
 async def errors_as_status(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -56,18 +63,28 @@ async def errors_as_status(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400:
             raise
         return status(exc.status, exc.reason.replace(" ", ""), exc.text or exc.reason)
+    except Busy:
+        return status(429, "TooManyRequests", "the store is behind; retry later",
+                      headers={"Retry-After": RETRY_AFTER_BUSY})
     except RegistryError as exc:
         return status(exc.code, exc.reason, str(exc))
     except (BadInput, protocol.ProtocolError) as exc:
         return status(400, "BadRequest", str(exc))
     except SnapshotLost as exc:
         return status(409, protocol.SNAPSHOT_LOST, str(exc))
+    except CheckpointMismatch as exc:
+        return status(409, protocol.CHECKPOINT_MISMATCH, str(exc))
     except FenceLost as exc:
         return status(404, "NotFound", str(exc))
-    except UNAVAILABLE as exc:
+    except (*UNAVAILABLE, *TRANSIENT) as exc:
         log.warning("store unavailable", extra={"path": request.path, "error": str(exc)})
         return status(503, "ServiceUnavailable", f"store unavailable: {exc}",
                       headers={"Retry-After": RETRY_AFTER_DOWN})
+    except asyncpg.DataError as exc:  # e.g. text PostgreSQL cannot store
+        return status(400, "BadRequest", f"the store refused the data: {exc}")
+    except Exception as exc:
+        log.exception("request failed", extra={"path": request.path})
+        return status(500, "InternalError", f"internal error: {type(exc).__name__}")
 
 
 def _bearer(request: web.Request) -> str:
@@ -96,18 +113,32 @@ def _store(request: web.Request, cluster: str) -> Store:
     return Store(request.app[POOL], guards=[Registered(cluster=cluster)])
 
 
-async def _admitted(request: web.Request, work: Callable[[], Awaitable[web.Response]]) -> web.Response:
-    """Run a write if a slot frees up soon; otherwise tell the agent to come back."""
+@asynccontextmanager
+async def _write_slot(request: web.Request) -> AsyncIterator[None]:
+    """Admit a write (before its body is even read) if a slot frees up soon."""
     gate = request.app[GATE]
     try:
         await asyncio.wait_for(gate.acquire(), ADMISSION_WAIT_S)
-    except TimeoutError:
-        return status(429, "TooManyRequests", "the store is behind; retry later",
-                      headers={"Retry-After": RETRY_AFTER_BUSY})
+    except TimeoutError as exc:
+        raise Busy() from exc
     try:
-        return await work()
+        yield
     finally:
         gate.release()
+
+
+async def _write(request: web.Request) -> tuple[registry.Cluster, ResourceType, dict[str, Any]]:
+    """Authenticate, then (inside a write slot) read and check the body's type."""
+    cluster = await _cluster(request)
+    body = await _body(request)
+    return cluster, protocol.type_from_dict(body.get("type")), body
+
+
+def _list(body: dict[str, Any], key: str) -> list[Any]:
+    value = body.get(key)
+    if not isinstance(value, list):
+        raise BadInput(f"{key} must be a list")
+    return value
 
 
 # -- agent protocol ------------------------------------------------------------------------------
@@ -118,14 +149,10 @@ async def get_checkpoints(request: web.Request) -> web.Response:
 
 
 async def post_snapshot(request: web.Request) -> web.Response:
-    cluster = await _cluster(request)
-    rtype = protocol.type_from_dict((await _body(request)).get("type"))
-
-    async def work() -> web.Response:
+    async with _write_slot(request):
+        cluster, rtype, _ = await _write(request)
         snapshot_id = await _store(request, cluster.name).snapshot_start(cluster=cluster.name, rtype=rtype)
         return ok({"snapshot": str(snapshot_id)})
-
-    return await _admitted(request, work)
 
 
 def _snapshot_id(request: web.Request) -> int:
@@ -136,70 +163,49 @@ def _snapshot_id(request: web.Request) -> int:
 
 
 async def post_snapshot_page(request: web.Request) -> web.Response:
-    cluster = await _cluster(request)
-    body = await _body(request)
-    rtype = protocol.type_from_dict(body.get("type"))
-    items = body.get("items")
-    if not isinstance(items, list):
-        raise BadInput("items must be a list")
-
-    async def work() -> web.Response:
+    async with _write_slot(request):
+        cluster, rtype, body = await _write(request)
         accepted = await _store(request, cluster.name).snapshot_page(
-            cluster=cluster.name, rtype=rtype, snapshot_id=_snapshot_id(request), items=items,
+            cluster=cluster.name, rtype=rtype, snapshot_id=_snapshot_id(request), items=_list(body, "items"),
             keep_secret_data=cluster.keep_secret_data)
         return ok({"accepted": accepted})
 
-    return await _admitted(request, work)
-
 
 async def post_snapshot_end(request: web.Request) -> web.Response:
-    cluster = await _cluster(request)
-    body = await _body(request)
-    rtype = protocol.type_from_dict(body.get("type"))
-    rv, count = protocol.required_str(body, "resourceVersion"), protocol.required_int(body, "count")
-
-    async def work() -> web.Response:
+    async with _write_slot(request):
+        cluster, rtype, body = await _write(request)
+        rv, count = protocol.required_str(body, "resourceVersion"), protocol.required_int(body, "count")
         result = await _store(request, cluster.name).snapshot_end(
             cluster=cluster.name, rtype=rtype, snapshot_id=_snapshot_id(request), resource_version=rv,
             count=count)
         return ok({"deleted": result.deleted, "checkpoint": result.checkpoint})
 
-    return await _admitted(request, work)
-
 
 async def post_changes(request: web.Request) -> web.Response:
-    cluster = await _cluster(request)
-    body = await _body(request)
-    rtype = protocol.type_from_dict(body.get("type"))
-    events = body.get("events")
-    if not isinstance(events, list):
-        raise BadInput("events must be a list")
-    rv = protocol.required_str(body, "resourceVersion")
-
-    async def work() -> web.Response:
+    async with _write_slot(request):
+        cluster, rtype, body = await _write(request)
+        rv = protocol.required_str(body, "resourceVersion")
+        after = body.get("after")
+        if after is not None and not isinstance(after, str):
+            raise BadInput("after must be a string")
         result = await _store(request, cluster.name).apply_batch(
-            cluster=cluster.name, rtype=rtype, events=events, resource_version=rv,
-            keep_secret_data=cluster.keep_secret_data)
+            cluster=cluster.name, rtype=rtype, events=_list(body, "events"), resource_version=rv,
+            after=after, keep_secret_data=cluster.keep_secret_data)
         return ok({"applied": result.applied, "checkpoint": result.checkpoint})
-
-    return await _admitted(request, work)
 
 
 async def post_remove_type(request: web.Request) -> web.Response:
-    cluster = await _cluster(request)
-    rtype = protocol.type_from_dict((await _body(request)).get("type"))
-
-    async def work() -> web.Response:
+    async with _write_slot(request):
+        cluster, rtype, _ = await _write(request)
         deleted = await _store(request, cluster.name).remove_type(cluster=cluster.name, rtype=rtype)
         return ok({"deleted": deleted})
-
-    return await _admitted(request, work)
 
 
 # -- registry (admin) ----------------------------------------------------------------------------
 
 def _admin(request: web.Request) -> None:
-    if not hmac.compare_digest(_bearer(request), request.app[ADMIN_TOKEN]):
+    offered = _bearer(request).encode("utf-8", "surrogateescape")
+    if not hmac.compare_digest(offered, request.app[ADMIN_TOKEN].encode()):
         raise RegistryError("invalid admin token", code=401, reason="Unauthorized")
 
 

@@ -15,7 +15,7 @@ import asyncpg
 
 from agent.events import Change, KubeObject, ResourceType
 from agent.sink import SinkRejected, SinkUnavailable, SnapshotLost
-from syncer.ingest import FenceLost, Store
+from syncer.ingest import CheckpointMismatch, FenceLost, Store
 from syncer.ingest import SnapshotLost as StoreSnapshotLost
 from syncer.validate import BadInput
 
@@ -26,6 +26,9 @@ T = TypeVar("T")
 UNAVAILABLE = (OSError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
                asyncpg.ConnectionFailureError, asyncpg.AdminShutdownError,
                asyncpg.TooManyConnectionsError)
+# Errors of one attempt that a retry can clear: deadlock, serialization, lock timeout.
+TRANSIENT = (asyncpg.exceptions.TransactionRollbackError, asyncpg.exceptions.LockNotAvailableError,
+             asyncpg.exceptions.OperatorInterventionError)
 
 
 @asynccontextmanager
@@ -33,7 +36,7 @@ async def translated(store: Store, *, cluster: str, rtype: ResourceType) -> Asyn
     """Map store exceptions to sink exceptions, keeping a type's last error on record."""
     try:
         yield
-    except StoreSnapshotLost as exc:
+    except (StoreSnapshotLost, CheckpointMismatch) as exc:
         raise SnapshotLost(str(exc)) from exc
     except BadInput as exc:
         await _record(store, cluster=cluster, rtype=rtype, message=str(exc))
@@ -42,6 +45,14 @@ async def translated(store: Store, *, cluster: str, rtype: ResourceType) -> Asyn
         raise SinkUnavailable(str(exc)) from exc
     except UNAVAILABLE as exc:
         raise SinkUnavailable(f"store unavailable: {exc}") from exc
+    except asyncpg.DataError as exc:  # the data itself, e.g. text PostgreSQL cannot store
+        await _record(store, cluster=cluster, rtype=rtype, message=str(exc))
+        raise SinkRejected(f"store refused the data: {exc}") from exc
+    except asyncpg.PostgresError as exc:
+        # Retried with backoff whatever it is: in pull mode no error may end a type's sync.
+        level = logging.WARNING if isinstance(exc, TRANSIENT) else logging.ERROR
+        log.log(level, "store error", extra={"cluster": cluster, "type": rtype.key, "error": str(exc)})
+        raise SinkUnavailable(f"store error: {exc}") from exc
 
 
 async def _record(store: Store, *, cluster: str, rtype: ResourceType, message: str) -> None:
@@ -90,11 +101,12 @@ class StoreSink:
             cluster=self.cluster, rtype=rtype, snapshot_id=_snapshot_id(snapshot_id),
             resource_version=resource_version, count=count))
 
-    async def changes(self, rtype: ResourceType, changes: list[Change], *, resource_version: str) -> None:
+    async def changes(self, rtype: ResourceType, changes: list[Change], *, resource_version: str,
+                      after: str | None = None) -> None:
         events = [{"type": c.type, "object": c.object} for c in changes]
         await self._call(rtype, lambda: self.store.apply_batch(
             cluster=self.cluster, rtype=rtype, events=events, resource_version=resource_version,
-            keep_secret_data=self.keep_secret_data))
+            after=after, keep_secret_data=self.keep_secret_data))
 
     async def remove_type(self, rtype: ResourceType) -> None:
         await self._call(rtype, lambda: self.store.remove_type(cluster=self.cluster, rtype=rtype))

@@ -113,11 +113,36 @@ def _owner_uid(meta: Mapping[str, Any], where: str) -> str | None:
     return None
 
 
+NUL_ESCAPE = b"\\u0000"  # how orjson writes U+0000 inside a JSON string
+REPLACEMENT = "\ufffd"
+
+
+def scrub_nul(value: Any) -> Any:
+    """``value`` with U+0000 replaced in every string (keys included).
+
+    PostgreSQL text and jsonb cannot hold U+0000, yet it is valid JSON and any user who may
+    create a ConfigMap can put one in a value. Refusing such an object would stop the whole
+    type from syncing (every relist would carry it again), so the character is replaced.
+    """
+    if isinstance(value, str):
+        return value.replace("\x00", REPLACEMENT)
+    if isinstance(value, dict):
+        return {scrub_nul(k): scrub_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub_nul(v) for v in value]
+    return value
+
+
 def to_row(obj: Any, *, rtype: ResourceType, index: int, keep_secret_data: bool) -> Row:
     """Validate one object of ``rtype`` and build its row."""
     if not isinstance(obj, dict):
         raise BadInput(f"item {index}: an object must be a JSON object, not {type(obj).__name__}")
     where = _where(index, obj)
+    encoded = _encode(obj, where, keep_secret_data=keep_secret_data)
+    if NUL_ESCAPE in encoded:  # rare: pay for the walk only when needed
+        _refuse_nul_identity(obj, where)
+        obj = scrub_nul(obj)
+        encoded = _encode(obj, where, keep_secret_data=keep_secret_data)
     kind = obj.get("kind")
     if not isinstance(kind, str) or not kind:
         raise BadInput(f"{where}: kind is missing")
@@ -131,7 +156,6 @@ def to_row(obj: Any, *, rtype: ResourceType, index: int, keep_secret_data: bool)
     rv = _string(meta, "resourceVersion", where, required=True)
     namespace = _string(meta, "namespace", where, required=rtype.namespaced) or ""
     assert name is not None and uid is not None and rv is not None
-    encoded = orjson.dumps(prune(obj, keep_secret_data=keep_secret_data))
     if len(encoded) > MAX_OBJECT_BYTES:
         raise BadInput(f"{where}: object is {len(encoded)} bytes, over the {MAX_OBJECT_BYTES} byte limit")
     return Row(
@@ -145,6 +169,24 @@ def to_row(obj: Any, *, rtype: ResourceType, index: int, keep_secret_data: bool)
         deleted_at=_timestamp(meta, "deletionTimestamp", where),
         object=encoded,
     )
+
+
+def _encode(obj: dict[str, Any], where: str, *, keep_secret_data: bool) -> bytes:
+    try:
+        return orjson.dumps(prune(obj, keep_secret_data=keep_secret_data))
+    except orjson.JSONEncodeError as exc:  # e.g. an integer beyond 64 bits
+        raise BadInput(f"{where}: cannot be stored as JSON: {exc}") from exc
+
+
+def _refuse_nul_identity(obj: dict[str, Any], where: str) -> None:
+    """Names, uids and versions are never rewritten: a U+0000 there is refused."""
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict):
+        return
+    for field in ("name", "namespace", "uid", "resourceVersion"):
+        value = meta.get(field)
+        if isinstance(value, str) and "\x00" in value:
+            raise BadInput(f"{where}: metadata.{field} contains U+0000")
 
 
 def to_events(

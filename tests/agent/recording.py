@@ -65,7 +65,9 @@ class RecordingSink:
         self.objects[rtype.key] = current[1]
         self._commit(rtype, resource_version)
 
-    async def changes(self, rtype: ResourceType, changes: list[Change], *, resource_version: str) -> None:
+    async def changes(
+        self, rtype: ResourceType, changes: list[Change], *, resource_version: str, after: str | None = None
+    ) -> None:
         self._enter("changes", rtype)
         objects = self.objects.setdefault(rtype.key, {})
         for change in changes:

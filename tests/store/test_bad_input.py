@@ -75,3 +75,21 @@ async def test_duplicate_in_page(store: Store, pool: asyncpg.Pool) -> None:
 def test_invalid_json_names_position() -> None:
     with pytest.raises(BadInput, match=r"batch: invalid JSON: .*char 13"):
         decode_json(b'{"events": [{]}', what="batch")
+
+
+async def test_nul_in_a_value_is_replaced_not_refused(store: Store, pool: asyncpg.Pool) -> None:
+    odd = pod("odd", 1, labels={"app": "a\x00b"}, metadata={"annotations": {"note": "x\x00y"}})
+    await store.apply_batch(cluster="c1", rtype=PODS, events=[event("ADDED", odd)])
+    row = await pool.fetchrow("SELECT labels, object FROM resources WHERE name = 'odd'")
+    assert row["labels"] == {"app": "a\ufffdb"}
+    assert row["object"]["metadata"]["annotations"] == {"note": "x\ufffdy"}
+    literal = pod("literal", 2, metadata={"annotations": {"text": "\\u0000 stays as written"}})
+    await store.apply_batch(cluster="c1", rtype=PODS, events=[event("ADDED", literal)])
+    stored = await pool.fetchval("SELECT object FROM resources WHERE name = 'literal'")
+    assert stored["metadata"]["annotations"]["text"] == "\\u0000 stays as written"
+
+
+async def test_nul_in_a_name_is_refused(store: Store, pool: asyncpg.Pool) -> None:
+    with pytest.raises(BadInput, match=r"item 0 \(default/a\x00b\): metadata.name contains U\+0000"):
+        await store.apply_batch(cluster="c1", rtype=PODS, events=[event("ADDED", pod("a\x00b", 1))])
+    await _nothing_written(pool)

@@ -5,7 +5,15 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from syncer.ingest import SnapshotLost, Store
+from syncer.ingest import (
+    CheckpointMismatch,
+    FenceLost,
+    Owner,
+    Registered,
+    SnapshotLost,
+    Store,
+    advisory_holder,
+)
 from tests.factories import NODES, PODS, SECRETS, bookmark, event, pod
 
 
@@ -194,3 +202,54 @@ async def test_remove_type_and_cluster(store: Store, pool: asyncpg.Pool) -> None
     assert await store.remove_cluster(cluster="c1") == 1
     assert await _rows(pool) == {}
     assert [t for t, _, _ in await _log(pool)] == ["ADDED", "ADDED", "DELETED", "DELETED"]
+
+
+async def test_batch_that_follows_an_older_checkpoint_is_refused(store: Store, pool: asyncpg.Pool) -> None:
+    await store.apply_batch(cluster="c1", rtype=PODS, events=[event("ADDED", pod("a", 10))])
+    await store.apply_batch(cluster="c1", rtype=PODS, events=[event("MODIFIED", pod("a", 11))], after="10")
+    with pytest.raises(CheckpointMismatch, match="batch follows '10', the store is at '11'"):
+        # A delayed request arriving after its retry and a later batch committed.
+        await store.apply_batch(cluster="c1", rtype=PODS, after="10",
+                                events=[event("DELETED", pod("a", 12)), event("ADDED", pod("b", 13))])
+    assert await _rows(pool) == {"default/a": "11"}
+    again = await store.apply_batch(cluster="c1", rtype=PODS, after="10",
+                                    events=[event("MODIFIED", pod("a", 11))])
+    assert again.replayed, "a replay of the committed batch is still acknowledged"
+
+
+async def test_ending_a_snapshot_again_is_a_replay(store: Store) -> None:
+    snapshot_id = await store.snapshot_start(cluster="c1", rtype=PODS)
+    await store.snapshot_page(cluster="c1", rtype=PODS, snapshot_id=snapshot_id, items=[pod("a", 1)])
+    await store.snapshot_end(cluster="c1", rtype=PODS, snapshot_id=snapshot_id, resource_version="5", count=1)
+    again = await store.snapshot_end(cluster="c1", rtype=PODS, snapshot_id=snapshot_id,
+                                     resource_version="5", count=1)
+    assert (again.deleted, again.checkpoint) == (0, "5")
+    with pytest.raises(SnapshotLost):
+        await store.snapshot_end(cluster="c1", rtype=PODS, snapshot_id=snapshot_id,
+                                 resource_version="6", count=1)
+
+
+async def test_removal_refuses_new_writes_first(store: Store, pool: asyncpg.Pool) -> None:
+    await pool.execute("INSERT INTO clusters (name, mode) VALUES ('c1', 'push')")
+    guarded = Store(pool, guards=[Registered(cluster="c1")])
+    await guarded.apply_batch(cluster="c1", rtype=PODS, events=[event("ADDED", pod("a", 1))])
+    assert await guarded.remove_cluster(cluster="c1") == 1
+    with pytest.raises(FenceLost, match="not registered"):
+        await guarded.apply_batch(cluster="c1", rtype=PODS, events=[event("ADDED", pod("b", 2))])
+    assert await _rows(pool) == {}
+
+
+async def test_advisory_holder_is_per_database(pool: asyncpg.Pool, template_url: str, db_url: str) -> None:
+    key = 42_4242
+    elsewhere = await asyncpg.connect(template_url)
+    here = await asyncpg.connect(db_url)
+    try:
+        assert await elsewhere.fetchval("SELECT pg_try_advisory_lock($1)", key)
+        assert await advisory_holder(pool, key) is None, "a lock in another database is not ours"
+        assert await here.fetchval("SELECT pg_try_advisory_lock($1)", key)
+        assert await advisory_holder(pool, key) == here.get_server_pid()
+        async with pool.acquire() as conn:
+            await Owner(key=key, pid=here.get_server_pid()).check(conn)
+    finally:
+        await elsewhere.close()
+        await here.close()

@@ -132,3 +132,27 @@ async def test_registry_admin(ingest: Ingest, pool: asyncpg.Pool) -> None:
     async with HttpSink(base_url=ingest.url, cluster="a", token=token) as sink:
         with pytest.raises(SinkUnavailable):  # 404: the cluster is gone
             await sink.checkpoints()
+
+
+async def test_stale_batch_is_409_and_the_agent_relists(ingest: Ingest, pool: asyncpg.Pool) -> None:
+    token = await ingest.register_push("a")
+    async with HttpSink(base_url=ingest.url, cluster="a", token=token) as sink:
+        await sink.changes(PODS, [Change(type="ADDED", object=pod("x", 1))], resource_version="1")
+        await sink.changes(PODS, [Change(type="MODIFIED", object=pod("x", 2))], resource_version="2",
+                           after="1")
+        with pytest.raises(SnapshotLost, match="CheckpointMismatch"):
+            await sink.changes(PODS, [Change(type="DELETED", object=pod("x", 3))], resource_version="3",
+                               after="1")
+    assert await pool.fetchval("SELECT resource_version FROM resources") == "2"
+
+
+async def test_odd_tokens_are_401_not_500(ingest: Ingest) -> None:
+    await ingest.register_push("a")
+    for token in ("t\u00e9st", "\udcff"):
+        async with ingest.session.get(
+                ingest.url + "/ingest/v1/clusters/a/checkpoints",
+                headers={"Authorization": f"Bearer {token}".encode("utf-8", "surrogateescape").decode(
+                    "latin-1")}) as resp:
+            assert resp.status == 401, await resp.text()
+    status, _ = await ingest.admin("GET", "/admin/v1/clusters", token="t\u00e9st".encode().decode("latin-1"))
+    assert status == 401
