@@ -25,6 +25,7 @@ from agent.logs import setup_logging
 from agent.push import HttpSink
 from agent.runner import Runner
 from agent.selection import Selection, SelectionError, load_selection
+from agent.tuning import tune_gc
 
 logger = logging.getLogger("agent")
 TOKEN_ENV = "KUBEPEDIA_AGENT_TOKEN"
@@ -79,6 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SelectionError, KubeClientError) as exc:
         logger.error(str(exc))
         return 2
+    tune_gc()
     asyncio.run(_serve(args, token=token, selection=selection, connection=connection))
     return 0
 

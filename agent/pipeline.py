@@ -49,7 +49,10 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, kw_only=True)
 class PipelineSettings:
-    buffer_limit: int = 10_000  # objects (a page counts its items, a bookmark one)
+    # Objects (a page counts its items, a bookmark one). Decoded objects are many times their
+    # JSON size, so this bound is what keeps the agent's memory flat as clusters grow.
+    buffer_limit: int = 2_000
+    pages_in_flight: int = 2  # snapshot pages sent before the previous one is acknowledged
     batch_max: int = 500
     batch_wait: float = 0.05
     sink_backoff_base: float = 0.5
@@ -249,19 +252,38 @@ class _Shipper:
         self.count = 0
         self.started = time.monotonic()
         self.pending: InformerMessage | None = None
+        self.in_flight: list[asyncio.Task[None]] = []  # snapshot pages not yet acknowledged
 
     async def run(self) -> None:
-        while True:
-            message = self.pending or await self.buffer.get()
-            self.pending = None
-            if isinstance(message, SnapshotStart):
-                await self._start()
-            elif isinstance(message, SnapshotPage):
-                await self._page(message)
-            elif isinstance(message, SnapshotEnd):
-                await self._end(message)
-            elif message is not None:
-                await self._changes(message)
+        try:
+            while True:
+                message = self.pending or await self.buffer.get()
+                self.pending = None
+                if isinstance(message, SnapshotPage):
+                    await self._page(message)
+                    continue
+                await self._settle(keep=0)  # everything else waits for the pages before it
+                if isinstance(message, SnapshotStart):
+                    await self._start()
+                elif isinstance(message, SnapshotEnd):
+                    await self._end(message)
+                elif message is not None:
+                    await self._changes(message)
+        finally:
+            for task in self.in_flight:
+                task.cancel()
+            await asyncio.gather(*self.in_flight, return_exceptions=True)
+
+    async def _settle(self, *, keep: int) -> None:
+        """Wait until at most ``keep`` pages are in flight; a failed page fails the shipper.
+
+        Pages of one snapshot may commit in any order (the snapshot's end counts them), so
+        sending the next while the previous commits overlaps the agent's, the syncer's and
+        the database's work; the end is only sent once every page is acknowledged.
+        """
+        while len(self.in_flight) > keep:
+            oldest = self.in_flight.pop(0)
+            await oldest  # raises what the page's delivery raised
 
     async def _start(self) -> None:
         self.snapshot_id = await self._deliver(lambda: self.sink.snapshot_start(self.rtype))
@@ -271,8 +293,11 @@ class _Shipper:
 
     async def _page(self, page: SnapshotPage) -> None:
         snapshot_id = self._snapshot()
+        await self._settle(keep=self.pipeline.settings.pages_in_flight - 1)
         self.pipeline._offending = _names(page.items)
-        await self._deliver(lambda: self.sink.snapshot_page(self.rtype, snapshot_id, page.items))
+        self.in_flight.append(asyncio.create_task(
+            self._deliver(lambda: self.sink.snapshot_page(self.rtype, snapshot_id, page.items)),
+            name=f"page {self.rtype.key}"))
         before, self.count = self.count, self.count + len(page.items)
         metrics.OBJECTS_SNAPSHOTTED.labels(self.rtype.key).inc(len(page.items))
         if before // PROGRESS_EVERY != self.count // PROGRESS_EVERY:

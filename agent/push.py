@@ -24,6 +24,9 @@ from agent import protocol
 from agent.events import Change, KubeObject, ResourceType
 from agent.sink import SinkBusy, SinkRejected, SinkUnavailable, SnapshotLost
 
+# Level 1 compresses Kubernetes JSON about 8:1 (level 5: 11:1) at half the CPU: the agent runs
+# inside member clusters, where its CPU is the scarcer resource.
+GZIP_LEVEL = 1
 GZIP_IN_THREAD = 256 * 1024  # compress big bodies off the event loop
 BYTESIO_ABOVE = 512 * 1024
 DEFAULT_RETRY_AFTER = 1.0
@@ -132,8 +135,8 @@ async def _encode(body: dict[str, Any], headers: dict[str, str]) -> bytes:
         return data
     headers["Content-Encoding"] = "gzip"
     if len(data) > GZIP_IN_THREAD:
-        return await asyncio.to_thread(gzip.compress, data, 5)
-    return gzip.compress(data, 5)
+        return await asyncio.to_thread(gzip.compress, data, GZIP_LEVEL)
+    return gzip.compress(data, GZIP_LEVEL)
 
 
 def _answer(response: aiohttp.ClientResponse, raw: bytes) -> dict[str, Any]:

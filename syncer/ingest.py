@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 CHANGE_LOG_LOCK = 0x6B75_6265_0002
 NOTIFY_CHANNEL = "kubepedia_changes"
+ANALYZE_LOCK = 0x6B75_6265_0003
 LOG_COLUMNS = ("seq", "cluster", "grp", "version", "resource", "kind", "namespace", "name",
                "uid", "resource_version", "type")
 
@@ -122,10 +123,11 @@ class Store:
         for guard in self._guards:
             await guard.check(conn)
 
-    async def _begin(self, conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType) -> str | None:
+    async def _begin(self, conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType,
+                     shared: bool = False) -> str | None:
         """First statements of every write transaction: guards, then the type's row lock."""
         await self._guard(conn)
-        return await _lock_state(conn, cluster=cluster, rtype=rtype)
+        return await _lock_state(conn, cluster=cluster, rtype=rtype, shared=shared)
 
     async def record_error(self, *, cluster: str, rtype: ResourceType, message: str) -> None:
         """Keep the last error of a type where ``cluster list`` shows it."""
@@ -214,18 +216,22 @@ class Store:
         """Merge one page of a snapshot; replaying a page changes nothing."""
         rows = to_rows(items, rtype=rtype, keep_secret_data=keep_secret_data)
         async with self._pool.acquire() as conn, conn.transaction():
-            await self._begin(conn, cluster=cluster, rtype=rtype)
+            # Pages of one snapshot may commit concurrently: only the count update at the
+            # end of each waits for the page before it.
+            await self._begin(conn, cluster=cluster, rtype=rtype, shared=True)
             await _check_snapshot(conn, cluster=cluster, rtype=rtype, snapshot_id=snapshot_id)
             stored = await _stored(conn, cluster=cluster, rtype=rtype, keys={r.key for r in rows})
             plan = plan_snapshot_page(rows, stored)
-            await _write(conn, cluster=cluster, rtype=rtype, plan=plan)
             await conn.execute(
                 "INSERT INTO snapshot_seen (snapshot_id, namespace, name)"
                 " SELECT $1, ns, n FROM unnest($2::text[], $3::text[]) AS k(ns, n)"
                 " ON CONFLICT DO NOTHING",
                 snapshot_id, [r.namespace for r in rows], [r.name for r in rows],
             )
+            await _write(conn, cluster=cluster, rtype=rtype, plan=plan)
             await _adjust_count(conn, cluster=cluster, rtype=rtype, delta=plan.count_delta)
+        if plan.count_delta > 0:
+            await _refresh_statistics(self._pool)
         return len(rows)
 
     async def snapshot_end(
@@ -385,15 +391,17 @@ def _key(group: str, resource: str) -> str:
     return f"{resource}.{group}" if group else resource
 
 
-async def _lock_state(conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType) -> str | None:
-    """Create the type's sync state if new and lock it: one writer per (cluster, type)."""
+async def _lock_state(conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType,
+                      shared: bool = False) -> str | None:
+    """Create the type's sync state if new and lock it: one writer per (cluster, type), or
+    (``shared``) any number of snapshot pages, which touch disjoint objects, and no one else."""
     await conn.execute(
         "INSERT INTO sync_state (cluster, grp, resource, version, kind, namespaced, phase)"
         " VALUES ($1, $2, $3, $4, $5, $6, 'listing') ON CONFLICT DO NOTHING",
         cluster, rtype.group, rtype.resource, rtype.version, rtype.kind, rtype.namespaced)
     checkpoint: str | None = await conn.fetchval(
         "SELECT checkpoint FROM sync_state WHERE cluster = $1 AND grp = $2 AND resource = $3"
-        " FOR UPDATE", cluster, rtype.group, rtype.resource)
+        + (" FOR KEY SHARE" if shared else " FOR UPDATE"), cluster, rtype.group, rtype.resource)
     return checkpoint
 
 
@@ -447,6 +455,29 @@ async def _stored(
     }
 
 
+# Statistics older than the table's growth: until autovacuum's next round (a minute or
+# more), the planner believes a table that grew from empty is tiny, and may probe a page's
+# keys through an index that matches only (grp, resource), scanning every row of the type.
+_STALE_STATISTICS = """
+SELECT s.n_live_tup > 2 * greatest(c.reltuples, 0) + 1000
+FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
+WHERE s.relid = 'resources'::regclass
+"""
+
+
+async def _refresh_statistics(pool: asyncpg.Pool) -> None:
+    """ANALYZE the key columns of ``resources`` when it has more than doubled since the
+    last statistics (so a few times while a large cluster's first snapshot grows it)."""
+    async with pool.acquire() as conn:
+        if not await conn.fetchval(_STALE_STATISTICS):
+            return
+        async with conn.transaction():
+            if await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", ANALYZE_LOCK):
+                log.info("refreshing planner statistics of resources")
+                await conn.execute(
+                    "ANALYZE resources (cluster, grp, resource, namespace, name, uid, owner_uid, created_at)")
+
+
 async def _notify(conn: asyncpg.Connection, last: int) -> None:
     """Wake aggregated watches: delivered at commit, in commit order; the payload is only the
     newest sequence number (NOTIFY payloads are small; readers fetch the changes)."""
@@ -466,6 +497,11 @@ async def _write(conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType,
     """Write a plan: numbered change-log entries, upserts, deletes."""
     if not plan.log:
         return
+    if plan.upserts:
+        # Parsing the objects into jsonb is most of the work: done before the change-log
+        # lock, it runs in parallel with other writers.
+        await conn.copy_records_to_table(
+            "staging", columns=STAGING_COLUMNS, records=_staging_records(plan.upserts))
     await conn.execute("SELECT pg_advisory_xact_lock($1)", CHANGE_LOG_LOCK)
     first: int = await conn.fetchval("SELECT nextval('change_seq')")
     last = first + len(plan.log) - 1
@@ -477,8 +513,6 @@ async def _write(conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType,
         "change_log", columns=LOG_COLUMNS,
         records=_log_records(plan.log, first=first, cluster=cluster, rtype=rtype))
     if plan.upserts:
-        await conn.copy_records_to_table(
-            "staging", columns=STAGING_COLUMNS, records=_staging_records(plan.upserts))
         await conn.execute(_MERGE, cluster, rtype.group, rtype.version, rtype.resource,
                            rtype.kind, first)
     if plan.deletes:

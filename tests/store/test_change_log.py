@@ -76,3 +76,18 @@ async def test_commits_notify_the_newest_sequence(store: Store, pool: asyncpg.Po
         assert received.empty(), "a replay that changed nothing notified nobody"
     finally:
         await listener.close()
+
+
+async def test_pages_of_one_snapshot_commit_concurrently(store: Store, pool: asyncpg.Pool) -> None:
+    await store.apply_batch(cluster="c1", rtype=PODS, events=[event("ADDED", pod("old", 1))])
+    snapshot_id = await store.snapshot_start(cluster="c1", rtype=PODS)
+    pages = [[pod(f"p{page}-{i}", 100 + page * 50 + i) for i in range(50)] for page in range(6)]
+    await asyncio.gather(*(store.snapshot_page(cluster="c1", rtype=PODS, snapshot_id=snapshot_id, items=p)
+                           for p in pages))
+    result = await store.snapshot_end(cluster="c1", rtype=PODS, snapshot_id=snapshot_id,
+                                      resource_version="999", count=300)
+    assert result.deleted == 1
+    assert await pool.fetchval("SELECT count(*) FROM resources") == 300
+    assert await pool.fetchval("SELECT object_count FROM sync_state") == 300
+    seqs = [r["seq"] for r in await pool.fetch("SELECT seq FROM change_log ORDER BY seq")]
+    assert seqs == list(range(seqs[0], seqs[0] + 302)), "1 + 300 ADDED + 1 DELETED, no gaps"
