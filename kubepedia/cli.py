@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from agent.logs import setup_logging
+from agent.tuning import tune_gc
 from kubepedia import clusters
 from kubepedia.config import DEFAULT_API_LISTEN, DEFAULT_INGEST_LISTEN, default_data_dir, parse_listen
 from syncer.db import DatabaseUnreachable
@@ -47,6 +48,7 @@ def _run_serve(args: argparse.Namespace) -> int:
 
     config = ServeConfig(database_url=args.database_url, data_dir=args.data_dir,
                          api_listen=args.api_listen, ingest_listen=args.ingest_listen)
+    tune_gc()
     asyncio.run(serve(config))
     return 0
 
