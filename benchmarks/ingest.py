@@ -3,7 +3,8 @@
     python -m benchmarks.ingest [--objects N]
 
 Measures, on a fresh embedded PostgreSQL: (a) a snapshot of N realistic Pods through the
-ingest core (pages of 500), (b) N watch events (MODIFIED, batches of 500) through the ingest
+ingest core (pages of 500, as many in flight as the agent sends: two), (b) N watch events
+(MODIFIED, batches of 500, one at a time since their order matters) through the ingest
 core, (c) the same rows in one raw asyncpg COPY into a bare table with the same columns.
 Objects are cloned from a pool of realistic pods and streamed, so client memory stays flat
 as N grows. The last line is one JSON object with the figures.
@@ -26,6 +27,7 @@ import asyncpg
 import orjson
 
 from agent.events import ResourceType
+from agent.pipeline import PipelineSettings
 from kubesim.objects import make_pod
 from syncer import embedded
 from syncer.db import connect, create_pool
@@ -34,6 +36,7 @@ from syncer.migrations import migrate
 
 PODS = ResourceType(group="", version="v1", resource="pods", kind="Pod", namespaced=True)
 PAGE = 500
+PAGES_IN_FLIGHT = PipelineSettings().pages_in_flight
 TEMPLATES = 1000
 CLUSTER = "bench"
 STAMP = "2026-01-01T00:00:00Z"
@@ -72,11 +75,18 @@ def peak_rss_mb() -> float:
 
 async def bench_snapshot(store: Store, n: int, templates: list[dict[str, Any]], *,
                          cluster: str = CLUSTER) -> float:
+    """Pages go in as the agent sends them: up to PAGES_IN_FLIGHT before one is acknowledged."""
     start = time.perf_counter()
-    async with store.snapshot(cluster=cluster, rtype=PODS) as snap:
-        for page in pages(pods(n, generation=0, templates=templates)):
-            await snap.add(page)
-        await snap.end(str(n))
+    snapshot_id = await store.snapshot_start(cluster=cluster, rtype=PODS)
+    in_flight: list[asyncio.Task[int]] = []
+    for page in pages(pods(n, generation=0, templates=templates)):
+        if len(in_flight) >= PAGES_IN_FLIGHT:
+            await in_flight.pop(0)
+        in_flight.append(asyncio.create_task(store.snapshot_page(
+            cluster=cluster, rtype=PODS, snapshot_id=snapshot_id, items=page)))
+    await asyncio.gather(*in_flight)
+    await store.snapshot_end(cluster=cluster, rtype=PODS, snapshot_id=snapshot_id,
+                             resource_version=str(n), count=n)
     return time.perf_counter() - start
 
 
@@ -116,7 +126,7 @@ async def run(n: int, seed: int) -> dict[str, Any]:
             conn = await connect(pg.url)
             await migrate(conn)
             await conn.close()
-            pool = await create_pool(pg.url, min_size=1, max_size=2)
+            pool = await create_pool(pg.url, min_size=1, max_size=PAGES_IN_FLIGHT + 1)
             try:
                 store = Store(pool)
                 # Memory must not grow with N: the peak after a tenth of the objects is the yardstick.
