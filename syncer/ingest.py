@@ -223,10 +223,10 @@ class Store:
             stored = await _stored(conn, cluster=cluster, rtype=rtype, keys={r.key for r in rows})
             plan = plan_snapshot_page(rows, stored)
             await conn.execute(
-                "INSERT INTO snapshot_seen (snapshot_id, namespace, name)"
-                " SELECT $1, ns, n FROM unnest($2::text[], $3::text[]) AS k(ns, n)"
+                "INSERT INTO snapshot_seen (cluster, snapshot_id, namespace, name)"
+                " SELECT $1, $2, ns, n FROM unnest($3::text[], $4::text[]) AS k(ns, n)"
                 " ON CONFLICT DO NOTHING",
-                snapshot_id, [r.namespace for r in rows], [r.name for r in rows],
+                cluster, snapshot_id, [r.namespace for r in rows], [r.name for r in rows],
             )
             await _write(conn, cluster=cluster, rtype=rtype, plan=plan)
             await _adjust_count(conn, cluster=cluster, rtype=rtype, delta=plan.count_delta)
@@ -254,7 +254,8 @@ class Store:
                 return SnapshotResult(deleted=0, checkpoint=resource_version)
             await _check_snapshot(conn, cluster=cluster, rtype=rtype, snapshot_id=snapshot_id)
             seen = await conn.fetchval(
-                "SELECT count(*) FROM snapshot_seen WHERE snapshot_id = $1", snapshot_id)
+                "SELECT count(*) FROM snapshot_seen WHERE cluster = $1 AND snapshot_id = $2",
+                cluster, snapshot_id)
             if count is not None and seen != count:
                 # Committed, not rolled back with the error: the snapshot is unusable.
                 await _drop_snapshots(conn, cluster=cluster, rtype=rtype)
@@ -302,8 +303,7 @@ class Store:
             await conn.execute("SELECT pg_advisory_xact_lock($1)", CHANGE_LOG_LOCK)
             deleted = await _delete_logged(conn, _DELETE_WHERE.format(cond="cluster = $1"), cluster)
             await conn.execute(
-                "DELETE FROM snapshot_seen WHERE snapshot_id IN"
-                " (SELECT id FROM snapshots WHERE cluster = $1)", cluster)
+                "DELETE FROM snapshot_seen WHERE cluster = $1", cluster)
             await conn.execute("DELETE FROM snapshots WHERE cluster = $1", cluster)
             await conn.execute("DELETE FROM sync_state WHERE cluster = $1", cluster)
         return deleted
@@ -343,7 +343,7 @@ WITH gone AS (
     DELETE FROM resources r
     WHERE r.cluster = $1 AND r.grp = $2 AND r.resource = $3
       AND NOT EXISTS (SELECT 1 FROM snapshot_seen s
-                      WHERE s.snapshot_id = $4 AND s.namespace = r.namespace
+                      WHERE s.cluster = r.cluster AND s.snapshot_id = $4 AND s.namespace = r.namespace
                         AND s.name = r.name)
     RETURNING r.*
 ), logged AS ({_LOG_DELETED} RETURNING seq)
@@ -409,7 +409,7 @@ async def _snapshot_open(
     conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType, snapshot_id: int
 ) -> bool:
     found = await conn.fetchval(
-        "SELECT 1 FROM snapshots WHERE id = $1 AND cluster = $2 AND grp = $3 AND resource = $4",
+        "SELECT 1 FROM snapshots WHERE cluster = $2 AND id = $1 AND grp = $3 AND resource = $4",
         snapshot_id, cluster, rtype.group, rtype.resource)
     return found is not None
 
@@ -435,8 +435,9 @@ async def _drop_snapshots(conn: asyncpg.Connection, *, cluster: str, rtype: Reso
         "DELETE FROM snapshots WHERE cluster = $1 AND grp = $2 AND resource = $3 RETURNING id",
         cluster, rtype.group, rtype.resource)
     if ids:
-        await conn.execute("DELETE FROM snapshot_seen WHERE snapshot_id = ANY($1::bigint[])",
-                           [r["id"] for r in ids])
+        await conn.execute(
+            "DELETE FROM snapshot_seen WHERE cluster = $1 AND snapshot_id = ANY($2::bigint[])",
+            cluster, [r["id"] for r in ids])
 
 
 async def _stored(

@@ -1,7 +1,8 @@
 """The store's schema as SQLAlchemy Core metadata: the single description of every table.
 
-Every table that holds per-cluster data leads with ``cluster`` so that a cluster's rows can
-be dropped in one statement and the tables can be distributed by that column (Citus).
+Every table that holds per-cluster data leads with ``cluster``, and every unique key of
+such a table includes it, so that a cluster's rows can be dropped in one statement and the
+tables can be distributed by that column (Citus requires unique keys to contain it).
 The ``change_log`` sequence is the aggregated resourceVersion served by the read API.
 """
 
@@ -12,6 +13,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Identity,
     Index,
     Integer,
     MetaData,
@@ -84,7 +86,7 @@ Index("resources_name_trgm", resources.c.name, postgresql_using="gin",
 change_log = Table(
     "change_log",
     metadata,
-    Column("seq", BigInteger, primary_key=True),
+    Column("seq", BigInteger, nullable=False),
     Column("cluster", Text, nullable=False),
     Column("grp", Text, nullable=False),
     Column("version", Text, nullable=False),
@@ -96,8 +98,9 @@ change_log = Table(
     Column("resource_version", Text, nullable=False),
     Column("type", Text, nullable=False),  # ADDED | MODIFIED | DELETED
     Column("at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    PrimaryKeyConstraint("cluster", "seq", name="change_log_pkey"),
 )
-Index("change_log_cluster_seq", change_log.c.cluster, change_log.c.seq)
+Index("change_log_seq", change_log.c.seq)  # the aggregated view reads across clusters by seq
 Index("change_log_at", change_log.c.at)
 
 sync_state = Table(
@@ -121,11 +124,12 @@ sync_state = Table(
 snapshots = Table(
     "snapshots",
     metadata,
-    Column("id", BigInteger, primary_key=True, autoincrement=True),
     Column("cluster", Text, nullable=False),
+    Column("id", BigInteger, Identity(), nullable=False),
     Column("grp", Text, nullable=False),
     Column("resource", Text, nullable=False),
     Column("started_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    PrimaryKeyConstraint("cluster", "id", name="snapshots_pkey"),
 )
 Index("snapshots_type", snapshots.c.cluster, snapshots.c.grp, snapshots.c.resource)
 
@@ -135,9 +139,10 @@ Index("snapshots_type", snapshots.c.cluster, snapshots.c.grp, snapshots.c.resour
 snapshot_seen = Table(
     "snapshot_seen",
     metadata,
+    Column("cluster", Text, nullable=False),
     Column("snapshot_id", BigInteger, nullable=False),
     Column("namespace", Text, nullable=False),
     Column("name", Text, nullable=False),
-    PrimaryKeyConstraint("snapshot_id", "namespace", "name", name="snapshot_seen_pkey"),
+    PrimaryKeyConstraint("cluster", "snapshot_id", "namespace", "name", name="snapshot_seen_pkey"),
     prefixes=["UNLOGGED"],
 )

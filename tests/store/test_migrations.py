@@ -51,3 +51,25 @@ async def test_unreachable_database_names_host_not_password() -> None:
         await connect("postgresql://kp:s3cret@127.0.0.1:9/kubepedia")
     assert "127.0.0.1:9/kubepedia" in str(info.value)
     assert "s3cret" not in str(info.value)
+
+
+async def test_every_unique_key_of_cluster_data_contains_cluster(db_url: str) -> None:
+    """Distribution by cluster (Citus) requires it; so does dropping a cluster's rows alone."""
+    conn = await connect(db_url)
+    try:
+        rows = await conn.fetch("""
+            SELECT c.relname AS tbl, i.relname AS idx,
+                   array_agg(a.attname::text) AS cols
+            FROM pg_index x
+            JOIN pg_class c ON c.oid = x.indrelid
+            JOIN pg_class i ON i.oid = x.indexrelid
+            JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY(x.indkey)
+            WHERE x.indisunique AND c.relnamespace = 'public'::regnamespace
+              AND EXISTS (SELECT 1 FROM pg_attribute ca WHERE ca.attrelid = c.oid
+                          AND ca.attname = 'cluster')
+            GROUP BY c.relname, i.relname""")
+    finally:
+        await conn.close()
+    assert {r["tbl"] for r in rows} >= {"resources", "change_log", "sync_state", "snapshots",
+                                        "snapshot_seen"}
+    assert [(r["tbl"], r["idx"]) for r in rows if "cluster" not in r["cols"]] == []
