@@ -51,7 +51,7 @@ T = TypeVar("T")
 class PipelineSettings:
     # Objects (a page counts its items, a bookmark one). Decoded objects are many times their
     # JSON size, so this bound is what keeps the agent's memory flat as clusters grow.
-    buffer_limit: int = 2_000
+    buffer_limit: int = 1_000
     pages_in_flight: int = 2  # snapshot pages sent before the previous one is acknowledged
     batch_max: int = 500
     batch_wait: float = 0.05

@@ -15,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import gzip
 import io
+import ipaddress
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
@@ -44,8 +46,12 @@ class HttpSink:
         token: str,
         timeout: float = 60.0,
         ssl: bool | Any = True,
+        compress: bool | None = None,
     ) -> None:
+        """``compress`` defaults to gzip unless the syncer is on this machine (a loopback
+        address), where compressing would only spend CPU both ends share."""
         self.base_url = base_url.rstrip("/")
+        self._compress = not _is_loopback(self.base_url) if compress is None else compress
         self.cluster = cluster
         self._headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=10.0)
@@ -115,7 +121,7 @@ class HttpSink:
         headers = dict(self._headers)
         data: bytes | io.BytesIO | None = None
         if body is not None:
-            data = await _encode(body, headers)
+            data = await _encode(body, headers, compress=self._compress)
             if len(data) > BYTESIO_ABOVE:
                 data = io.BytesIO(data)  # aiohttp warns that big raw bytes block the loop
         try:
@@ -128,10 +134,20 @@ class HttpSink:
             raise SinkUnavailable(f"{method} {path}: {exc!r}") from exc
 
 
-async def _encode(body: dict[str, Any], headers: dict[str, str]) -> bytes:
+def _is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+async def _encode(body: dict[str, Any], headers: dict[str, str], *, compress: bool) -> bytes:
     data = orjson.dumps(body)
     headers["Content-Type"] = "application/json"
-    if len(data) <= protocol.GZIP_MIN:
+    if not compress or len(data) <= protocol.GZIP_MIN:
         return data
     headers["Content-Encoding"] = "gzip"
     if len(data) > GZIP_IN_THREAD:

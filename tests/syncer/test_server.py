@@ -9,16 +9,17 @@ import orjson
 import pytest
 
 from agent.events import Change
-from agent.push import HttpSink
+from agent.push import HttpSink, _is_loopback
 from agent.sink import SinkBusy, SinkRejected, SinkUnavailable, SnapshotLost
 from syncer.server import GATE, WRITE_SLOTS
 from tests.factories import PODS, pod
 from tests.syncer.conftest import Ingest
 
 
-async def test_push_flow(ingest: Ingest, pool: asyncpg.Pool) -> None:
+@pytest.mark.parametrize("compress", [True, False], ids=["gzip", "plain"])
+async def test_push_flow(ingest: Ingest, pool: asyncpg.Pool, compress: bool) -> None:
     token = await ingest.register_push("edge-1")
-    async with HttpSink(base_url=ingest.url, cluster="edge-1", token=token) as sink:
+    async with HttpSink(base_url=ingest.url, cluster="edge-1", token=token, compress=compress) as sink:
         assert await sink.checkpoints() == {}
         snapshot = await sink.snapshot_start(PODS)
         await sink.snapshot_page(PODS, snapshot, [pod("a", 1), pod("b", 2)])
@@ -156,3 +157,10 @@ async def test_odd_tokens_are_401_not_500(ingest: Ingest) -> None:
             assert resp.status == 401, await resp.text()
     status, _ = await ingest.admin("GET", "/admin/v1/clusters", token="t\u00e9st".encode().decode("latin-1"))
     assert status == 401
+
+
+def test_loopback_syncers_get_plain_bodies() -> None:
+    assert _is_loopback("http://127.0.0.1:8081") and _is_loopback("http://localhost:1")
+    assert _is_loopback("http://[::1]:8081")
+    assert not _is_loopback("https://kubepedia.example:8081")
+    assert not _is_loopback("http://10.0.0.7:8081")
