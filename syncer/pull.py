@@ -52,6 +52,7 @@ class _Owned:
     lock_conn: asyncpg.Connection
     task: asyncio.Task[None] | None = None
     runner: Runner | None = None
+    config_error: str | None = None  # the stored kubeconfig or selection cannot be used
     last_health: tuple[bool, str | None] | None = field(default=None)
 
 
@@ -149,7 +150,7 @@ class PullManager:
             connection = connection_from_document(owned.cluster.kubeconfig or "")
             selection = parse_selection(owned.cluster.settings.get("selection") or {})
         except (KubeClientError, SelectionError) as exc:
-            await registry.set_health(self._pool, name, healthy=False, message=str(exc))
+            owned.config_error = f"configuration unusable: {exc}"
             log.error("pull cluster configuration unusable", extra={"cluster": name, "error": str(exc)})
             await asyncio.Event().wait()  # keep ownership; a new kubeconfig restarts us
             return
@@ -163,7 +164,7 @@ class PullManager:
             await owned.runner.run()
 
     async def _report_health(self, owned: _Owned) -> None:
-        health = _health(owned.runner)
+        health = (False, owned.config_error) if owned.config_error else _health(owned.runner)
         if health != owned.last_health:
             owned.last_health = health
             await registry.set_health(self._pool, owned.cluster.name, healthy=health[0], message=health[1])

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 import asyncpg
+import yaml
 
 Mode = Literal["push", "pull"]
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -73,6 +74,8 @@ async def add(pool: asyncpg.Pool, *, name: str, mode: Mode, kubeconfig: str | No
     check_name(name)
     if mode == "pull" and not kubeconfig:
         raise RegistryError("a pull cluster needs a kubeconfig", code=422, reason="Invalid")
+    if mode == "pull":
+        _check_kubeconfig(kubeconfig or "")
     token = secrets.token_urlsafe(32) if mode == "push" else None
     try:
         await pool.execute(
@@ -83,6 +86,15 @@ async def add(pool: asyncpg.Pool, *, name: str, mode: Mode, kubeconfig: str | No
     except asyncpg.UniqueViolationError as exc:
         raise RegistryError(f"cluster {name!r} already exists", code=409, reason="AlreadyExists") from exc
     return token
+
+
+def _check_kubeconfig(document: str) -> None:
+    try:
+        parsed = yaml.safe_load(document)
+    except yaml.YAMLError as exc:
+        raise RegistryError(f"the kubeconfig is not YAML: {exc}", code=422, reason="Invalid") from exc
+    if not isinstance(parsed, dict):
+        raise RegistryError("the kubeconfig is not a mapping", code=422, reason="Invalid")
 
 
 async def get(pool: asyncpg.Pool, name: str) -> Cluster | None:

@@ -55,3 +55,14 @@ async def test_unreachable_pull_cluster_is_stale(ingest: Ingest) -> None:
     entry = await _wait_health(ingest, healthy=False)
     assert entry["stale"] is True
     assert "unreachable" in entry["healthMessage"]
+
+
+async def test_unusable_kubeconfig_is_reported(ingest: Ingest) -> None:
+    status, body = await ingest.admin("POST", "/admin/v1/clusters", {
+        "name": "broken", "mode": "pull", "kubeconfig": "clusters: [oops"})
+    assert (status, body["reason"]) == (422, "Invalid") and "not YAML" in body["message"]
+    status, body = await ingest.admin("POST", "/admin/v1/clusters", {
+        "name": "broken", "mode": "pull", "kubeconfig": "apiVersion: v1\nkind: Config\n"})
+    assert status == 201, body
+    entry = await _wait_health(ingest, healthy=False)
+    assert entry["healthMessage"].startswith("configuration unusable: cannot load kubeconfig")
