@@ -65,19 +65,14 @@ async def _record(store: Store, *, cluster: str, rtype: ResourceType, message: s
 class StoreSink:
     """A :class:`agent.sink.Sink` for one cluster, writing through a :class:`Store`."""
 
-    def __init__(self, *, store: Store, cluster: str, keep_secret_data: bool = False,
-                 on_write: Callable[[], Awaitable[None]] | None = None) -> None:
+    def __init__(self, *, store: Store, cluster: str, keep_secret_data: bool = False) -> None:
         self.store = store
         self.cluster = cluster
         self.keep_secret_data = keep_secret_data
-        self._on_write = on_write
 
     async def _call(self, rtype: ResourceType, op: Callable[[], Awaitable[T]]) -> T:
         async with translated(self.store, cluster=self.cluster, rtype=rtype):
-            result = await op()
-        if self._on_write is not None:
-            await self._on_write()
-        return result
+            return await op()
 
     async def checkpoints(self) -> dict[str, str]:
         try:
