@@ -216,8 +216,8 @@ class Store:
         """Merge one page of a snapshot; replaying a page changes nothing."""
         rows = to_rows(items, rtype=rtype, keep_secret_data=keep_secret_data)
         async with self._pool.acquire() as conn, conn.transaction():
-            # Pages of one snapshot may commit concurrently: only the count update at the
-            # end of each waits for the page before it.
+            # Pages of one snapshot touch disjoint objects and may run concurrently: their
+            # lookups and parsing overlap; only the part under the change-log lock is serial.
             await self._begin(conn, cluster=cluster, rtype=rtype, shared=True)
             await _check_snapshot(conn, cluster=cluster, rtype=rtype, snapshot_id=snapshot_id)
             stored = await _stored(conn, cluster=cluster, rtype=rtype, keys={r.key for r in rows})
@@ -249,10 +249,10 @@ class Store:
             raise BadInput("snapshot end: resourceVersion is missing")
         async with self._pool.acquire() as conn, conn.transaction():
             committed = await self._begin(conn, cluster=cluster, rtype=rtype)
-            if committed == resource_version and not await _snapshot_open(
-                    conn, cluster=cluster, rtype=rtype, snapshot_id=snapshot_id):
-                return SnapshotResult(deleted=0, checkpoint=resource_version)
-            await _check_snapshot(conn, cluster=cluster, rtype=rtype, snapshot_id=snapshot_id)
+            if not await _snapshot_open(conn, cluster=cluster, rtype=rtype, snapshot_id=snapshot_id):
+                if committed == resource_version:
+                    return SnapshotResult(deleted=0, checkpoint=resource_version)
+                raise _not_open(cluster=cluster, rtype=rtype, snapshot_id=snapshot_id)
             seen = await conn.fetchval(
                 "SELECT count(*) FROM snapshot_seen WHERE cluster = $1 AND snapshot_id = $2",
                 cluster, snapshot_id)
@@ -418,7 +418,11 @@ async def _check_snapshot(
     conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType, snapshot_id: int
 ) -> None:
     if not await _snapshot_open(conn, cluster=cluster, rtype=rtype, snapshot_id=snapshot_id):
-        raise SnapshotLost(f"snapshot {snapshot_id} of {cluster}/{rtype.key} is not open; list again")
+        raise _not_open(cluster=cluster, rtype=rtype, snapshot_id=snapshot_id)
+
+
+def _not_open(*, cluster: str, rtype: ResourceType, snapshot_id: int) -> SnapshotLost:
+    return SnapshotLost(f"snapshot {snapshot_id} of {cluster}/{rtype.key} is not open; list again")
 
 
 async def _close_snapshot(conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType,
