@@ -110,14 +110,13 @@ async def pull_clusters(pool: asyncpg.Pool) -> list[Cluster]:
 
 async def authenticate(pool: asyncpg.Pool, *, cluster: str, token: str) -> Cluster:
     """The cluster an agent's token opens, or RegistryError (404, 401, 403)."""
-    found = await get(pool, cluster)
-    if found is None:
+    row = await pool.fetchrow("SELECT * FROM clusters WHERE name = $1", cluster)
+    if row is None:
         raise RegistryError(f"cluster {cluster!r} is not registered", code=404, reason="NotFound")
-    row = await pool.fetchrow("SELECT token_hash FROM clusters WHERE name = $1", cluster)
-    expected = row["token_hash"] if row is not None else None
+    expected = row["token_hash"]
     offered = hash_token(token)
     if expected is not None and hmac.compare_digest(expected, offered):
-        return found
+        return _cluster(row)
     other = await pool.fetchval("SELECT name FROM clusters WHERE token_hash = $1", offered)
     if other is not None:
         raise RegistryError(f"this token belongs to another cluster, not {cluster!r}",

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable
 import asyncpg
 from aiohttp import web
 
-from syncer.db import create_pool
+from syncer.db import pool_context
 
 POOL = web.AppKey("pool", asyncpg.Pool)
 
@@ -20,12 +20,9 @@ def pool_ctx(url: str, *, max_size: int) -> Callable[[web.Application], AsyncIte
     """A cleanup context owning one asyncpg pool for an application."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        pool = await create_pool(url, max_size=max_size)
-        app[POOL] = pool
-        try:
+        async with pool_context(url, max_size=max_size) as pool:
+            app[POOL] = pool
             yield
-        finally:
-            await pool.close()
 
     return ctx
 
