@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -17,9 +16,6 @@ from kubepedia.config import DEFAULT_API_LISTEN, DEFAULT_INGEST_LISTEN, default_
 from syncer.db import DatabaseUnreachable
 from syncer.embedded import EmbeddedError
 from syncer.migrations import SchemaTooNew
-
-log = logging.getLogger("kubepedia")
-
 
 def _listen(value: str) -> tuple[str, int]:
     try:
@@ -65,10 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return clusters.run(args)
     try:
         return _run_serve(args)
-    except (DatabaseUnreachable, SchemaTooNew, EmbeddedError) as exc:
-        print(f"kubepedia: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:  # e.g. a listen address in use
+    except (DatabaseUnreachable, SchemaTooNew, EmbeddedError, OSError) as exc:  # OSError: address in use
         print(f"kubepedia: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
