@@ -17,6 +17,7 @@ from syncer.db import DatabaseUnreachable
 from syncer.embedded import EmbeddedError
 from syncer.migrations import SchemaTooNew
 
+
 def _listen(value: str) -> tuple[str, int]:
     try:
         return parse_listen(value)
