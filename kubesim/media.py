@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubesim import tables
+from kube.tables import TablePrinter, printer_for
 from kubesim.resources import ResourceType
 
 JSON = dict[str, Any]
@@ -43,6 +43,10 @@ def negotiate(accept: str) -> str:
     return best
 
 
+def _printer(rtype: ResourceType) -> TablePrinter:
+    return printer_for(group=rtype.group, resource=rtype.plural, printer_columns=rtype.printer_columns)
+
+
 def partial(obj: JSON) -> JSON:
     return {"kind": PARTIAL, "apiVersion": "meta.k8s.io/v1", "metadata": obj.get("metadata") or {}}
 
@@ -51,7 +55,7 @@ def render_object(shape: str, rtype: ResourceType, obj: JSON, include: str) -> J
     """One object (a GET, or a watch event's object) in the negotiated shape."""
     if shape == TABLE:
         meta = {"resourceVersion": (obj.get("metadata") or {}).get("resourceVersion", "")}
-        return tables.table(rtype, [obj], meta, include)
+        return _printer(rtype).table([obj], meta, include)
     if shape in (PARTIAL, PARTIAL_LIST):
         return partial(obj)
     return obj
@@ -61,7 +65,7 @@ def render_list(
     shape: str, rtype: ResourceType, objs: list[JSON], list_meta: JSON, include: str
 ) -> JSON:
     if shape == TABLE:
-        return tables.table(rtype, objs, list_meta, include)
+        return _printer(rtype).table(objs, list_meta, include)
     return {
         "kind": PARTIAL_LIST,
         "apiVersion": "meta.k8s.io/v1",
