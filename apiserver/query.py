@@ -1,0 +1,189 @@
+"""The one place where read queries are composed: a parsed request and the caller's scope in,
+parameterized SQL out.
+
+Handlers never write SQL. Every value from a request reaches PostgreSQL as a bound
+parameter; the only SQL text built from data is the JSON path of a selectable field,
+and those paths come from ``kube.selectors``' fixed table, checked again here.
+
+Order and pages: every list is ordered by ``(namespace, name, cluster)``, which is unique
+within one type and version and is served, column for column, by the index
+``resources_list_order`` (grp, resource, namespace, name, cluster); with one cluster the
+primary key serves it. Pages continue with ``(namespace, name, cluster) > (...)``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import asyncpg as pg_dialect
+from sqlalchemy.sql.elements import ColumnElement
+
+from kube.selectors import (
+    EVERYTHING,
+    NO_FIELDS,
+    FieldRequirement,
+    FieldSelector,
+    LabelSelector,
+    Requirement,
+    field_path,
+)
+from syncer.schema import change_log, resources
+
+CLUSTER_ANNOTATION = "kubepedia.io/cluster"
+CLUSTERPEDIA_ANNOTATION = "shadow.clusterpedia.io/cluster-name"
+_DIALECT = pg_dialect.dialect()
+_PATH_PART = re.compile(r"^[A-Za-z][A-Za-z0-9]*$")
+_INTEGER_TEXT = r"^-?[0-9]{1,18}$"
+ORDER_COLUMNS = (resources.c.namespace, resources.c.name, resources.c.cluster)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Scope:
+    """What a caller may read: None means no restriction on that axis."""
+
+    clusters: frozenset[str] | None = None
+    namespaces: frozenset[str] | None = None
+    types: frozenset[tuple[str, str]] | None = None  # (group, resource)
+
+    def allows_type(self, group: str, resource: str) -> bool:
+        return self.types is None or (group, resource) in self.types
+
+    def allows_cluster(self, cluster: str) -> bool:
+        return self.clusters is None or cluster in self.clusters
+
+
+EVERYTHING_SCOPE = Scope()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Target:
+    """Which objects a request names: one type and version, optionally narrowed."""
+
+    group: str
+    version: str
+    resource: str
+    kind: str
+    cluster: str | None = None
+    namespace: str | None = None
+    name: str | None = None
+    labels: LabelSelector = EVERYTHING
+    fields: FieldSelector = NO_FIELDS
+
+
+# -- conditions ---------------------------------------------------------------------------------
+
+def _label_condition(req: Requirement) -> ColumnElement[bool]:
+    labels = resources.c.labels
+    match req.op:
+        case "exists":
+            return labels.has_key(req.key)
+        case "!":
+            return sa.not_(labels.has_key(req.key))
+        case "=" | "in":
+            return sa.or_(*(labels.contains({req.key: v}) for v in req.values))
+        case "!=" | "notin":
+            return sa.not_(sa.or_(*(labels.contains({req.key: v}) for v in req.values)))
+        case "gt" | "lt":
+            text = labels[req.key].astext
+            number = sa.case((text.regexp_match(_INTEGER_TEXT), sa.cast(text, sa.BigInteger)))
+            bound = int(req.values[0])
+            return number > bound if req.op == "gt" else number < bound
+    raise AssertionError(req.op)  # pragma: no cover - the Literal is exhaustive
+
+
+def field_expression(kind: str, field: str) -> ColumnElement[Any]:
+    """The SQL expression of a selectable field: a column, or the field's JSON path as a
+    constant (so that an expression index on it can serve the query)."""
+    if field == "metadata.name":
+        return resources.c.name
+    if field == "metadata.namespace":
+        return resources.c.namespace
+    parts = field_path(kind, field)
+    if not all(_PATH_PART.match(p) for p in parts):  # never: the paths are our own constants
+        raise ValueError(f"unexpected field path {field!r}")
+    return resources.c.object.op("#>>")(sa.literal_column("'{" + ",".join(parts) + "}'"))
+
+
+def _field_condition(kind: str, req: FieldRequirement) -> ColumnElement[bool]:
+    expr = field_expression(kind, req.field)
+    # Kubernetes reads a missing field as "": compare with coalesce only where "" is the
+    # value asked for, so that the plain expression (and its index) serves the usual case.
+    if req.value == "":
+        blank = sa.func.coalesce(expr, "") == ""
+        return blank if req.op == "=" else sa.not_(blank)
+    return expr == req.value if req.op == "=" else expr.is_distinct_from(req.value)
+
+
+def _scope_conditions(scope: Scope) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    if scope.clusters is not None:
+        conditions.append(resources.c.cluster == sa.func.any(sa.literal(sorted(scope.clusters),
+                                                                         sa.ARRAY(sa.Text))))
+    if scope.namespaces is not None:
+        conditions.append(resources.c.namespace == sa.func.any(sa.literal(sorted(scope.namespaces),
+                                                                           sa.ARRAY(sa.Text))))
+    return conditions
+
+
+def conditions(target: Target, scope: Scope) -> list[ColumnElement[bool]]:
+    """Every condition of a request on ``resources``, the scope's included."""
+    where: list[ColumnElement[bool]] = [
+        resources.c.grp == target.group,
+        resources.c.resource == target.resource,
+        resources.c.version == target.version,
+    ]
+    if not scope.allows_type(target.group, target.resource):
+        where.append(sa.false())
+    where.extend(_scope_conditions(scope))
+    if target.cluster is not None:
+        where.append(resources.c.cluster == target.cluster)
+    if target.namespace is not None:
+        where.append(resources.c.namespace == target.namespace)
+    if target.name is not None:
+        where.append(resources.c.name == target.name)
+    where.extend(_label_condition(req) for req in target.labels.requirements)
+    where.extend(_field_condition(target.kind, req) for req in target.fields.requirements)
+    return where
+
+
+# -- statements ---------------------------------------------------------------------------------
+
+def object_json() -> ColumnElement[Any]:
+    """The stored object with the cluster annotations added, built by PostgreSQL."""
+    annotations = sa.func.coalesce(resources.c.object[("metadata", "annotations")], sa.text("'{}'::jsonb"))
+    added = annotations.op("||")(sa.func.jsonb_build_object(
+        CLUSTER_ANNOTATION, resources.c.cluster, CLUSTERPEDIA_ANNOTATION, resources.c.cluster))
+    return sa.func.jsonb_set(resources.c.object, sa.text("'{metadata,annotations}'"), added)
+
+
+def list_statement(target: Target, scope: Scope, *, limit: int | None,
+                   after: Sequence[str] | None = None) -> sa.Select[Any]:
+    """One page of objects, in the keyset order, each as JSON text with its cluster."""
+    stmt = sa.select(resources.c.cluster, sa.cast(object_json(), sa.Text).label("json"))
+    stmt = stmt.where(*conditions(target, scope))
+    if after is not None:
+        stmt = stmt.where(sa.tuple_(*ORDER_COLUMNS) > sa.tuple_(*(sa.literal(v, sa.Text) for v in after)))
+    stmt = stmt.order_by(*ORDER_COLUMNS)
+    return stmt.limit(limit) if limit is not None else stmt
+
+
+def get_statement(target: Target, scope: Scope, *, limit: int) -> sa.Select[Any]:
+    """The objects a GET by name matches: one per cluster that has it."""
+    return list_statement(target, scope, limit=limit)
+
+
+def current_sequence() -> sa.Select[Any]:
+    """The newest change-log sequence this snapshot can see: the aggregated resourceVersion.
+    Numbers become visible in commit order (syncer.ingest), so nothing below it is missing."""
+    return sa.select(sa.func.coalesce(sa.func.max(change_log.c.seq), 0))
+
+
+def compiled(stmt: sa.Select[Any]) -> tuple[str, list[Any]]:
+    """SQL text with ``$n`` placeholders and its parameters, for asyncpg."""
+    result = stmt.compile(dialect=_DIALECT)
+    params = result.params
+    return result.string, [params[name] for name in result.positiontup or ()]
