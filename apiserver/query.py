@@ -35,7 +35,7 @@ from syncer.schema import change_log, resources
 
 CLUSTER_ANNOTATION = "kubepedia.io/cluster"
 CLUSTERPEDIA_ANNOTATION = "shadow.clusterpedia.io/cluster-name"
-_DIALECT = pg_dialect.dialect()
+_DIALECT = pg_dialect.dialect()  # type: ignore[no-untyped-call]
 _PATH_PART = re.compile(r"^[A-Za-z][A-Za-z0-9]*$")
 _INTEGER_TEXT = r"^-?[0-9]{1,18}$"
 ORDER_COLUMNS = (resources.c.namespace, resources.c.name, resources.c.cluster)
@@ -80,9 +80,11 @@ def _label_condition(req: Requirement) -> ColumnElement[bool]:
     labels = resources.c.labels
     match req.op:
         case "exists":
-            return labels.has_key(req.key)
+            has: ColumnElement[bool] = labels.has_key(req.key)
+            return has
         case "!":
-            return sa.not_(labels.has_key(req.key))
+            lacks: ColumnElement[bool] = sa.not_(labels.has_key(req.key))
+            return lacks
         case "=" | "in":
             return sa.or_(*(labels.contains({req.key: v}) for v in req.values))
         case "!=" | "notin":
@@ -162,8 +164,9 @@ def object_json() -> ColumnElement[Any]:
 
 def list_statement(target: Target, scope: Scope, *, limit: int | None,
                    after: Sequence[str] | None = None) -> sa.Select[Any]:
-    """One page of objects, in the keyset order, each as JSON text with its cluster."""
-    stmt = sa.select(resources.c.cluster, sa.cast(object_json(), sa.Text).label("json"))
+    """One page of objects in the keyset order: namespace, name, cluster and the object as
+    JSON text."""
+    stmt = sa.select(*ORDER_COLUMNS, sa.cast(object_json(), sa.Text).label("json"))
     stmt = stmt.where(*conditions(target, scope))
     if after is not None:
         stmt = stmt.where(sa.tuple_(*ORDER_COLUMNS) > sa.tuple_(*(sa.literal(v, sa.Text) for v in after)))

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     Sequence,
@@ -73,8 +74,15 @@ resources = Table(
     Column("object", JSONB, nullable=False),
     PrimaryKeyConstraint("cluster", "grp", "resource", "namespace", "name", name="resources_pkey"),
 )
-Index("resources_type_ns_name", resources.c.grp, resources.c.resource, resources.c.namespace,
-      resources.c.name)
+# Every list's keyset order, all clusters merged (the primary key serves one cluster).
+Index("resources_list_order", resources.c.grp, resources.c.resource, resources.c.namespace,
+      resources.c.name, resources.c.cluster)
+# Field selectors kubectl users send across every cluster (spec.nodeName, status.phase).
+# Partial: the many objects without the field cost nothing; "field = value" implies NOT NULL.
+for _name, _path in (("node_name", "{spec,nodeName}"), ("phase", "{status,phase}")):
+    _field = text(f"(object #>> '{_path}')")
+    Index(f"resources_field_{_name}", resources.c.grp, resources.c.resource, _field,
+          postgresql_where=text(f"(object #>> '{_path}') IS NOT NULL"))
 Index("resources_uid", resources.c.uid)
 Index("resources_owner_uid", resources.c.owner_uid, postgresql_where=resources.c.owner_uid.isnot(None))
 Index("resources_created_at", resources.c.grp, resources.c.resource, resources.c.created_at)
@@ -102,6 +110,16 @@ change_log = Table(
 )
 Index("change_log_seq", change_log.c.seq)  # the aggregated view reads across clusters by seq
 Index("change_log_at", change_log.c.at)
+
+# Secrets the read API keeps in the database so that every API process shares them
+# (the key continue tokens are signed with).
+api_secrets = Table(
+    "api_secrets",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("value", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+)
 
 sync_state = Table(
     "sync_state",
