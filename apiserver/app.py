@@ -17,7 +17,8 @@ from aiohttp import web
 
 from apiserver.catalog import CatalogCache
 from apiserver.discovery import discovery_routes
-from apiserver.keys import CATALOG, CONTINUE_KEY, POOL, SCOPE
+from apiserver.feed import ChangeFeed
+from apiserver.keys import CATALOG, CONTINUE_KEY, FEED, POOL, SCOPE
 from apiserver.objects import object_routes
 from apiserver.query import EVERYTHING_SCOPE
 from kube.status import REASONS, StatusError, status_body
@@ -117,5 +118,6 @@ def build_app(*, database_url: str, push_silence_s: float = PUSH_SILENCE_S) -> w
     app = web.Application(middlewares=[errors_as_status])
     app[SCOPE] = EVERYTHING_SCOPE
     app.cleanup_ctx.append(_store_ctx(database_url, push_silence_s=push_silence_s))
+    app.cleanup_ctx.append(ChangeFeed.context(database_url, FEED))
     app.add_routes(_routes())
     return app

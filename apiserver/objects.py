@@ -23,6 +23,7 @@ from apiserver.catalog import Catalog, ServedType
 from apiserver.keys import CATALOG, CONTINUE_KEY, POOL, SCOPE
 from apiserver.params import ListOptions, bad_request, list_options, parse_resource_version
 from apiserver.query import Target, compiled, current_sequence, get_statement, list_statement
+from apiserver.watch import watch
 from kube.selectors import SelectorError, parse_field_selector, parse_label_selector
 from kube.status import StatusError
 
@@ -120,9 +121,9 @@ def _query_fingerprint(request: web.Request, opts: ListOptions) -> str:
 async def list_objects(request: web.Request) -> web.StreamResponse:
     req, catalog = await resolve(request)
     opts = list_options(request.query, request.headers.get("Accept", ""))
-    if opts.watch:
-        raise StatusError(501, "NotImplemented", "watch is not served yet")
     target = target_of(req, opts)
+    if opts.watch:
+        return await watch(request, opts, target, catalog, render.ClusterTable(req.rtype))
     if opts.limit:
         return await _list_page(request, req, opts, target, catalog)
     return await _list_all(request, req, opts, target, catalog)

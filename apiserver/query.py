@@ -120,33 +120,32 @@ def _field_condition(kind: str, req: FieldRequirement) -> ColumnElement[bool]:
     return expr == req.value if req.op == "=" else expr.is_distinct_from(req.value)
 
 
-def _scope_conditions(scope: Scope) -> list[ColumnElement[bool]]:
-    conditions: list[ColumnElement[bool]] = []
+def _any(column: ColumnElement[Any], values: frozenset[str]) -> ColumnElement[bool]:
+    return column == sa.func.any(sa.literal(sorted(values), sa.ARRAY(sa.Text)))
+
+
+def _identity_conditions(target: Target, scope: Scope,
+                         table: sa.Table | sa.Alias) -> list[ColumnElement[bool]]:
+    """Type, scope, cluster, namespace and name: the same on ``resources`` and ``change_log``."""
+    c = table.c
+    where: list[ColumnElement[bool]] = [c.grp == target.group, c.resource == target.resource,
+                                        c.version == target.version]
+    if not scope.allows_type(target.group, target.resource):
+        where.append(sa.false())
     if scope.clusters is not None:
-        conditions.append(resources.c.cluster == sa.func.any(sa.literal(sorted(scope.clusters),
-                                                                         sa.ARRAY(sa.Text))))
+        where.append(_any(c.cluster, scope.clusters))
     if scope.namespaces is not None:
-        conditions.append(resources.c.namespace == sa.func.any(sa.literal(sorted(scope.namespaces),
-                                                                           sa.ARRAY(sa.Text))))
-    return conditions
+        where.append(_any(c.namespace, scope.namespaces))
+    narrowed = ((c.cluster, target.cluster), (c.namespace, target.namespace), (c.name, target.name))
+    for column, value in narrowed:
+        if value is not None:
+            where.append(column == value)
+    return where
 
 
 def conditions(target: Target, scope: Scope) -> list[ColumnElement[bool]]:
     """Every condition of a request on ``resources``, the scope's included."""
-    where: list[ColumnElement[bool]] = [
-        resources.c.grp == target.group,
-        resources.c.resource == target.resource,
-        resources.c.version == target.version,
-    ]
-    if not scope.allows_type(target.group, target.resource):
-        where.append(sa.false())
-    where.extend(_scope_conditions(scope))
-    if target.cluster is not None:
-        where.append(resources.c.cluster == target.cluster)
-    if target.namespace is not None:
-        where.append(resources.c.namespace == target.namespace)
-    if target.name is not None:
-        where.append(resources.c.name == target.name)
+    where = _identity_conditions(target, scope, resources)
     where.extend(_label_condition(req) for req in target.labels.requirements)
     where.extend(_field_condition(target.kind, req) for req in target.fields.requirements)
     return where
@@ -154,12 +153,17 @@ def conditions(target: Target, scope: Scope) -> list[ColumnElement[bool]]:
 
 # -- statements ---------------------------------------------------------------------------------
 
-def object_json() -> ColumnElement[Any]:
-    """The stored object with the cluster annotations added, built by PostgreSQL."""
-    annotations = sa.func.coalesce(resources.c.object[("metadata", "annotations")], sa.text("'{}'::jsonb"))
+def annotated(obj: ColumnElement[Any], cluster: ColumnElement[Any]) -> ColumnElement[Any]:
+    """``obj`` with the cluster annotations added, built by PostgreSQL (NULL stays NULL)."""
+    annotations = sa.func.coalesce(obj[("metadata", "annotations")], sa.text("'{}'::jsonb"))
     added = annotations.op("||")(sa.func.jsonb_build_object(
-        CLUSTER_ANNOTATION, resources.c.cluster, CLUSTERPEDIA_ANNOTATION, resources.c.cluster))
-    return sa.func.jsonb_set(resources.c.object, sa.text("'{metadata,annotations}'"), added)
+        CLUSTER_ANNOTATION, cluster, CLUSTERPEDIA_ANNOTATION, cluster))
+    return sa.func.jsonb_set(obj, sa.text("'{metadata,annotations}'"), added)
+
+
+def object_json() -> ColumnElement[Any]:
+    """The stored object with the cluster annotations added."""
+    return annotated(resources.c.object, resources.c.cluster)
 
 
 def list_statement(target: Target, scope: Scope, *, limit: int | None,
@@ -177,6 +181,32 @@ def list_statement(target: Target, scope: Scope, *, limit: int | None,
 def get_statement(target: Target, scope: Scope, *, limit: int) -> sa.Select[Any]:
     """The objects a GET by name matches: one per cluster that has it."""
     return list_statement(target, scope, limit=limit)
+
+
+def watch_statement(target: Target, scope: Scope, *, after: int, limit: int) -> sa.Select[Any]:
+    """The next changes of a type after sequence ``after``: each with the state the object
+    left (``before``) and the state the change made (``after``), as annotated JSON text.
+
+    Selectors are not applied here: a watcher must see an object stop matching (sent as
+    DELETED), which needs both states; ``apiserver.watch`` evaluates them."""
+    log = change_log
+    later = change_log.alias("later")
+    following = (sa.select(later.c.object)
+                 .where(later.c.cluster == log.c.cluster, later.c.grp == log.c.grp,
+                        later.c.resource == log.c.resource, later.c.namespace == log.c.namespace,
+                        later.c.name == log.c.name, later.c.seq > log.c.seq)
+                 .order_by(later.c.seq).limit(1).scalar_subquery())
+    current = (sa.select(resources.c.object)
+               .where(resources.c.cluster == log.c.cluster, resources.c.grp == log.c.grp,
+                      resources.c.resource == log.c.resource, resources.c.namespace == log.c.namespace,
+                      resources.c.name == log.c.name)
+               .scalar_subquery())
+    after_state = sa.case((log.c.type == "DELETED", log.c.object), else_=sa.func.coalesce(following, current))
+    where = [log.c.seq > after, *_identity_conditions(target, scope, log)]
+    return (sa.select(log.c.seq, log.c.type, log.c.cluster,
+                      sa.cast(annotated(log.c.object, log.c.cluster), sa.Text).label("before"),
+                      sa.cast(annotated(after_state, log.c.cluster), sa.Text).label("after"))
+            .where(*where).order_by(log.c.seq).limit(limit))
 
 
 def current_sequence() -> sa.Select[Any]:

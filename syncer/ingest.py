@@ -27,14 +27,12 @@ import asyncpg
 
 from agent.events import ResourceType
 from syncer.db import STAGING_COLUMNS
+from syncer.schema import ANALYZE_LOCK, CHANGE_LOG_LOCK, NOTIFY_CHANNEL
 from syncer.plan import Change, Plan, StoredState, plan_batch, plan_snapshot_page
 from syncer.validate import BadInput, Event, Row, to_events, to_rows
 
 log = logging.getLogger(__name__)
 
-CHANGE_LOG_LOCK = 0x6B75_6265_0002
-NOTIFY_CHANNEL = "kubepedia_changes"
-ANALYZE_LOCK = 0x6B75_6265_0003
 LOG_COLUMNS = ("seq", "cluster", "grp", "version", "resource", "kind", "namespace", "name",
                "uid", "resource_version", "type")
 

@@ -21,7 +21,7 @@ from syncer import schema
 log = logging.getLogger(__name__)
 
 # Any constant unique to kubepedia; ownership locks use other key spaces.
-MIGRATION_LOCK_KEY = 0x6B75_6265_0001
+MIGRATION_LOCK_KEY = schema.MIGRATION_LOCK
 
 
 class SchemaTooNew(RuntimeError):

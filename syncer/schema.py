@@ -28,6 +28,13 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 metadata = MetaData()
 
+# What every room may rely on besides the tables: writers NOTIFY this channel with the
+# newest change-log sequence at commit (readers LISTEN), and the advisory-lock keys.
+NOTIFY_CHANNEL = "kubepedia_changes"
+MIGRATION_LOCK = 0x6B75_6265_0001
+CHANGE_LOG_LOCK = 0x6B75_6265_0002
+ANALYZE_LOCK = 0x6B75_6265_0003
+
 # Handed out only while the change-log lock is held, so numbers commit in order.
 change_seq = Sequence("change_seq", metadata=metadata, start=1)
 
@@ -106,10 +113,16 @@ change_log = Table(
     Column("resource_version", Text, nullable=False),
     Column("type", Text, nullable=False),  # ADDED | MODIFIED | DELETED
     Column("at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    # The state the object left (MODIFIED, DELETED); NULL for ADDED. The state after a
+    # change is the next change's before-image, or the current row.
+    Column("object", JSONB),
     PrimaryKeyConstraint("cluster", "seq", name="change_log_pkey"),
 )
 Index("change_log_seq", change_log.c.seq)  # the aggregated view reads across clusters by seq
 Index("change_log_at", change_log.c.at)
+Index("change_log_type_seq", change_log.c.grp, change_log.c.resource, change_log.c.seq)  # watches
+Index("change_log_object", change_log.c.cluster, change_log.c.grp, change_log.c.resource,
+      change_log.c.namespace, change_log.c.name, change_log.c.seq)  # an object's changes in order
 
 # Secrets the read API keeps in the database so that every API process shares them
 # (the key continue tokens are signed with).
