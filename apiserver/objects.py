@@ -72,7 +72,8 @@ def target_of(req: Request, opts: ListOptions) -> Target:
     except SelectorError as exc:
         raise bad_request(str(exc)) from exc
     return Target(group=req.rtype.group, version=req.rtype.version, resource=req.rtype.resource,
-                  kind=req.rtype.kind, cluster=req.cluster, namespace=req.namespace, name=req.name,
+                  kind=req.rtype.kind, cluster=req.cluster, clusters=opts.clusters,
+                  namespace=req.namespace, name=req.name,
                   labels=labels, fields=fields)
 
 
@@ -115,7 +116,8 @@ async def _first(request: web.Request, target: Target, *, limit: int, after: tup
 
 
 def _query_fingerprint(request: web.Request, opts: ListOptions) -> str:
-    return pagination.fingerprint([request.path, opts.label_selector, opts.field_selector])
+    return pagination.fingerprint([request.path, opts.label_selector, opts.field_selector,
+                                   sorted(opts.clusters or ())])
 
 
 async def list_objects(request: web.Request) -> web.StreamResponse:

@@ -5,12 +5,14 @@ them (https://kubernetes.io/docs/reference/using-api/api-concepts/): every bad v
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from kube.media import negotiate
 from kube.status import StatusError
 
+MAX_CLUSTERS = 1000  # names in one ``clusters=`` parameter
 MAX_LIMIT = 10_000  # larger requests are served in pages of this size internally
 INCLUDE_OBJECT = frozenset({"None", "Metadata", "Object"})
 RV_MATCH = frozenset({"", "NotOlderThan", "Exact"})
@@ -36,6 +38,7 @@ class ListOptions:
     timeout_seconds: int | None = None
     include_object: str = "Metadata"
     shape: str = ""
+    clusters: frozenset[str] | None = None  # ``clusters=a,b``: only these
 
 
 def _flag(query: Mapping[str, str], name: str) -> bool:
@@ -64,6 +67,22 @@ def parse_resource_version(text: str) -> int:
     if not text.isdigit() or len(text) > 19:
         raise bad_request(f'invalid resource version "{text}"')
     return int(text)
+
+
+_CLUSTER_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def _clusters(query: Mapping[str, str]) -> frozenset[str] | None:
+    text = query.get("clusters")
+    if text is None:
+        return None
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names or len(names) > MAX_CLUSTERS:
+        raise bad_request(f"clusters: give between 1 and {MAX_CLUSTERS} cluster names, comma separated")
+    for name in names:
+        if not _CLUSTER_NAME.match(name):
+            raise bad_request(f"clusters: {name[:80]!r} is not a cluster name")
+    return frozenset(names)
 
 
 def list_options(query: Mapping[str, str], accept: str) -> ListOptions:
@@ -97,4 +116,5 @@ def list_options(query: Mapping[str, str], accept: str) -> ListOptions:
         timeout_seconds=_integer(query, "timeoutSeconds"),
         include_object=include,
         shape=negotiate(accept),
+        clusters=_clusters(query),
     )

@@ -68,6 +68,7 @@ class Target:
     resource: str
     kind: str
     cluster: str | None = None
+    clusters: frozenset[str] | None = None  # a set of clusters asked for (``clusters=``)
     namespace: str | None = None
     name: str | None = None
     labels: LabelSelector = EVERYTHING
@@ -136,6 +137,8 @@ def _identity_conditions(target: Target, scope: Scope,
         where.append(_any(c.cluster, scope.clusters))
     if scope.namespaces is not None:
         where.append(_any(c.namespace, scope.namespaces))
+    if target.clusters is not None:
+        where.append(_any(c.cluster, target.clusters))
     narrowed = ((c.cluster, target.cluster), (c.namespace, target.namespace), (c.name, target.name))
     for column, value in narrowed:
         if value is not None:

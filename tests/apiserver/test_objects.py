@@ -62,6 +62,16 @@ async def test_namespace_and_cluster_paths(api: Api, filled: Synced) -> None:
     assert [i["metadata"]["name"] for i in body["items"]] == ["west-node-0", "west-node-1"]
 
 
+async def test_clusters_parameter(api: Api, filled: Synced) -> None:
+    status, body = await api.get("/api/v1/pods", clusters="east,edge", labelSelector="tier=front")
+    assert status == 200
+    expected = [k for k in _expected(filled, labels="tier=front") if k[2] in ("east", "edge")]
+    assert _keys(body["items"]) == expected and expected
+    for bad in ("", ",", "East", "a" * 64, ",".join(f"c{i}" for i in range(1001))):
+        status, body = await api.get("/api/v1/pods", clusters=bad)
+        assert status == 400 and body["kind"] == "Status", bad
+
+
 async def test_pages_walk_everything_once(api: Api, filled: Synced) -> None:
     seen: list[tuple[str, str, str]] = []
     params = {"limit": "7"}
