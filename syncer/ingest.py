@@ -12,7 +12,7 @@ Two ways in, both per (cluster, resource type):
 Every change appends to ``change_log``. Its sequence numbers are taken only while
 ``CHANGE_LOG_LOCK`` is held and that lock is held until commit, so numbers become visible
 in the order they were handed out: a reader that resumes after N never misses a smaller
-number committed later (DESIGN.md, "Sequence numbers commit out of order").
+number committed later (docs/design.md, "Sequence numbers commit in order").
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ class Registered:
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Owner:
     """The session advisory lock ``key`` is still held by backend ``pid``: the owner's
-    dedicated connection (DESIGN.md: advisory locks belong to a connection)."""
+    dedicated connection (docs/design.md, "Ownership locks belong to a connection")."""
 
     key: int
     pid: int
