@@ -16,6 +16,7 @@ import orjson
 from aiohttp import web
 
 from apiserver.catalog import CatalogCache
+from apiserver.clusters import list_clusters
 from apiserver.discovery import discovery_routes
 from apiserver.feed import ChangeFeed
 from apiserver.keys import CATALOG, CONTINUE_KEY, FEED, POOL, SCOPE
@@ -107,7 +108,7 @@ def _store_ctx(database_url: str, *,
 
 
 def _routes() -> list[web.RouteDef]:
-    routes: list[web.RouteDef] = [*health_routes()]
+    routes: list[web.RouteDef] = [*health_routes(), web.route("*", "/clusters", _read_only(list_clusters))]
     for prefix in ("", CLUSTER_PREFIX):
         pairs: list[tuple[str, Any]] = [*discovery_routes(prefix), *object_routes(prefix)]
         routes += [web.route("*", path, _read_only(handler)) for path, handler in pairs]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from agent.logs import setup_logging
 from agent.tuning import tune_gc
-from kubepedia import clusters
+from kubepedia import clusters, kubeconfig
 from kubepedia.config import DEFAULT_API_LISTEN, DEFAULT_INGEST_LISTEN, default_data_dir, parse_listen
 from syncer.db import DatabaseUnreachable
 from syncer.embedded import EmbeddedError
@@ -37,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--api-listen", type=_listen, default=DEFAULT_API_LISTEN)
     serve.add_argument("--ingest-listen", type=_listen, default=DEFAULT_INGEST_LISTEN)
     clusters.add_parser(sub)
+    kubeconfig.add_parser(sub)
     return parser
 
 
@@ -58,6 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return agent_main(argv[1:])
     args = _parser().parse_args(argv)
     setup_logging(args.log_level)
+    if args.command == "kubeconfig":
+        return kubeconfig.run(args)
     if args.command == "cluster":
         return clusters.run(args)
     try:

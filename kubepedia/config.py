@@ -7,6 +7,7 @@ from pathlib import Path
 
 DEFAULT_API_LISTEN = "127.0.0.1:8080"
 DEFAULT_INGEST_LISTEN = "127.0.0.1:8081"
+DEFAULT_API_SERVER = "http://127.0.0.1:8080"
 
 
 def default_data_dir() -> Path:

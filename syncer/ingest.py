@@ -27,8 +27,8 @@ import asyncpg
 
 from agent.events import ResourceType
 from syncer.db import STAGING_COLUMNS
-from syncer.schema import ANALYZE_LOCK, CHANGE_LOG_LOCK, NOTIFY_CHANNEL
 from syncer.plan import Change, Plan, StoredState, plan_batch, plan_snapshot_page
+from syncer.schema import ANALYZE_LOCK, CHANGE_LOG_LOCK, NOTIFY_CHANNEL
 from syncer.validate import BadInput, Event, Row, to_events, to_rows
 
 log = logging.getLogger(__name__)
