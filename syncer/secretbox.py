@@ -88,7 +88,7 @@ def _check_safe(path: Path, st: os.stat_result) -> None:
     if st.st_mode & 0o077:
         raise KeyFileError(f"key file {path} is accessible to group or others "
                            f"(mode {stat.S_IMODE(st.st_mode):04o}); chmod 600 it")
-    if st.st_uid not in (os.geteuid(), 0):
+    if st.st_uid != os.geteuid():
         raise KeyFileError(f"key file {path} belongs to uid {st.st_uid}, not to this user")
 
 
@@ -123,12 +123,10 @@ def _format(keys: list[Key]) -> bytes:
     return (_HEADER + "".join(lines)).encode()
 
 
-def _write_temporary(path: Path, keys: list[Key], *, owner: tuple[int, int] | None = None) -> Path:
+def _write_temporary(path: Path, keys: list[Key]) -> Path:
     """The keys in a new ``0600`` file next to ``path`` (never through a link)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    if owner is not None and os.geteuid() == 0:
-        os.fchown(fd, *owner)  # root rotating a service user's key file leaves it theirs
     with os.fdopen(fd, "wb") as handle:
         handle.write(_format(keys))
         handle.flush()
@@ -174,8 +172,9 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def _replace(path: Path, keys: list[Key]) -> None:
-    st = os.lstat(path)
-    tmp = _write_temporary(path, keys, owner=(st.st_uid, st.st_gid))
+    # Whoever may read the key file (its owner, see _check_safe) writes the new one, so
+    # the owner stays the same.
+    tmp = _write_temporary(path, keys)
     os.replace(tmp, path)
     _sync_dir(path.parent)
 

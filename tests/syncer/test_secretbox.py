@@ -108,3 +108,10 @@ def test_malformed_key_files_name_the_line_not_the_key(tmp_path: Path) -> None:
     path.write_text(line + line)
     with pytest.raises(KeyFileError, match="appears twice"):
         SecretBox(path)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a file away")
+def test_a_key_file_of_another_user_is_refused(key_path: Path) -> None:
+    os.chown(key_path, 65534, 65534)
+    with pytest.raises(KeyFileError, match="belongs to uid 65534, not to this user"):
+        SecretBox(key_path)
