@@ -16,6 +16,8 @@ from kubepedia.config import DEFAULT_API_LISTEN, DEFAULT_INGEST_LISTEN, default_
 from syncer.db import DatabaseUnreachable
 from syncer.embedded import EmbeddedError
 from syncer.migrations import SchemaTooNew
+from syncer.registry import RegistryError
+from syncer.secretbox import SecretBoxError
 
 
 def _listen(value: str) -> tuple[str, int]:
@@ -36,15 +38,30 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", type=Path, default=default_data_dir())
     serve.add_argument("--api-listen", type=_listen, default=DEFAULT_API_LISTEN)
     serve.add_argument("--ingest-listen", type=_listen, default=DEFAULT_INGEST_LISTEN)
+    serve.add_argument("--secret-key-file", type=Path,
+                       default=Path(os.environ["KUBEPEDIA_SECRET_KEY_FILE"])
+                       if os.environ.get("KUBEPEDIA_SECRET_KEY_FILE") else None,
+                       help="the keys sealing stored kubeconfigs (default: secret.keys in the data dir); "
+                            "every kubepedia serve sharing a database needs the same keys")
+    serve.add_argument("--allow-kubeconfig-exec", action="store_true",
+                       default=_env_flag("KUBEPEDIA_ALLOW_KUBECONFIG_EXEC"),
+                       help="let registered kubeconfigs run exec/auth-provider plugins and read files "
+                            "on this machine (only if everyone holding the admin token may run code here)")
     clusters.add_parser(sub)
     return parser
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
 
 
 def _run_serve(args: argparse.Namespace) -> int:
     from kubepedia.serve import ServeConfig, serve
 
     config = ServeConfig(database_url=args.database_url, data_dir=args.data_dir,
-                         api_listen=args.api_listen, ingest_listen=args.ingest_listen)
+                         api_listen=args.api_listen, ingest_listen=args.ingest_listen,
+                         secret_key_file=args.secret_key_file,
+                         allow_kubeconfig_exec=args.allow_kubeconfig_exec)
     tune_gc()
     asyncio.run(serve(config))
     return 0
@@ -62,7 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return clusters.run(args)
     try:
         return _run_serve(args)
-    except (DatabaseUnreachable, SchemaTooNew, EmbeddedError, OSError) as exc:  # OSError: address in use
+    except (DatabaseUnreachable, SchemaTooNew, EmbeddedError, SecretBoxError, RegistryError,
+            OSError) as exc:  # OSError: address in use
         print(f"kubepedia: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
