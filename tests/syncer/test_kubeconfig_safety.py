@@ -15,6 +15,7 @@ import pytest_asyncio
 import yaml
 
 import kubesim
+from kubepedia.clusters import flatten_kubeconfig
 from kubesim.kubeconfig import kubeconfig as sim_kubeconfig
 from syncer.registry import Kubeconfigs
 from syncer.secretbox import SecretBox
@@ -115,6 +116,28 @@ async def test_with_the_allowance_exec_kubeconfigs_register_and_sync(db_url: str
         await wait_converged(pool, "trusted", sim.url, within=120)
         await health(ingest, "trusted", healthy=True)
     assert marker.exists()
+
+
+def test_the_cli_sends_one_context_with_files_inlined(tmp_path: Path) -> None:
+    """``kubepedia cluster add`` runs on the user's machine: it inlines the user's files and
+    leaves out the other contexts' users (an exec user among them would be refused)."""
+    (tmp_path / "token").write_text("file-token\n")
+    (tmp_path / "ca.pem").write_bytes(b"CA")
+    doc = sim_kubeconfig("https://127.0.0.1:9")
+    doc["users"][0]["user"] = {"tokenFile": "token"}
+    doc["clusters"][0]["cluster"]["certificate-authority"] = "ca.pem"
+    doc["users"].append({"name": "cloud", "user": exec_user(tmp_path / "ran")})
+    doc["clusters"].append({"name": "cloud", "cluster": {"server": "https://cloud"}})
+    doc["contexts"].append({"name": "cloud", "context": {"cluster": "cloud", "user": "cloud"}})
+    doc["current-context"] = "cloud"
+    path = tmp_path / "config"
+    path.write_text(yaml.safe_dump(doc))
+    sent = yaml.safe_load(flatten_kubeconfig(path, context="kubesim"))
+    assert sent["current-context"] == "kubesim"
+    assert [c["name"] for c in sent["contexts"]] == ["kubesim"]
+    assert sent["users"] == [{"name": "kubesim-user", "user": {"token": "file-token"}}]
+    assert sent["clusters"][0]["cluster"] == {"server": "https://127.0.0.1:9",
+                                              "certificate-authority-data": "Q0E="}
 
 
 async def _allowing_server(tmp: Path, db_url: str) -> Server:
