@@ -11,7 +11,7 @@ from pathlib import Path
 
 from agent.logs import setup_logging
 from agent.tuning import tune_gc
-from kubepedia import clusters
+from kubepedia import clusters, keys
 from kubepedia.config import DEFAULT_API_LISTEN, DEFAULT_INGEST_LISTEN, default_data_dir, parse_listen
 from syncer.db import DatabaseUnreachable
 from syncer.embedded import EmbeddedError
@@ -38,16 +38,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", type=Path, default=default_data_dir())
     serve.add_argument("--api-listen", type=_listen, default=DEFAULT_API_LISTEN)
     serve.add_argument("--ingest-listen", type=_listen, default=DEFAULT_INGEST_LISTEN)
-    serve.add_argument("--secret-key-file", type=Path,
-                       default=Path(os.environ["KUBEPEDIA_SECRET_KEY_FILE"])
-                       if os.environ.get("KUBEPEDIA_SECRET_KEY_FILE") else None,
-                       help="the keys sealing stored kubeconfigs (default: secret.keys in the data dir); "
-                            "every kubepedia serve sharing a database needs the same keys")
+    keys.add_key_file_argument(serve)
     serve.add_argument("--allow-kubeconfig-exec", action="store_true",
                        default=_env_flag("KUBEPEDIA_ALLOW_KUBECONFIG_EXEC"),
                        help="let registered kubeconfigs run exec/auth-provider plugins and read files "
                             "on this machine (only if everyone holding the admin token may run code here)")
     clusters.add_parser(sub)
+    keys.add_parser(sub)
     return parser
 
 
@@ -77,6 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args.log_level)
     if args.command == "cluster":
         return clusters.run(args)
+    if args.command == "keys":
+        return keys.run(args)
     try:
         return _run_serve(args)
     except (DatabaseUnreachable, SchemaTooNew, EmbeddedError, SecretBoxError, RegistryError,

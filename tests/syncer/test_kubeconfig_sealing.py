@@ -1,9 +1,11 @@
-"""Kubeconfigs at rest: sealed in the database, opened by pull mode, refused (not crashed
-on) when altered; an unsafe key file stops the server at start."""
+"""Kubeconfigs at rest: sealed in the database, opened by pull mode, rotated by
+``kubepedia keys``, refused (not crashed on) when altered; an unsafe key file stops the
+server at start."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
 from collections.abc import AsyncIterator
@@ -46,6 +48,15 @@ async def add_configmap(url: str, name: str) -> None:
         assert resp.status == 201
 
 
+async def keys_command(*args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "kubepedia", "keys", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
 @pytest_asyncio.fixture
 async def sim() -> AsyncIterator[kubesim.SimServer]:
     async with kubesim.running(generate={"namespaces": 2, "pods": 10}, seed=17) as server:
@@ -62,6 +73,41 @@ async def test_kubeconfigs_are_sealed_at_rest_and_pull_mode_syncs(ingest: Ingest
         assert clear not in value
     assert SecretBox(key_file).open(value, context="clusters/sealed/kubeconfig") == document
     await wait_converged(pool, "sealed", sim.url, within=120)
+
+
+async def test_rotation_reseals_and_the_old_key_can_go(ingest: Ingest, pool: asyncpg.Pool, db_url: str,
+                                                       key_file: Path, sim: kubesim.SimServer,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="syncer.pull")
+    await register(ingest, "rotating", sim.url)
+    await wait_converged(pool, "rotating", sim.url, within=120)
+    [old] = SecretBox(key_file).key_ids
+    where = ("--database-url", db_url, "--secret-key-file", str(key_file))
+    # A key added by hand but not used yet: the old one still seals the row, so it stays.
+    added = secretbox.add_key(key_file)
+    code, _, err = await keys_command(*where, "prune")
+    assert code == 1 and err == (f"kubepedia: key {old} still seals 1 stored kubeconfig(s): "
+                                 "run 'kubepedia keys rotate' first\n")
+    assert SecretBox(key_file).key_ids == [old, added.id]
+    code, out, err = await keys_command(*where, "rotate")
+    assert code == 0, err
+    newest = SecretBox(key_file).key_ids[-1]
+    assert out.splitlines()[0] == f"key {newest} added; 1 stored kubeconfig(s) re-sealed with it"
+    assert secretbox.key_id_of(await stored(pool, "rotating")) == newest
+    code, out, err = await keys_command(*where, "prune")
+    assert code == 0, err
+    assert out == f"dropped key {old}, {added.id}; key {newest} remains\n"
+    assert SecretBox(key_file).key_ids == [newest]
+    # The running server follows the key file: it still opens the row and keeps syncing,
+    # and seals new registrations with the new key.
+    await add_configmap(sim.url, "after-rotation")
+    await wait_converged(pool, "rotating", sim.url, within=120)
+    await register(ingest, "later", sim.url)
+    assert secretbox.key_id_of(await stored(pool, "later")) == newest
+    assert (await health(ingest, "rotating", healthy=True))["healthMessage"] is None
+    # Pull mode compares opened documents: a re-sealed, unchanged kubeconfig is no reason
+    # to stop and restart the cluster's sync.
+    assert [r for r in caplog.records if r.getMessage() == "pull cluster released"] == []
 
 
 async def test_a_tampered_kubeconfig_is_refused_and_pull_mode_goes_on(ingest: Ingest, pool: asyncpg.Pool,
@@ -149,3 +195,11 @@ async def test_serve_refuses_an_unsafe_key_file(tmp_path: Path, unsafe: str) -> 
     assert err.decode().splitlines() == [expected]
     assert not (data_dir / "pgdata").exists()  # refused before anything started
 
+
+async def test_keys_without_a_database_is_one_line(tmp_path: Path) -> None:
+    secretbox.create_key_file(tmp_path / secretbox.KEY_FILE_NAME)
+    code, out, err = await keys_command("--data-dir", str(tmp_path), "rotate")
+    assert (code, out) == (1, "")
+    assert err == (f"kubepedia: no embedded PostgreSQL in {tmp_path}: pass the server's --data-dir or "
+                   "--database-url\n")
+    assert len(SecretBox(tmp_path / secretbox.KEY_FILE_NAME).key_ids) == 1  # nothing was added
