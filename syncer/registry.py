@@ -164,16 +164,18 @@ async def reseal_kubeconfigs(conn: asyncpg.Connection, kubeconfigs: Kubeconfigs,
                                 " ORDER BY name FOR UPDATE")
         for row in rows:
             name, stored = row["name"], row["kubeconfig"]
-            document: str | None = stored
-            if secretbox.is_sealed(stored):
-                if clear_only or secretbox.key_id_of(stored) == newest:
-                    continue
-                document, error = kubeconfigs.open(name, stored)
-                if document is None:
+            if not secretbox.is_sealed(stored):
+                document = stored
+            elif clear_only or secretbox.key_id_of(stored) == newest:
+                continue
+            else:
+                opened, error = kubeconfigs.open(name, stored)
+                if opened is None:
                     failed[name] = error or "cannot be opened"
                     continue
+                document = opened
             await conn.execute("UPDATE clusters SET kubeconfig = $2 WHERE name = $1",
-                               name, kubeconfigs.seal(name, document or ""))
+                               name, kubeconfigs.seal(name, document))
             resealed.append(name)
     return Resealed(resealed=resealed, failed=failed)
 

@@ -271,6 +271,6 @@ def build_app(*, database_url: str, admin_token: str, kubeconfigs: registry.Kube
     app[GATE] = asyncio.Semaphore(WRITE_SLOTS)
     app.cleanup_ctx.append(pool_ctx(database_url, max_size=WRITE_SLOTS + 4))
     app.cleanup_ctx.append(PullManager.context(database_url=database_url, key=PULL, kubeconfigs=kubeconfigs,
-                                                   enabled=pull))
+                                               enabled=pull))
     app.add_routes(routes())
     return app

@@ -203,3 +203,19 @@ async def test_keys_without_a_database_is_one_line(tmp_path: Path) -> None:
     assert err == (f"kubepedia: no embedded PostgreSQL in {tmp_path}: pass the server's --data-dir or "
                    "--database-url\n")
     assert len(SecretBox(tmp_path / secretbox.KEY_FILE_NAME).key_ids) == 1  # nothing was added
+
+
+async def test_rotation_names_what_it_cannot_reseal(pool: asyncpg.Pool, db_url: str, key_file: Path) -> None:
+    box = SecretBox(key_file)
+    for name in ("good", "bad"):
+        await pool.execute("INSERT INTO clusters (name, mode, kubeconfig) VALUES ($1, 'pull', $2)",
+                           name, box.seal("doc", context=f"clusters/{name}/kubeconfig"))
+    await pool.execute("UPDATE clusters SET kubeconfig = (SELECT kubeconfig FROM clusters"
+                       " WHERE name = 'good') WHERE name = 'bad'")
+    where = ("--database-url", db_url, "--secret-key-file", str(key_file))
+    code, out, err = await keys_command(*where, "rotate")
+    assert code == 1
+    assert out.startswith(f"key {box.key_ids[-1]} added; 1 stored kubeconfig(s) re-sealed with it\n")
+    assert err == ("kubepedia: cluster bad: the stored kubeconfig cannot be used: does not open with key "
+                   f"{box.key_ids[0]}: altered, or sealed for another place\n")
+    assert secretbox.key_id_of(await stored(pool, "good")) == box.key_ids[-1]
