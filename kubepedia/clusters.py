@@ -18,7 +18,8 @@ from kubepedia.config import DEFAULT_SERVER, default_data_dir, read_admin_token
 
 # kubeconfig fields naming a file, and the inline field that replaces each.
 _FILE_FIELDS = {"certificate-authority": "certificate-authority-data",
-                "client-certificate": "client-certificate-data", "client-key": "client-key-data"}
+                "client-certificate": "client-certificate-data", "client-key": "client-key-data",
+                "tokenFile": "token"}
 
 
 class CommandError(RuntimeError):
@@ -47,32 +48,59 @@ def add_parser(sub: Any) -> None:
 
 
 def flatten_kubeconfig(path: Path, *, context: str | None) -> str:
-    """The kubeconfig as one self-contained document (file references inlined), since it is
-    stored in the database and used by whichever syncer owns the cluster."""
+    """The kubeconfig as one self-contained document for one context (its cluster and user
+    only, file references inlined), since it is stored in the database and used by
+    whichever syncer owns the cluster. Like ``kubectl config view --minify --flatten``: the
+    user's other credentials stay on this machine, and the server, which refuses documents
+    that name files or commands, is not sent entries it has no use for."""
     try:
         doc = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise CommandError(f"cannot read kubeconfig {path}: {exc}") from exc
     if not isinstance(doc, dict):
         raise CommandError(f"{path} is not a kubeconfig")
-    for section, inner in (("clusters", "cluster"), ("users", "user")):
-        for entry in doc.get(section) or []:
-            _inline_files(entry.get(inner) or {}, base=path.parent)
-    if context is not None:
-        if not any(c.get("name") == context for c in doc.get("contexts") or []):
-            raise CommandError(f"{path} has no context {context!r}")
-        doc["current-context"] = context
-    return yaml.safe_dump(doc)
+    name = context or doc.get("current-context")
+    if not name:
+        raise CommandError(f"{path} has no current-context: name one with --context")
+    chosen = _named(doc, "contexts", name)
+    if chosen is None:
+        raise CommandError(f"{path} has no context {name!r}")
+    body = chosen.get("context")
+    if not isinstance(body, dict):
+        body = {}
+    cluster = _named(doc, "clusters", body.get("cluster"))
+    if cluster is None:
+        raise CommandError(f"{path}: context {name!r} names no cluster of the file")
+    user = _named(doc, "users", body.get("user"))
+    _inline_files(cluster.get("cluster"), base=path.parent)
+    if user is not None:
+        _inline_files(user.get("user"), base=path.parent)
+    return yaml.safe_dump({"apiVersion": "v1", "kind": "Config", "current-context": name,
+                           "contexts": [chosen], "clusters": [cluster],
+                           "users": [user] if user is not None else []})
 
 
-def _inline_files(fields: dict[str, Any], *, base: Path) -> None:
+def _named(doc: dict[str, Any], section: str, name: Any) -> dict[str, Any] | None:
+    entries = doc.get(section)
+    for entry in entries if isinstance(entries, list) else []:
+        if isinstance(entry, dict) and name is not None and entry.get("name") == name:
+            return entry
+    return None
+
+
+def _inline_files(fields: Any, *, base: Path) -> None:
+    if not isinstance(fields, dict):
+        return
     for name, inline in _FILE_FIELDS.items():
         ref = fields.pop(name, None)
         if ref and inline not in fields:
             try:
-                fields[inline] = base64.b64encode((base / ref).read_bytes()).decode()
+                content = (base / ref).read_bytes()
             except OSError as exc:
                 raise CommandError(f"kubeconfig refers to {ref}: {exc}") from exc
+            # A token file holds the token itself; the other files go in as base64.
+            fields[inline] = (content.decode("utf-8", "replace").strip() if name == "tokenFile"
+                              else base64.b64encode(content).decode())
 
 
 async def _call(args: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:

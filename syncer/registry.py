@@ -2,7 +2,10 @@
 
 Push clusters authenticate their agent with a token that is shown once and stored only
 as its SHA-256. Pull clusters keep their kubeconfig document in the database, so that any
-syncer process sharing the database can take the cluster over.
+syncer process sharing the database can take the cluster over. This module is the only
+one that reads or writes that column: documents are checked when registered (no commands
+or local files unless the server allows them, see ``agent.kubeconfig_policy``), sealed
+before they are written and opened when read (``syncer.secretbox``).
 """
 
 from __future__ import annotations
@@ -11,12 +14,15 @@ import hashlib
 import hmac
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
 import asyncpg
-import yaml
+
+from agent import kubeconfig_policy
+from syncer import secretbox
+from syncer.secretbox import KeyFileError, SecretBox, SecretBoxError
 
 Mode = Literal["push", "pull"]
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -39,7 +45,10 @@ class Cluster:
     name: str
     mode: Mode
     labels: dict[str, str]
-    kubeconfig: str | None
+    # The kubeconfig document in clear: set only when read through ``Kubeconfigs``
+    # (``pull_clusters``), and kept out of reprs, hence out of logs and tracebacks.
+    kubeconfig: str | None = field(repr=False)
+    kubeconfig_error: str | None  # why the stored kubeconfig cannot be opened
     settings: dict[str, Any]
     healthy: bool | None
     health_message: str | None
@@ -62,39 +71,135 @@ def check_name(name: str) -> None:
             code=422, reason="Invalid")
 
 
-def _cluster(row: asyncpg.Record) -> Cluster:
-    return Cluster(name=row["name"], mode=row["mode"], labels=row["labels"], kubeconfig=row["kubeconfig"],
-                   settings=row["settings"], healthy=row["healthy"], health_message=row["health_message"],
-                   last_seen_at=row["last_seen_at"])
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Kubeconfigs:
+    """How pull clusters' kubeconfigs are kept: sealed with ``box`` at rest, and refused
+    when they would run commands or read files on this machine, unless ``allow_local``
+    (``kubepedia serve --allow-kubeconfig-exec``)."""
+
+    box: SecretBox
+    allow_local: bool = False
+
+    def check(self, document: str) -> None:
+        """Refuse (422) a document that is no kubeconfig or that the policy refuses."""
+        try:
+            kubeconfig_policy.check(kubeconfig_policy.parse(document), allow_local=self.allow_local)
+        except kubeconfig_policy.KubeconfigUnreadable as exc:
+            raise RegistryError(f"the kubeconfig is {exc}", code=422, reason="Invalid") from exc
+        except kubeconfig_policy.KubeconfigRefused as exc:
+            raise RegistryError(f"{exc}{ALLOWANCE_HINT}", code=422, reason="Invalid") from exc
+
+    def seal(self, cluster: str, document: str) -> str:
+        try:
+            return self.box.seal(document, context=_context(cluster))
+        except SecretBoxError as exc:
+            raise RegistryError(f"cannot seal the kubeconfig: {exc}", code=500,
+                                reason="InternalError") from exc
+
+    def open(self, cluster: str, stored: str) -> tuple[str | None, str | None]:
+        """(document, None), or (None, why it cannot be opened)."""
+        try:
+            return self.box.open(stored, context=_context(cluster)), None
+        except SecretBoxError as exc:
+            return None, f"the stored kubeconfig cannot be used: {exc}"
 
 
-async def add(pool: asyncpg.Pool, *, name: str, mode: Mode, kubeconfig: str | None = None,
-              labels: dict[str, str] | None = None, settings: dict[str, Any] | None = None) -> str | None:
+ALLOWANCE_HINT = " (allowed only when the server runs with --allow-kubeconfig-exec)"
+
+
+def _context(cluster: str) -> str:
+    return f"clusters/{cluster}/kubeconfig"
+
+
+def _cluster(row: asyncpg.Record, kubeconfigs: Kubeconfigs | None = None) -> Cluster:
+    document, error = None, None
+    if kubeconfigs is not None and row["kubeconfig"] is not None:
+        document, error = kubeconfigs.open(row["name"], row["kubeconfig"])
+    return Cluster(name=row["name"], mode=row["mode"], labels=row["labels"], kubeconfig=document,
+                   kubeconfig_error=error, settings=row["settings"], healthy=row["healthy"],
+                   health_message=row["health_message"], last_seen_at=row["last_seen_at"])
+
+
+async def add(pool: asyncpg.Pool, *, name: str, mode: Mode, kubeconfigs: Kubeconfigs,
+              kubeconfig: str | None = None, labels: dict[str, str] | None = None,
+              settings: dict[str, Any] | None = None) -> str | None:
     """Register a cluster; returns the agent token for a push cluster (shown once)."""
     check_name(name)
-    if mode == "pull" and not kubeconfig:
-        raise RegistryError("a pull cluster needs a kubeconfig", code=422, reason="Invalid")
+    sealed = None
     if mode == "pull":
-        _check_kubeconfig(kubeconfig or "")
+        if not kubeconfig:
+            raise RegistryError("a pull cluster needs a kubeconfig", code=422, reason="Invalid")
+        kubeconfigs.check(kubeconfig)
+        sealed = kubeconfigs.seal(name, kubeconfig)
     token = secrets.token_urlsafe(32) if mode == "push" else None
     try:
         await pool.execute(
             "INSERT INTO clusters (name, mode, labels, token_hash, kubeconfig, settings)"
             " VALUES ($1, $2, $3, $4, $5, $6)",
             name, mode, labels or {}, hash_token(token) if token else None,
-            kubeconfig if mode == "pull" else None, settings or {})
+            sealed, settings or {})
     except asyncpg.UniqueViolationError as exc:
         raise RegistryError(f"cluster {name!r} already exists", code=409, reason="AlreadyExists") from exc
     return token
 
 
-def _check_kubeconfig(document: str) -> None:
-    try:
-        parsed = yaml.safe_load(document)
-    except yaml.YAMLError as exc:
-        raise RegistryError(f"the kubeconfig is not YAML: {exc}", code=422, reason="Invalid") from exc
-    if not isinstance(parsed, dict):
-        raise RegistryError("the kubeconfig is not a mapping", code=422, reason="Invalid")
+@dataclass(frozen=True, slots=True)
+class Resealed:
+    resealed: list[str]  # clusters whose kubeconfig is now sealed with the newest key
+    failed: dict[str, str]  # cluster -> why its kubeconfig could not be opened (left as it was)
+
+
+async def reseal_kubeconfigs(conn: asyncpg.Connection, kubeconfigs: Kubeconfigs, *,
+                             clear_only: bool) -> Resealed:
+    """Seal stored kubeconfigs with the newest key: those stored in clear (written before
+    kubeconfigs were sealed) and, unless ``clear_only``, those sealed with an older key.
+
+    One transaction over locked rows, so processes doing this at once do it once (the
+    second re-reads each row after the first committed, and finds nothing to do)."""
+    newest = kubeconfigs.box.key_ids[-1]
+    resealed: list[str] = []
+    failed: dict[str, str] = {}
+    async with conn.transaction():
+        rows = await conn.fetch("SELECT name, kubeconfig FROM clusters WHERE kubeconfig IS NOT NULL"
+                                " ORDER BY name FOR UPDATE")
+        for row in rows:
+            name, stored = row["name"], row["kubeconfig"]
+            if not secretbox.is_sealed(stored):
+                document = stored
+            elif clear_only or secretbox.key_id_of(stored) == newest:
+                continue
+            else:
+                opened, error = kubeconfigs.open(name, stored)
+                if opened is None:
+                    failed[name] = error or "cannot be opened"
+                    continue
+                document = opened
+            await conn.execute("UPDATE clusters SET kubeconfig = $2 WHERE name = $1",
+                               name, kubeconfigs.seal(name, document))
+            resealed.append(name)
+    return Resealed(resealed=resealed, failed=failed)
+
+
+async def key_usage(conn: asyncpg.Connection) -> dict[str, int]:
+    """How many stored kubeconfigs each key id seals ("" for those stored in clear)."""
+    rows = await conn.fetch(
+        "SELECT CASE WHEN starts_with(kubeconfig, $1) THEN split_part(kubeconfig, ':', 2) ELSE ''"
+        " END AS key_id, count(*) AS n FROM clusters WHERE kubeconfig IS NOT NULL GROUP BY 1",
+        secretbox.PREFIX)
+    return {r["key_id"]: int(r["n"]) for r in rows}
+
+
+async def prepare_kubeconfigs(conn: asyncpg.Connection, kubeconfigs: Kubeconfigs) -> Resealed:
+    """At start: refuse a key file that opens none of the sealed kubeconfigs (it is not the
+    key file of the other processes sharing this database), then seal those still stored
+    in clear by a version that did not seal them."""
+    sealed_with = {key_id for key_id in await key_usage(conn) if key_id}
+    if sealed_with and not sealed_with & set(kubeconfigs.box.key_ids):
+        raise KeyFileError(
+            f"key file {kubeconfigs.box.path} opens none of the stored kubeconfigs (sealed with key "
+            f"{', '.join(sorted(sealed_with))}): every kubepedia serve sharing a database needs the "
+            "same key file")
+    return await reseal_kubeconfigs(conn, kubeconfigs, clear_only=True)
 
 
 async def get(pool: asyncpg.Pool, name: str) -> Cluster | None:
@@ -102,10 +207,12 @@ async def get(pool: asyncpg.Pool, name: str) -> Cluster | None:
     return _cluster(row) if row is not None else None
 
 
-async def pull_clusters(pool: asyncpg.Pool) -> list[Cluster]:
+async def pull_clusters(pool: asyncpg.Pool, kubeconfigs: Kubeconfigs) -> list[Cluster]:
+    """Pull clusters with their kubeconfigs opened; one that cannot be opened (altered, or
+    sealed with a key this process lacks) carries ``kubeconfig_error`` instead."""
     rows = await pool.fetch(
         "SELECT * FROM clusters WHERE mode = 'pull' AND removing_at IS NULL ORDER BY name")
-    return [_cluster(r) for r in rows]
+    return [_cluster(r, kubeconfigs) for r in rows]
 
 
 async def authenticate(pool: asyncpg.Pool, *, cluster: str, token: str) -> Cluster:

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 ADMIN_TOKEN = web.AppKey("admin_token", str)
 GATE = web.AppKey("gate", asyncio.Semaphore)
 PULL = web.AppKey("pull", PullManager)
+KUBECONFIGS = web.AppKey("kubeconfigs", registry.Kubeconfigs)
 MAX_BODY = 64 * 1024 * 1024  # a page of 500 objects; a single object is at most 3 MiB
 WRITE_SLOTS = 6  # concurrent ingest transactions; the pool keeps room for reads
 ADMISSION_WAIT_S = 2.0
@@ -222,7 +223,7 @@ async def admin_add(request: web.Request) -> web.Response:
     if kubeconfig is not None and not isinstance(kubeconfig, str):
         raise BadInput("kubeconfig must be the kubeconfig document as a string")
     token = await registry.add(request.app[POOL], name=name, mode=mode, kubeconfig=kubeconfig,
-                               labels=labels, settings=settings)
+                               kubeconfigs=request.app[KUBECONFIGS], labels=labels, settings=settings)
     log.info("cluster registered", extra={"cluster": name, "mode": mode})
     if mode == "pull":
         request.app[PULL].poke()
@@ -262,11 +263,14 @@ def routes() -> list[web.RouteDef]:
     ]
 
 
-def build_app(*, database_url: str, admin_token: str, pull: bool = True) -> web.Application:
+def build_app(*, database_url: str, admin_token: str, kubeconfigs: registry.Kubeconfigs,
+              pull: bool = True) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY, middlewares=[errors_as_status])
     app[ADMIN_TOKEN] = admin_token
+    app[KUBECONFIGS] = kubeconfigs
     app[GATE] = asyncio.Semaphore(WRITE_SLOTS)
     app.cleanup_ctx.append(pool_ctx(database_url, max_size=WRITE_SLOTS + 4))
-    app.cleanup_ctx.append(PullManager.context(database_url=database_url, key=PULL, enabled=pull))
+    app.cleanup_ctx.append(PullManager.context(database_url=database_url, key=PULL, kubeconfigs=kubeconfigs,
+                                               enabled=pull))
     app.add_routes(routes())
     return app

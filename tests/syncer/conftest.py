@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
+import pytest
 import pytest_asyncio
 from aiohttp import web
 
+from syncer import secretbox
+from syncer.registry import Kubeconfigs
+from syncer.secretbox import SecretBox
 from syncer.server import build_app
 
 ADMIN = "admin-secret"
@@ -36,14 +42,31 @@ class Ingest:
         return token
 
 
+@pytest.fixture
+def key_file(tmp_path: Path) -> Path:
+    """The ingest app's key file (0600, one key), as ``kubepedia serve`` creates it."""
+    path = tmp_path / "keys" / secretbox.KEY_FILE_NAME
+    secretbox.create_key_file(path)
+    return path
+
+
 @pytest_asyncio.fixture
-async def ingest(db_url: str) -> AsyncIterator[Ingest]:
-    app = build_app(database_url=db_url, admin_token=ADMIN)
+async def ingest(db_url: str, key_file: Path) -> AsyncIterator[Ingest]:
+    async with serving(db_url, Kubeconfigs(box=SecretBox(key_file))) as running:
+        yield running
+
+
+@asynccontextmanager
+async def serving(db_url: str, kubeconfigs: Kubeconfigs) -> AsyncIterator[Ingest]:
+    """The ingest application on a free loopback port, until the context ends."""
+    app = build_app(database_url=db_url, admin_token=ADMIN, kubeconfigs=kubeconfigs)
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    async with aiohttp.ClientSession() as session:
-        yield Ingest(url=f"http://127.0.0.1:{port}", app=app, session=session)
-    await runner.cleanup()
+    try:
+        async with aiohttp.ClientSession() as session:
+            yield Ingest(url=f"http://127.0.0.1:{port}", app=app, session=session)
+    finally:
+        await runner.cleanup()
