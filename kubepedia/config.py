@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from syncer import secretfile
+
 DEFAULT_API_LISTEN = "127.0.0.1:8080"
 DEFAULT_INGEST_LISTEN = "127.0.0.1:8081"
 
@@ -31,36 +33,19 @@ ADMIN_TOKEN_FILE = "admin.token"
 
 
 def ensure_admin_token(data_dir: Path) -> str:
-    """The registry's admin token, created on first start; readable by its owner only."""
-    import secrets
+    """The registry's admin token, created on first start; readable by its owner only.
 
-    path = data_dir / ADMIN_TOKEN_FILE
-    existing = path.read_text().strip() if path.exists() else ""
-    if existing:
-        return existing
-    data_dir.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_urlsafe(32)
-    # Written whole under a temporary name, then renamed: a second server starting at the
-    # same moment reads either nothing or a complete token, never half of one.
-    tmp = path.with_name(f".{ADMIN_TOKEN_FILE}.{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(token + "\n")
-    if path.exists():  # there but empty: damaged, replace it
-        os.replace(tmp, path)
-        return token
-    try:
-        os.link(tmp, path)  # fails if another process won the race: use its token
-    except FileExistsError:
-        token = path.read_text().strip()
-    finally:
-        tmp.unlink()
-    return token
+    Two servers starting at the same moment end up with the same token; a token file that
+    is a link, not a regular file, someone else's, or open to group or others is refused
+    (``secretfile.UnsafeSecretFile``, one line naming the file and the fix).
+    """
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return secretfile.ensure(data_dir / ADMIN_TOKEN_FILE, "admin token")
 
 
 def read_admin_token(data_dir: Path) -> str | None:
+    """``$KUBEPEDIA_ADMIN_TOKEN``, else the server's token file (under the same rules)."""
     explicit = os.environ.get("KUBEPEDIA_ADMIN_TOKEN")
     if explicit:
         return explicit
-    path = data_dir / ADMIN_TOKEN_FILE
-    return path.read_text().strip() if path.exists() else None
+    return secretfile.read(data_dir / ADMIN_TOKEN_FILE, "admin token") or None

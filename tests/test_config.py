@@ -1,0 +1,136 @@
+"""The admin token file's rules."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from kubepedia.config import ADMIN_TOKEN_FILE, ensure_admin_token, read_admin_token
+from syncer import secretfile
+from syncer.secretfile import UnsafeSecretFile
+
+# -- the admin token file ------------------------------------------------------------------------
+
+def test_token_is_made_private_and_kept(tmp_path: Path) -> None:
+    token = ensure_admin_token(tmp_path / "data")
+    path = tmp_path / "data" / ADMIN_TOKEN_FILE
+    st = path.lstat()
+    assert stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o600 and st.st_uid == os.geteuid()
+    assert ensure_admin_token(tmp_path / "data") == token
+    assert read_admin_token(tmp_path / "data") == token
+    assert [p.name for p in (tmp_path / "data").iterdir()] == [ADMIN_TOKEN_FILE]  # no temporary left
+
+
+def test_servers_starting_together_share_one_token(tmp_path: Path) -> None:
+    barrier = threading.Barrier(8)
+    tokens: list[str] = []
+
+    def one() -> None:
+        barrier.wait()
+        tokens.append(ensure_admin_token(tmp_path))
+
+    threads = [threading.Thread(target=one) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(tokens) == 8 and len(set(tokens)) == 1
+    assert (tmp_path / ADMIN_TOKEN_FILE).read_text().strip() == tokens[0]
+
+
+def test_a_symlinked_token_is_refused(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_text("planted\n")
+    elsewhere.chmod(0o600)
+    (tmp_path / ADMIN_TOKEN_FILE).symlink_to(elsewhere)
+    for call in (ensure_admin_token, read_admin_token):
+        with pytest.raises(UnsafeSecretFile, match="symbolic link") as refused:
+            call(tmp_path)
+        assert str(tmp_path / ADMIN_TOKEN_FILE) in str(refused.value)
+
+
+def test_a_dangling_symlink_is_refused_not_followed(tmp_path: Path) -> None:
+    target = tmp_path / "target"
+    (tmp_path / ADMIN_TOKEN_FILE).symlink_to(target)
+    with pytest.raises(UnsafeSecretFile, match="symbolic link"):
+        ensure_admin_token(tmp_path)
+    assert not target.exists()
+
+
+def test_a_token_open_to_others_is_refused(tmp_path: Path) -> None:
+    ensure_admin_token(tmp_path)
+    path = tmp_path / ADMIN_TOKEN_FILE
+    for mode in (0o644, 0o640, 0o602):
+        path.chmod(mode)
+        with pytest.raises(UnsafeSecretFile, match=rf"mode {mode:04o}.*chmod 600 {path}"):
+            ensure_admin_token(tmp_path)
+        with pytest.raises(UnsafeSecretFile, match=rf"mode {mode:04o}"):
+            read_admin_token(tmp_path)
+
+
+def test_a_token_that_is_not_a_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / ADMIN_TOKEN_FILE).mkdir(mode=0o700)
+    with pytest.raises(UnsafeSecretFile, match="not a regular file"):
+        ensure_admin_token(tmp_path)
+    (tmp_path / ADMIN_TOKEN_FILE).rmdir()
+    os.mkfifo(tmp_path / ADMIN_TOKEN_FILE, 0o600)  # opening it must not wait for a writer
+    with pytest.raises(UnsafeSecretFile, match="not a regular file"):
+        read_admin_token(tmp_path)
+
+
+def test_someone_elses_token_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ensure_admin_token(tmp_path)
+    monkeypatch.setattr(os, "geteuid", lambda: os.stat(tmp_path).st_uid + 4242)
+    with pytest.raises(UnsafeSecretFile, match=r"owned by .* not by .*chown"):
+        ensure_admin_token(tmp_path)
+
+
+async def test_serve_refuses_an_open_token_in_one_line(tmp_path: Path, db_url: str) -> None:
+    ensure_admin_token(tmp_path)
+    (tmp_path / ADMIN_TOKEN_FILE).chmod(0o644)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "kubepedia", "serve", "--database-url", db_url, "--data-dir", str(tmp_path),
+        "--api-listen", "127.0.0.1:0", "--ingest-listen", "127.0.0.1:0", stderr=asyncio.subprocess.PIPE)
+    assert proc.stderr is not None
+    lines = []
+    while line := (await proc.stderr.readline()).decode():
+        lines.append(line)
+        if "listening" in line:  # it took the token: stop it, the test has failed
+            proc.terminate()
+    await proc.wait()
+    assert proc.returncode == 1, "".join(lines)
+    assert lines[-1].strip() == (
+        f"kubepedia: refusing admin token file {tmp_path / ADMIN_TOKEN_FILE}: mode 0644 lets group or "
+        f"others at it; run `chmod 600 {tmp_path / ADMIN_TOKEN_FILE}`")
+
+
+async def test_cluster_command_refuses_a_symlinked_token_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "elsewhere").write_text("planted\n")
+    (tmp_path / ADMIN_TOKEN_FILE).symlink_to(tmp_path / "elsewhere")
+    env = {k: v for k, v in os.environ.items() if k != "KUBEPEDIA_ADMIN_TOKEN"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "kubepedia", "cluster", "--data-dir", str(tmp_path), "list",
+        stderr=asyncio.subprocess.PIPE, env=env)
+    _, stderr = await proc.communicate()
+    assert proc.returncode == 1
+    lines = stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        f"kubepedia: refusing admin token file {tmp_path / ADMIN_TOKEN_FILE}: it is a symbolic link")
+
+
+def test_secret_files_are_made_exclusively(tmp_path: Path) -> None:
+    target = tmp_path / "target"
+    target.write_text("theirs\n")
+    (tmp_path / "link").symlink_to(target)
+    for taken in (tmp_path / "link", target):  # neither followed nor reused
+        with pytest.raises(OSError):
+            secretfile.write_temporary(taken, "mine")
+    assert target.read_text() == "theirs\n"
+    secretfile.write_temporary(tmp_path / "new", "mine")
+    assert stat.S_IMODE((tmp_path / "new").stat().st_mode) == 0o600
