@@ -9,15 +9,26 @@ from syncer import secretfile
 
 DEFAULT_API_LISTEN = "127.0.0.1:8080"
 DEFAULT_INGEST_LISTEN = "127.0.0.1:8081"
+SYSTEM_DATA_DIR = Path("/var/lib/kubepedia")
 
 
 def default_data_dir() -> Path:
-    """``$KUBEPEDIA_DATA_DIR``, else the user's data directory (XDG)."""
+    """``$KUBEPEDIA_DATA_DIR``, else the user's data directory (XDG); for root, a system one.
+
+    Under root the embedded PostgreSQL runs as a service user that must reach the data dir,
+    and root's home is closed to it (and must stay so): root's default is /var/lib. A store
+    that an earlier kubepedia made in root's home stays where it is, so it keeps being used.
+    """
     explicit = os.environ.get("KUBEPEDIA_DATA_DIR")
     if explicit:
         return Path(explicit).expanduser()
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "kubepedia"
+    user_dir = Path(base) / "kubepedia"
+    if os.geteuid() != 0:
+        return user_dir
+    if (user_dir / "pgdata").exists() and not SYSTEM_DATA_DIR.exists():
+        return user_dir
+    return SYSTEM_DATA_DIR
 
 
 def parse_listen(value: str) -> tuple[str, int]:

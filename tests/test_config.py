@@ -1,4 +1,4 @@
-"""The admin token file's rules."""
+"""Where kubepedia keeps its data by default, and the admin token file's rules."""
 
 from __future__ import annotations
 
@@ -11,9 +11,52 @@ from pathlib import Path
 
 import pytest
 
-from kubepedia.config import ADMIN_TOKEN_FILE, ensure_admin_token, read_admin_token
+from kubepedia import config
+from kubepedia.config import ADMIN_TOKEN_FILE, default_data_dir, ensure_admin_token, read_admin_token
 from syncer import secretfile
 from syncer.secretfile import UnsafeSecretFile
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.delenv("KUBEPEDIA_DATA_DIR", raising=False)
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setattr(config, "SYSTEM_DATA_DIR", tmp_path / "var" / "lib" / "kubepedia")
+    return tmp_path
+
+
+# -- the default data dir -----------------------------------------------------------------------
+
+def test_a_user_keeps_data_in_the_xdg_data_home(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert default_data_dir() == home / ".local" / "share" / "kubepedia"
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / "xdg"))
+    assert default_data_dir() == home / "xdg" / "kubepedia"
+
+
+def test_root_keeps_data_under_var_lib(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("KUBEPEDIA_DATA_DIR", raising=False)
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    assert default_data_dir() == Path("/var/lib/kubepedia")
+
+
+def test_root_keeps_using_a_store_made_in_its_home(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    earlier = home / ".local" / "share" / "kubepedia"
+    (earlier / "pgdata").mkdir(parents=True)
+    assert default_data_dir() == earlier
+    config.SYSTEM_DATA_DIR.mkdir(parents=True)  # once there is a system store, it wins
+    assert default_data_dir() == config.SYSTEM_DATA_DIR
+
+
+def test_an_explicit_data_dir_wins_for_root_too(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setenv("KUBEPEDIA_DATA_DIR", str(home / "mine"))
+    assert default_data_dir() == home / "mine"
+
 
 # -- the admin token file ------------------------------------------------------------------------
 
