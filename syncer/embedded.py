@@ -5,6 +5,10 @@ Python layer because we need a TCP listener on loopback (other processes such as
 syncer or ``psql`` connect to it), a stable port across restarts, and a stop that can be
 awaited from asyncio. PostgreSQL refuses to run as root, so under root the server runs as
 an unprivileged system user that owns the data directory.
+
+kubepedia never changes the mode of a directory it did not create. Under root the service
+user must reach the data dir and the wheel's programs; when it cannot, the start stops
+before ``initdb`` and names the directory in the way.
 """
 
 from __future__ import annotations
@@ -38,6 +42,10 @@ class EmbeddedError(RuntimeError):
 @dataclass(frozen=True, kw_only=True, slots=True)
 class EmbeddedPostgres:
     data_dir: Path  # kubepedia's data dir; the cluster lives in data_dir / "pgdata"
+
+    def __post_init__(self) -> None:
+        # Absolute: under root the server's programs run as another user, from "/".
+        object.__setattr__(self, "data_dir", self.data_dir.absolute())
 
     @property
     def pgdata(self) -> Path:
@@ -91,22 +99,82 @@ def _run_as() -> str | None:
     return SERVICE_USER
 
 
-def _grant_traversal(path: Path) -> None:
-    """Let the service user reach ``path``: every parent needs o+x."""
-    for parent in [path, *path.parents]:
-        mode = parent.stat().st_mode
-        if not mode & stat.S_IXOTH:
-            parent.chmod(mode | stat.S_IXOTH)
+def _make_dirs(path: Path, *, root: bool) -> None:
+    """Create ``path`` and its missing parents. Only directories made here get a mode of
+    our choosing: the data dir 0700, or 0711 under root so the service user can pass
+    through to pgdata; parents made under root are opened for passing through (o+x)."""
+    missing = []
+    for candidate in [path, *path.parents]:
+        if os.path.lexists(candidate):
+            break
+        missing.append(candidate)
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, 0o700 if directory == path else 0o777)
+        except FileExistsError:
+            continue  # made by someone else meanwhile: not ours to change
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            if directory == path:
+                os.fchmod(fd, 0o711 if root else 0o700)
+            elif root:
+                os.fchmod(fd, stat.S_IMODE(os.fstat(fd).st_mode) | 0o111)
+        finally:
+            os.close(fd)
+
+
+# Prints the first of its arguments that the user running it may not search (a directory)
+# or execute (a program), and fails; succeeds when every one is open to it.
+_FIRST_CLOSED = 'for p; do test -x "$p" || { printf "%s\\n" "$p"; exit 1; }; done'
+
+
+def _first_closed(user: str, path: Path) -> Path | None:
+    """The first directory on the way to ``path`` (or ``path`` itself) that ``user`` cannot
+    pass, found by trying as that user: mode bits are not the whole story (ACLs, groups)."""
+    chain = [*reversed(path.parents), path]
+    result = subprocess.run(["/bin/sh", "-c", _FIRST_CLOSED, "sh", *map(str, chain)],
+                            capture_output=True, text=True, check=False, **_as_user(user))
+    if result.returncode == 0:
+        return None
+    named = result.stdout.strip()
+    return Path(named) if named else path
+
+
+def _require_reachable(user: str, path: Path, what: str, otherwise: str) -> None:
+    closed = _first_closed(user, path)
+    if closed is None:
+        return
+    try:
+        why = f"{closed} is mode {stat.S_IMODE(closed.stat().st_mode):04o}"
+    except OSError as exc:
+        why = f"{closed}: {exc.strerror}"
+    raise EmbeddedError(f"the PostgreSQL service user {user} cannot reach {what}: {why}; "
+                        f"run `chmod o+x {closed}` or {otherwise}")
+
+
+def _make_pgdata(pg: EmbeddedPostgres, user: str) -> None:
+    entry = pwd.getpwnam(user)
+    try:
+        os.mkdir(pg.pgdata, 0o700)
+    except FileExistsError:
+        st = pg.pgdata.stat()
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != entry.pw_uid:
+            raise EmbeddedError(f"{pg.pgdata} must be a directory owned by {user}; "
+                                f"run `chown -R {user}: {pg.pgdata}`") from None
+        return
+    os.chown(pg.pgdata, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
 
 
 def _prepare(pg: EmbeddedPostgres, user: str | None) -> None:
-    pg.data_dir.mkdir(parents=True, exist_ok=True)
+    """Directories and (the first time) initdb."""
+    _make_dirs(pg.data_dir, root=user is not None)
     if user is not None:
-        entry = pwd.getpwnam(user)
-        _grant_traversal(pg.data_dir)
-        _grant_traversal(_bin("postgres"))
-        pg.pgdata.mkdir(mode=0o700, exist_ok=True)
-        os.chown(pg.pgdata, entry.pw_uid, entry.pw_gid)
+        _require_reachable(user, pg.data_dir, pg.data_dir.as_posix(),
+                           "choose a --data-dir it can reach, such as one under /var/lib")
+        programs = _bin("postgres")
+        _require_reachable(user, programs, f"the PostgreSQL programs in {programs.parent}",
+                           "install kubepedia where every user can read it (not under /root)")
+        _make_pgdata(pg, user)
     if (pg.pgdata / "PG_VERSION").exists():
         return
     log.info("initializing embedded PostgreSQL", extra={"pgdata": str(pg.pgdata)})
@@ -120,11 +188,15 @@ def _prepare(pg: EmbeddedPostgres, user: str | None) -> None:
 
 def _as_user(user: str | None) -> dict[str, Any]:
     """subprocess arguments that drop to ``user`` with its own group and no others
-    (root's group would otherwise decide access to root-owned parent directories)."""
+    (root's group would otherwise decide access to root-owned parent directories), in "/"
+    (our working directory may be closed to it)."""
     if user is None:
         return {}
     entry = pwd.getpwnam(user)
-    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": [], "cwd": "/"}
+
+
+
 
 
 def _check(args: list[str], *, user: str | None, what: str) -> str:
