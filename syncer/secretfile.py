@@ -18,8 +18,12 @@ import stat
 from pathlib import Path
 
 
-class UnsafeSecretFile(OSError):
-    """A secret file is not as kubepedia made it; the message says what to do."""
+class SecretFileError(OSError):
+    """A secret file cannot be used; the message (one line) names it and says what to do."""
+
+
+class UnsafeSecretFile(SecretFileError):
+    """A secret file is not as kubepedia made it."""
 
 
 def _owner(uid: int) -> str:
@@ -57,7 +61,7 @@ def read(path: Path, what: str) -> str | None:
         if exc.errno == errno.ELOOP:
             raise _refuse(path, what, "it is a symbolic link",
                           "replace it with the file itself (`mv` the target there) or remove it") from exc
-        raise
+        raise SecretFileError(f"cannot read {what} file {path}: {exc.strerror}") from exc
     try:
         _check(path, os.fstat(fd), what)
     except BaseException:

@@ -177,3 +177,11 @@ def test_secret_files_are_made_exclusively(tmp_path: Path) -> None:
     assert target.read_text() == "theirs\n"
     secretfile.write_temporary(tmp_path / "new", "mine")
     assert stat.S_IMODE((tmp_path / "new").stat().st_mode) == 0o600
+
+
+def test_an_unreadable_token_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    path = not_a_dir / ADMIN_TOKEN_FILE
+    with pytest.raises(secretfile.SecretFileError, match=f"cannot read admin token file {path}: Not a dir"):
+        read_admin_token(not_a_dir)
