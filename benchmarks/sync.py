@@ -35,7 +35,6 @@ import bisect
 import contextlib
 import math
 import random
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -55,6 +54,7 @@ from benchmarks._procs import (
     log,
     peak_rss_mb,
     postmaster_pid,
+    reachable_tempdir,
     read_until,
 )
 from syncer import embedded
@@ -396,7 +396,7 @@ async def run(objects: int, rates: list[float], duration: float, seed: int, keep
         if keep:
             work = Path(keep)
         else:
-            work = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="kubepedia-bench-sync-")))
+            work = Path(cleanup.enter_context(reachable_tempdir("kubepedia-bench-sync-")))
         async with Procs(work) as procs:
             log("starting kubepedia serve on a fresh embedded PostgreSQL")
             syncer = await start_syncer(procs, work / "data")

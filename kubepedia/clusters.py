@@ -15,6 +15,7 @@ import orjson
 import yaml
 
 from kubepedia.config import DEFAULT_SERVER, default_data_dir, read_admin_token
+from syncer.secretfile import SecretFileError
 
 # kubeconfig fields naming a file, and the inline field that replaces each.
 _FILE_FIELDS = {"certificate-authority": "certificate-authority-data",
@@ -125,7 +126,7 @@ async def _call(args: argparse.Namespace, method: str, path: str, body: Any = No
 def run(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(_run(args))
-    except CommandError as exc:
+    except (CommandError, SecretFileError) as exc:
         print(f"kubepedia: {exc}", file=sys.stderr)
         return 1
 

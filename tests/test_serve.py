@@ -58,20 +58,20 @@ async def serving(data_dir: Path, *extra: str) -> AsyncIterator[tuple[str, str]]
         assert proc.returncode == 0, stderr.decode()
 
 
-async def test_serve_on_embedded_postgres_keeps_data(tmp_path: Path) -> None:
-    async with serving(tmp_path) as (api, ingest):
+async def test_serve_on_embedded_postgres_keeps_data(embedded_data_dir: Path) -> None:
+    async with serving(embedded_data_dir) as (api, ingest):
         async with aiohttp.ClientSession() as session:
             for base in (api, ingest):
                 async with session.get(base + "/healthz") as resp:
                     assert resp.status == 200
                     assert await resp.json() == {"status": "ok"}
-        url = EmbeddedPostgres(data_dir=tmp_path).url
+        url = EmbeddedPostgres(data_dir=embedded_data_dir).url
         conn = await asyncpg.connect(url)
         await conn.execute("INSERT INTO clusters (name, mode) VALUES ('kept', 'push')")
         await conn.close()
     with pytest.raises(OSError):
         await asyncpg.connect(url, timeout=2)  # stopped with the process
-    async with serving(tmp_path):
+    async with serving(embedded_data_dir):
         conn = await asyncpg.connect(url)
         assert await conn.fetchval("SELECT name FROM clusters") == "kept"
         await conn.close()

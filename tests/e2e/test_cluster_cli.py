@@ -54,6 +54,7 @@ async def test_cluster_commands(tmp_path: Path, db_url: str, pool: asyncpg.Pool)
 
 async def test_cli_without_a_server(tmp_path: Path) -> None:
     (tmp_path / "admin.token").write_text("t\n")
+    (tmp_path / "admin.token").chmod(0o600)  # a token open to others is refused
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "kubepedia", "cluster", "--server", "http://127.0.0.1:9",
         "--data-dir", str(tmp_path), "list", stderr=asyncio.subprocess.PIPE)
