@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from syncer import secretfile
+from syncer import datadir, secretfile
 
 DEFAULT_API_LISTEN = "127.0.0.1:8080"
 DEFAULT_INGEST_LISTEN = "127.0.0.1:8081"
@@ -48,9 +48,11 @@ def ensure_admin_token(data_dir: Path) -> str:
 
     Two servers starting at the same moment end up with the same token; a token file that
     is a link, not a regular file, someone else's, or open to group or others is refused
-    (``secretfile.UnsafeSecretFile``, one line naming the file and the fix).
+    (``secretfile.UnsafeSecretFile``, one line naming the file and the fix). A data dir that
+    does not exist yet is made private; ``kubepedia serve`` makes it before, fit for its
+    embedded PostgreSQL when that lives there.
     """
-    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    datadir.make(data_dir, embedded_server=False)
     return secretfile.ensure(data_dir / ADMIN_TOKEN_FILE, "admin token")
 
 

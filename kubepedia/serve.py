@@ -14,7 +14,7 @@ from aiohttp import web
 
 from apiserver.app import build_app as build_api_app
 from kubepedia.config import ensure_admin_token
-from syncer import embedded, registry, secretbox
+from syncer import datadir, embedded, registry, secretbox
 from syncer.db import connect, describe
 from syncer.migrations import migrate
 from syncer.registry import Kubeconfigs
@@ -36,6 +36,10 @@ class ServeConfig:
     def key_file(self) -> Path:
         return self.secret_key_file or self.data_dir / secretbox.KEY_FILE_NAME
 
+    @property
+    def embedded_server(self) -> bool:
+        return not self.database_url
+
 
 @asynccontextmanager
 async def database(config: ServeConfig) -> AsyncIterator[str]:
@@ -45,6 +49,12 @@ async def database(config: ServeConfig) -> AsyncIterator[str]:
         return
     async with embedded.running(config.data_dir) as pg:
         yield pg.url
+
+
+def make_data_dir(config: ServeConfig) -> None:
+    """The data dir, made before anything is written into it, fit for the embedded PostgreSQL
+    when that will live there (see ``syncer.datadir``)."""
+    datadir.make(config.data_dir, embedded_server=config.embedded_server)
 
 
 def open_kubeconfigs(config: ServeConfig) -> Kubeconfigs:
@@ -88,6 +98,7 @@ async def serve(config: ServeConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    make_data_dir(config)
     kubeconfigs = open_kubeconfigs(config)
     async with database(config) as url, AsyncExitStack() as stack:
         await prepare_store(url, kubeconfigs)

@@ -14,9 +14,10 @@ and kept in ``pg.password`` in the data dir, private to the user running kubeped
 environment, never a command line; ``EmbeddedPostgres.url`` carries it. A data dir made
 when the server trusted local connections is given a password on its next start.
 
-kubepedia never changes the mode of a directory it did not create. Under root the service
-user must reach the data dir and the wheel's programs; when it cannot, the start stops
-before ``initdb`` and names the directory in the way.
+kubepedia never changes the mode of a directory it did not create (``syncer.datadir`` makes
+the data dir). Under root the service user must reach the data dir and the wheel's
+programs; when it cannot, the start stops before ``initdb`` and names the directory in the
+way.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from syncer import secretfile
+from syncer import datadir, secretfile
 
 log = logging.getLogger(__name__)
 
@@ -140,30 +141,6 @@ def _run_as() -> str | None:
     return SERVICE_USER
 
 
-def _make_dirs(path: Path, *, root: bool) -> None:
-    """Create ``path`` and its missing parents. Only directories made here get a mode of
-    our choosing: the data dir 0700, or 0711 under root so the service user can pass
-    through to pgdata; parents made under root are opened for passing through (o+x)."""
-    missing = []
-    for candidate in [path, *path.parents]:
-        if os.path.lexists(candidate):
-            break
-        missing.append(candidate)
-    for directory in reversed(missing):
-        try:
-            os.mkdir(directory, 0o700 if directory == path else 0o777)
-        except FileExistsError:
-            continue  # made by someone else meanwhile: not ours to change
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-        try:
-            if directory == path:
-                os.fchmod(fd, 0o711 if root else 0o700)
-            elif root:
-                os.fchmod(fd, stat.S_IMODE(os.fstat(fd).st_mode) | 0o111)
-        finally:
-            os.close(fd)
-
-
 # Prints the first of its arguments that the user running it may not search (a directory)
 # or execute (a program), and fails; succeeds when every one is open to it.
 _FIRST_CLOSED = 'for p; do test -x "$p" || { printf "%s\\n" "$p"; exit 1; }; done'
@@ -208,7 +185,7 @@ def _make_pgdata(pg: EmbeddedPostgres, user: str) -> None:
 
 def _prepare(pg: EmbeddedPostgres, user: str | None) -> str:
     """Directories, the password, and (the first time) initdb; returns the password."""
-    _make_dirs(pg.data_dir, root=user is not None)
+    datadir.make(pg.data_dir, embedded_server=True)
     if user is not None:
         _require_reachable(user, pg.data_dir, pg.data_dir.as_posix(),
                            "choose a --data-dir it can reach, such as one under /var/lib")

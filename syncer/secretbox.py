@@ -7,13 +7,14 @@ not open either. The stored form is ``kpenc1:<key id>:<base64url(nonce | ciphert
 the prefix tells sealed values from rows written in clear by older versions, and the key
 id says which key opens it.
 
-Keys live in a key file that only its owner may read (``0600``; a symbolic link, a file
-readable or writable by group or others, or one owned by another user is refused): one
-key per line, ``<id> <base64 of 32 bytes>``. The last key seals; every key opens. So a
-key is rotated by appending a new one, re-sealing every stored value with it, and then
-dropping the old ones. A running :class:`SecretBox` notices a changed key file (a stat per
-use) and reloads it, so processes sharing one key file follow a rotation without restart.
-Every process sharing a database must use the same keys.
+Keys live in a key file made and read as every secret file of kubepedia is (see
+``syncer.secretfile``: made exclusively, ``0600``; a symbolic link, a file open to group or
+others, or one owned by another user is refused): one key per line, ``<id> <base64 of 32
+bytes>``. The last key seals; every key opens. So a key is rotated by appending a new one,
+re-sealing every stored value with it, and then dropping the old ones. A running
+:class:`SecretBox` notices a changed key file (a stat per use) and reloads it, so processes
+sharing one key file follow a rotation without restart. Every process sharing a database
+must use the same keys.
 """
 
 from __future__ import annotations
@@ -21,12 +22,10 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import errno
 import fcntl
 import os
 import re
 import secrets
-import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,8 +33,11 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from syncer import secretfile
+
 PREFIX = "kpenc1:"
 KEY_FILE_NAME = "secret.keys"
+WHAT = "key"  # as in "refusing key file ...", see syncer.secretfile
 KEY_BYTES = 32
 NONCE_BYTES = 12
 _ID_RE = re.compile(r"^[0-9a-f]{8}$")
@@ -67,29 +69,21 @@ def new_key(taken: set[str] | frozenset[str] = frozenset()) -> Key:
 
 def read_key_file(path: Path) -> tuple[list[Key], Stamp]:
     """The keys of ``path``, oldest first, and the stamp of the file they came from."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError as exc:
-        raise KeyFileError(f"key file {path} does not exist") from exc
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise KeyFileError(f"key file {path} is a symbolic link; refusing it") from exc
-        raise KeyFileError(f"cannot read key file {path}: {exc.strerror}") from exc
-    with os.fdopen(fd, "rb") as handle:
-        st = os.fstat(fd)
-        _check_safe(path, st)
-        data = handle.read()
+    with _key_file_errors():
+        found = secretfile.read_bytes(path, WHAT)
+    if found is None:
+        raise KeyFileError(f"key file {path} does not exist")
+    data, st = found
     return _parse(path, data), _stamp(st)
 
 
-def _check_safe(path: Path, st: os.stat_result) -> None:
-    if not stat.S_ISREG(st.st_mode):
-        raise KeyFileError(f"key file {path} is not a regular file")
-    if st.st_mode & 0o077:
-        raise KeyFileError(f"key file {path} is accessible to group or others "
-                           f"(mode {stat.S_IMODE(st.st_mode):04o}); chmod 600 it")
-    if st.st_uid != os.geteuid():
-        raise KeyFileError(f"key file {path} belongs to uid {st.st_uid}, not to this user")
+@contextlib.contextmanager
+def _key_file_errors() -> Iterator[None]:
+    """A key file refused by ``syncer.secretfile`` as a :class:`KeyFileError` (same line)."""
+    try:
+        yield
+    except secretfile.SecretFileError as exc:
+        raise KeyFileError(str(exc)) from exc
 
 
 def _stamp(st: os.stat_result) -> Stamp:
@@ -123,40 +117,18 @@ def _format(keys: list[Key]) -> bytes:
     return (_HEADER + "".join(lines)).encode()
 
 
-def _write_temporary(path: Path, keys: list[Key]) -> Path:
-    """The keys in a new ``0600`` file next to ``path`` (never through a link)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(_format(keys))
-        handle.flush()
-        os.fsync(handle.fileno())
-    return tmp
-
-
-def _sync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def create_key_file(path: Path) -> bool:
     """Create ``path`` with one fresh key unless it exists (as a file or a link); returns
-    whether it did. Two processes starting at once end up with the same single file."""
+    whether it did. Two processes starting at once end up with the same single file.
+
+    A missing directory of a key file kept outside the data dir (``--secret-key-file``) is
+    made private (0700). The data dir is not made here: ``kubepedia serve`` makes it first
+    (``syncer.datadir``), with the mode its embedded PostgreSQL needs.
+    """
     if os.path.lexists(path):
         return False
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = _write_temporary(path, [new_key()])
-    try:
-        os.link(tmp, path)  # atomic, and never replaces what another process created
-    except FileExistsError:
-        return False
-    finally:
-        tmp.unlink()
-    _sync_dir(path.parent)
-    return True
+    return secretfile.create(path, _format([new_key()]))
 
 
 @contextlib.contextmanager
@@ -172,11 +144,9 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def _replace(path: Path, keys: list[Key]) -> None:
-    # Whoever may read the key file (its owner, see _check_safe) writes the new one, so
-    # the owner stays the same.
-    tmp = _write_temporary(path, keys)
-    os.replace(tmp, path)
-    _sync_dir(path.parent)
+    # Whoever may read the key file (its owner, see secretfile) writes the new one, so the
+    # owner stays the same.
+    secretfile.replace(path, _format(keys))
 
 
 def add_key(path: Path) -> Key:

@@ -6,8 +6,10 @@ import asyncio
 import os
 import signal
 import socket
+import stat
 import sys
-from collections.abc import AsyncIterator
+import tempfile
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -15,6 +17,7 @@ import aiohttp
 import asyncpg
 import pytest
 
+from syncer import secretbox
 from syncer.embedded import EmbeddedPostgres
 
 
@@ -24,10 +27,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def wait_ready(url: str, *, within: float = 60.0) -> None:
+async def wait_ready(url: str, *, within: float = 60.0,
+                     proc: asyncio.subprocess.Process | None = None) -> None:
+    """Wait until ``url`` answers 200; give up at once when ``proc`` (the server) has exited."""
     deadline = asyncio.get_running_loop().time() + within
     async with aiohttp.ClientSession() as session:
         while True:
+            if proc is not None and proc.returncode is not None:
+                raise RuntimeError(f"the server exited ({proc.returncode}) before {url} was ready")
             try:
                 async with session.get(url) as resp:
                     if resp.status == 200:
@@ -48,8 +55,8 @@ async def serving(data_dir: Path, *extra: str) -> AsyncIterator[tuple[str, str]]
         stderr=asyncio.subprocess.PIPE, env={**os.environ, "KUBEPEDIA_DATABASE_URL": ""})
     urls = (f"http://127.0.0.1:{api}", f"http://127.0.0.1:{ingest}")
     try:
-        await wait_ready(urls[0] + "/readyz")
-        await wait_ready(urls[1] + "/readyz")
+        await wait_ready(urls[0] + "/readyz", proc=proc)
+        await wait_ready(urls[1] + "/readyz", proc=proc)
         yield urls
     finally:
         if proc.returncode is None:
@@ -75,6 +82,31 @@ async def test_serve_on_embedded_postgres_keeps_data(embedded_data_dir: Path) ->
         conn = await asyncpg.connect(url)
         assert await conn.fetchval("SELECT name FROM clusters") == "kept"
         await conn.close()
+
+
+@pytest.fixture
+def open_dir() -> Iterator[Path]:
+    """A directory of the test's own, open as most are (0755), outside pytest's private tmp."""
+    with tempfile.TemporaryDirectory(prefix="kubepedia-test-fresh-") as name:
+        path = Path(name)
+        path.chmod(0o755)
+        yield path
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+async def test_serve_makes_a_fresh_data_dir_it_can_use(open_dir: Path) -> None:
+    # The data dir does not exist yet: serve makes it, once, with the mode the embedded
+    # PostgreSQL needs, before the key file or anything else is written into it.
+    data_dir = open_dir / "data"
+    async with serving(data_dir) as (_, ingest):
+        async with aiohttp.ClientSession() as session, session.get(ingest + "/readyz") as resp:
+            assert resp.status == 200
+    assert _mode(data_dir) == (0o711 if os.geteuid() == 0 else 0o700)  # root: the service user passes
+    assert _mode(open_dir) == 0o755  # not made by kubepedia: untouched
+    assert _mode(data_dir / secretbox.KEY_FILE_NAME) == 0o600
 
 
 async def test_unreachable_database_is_one_clear_line(tmp_path: Path) -> None:

@@ -178,13 +178,14 @@ async def test_serve_refuses_an_unsafe_key_file(tmp_path: Path, unsafe: str) -> 
     if unsafe == "mode":
         secretbox.create_key_file(key_file)
         key_file.chmod(0o640)
-        expected = (f"kubepedia: key file {key_file} is accessible to group or others (mode 0640); "
-                    "chmod 600 it")
+        expected = (f"kubepedia: refusing key file {key_file}: mode 0640 lets group or others at it; "
+                    f"run `chmod 600 {key_file}`")
     else:
         secretbox.create_key_file(tmp_path / "real.keys")
         data_dir.mkdir()
         key_file.symlink_to(tmp_path / "real.keys")
-        expected = f"kubepedia: key file {key_file} is a symbolic link; refusing it"
+        expected = (f"kubepedia: refusing key file {key_file}: it is a symbolic link; replace it with "
+                    "the file itself (`mv` the target there) or remove it")
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "kubepedia", "--log-level", "error", "serve", "--data-dir", str(data_dir),
         "--ingest-listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0",
