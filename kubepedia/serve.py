@@ -1,4 +1,4 @@
-"""``kubepedia serve``: the syncer's ingest listener and the read API in one process."""
+"""``kubepedia serve``: the syncer's ingest and admin listeners and the read API in one process."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from aiohttp import web
 from apiserver.app import build_app as build_api_app
 from kubepedia.config import ensure_admin_token
 from syncer import embedded
+from syncer.admin import build_admin_app
 from syncer.db import connect, describe
 from syncer.migrations import migrate
 from syncer.server import build_app as build_ingest_app
@@ -28,6 +29,7 @@ class ServeConfig:
     data_dir: Path
     api_listen: tuple[str, int]
     ingest_listen: tuple[str, int]
+    admin_listen: tuple[str, int]
 
 
 @asynccontextmanager
@@ -66,8 +68,11 @@ async def serve(config: ServeConfig) -> None:
         loop.add_signal_handler(sig, stop.set)
     async with database(config) as url, AsyncExitStack() as stack:
         await prepare_schema(url)
-        ingest = build_ingest_app(database_url=url, admin_token=ensure_admin_token(config.data_dir))
+        ingest = build_ingest_app(database_url=url)
         await _start_site(stack, ingest, config.ingest_listen, "ingest")
+        # After the ingest application, whose pool and pull manager it shares.
+        admin = build_admin_app(ingest, admin_token=ensure_admin_token(config.data_dir))
+        await _start_site(stack, admin, config.admin_listen, "admin")
         await _start_site(stack, build_api_app(database_url=url), config.api_listen, "api")
         await stop.wait()
         log.info("shutting down")

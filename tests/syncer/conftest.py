@@ -1,8 +1,9 @@
-"""Syncer fixtures: the real ingest application on a real port, over a test database."""
+"""Syncer fixtures: the real ingest and admin applications on real ports, over a test database."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +12,8 @@ import orjson
 import pytest_asyncio
 from aiohttp import web
 
+from syncer.admin import build_admin_app
+from syncer.admission import Limits
 from syncer.server import build_app
 
 ADMIN = "admin-secret"
@@ -19,12 +22,14 @@ ADMIN = "admin-secret"
 @dataclass
 class Ingest:
     url: str
+    admin_url: str
     app: web.Application
     session: aiohttp.ClientSession
 
     async def admin(self, method: str, path: str, body: Any = None,
                     token: str = ADMIN) -> tuple[int, dict[str, Any]]:
-        async with self.session.request(method, self.url + path, data=orjson.dumps(body) if body else None,
+        async with self.session.request(method, self.admin_url + path,
+                                        data=orjson.dumps(body) if body else None,
                                         headers={"Authorization": f"Bearer {token}"}) as resp:
             return resp.status, orjson.loads(await resp.read())
 
@@ -36,14 +41,30 @@ class Ingest:
         return token
 
 
-@pytest_asyncio.fixture
-async def ingest(db_url: str) -> AsyncIterator[Ingest]:
-    app = build_app(database_url=db_url, admin_token=ADMIN)
+async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    async with aiohttp.ClientSession() as session:
-        yield Ingest(url=f"http://127.0.0.1:{port}", app=app, session=session)
-    await runner.cleanup()
+    return runner, f"http://127.0.0.1:{port}"
+
+
+@asynccontextmanager
+async def serving(db_url: str, limits: Limits | None = None) -> AsyncIterator[Ingest]:
+    """The ingest application and, after it, the admin application that borrows its pool."""
+    app = build_app(database_url=db_url, limits=limits)
+    runner, url = await _serve(app)
+    admin_runner, admin_url = await _serve(build_admin_app(app, admin_token=ADMIN))
+    try:
+        async with aiohttp.ClientSession() as session:
+            yield Ingest(url=url, admin_url=admin_url, app=app, session=session)
+    finally:
+        await admin_runner.cleanup()
+        await runner.cleanup()
+
+
+@pytest_asyncio.fixture
+async def ingest(db_url: str) -> AsyncIterator[Ingest]:
+    async with serving(db_url) as served:
+        yield served
