@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -18,6 +19,7 @@ from syncer import embedded
 from syncer.admin import build_admin_app
 from syncer.db import connect, describe
 from syncer.migrations import migrate
+from syncer.server import SERVER_SETTINGS as INGEST_SERVER_SETTINGS
 from syncer.server import build_app as build_ingest_app
 
 log = logging.getLogger(__name__)
@@ -52,8 +54,8 @@ async def prepare_schema(url: str) -> None:
 
 
 async def _start_site(stack: AsyncExitStack, app: web.Application, listen: tuple[str, int],
-                      what: str) -> None:
-    runner = web.AppRunner(app, handle_signals=False)
+                      what: str, **settings: Any) -> None:
+    runner = web.AppRunner(app, handle_signals=False, **settings)
     await runner.setup()
     stack.push_async_callback(runner.cleanup)
     site = web.TCPSite(runner, listen[0], listen[1])
@@ -69,7 +71,7 @@ async def serve(config: ServeConfig) -> None:
     async with database(config) as url, AsyncExitStack() as stack:
         await prepare_schema(url)
         ingest = build_ingest_app(database_url=url)
-        await _start_site(stack, ingest, config.ingest_listen, "ingest")
+        await _start_site(stack, ingest, config.ingest_listen, "ingest", **INGEST_SERVER_SETTINGS)
         # After the ingest application, whose pool and pull manager it shares.
         admin = build_admin_app(ingest, admin_token=ensure_admin_token(config.data_dir))
         await _start_site(stack, admin, config.admin_listen, "admin")

@@ -4,9 +4,13 @@
    byte of the body is read for a caller without a valid token.
 2. A slot of the cluster's own: a cluster may read and process at most ``per_cluster``
    requests at once, so one slow or flooding agent cannot take every slot.
-3. The body, read while decompressing, cut off at ``max_body`` bytes (413) and at
-   ``body_timeout`` seconds (408): a body that trickles in holds only its cluster's slot,
-   and only for so long.
+3. The body, cut off at ``max_body`` bytes (413) and at ``body_timeout`` seconds (408): a
+   body that trickles in holds only its cluster's slot, and only for so long. A gzip or
+   deflate body is decompressed here, in steps that never produce more than the limit,
+   and only now: the ingest listener is served without aiohttp's automatic
+   decompression (:data:`SERVER_SETTINGS`), so a body that is refused, or never read,
+   costs no decompression at all (aiohttp would otherwise go on decompressing what it
+   discards while it lingers on a refused request).
 4. A slot of the global bound on concurrent parsing and store transactions (the pool keeps
    room for reads). Slots that do not free up within ``wait`` seconds answer 429 with
    ``Retry-After``: the agent keeps its place and comes back.
@@ -15,6 +19,7 @@
 from __future__ import annotations
 
 import asyncio
+import zlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -25,6 +30,10 @@ from agent import protocol
 from syncer.status import Refused
 
 RETRY_AFTER_BUSY = "1"
+# How the ingest listener is served (``web.AppRunner(app, **SERVER_SETTINGS)``): bodies as
+# they arrive, and at most 2 s spent reading what is left of a refused one.
+SERVER_SETTINGS = {"auto_decompress": False, "lingering_time": 2.0}
+_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -100,22 +109,62 @@ def too_large(message: str) -> Refused:
 
 
 async def read_body(request: web.Request, limits: Limits) -> bytes:
-    """The request body, decompressed, refused past ``max_body`` bytes or ``body_timeout``.
-
-    aiohttp (>= 3.14.4) decompresses in bounded steps as the body is read; counting what
-    comes out of each step keeps a small compressed body from growing without bound."""
+    """The request body, decompressed, refused past ``max_body`` bytes (compressed or not)
+    or ``body_timeout`` seconds."""
     limit = limits.max_body
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in _WBITS and encoding != "identity":
+        raise Refused(415, "UnsupportedMediaType", f"Content-Encoding {encoding[:40]!r}: use gzip",
+                      close=True)
     length = request.content_length
-    if length is not None and length > limit and not request.headers.get("Content-Encoding"):
+    if length is not None and length > limit:
         raise too_large(f"the body is {length} bytes, over the limit of {limit}")
+    inflate = _Inflater(_WBITS[encoding], limit) if encoding in _WBITS else None
     body = bytearray()
     try:
         async with asyncio.timeout(limits.body_timeout):
+            received = 0
             while chunk := await request.content.readany():
-                body += chunk
-                if len(body) > limit:
-                    raise too_large(f"the body is over the limit of {limit} bytes (after decompression)")
+                received += len(chunk)
+                if received > limit:
+                    raise too_large(f"the body is over the limit of {limit} bytes")
+                body += inflate.feed(chunk) if inflate is not None else chunk
     except TimeoutError as exc:
         raise Refused(408, "Timeout", f"the body did not arrive within {limits.body_timeout:g} seconds",
                       close=True) from exc
+    if inflate is not None:
+        inflate.finish()
     return bytes(body)
+
+
+class _Inflater:
+    """Decompress one gzip member (or zlib stream), never producing more than ``limit``
+    bytes in all: each step asks for at most what is left of the limit, plus one byte."""
+
+    def __init__(self, wbits: int, limit: int) -> None:
+        self._decoder = zlib.decompressobj(wbits)
+        self._limit = self._left = limit
+
+    def feed(self, chunk: bytes) -> bytes:
+        if self._decoder.eof:
+            raise self._extra()
+        try:
+            out = self._decoder.decompress(chunk, self._left + 1)
+        except zlib.error as exc:
+            raise Refused(400, "BadRequest", f"the body is not valid compressed data: {exc}",
+                          close=True) from exc
+        self._left -= len(out)
+        if self._left < 0 or self._decoder.unconsumed_tail:
+            raise too_large(f"the body is over the limit of {self._limit} bytes after decompression")
+        if self._decoder.unused_data:
+            raise self._extra()
+        return out
+
+    def finish(self) -> None:
+        if not self._decoder.eof:
+            raise Refused(400, "BadRequest", "the compressed body ends early")
+
+    @staticmethod
+    def _extra() -> Refused:
+        return Refused(400, "BadRequest", "data after the end of the compressed body (one gzip member"
+                                          " is expected)", close=True)

@@ -22,7 +22,7 @@ from aiohttp import web
 from agent import protocol
 from agent.events import ResourceType
 from syncer import registry
-from syncer.admission import Limits, WriteSlots, bearer_token, read_body, too_large
+from syncer.admission import SERVER_SETTINGS, Limits, WriteSlots, bearer_token, read_body, too_large
 from syncer.ingest import Registered, SnapshotLost, Store
 from syncer.pull import PullManager
 from syncer.quota import Quota, QuotaExceeded
@@ -34,6 +34,7 @@ from syncer.validate import BadInput, decode_object
 SLOTS = web.AppKey("slots", WriteSlots)
 LIMITS = web.AppKey("limits", Limits)
 PULL = web.AppKey("pull", PullManager)
+__all__ = ["LIMITS", "PULL", "SERVER_SETTINGS", "SLOTS", "Limits", "build_app"]
 
 
 async def _cluster(request: web.Request) -> registry.Cluster:
@@ -183,7 +184,8 @@ def routes() -> list[web.RouteDef]:
 
 def build_app(*, database_url: str, pull: bool = True, limits: Limits | None = None) -> web.Application:
     """The ingest application; it also owns the pool and pull mode, which the admin
-    application (``syncer.admin.build_admin_app``) borrows."""
+    application (``syncer.admin.build_admin_app``) borrows. Serve it with
+    ``web.AppRunner(app, **SERVER_SETTINGS)``: it decompresses bodies itself."""
     limits = limits or Limits()
     app = web.Application(client_max_size=limits.max_body, middlewares=[errors_as_status])
     app[LIMITS] = limits

@@ -40,16 +40,17 @@ async def wait_ready(url: str, *, within: float = 60.0) -> None:
 
 
 @asynccontextmanager
-async def serving(data_dir: Path, *extra: str) -> AsyncIterator[tuple[str, str]]:
-    api, ingest = free_port(), free_port()
+async def serving(data_dir: Path, *extra: str) -> AsyncIterator[tuple[str, str, str]]:
+    api, ingest, admin = free_port(), free_port(), free_port()
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "kubepedia", "serve", "--data-dir", str(data_dir),
-        "--api-listen", f"127.0.0.1:{api}", "--ingest-listen", f"127.0.0.1:{ingest}", *extra,
+        "--api-listen", f"127.0.0.1:{api}", "--ingest-listen", f"127.0.0.1:{ingest}",
+        "--admin-listen", f"127.0.0.1:{admin}", *extra,
         stderr=asyncio.subprocess.PIPE, env={**os.environ, "KUBEPEDIA_DATABASE_URL": ""})
-    urls = (f"http://127.0.0.1:{api}", f"http://127.0.0.1:{ingest}")
+    urls = (f"http://127.0.0.1:{api}", f"http://127.0.0.1:{ingest}", f"http://127.0.0.1:{admin}")
     try:
-        await wait_ready(urls[0] + "/readyz")
-        await wait_ready(urls[1] + "/readyz")
+        for url in urls:
+            await wait_ready(url + "/readyz")
         yield urls
     finally:
         if proc.returncode is None:
@@ -59,12 +60,18 @@ async def serving(data_dir: Path, *extra: str) -> AsyncIterator[tuple[str, str]]
 
 
 async def test_serve_on_embedded_postgres_keeps_data(tmp_path: Path) -> None:
-    async with serving(tmp_path) as (api, ingest):
+    async with serving(tmp_path) as (api, ingest, admin):
         async with aiohttp.ClientSession() as session:
-            for base in (api, ingest):
+            for base in (api, ingest, admin):
                 async with session.get(base + "/healthz") as resp:
                     assert resp.status == 200
                     assert await resp.json() == {"status": "ok"}
+            token = (tmp_path / "admin.token").read_text().strip()
+            headers = {"Authorization": f"Bearer {token}"}
+            async with session.get(admin + "/admin/v1/clusters", headers=headers) as resp:
+                assert resp.status == 200
+            async with session.get(ingest + "/admin/v1/clusters", headers=headers) as resp:
+                assert resp.status == 404, "registration is not on the agents' listener"
         url = EmbeddedPostgres(data_dir=tmp_path).url
         conn = await asyncpg.connect(url)
         await conn.execute("INSERT INTO clusters (name, mode) VALUES ('kept', 'push')")
@@ -81,7 +88,8 @@ async def test_unreachable_database_is_one_clear_line(tmp_path: Path) -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "kubepedia", "serve", "--database-url",
         "postgresql://kp:hunter2@127.0.0.1:9/kubepedia", "--api-listen", f"127.0.0.1:{free_port()}",
-        "--ingest-listen", f"127.0.0.1:{free_port()}", stderr=asyncio.subprocess.PIPE)
+        "--ingest-listen", f"127.0.0.1:{free_port()}", "--admin-listen", f"127.0.0.1:{free_port()}",
+        stderr=asyncio.subprocess.PIPE)
     _, stderr = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 1
     lines = stderr.decode().strip().splitlines()

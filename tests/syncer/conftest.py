@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from aiohttp import web
 
 from syncer.admin import build_admin_app
 from syncer.admission import Limits
-from syncer.server import build_app
+from syncer.server import SERVER_SETTINGS, build_app
 
 ADMIN = "admin-secret"
 
@@ -41,8 +42,8 @@ class Ingest:
         return token
 
 
-async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app, handle_signals=False)
+async def _serve(app: web.Application, **settings: Any) -> tuple[web.AppRunner, str]:
+    runner = web.AppRunner(app, handle_signals=False, **settings)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -54,7 +55,7 @@ async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
 async def serving(db_url: str, limits: Limits | None = None) -> AsyncIterator[Ingest]:
     """The ingest application and, after it, the admin application that borrows its pool."""
     app = build_app(database_url=db_url, limits=limits)
-    runner, url = await _serve(app)
+    runner, url = await _serve(app, **SERVER_SETTINGS)
     admin_runner, admin_url = await _serve(build_admin_app(app, admin_token=ADMIN))
     try:
         async with aiohttp.ClientSession() as session:
@@ -62,6 +63,16 @@ async def serving(db_url: str, limits: Limits | None = None) -> AsyncIterator[In
     finally:
         await admin_runner.cleanup()
         await runner.cleanup()
+        await _handlers_done()
+
+
+async def _handlers_done() -> None:
+    """Let request handlers cancelled by the cleanup finish (one may be discarding the rest of
+    a body that was refused before it was read)."""
+    while True:
+        if not any("RequestHandler.start" in repr(t) for t in asyncio.all_tasks() if not t.done()):
+            return
+        await asyncio.sleep(0.05)  # at most the server's lingering time
 
 
 @pytest_asyncio.fixture

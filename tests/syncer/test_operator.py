@@ -1,0 +1,118 @@
+"""What the operator sees: refusals in `cluster list`, escaped text, no store internals."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from typing import Any
+
+import asyncpg
+import orjson
+import pytest
+from aiohttp import web
+
+from agent import protocol
+from agent.events import Change
+from agent.logs import KeyValueFormatter
+from agent.push import HttpSink
+from agent.sink import SinkRejected
+from kubepedia.clusters import render_table
+from syncer.db import create_pool
+from syncer.status import errors_as_status
+from syncer.store_app import POOL, health_routes
+from tests.factories import PODS, pod
+from tests.syncer.conftest import ADMIN, Ingest
+
+ESC = "\x1b"
+
+
+async def _cli(ingest: Ingest, *args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "kubepedia", "cluster", "--server", ingest.admin_url, *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "KUBEPEDIA_ADMIN_TOKEN": ADMIN})
+    out, err = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_a_refused_push_batch_shows_in_cluster_list(ingest: Ingest) -> None:
+    token = await ingest.register_push("edge")
+    async with HttpSink(base_url=ingest.url, cluster="edge", token=token) as sink:
+        await sink.changes(PODS, [Change(type="ADDED", object=pod("a", 1))], resource_version="1")
+        malformed = {"type": protocol.type_to_dict(PODS), "resourceVersion": "2",
+                     "events": [{"type": "UPSERTED", "object": pod("b", 2)}]}
+        with pytest.raises(SinkRejected, match="unknown event type"):
+            await sink._call("POST", protocol.changes_path("edge"), malformed)
+    code, out, _ = await _cli(ingest, "list")
+    assert code == 0
+    head, row = out.splitlines()[:2]
+    assert head.split() == ["NAME", "MODE", "HEALTH", "TYPES", "OBJECTS", "SKIPPED", "ERRORS", "LAG"]
+    assert row.split()[:7] == ["edge", "push", "Healthy", "1", "1", "0", "1"]
+    code, out, _ = await _cli(ingest, "list", "-o", "wide")
+    assert ("edge/pods: watching objects=1 checkpoint=1 error=request refused: item 0: unknown event type"
+            in out)
+
+
+async def test_agent_text_is_escaped_in_cluster_list(ingest: Ingest) -> None:
+    token = await ingest.register_push("edge")
+    async with HttpSink(base_url=ingest.url, cluster="edge", token=token) as sink:
+        hostile = pod(f"x{ESC}[2J", 1, namespace=f"ns{ESC}]0;owned\a")
+        await sink.changes(PODS, [Change(type="ADDED", object=hostile)], resource_version="1")
+    for output in ("wide", "json"):
+        code, out, _ = await _cli(ingest, "list", "-o", output)
+        assert code == 0 and "skipped" in out
+        assert ESC not in out and "\a" not in out
+        assert "\\x1b" in out or "\\u001b" in out
+    table = render_table([{"name": "n", "mode": "push", "healthy": False, "healthMessage": f"a{ESC}[31m\nb",
+                           "types": [], "objects": 0, "errors": 0, "lagSeconds": None}], wide=False)
+    assert ESC not in table and "\n" not in table.splitlines()[1] and len(table.splitlines()) == 2
+
+
+def test_log_lines_escape_control_characters() -> None:
+    formatter = KeyValueFormatter("%(levelname)s %(message)s")
+    record = logging.makeLogRecord({"msg": f"skipped a{ESC}[31m\nINFO forged line", "levelname": "INFO"})
+    record.__dict__.update(cluster=f"c{ESC}[2J", error=f"bad name {ESC}]0;t\a\u202e")
+    line = formatter.format(record)
+    assert "\n" not in line and ESC not in line and "\a" not in line and "\u202e" not in line
+    assert line.startswith("INFO skipped a\\x1b[31m\\nINFO forged line cluster=c\\x1b[2J error=\"bad name")
+    assert "\\u202e" in line
+
+
+async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://127.0.0.1:{port}"
+
+
+async def test_store_errors_are_logged_not_answered(ingest: Ingest, caplog: pytest.LogCaptureFixture) -> None:
+    secret = "the-db-host.internal:6432 user=kubepedia"
+
+    async def fails(request: web.Request) -> web.Response:
+        raise asyncpg.CannotConnectNowError(f"cannot connect to {secret}")
+
+    app = web.Application(middlewares=[errors_as_status])
+    app.add_routes([web.get("/fails", fails), *health_routes()])
+    app[POOL] = await create_pool("postgresql://kp@127.0.0.1:9/none", min_size=0)  # nothing listens
+    runner, url = await _serve(app)
+    try:
+        answers: dict[str, Any] = {}
+        for path in ("/fails", "/readyz"):
+            async with ingest.session.get(url + path) as resp:
+                body = orjson.loads(await resp.read())
+                answers[path] = (resp.status, body, resp.headers.get("Retry-After"))
+    finally:
+        await runner.cleanup()
+        await app[POOL].close()
+    status, body, retry_after = answers["/fails"]
+    assert (status, body["kind"], body["message"], retry_after) == (
+        503, "Status", "the store is unavailable; retry later", "2")
+    assert answers["/readyz"][:2] == (503, {"status": "unavailable", "reason": "the store does not answer"})
+    assert secret not in str(answers)
+    logged = " ".join(str(r.__dict__.get("error")) for r in caplog.records)
+    assert secret in logged and "127.0.0.1" in logged
