@@ -154,6 +154,11 @@ class Store:
         ``after`` (the checkpoint the batch follows), a batch that follows anything but the
         committed checkpoint is refused (``CheckpointMismatch``) rather than rolling the store
         back to older state.
+
+        An event whose object cannot be stored is skipped (counted in ``skipped``, named in
+        the type's last error); the others are applied and the checkpoint still advances, so
+        one bad object cannot hold the type back. A malformed batch (``BadInput``) or one
+        that would pass the cluster's objects quota (``QuotaExceeded``) is refused whole.
         """
         batch = await asyncio.to_thread(to_events, events, rtype=rtype, keep_secret_data=keep_secret_data)
         parsed = batch.events
@@ -215,8 +220,10 @@ class Store:
     ) -> PageResult:
         """Merge one page of a snapshot; replaying a page changes nothing.
 
-        ``omitted`` are objects the sender left out for their size (``agent.protocol``):
-        skipped, and counted as seen."""
+        Objects that cannot be stored are skipped but seen: the snapshot's end counts them,
+        and keeps (does not delete) a version of them stored earlier. ``omitted`` are objects
+        the sender left out for their size (``agent.protocol``), skipped the same way. The
+        result's ``accepted`` counts every object of the page, skipped ones included."""
         page = await asyncio.to_thread(to_rows, items, rtype=rtype, keep_secret_data=keep_secret_data,
                                        omitted=omitted)
         rows = page.rows
@@ -246,9 +253,9 @@ class Store:
     ) -> SnapshotResult:
         """Close a snapshot: delete what it did not contain, commit its checkpoint.
 
-        ``count`` is the number of objects the lister saw; if the store holds a different
-        number for this snapshot (pages lost in transit or to a crash) nothing is deleted
-        and ``SnapshotLost`` asks for a new list. Ending a snapshot again once its end has
+        ``count`` is the number of objects the lister saw (skipped ones included); if the
+        store holds a different number for this snapshot (pages lost in transit or to a
+        crash) nothing is deleted and ``SnapshotLost`` asks for a new list. Ending a snapshot again once its end has
         committed (the answer was lost) is a replay and changes nothing.
         """
         if not resource_version:

@@ -104,3 +104,10 @@ async def test_bad_listen_flag_is_a_usage_error() -> None:
     _, stderr = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 2
     assert "expected HOST:PORT" in stderr.decode()
+
+
+def test_cluster_commands_go_to_the_admin_listener_by_default() -> None:
+    from kubepedia.config import DEFAULT_ADMIN_LISTEN, DEFAULT_INGEST_LISTEN, DEFAULT_SERVER
+
+    assert DEFAULT_SERVER == f"http://{DEFAULT_ADMIN_LISTEN}"
+    assert DEFAULT_ADMIN_LISTEN != DEFAULT_INGEST_LISTEN

@@ -6,6 +6,7 @@ refused whole and nothing of it is written."""
 from __future__ import annotations
 
 import re
+import threading
 from typing import Any
 
 import asyncpg
@@ -222,3 +223,26 @@ async def test_nul_in_a_value_is_replaced_not_refused(store: Store, pool: asyncp
     await store.apply_batch(cluster="c1", rtype=PODS, events=[event("ADDED", literal)])
     stored = await pool.fetchval("SELECT object FROM resources WHERE name = 'literal'")
     assert stored["metadata"]["annotations"]["text"] == "\\u0000 stays as written"
+
+
+class _Watched(dict[str, Any]):
+    """An object that notes the threads reading it."""
+
+    threads: set[str]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.threads.add(threading.current_thread().name)
+        return super().get(key, default)
+
+
+async def test_validation_runs_off_the_event_loop(store: Store) -> None:
+    watched = [_Watched(pod(f"w{i}", i)) for i in range(2)]
+    for obj in watched:
+        obj.threads = set()
+    await store.apply_batch(cluster="c1", rtype=PODS, events=[event("ADDED", watched[0])])
+    async with store.snapshot(cluster="c1", rtype=PODS) as snap:
+        await snap.add([watched[1]])
+        await snap.end("5")
+    loop_thread = threading.current_thread().name
+    for obj in watched:
+        assert obj.threads and loop_thread not in obj.threads, obj.threads

@@ -8,17 +8,21 @@ import os
 import sys
 from typing import Any
 
+import aiohttp
 import asyncpg
 import orjson
 import pytest
+import yaml
 from aiohttp import web
 
+import kubesim
 from agent import protocol
 from agent.events import Change
 from agent.logs import KeyValueFormatter
 from agent.push import HttpSink
 from agent.sink import SinkRejected
 from kubepedia.clusters import render_table
+from kubesim.kubeconfig import kubeconfig
 from syncer.db import create_pool
 from syncer.status import errors_as_status
 from syncer.store_app import POOL, health_routes
@@ -116,3 +120,39 @@ async def test_store_errors_are_logged_not_answered(ingest: Ingest, caplog: pyte
     assert secret not in str(answers)
     logged = " ".join(str(r.__dict__.get("error")) for r in caplog.records)
     assert secret in logged and "127.0.0.1" in logged
+
+
+async def _until(check: Any, what: str) -> Any:
+    """Poll ``check()`` until it returns something true (a guard against hanging, not a
+    bound on speed)."""
+    for _ in range(1200):
+        result = await check()
+        if result:
+            return result
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"never: {what}")
+
+
+async def test_pull_mode_skips_what_it_cannot_store_and_goes_on(ingest: Ingest, pool: asyncpg.Pool) -> None:
+    async with kubesim.running(generate={"namespaces": 1, "configmaps": 3}, seed=1) as sim:
+        async with aiohttp.ClientSession() as session:
+            odd = {"metadata": {"name": "odd", "labels": {"team": "x" * 100}}, "data": {"k": "v"}}
+            async with session.post(sim.url + "/api/v1/namespaces/default/configmaps", json=odd) as resp:
+                assert resp.status == 201
+            status, body = await ingest.admin("POST", "/admin/v1/clusters", {
+                "name": "pulled", "mode": "pull", "kubeconfig": yaml.safe_dump(kubeconfig(sim.url)),
+                "settings": {"selection": {"discoveryRefreshSeconds": 1}}})
+            assert status == 201, body
+            state = "SELECT skipped, last_error, phase FROM sync_state WHERE resource = 'configmaps'"
+            row = await _until(lambda: pool.fetchrow(state + " AND phase = 'watching'"), "configmaps synced")
+            assert row["skipped"] == 1 and "(default/odd)" in row["last_error"]
+            fresh = {"metadata": {"name": "later"}, "data": {"k": "v"}}
+            async with session.post(sim.url + "/api/v1/namespaces/default/configmaps", json=fresh) as resp:
+                assert resp.status == 201
+        await _until(lambda: pool.fetchval("SELECT 1 FROM resources WHERE name = 'later'"),
+                     "the type goes on syncing")
+        _, overview = await ingest.admin("GET", "/admin/v1/clusters")
+        [entry] = overview["clusters"]
+        assert entry["errors"] >= 1 and entry["skipped"] == 1
+        status, _ = await ingest.admin("DELETE", "/admin/v1/clusters/pulled")
+        assert status == 200
