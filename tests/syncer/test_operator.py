@@ -63,12 +63,12 @@ async def test_a_refused_push_batch_shows_in_cluster_list(ingest: Ingest) -> Non
 async def test_agent_text_is_escaped_in_cluster_list(ingest: Ingest) -> None:
     token = await ingest.register_push("edge")
     async with HttpSink(base_url=ingest.url, cluster="edge", token=token) as sink:
-        hostile = pod(f"x{ESC}[2J", 1, namespace=f"ns{ESC}]0;owned\a")
+        hostile = pod(f"x{ESC}[2J\x9b31m\u202e", 1, namespace=f"ns{ESC}]0;owned\a")
         await sink.changes(PODS, [Change(type="ADDED", object=hostile)], resource_version="1")
     for output in ("wide", "json"):
         code, out, _ = await _cli(ingest, "list", "-o", output)
         assert code == 0 and "skipped" in out
-        assert ESC not in out and "\a" not in out
+        assert not {ESC, "\a", "\x9b", "\u202e"} & set(out), "no control or format character"
         assert "\\x1b" in out or "\\u001b" in out
     table = render_table([{"name": "n", "mode": "push", "healthy": False, "healthMessage": f"a{ESC}[31m\nb",
                            "types": [], "objects": 0, "errors": 0, "lagSeconds": None}], wide=False)

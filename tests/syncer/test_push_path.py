@@ -37,7 +37,7 @@ async def test_objects_of_one_to_three_mib_are_stored(ingest: Ingest, pool: asyn
     token = await ingest.register_push("a")
     limit = protocol.MAX_OBJECT_BYTES
     page = [_sized("one", 1, MIB), _sized("two", 2, 2 * MIB), _sized("three", 3, limit),
-            _sized("over", 4, limit + 1), pod("small", 5)]
+            _sized("over", 4, limit + 1), _sized("huge", 4, 5 * MIB), pod("small", 5)]
     async with HttpSink(base_url=ingest.url, cluster="a", token=token, compress=compress) as sink:
         snapshot = await sink.snapshot_start(PODS)
         await sink.snapshot_page(PODS, snapshot, page)  # 6 MiB: more than one body
@@ -54,7 +54,7 @@ async def test_objects_of_one_to_three_mib_are_stored(ingest: Ingest, pool: asyn
     assert set(stored) == {"one", "three", "small"}
     assert stored["one"][0] == "6" and stored["three"][0] == "3", "the refused version leaves the stored one"
     state = await pool.fetchrow("SELECT skipped, last_error FROM sync_state")
-    assert state["skipped"] == 2, "one in the snapshot, one since"
+    assert state["skipped"] == 3, "two in the snapshot, one since"
     assert state["last_error"] == (f"skipped item 1 (default/three): object is {limit + 1} bytes, over the"
                                    f" {limit} byte limit (not sent)")
 
