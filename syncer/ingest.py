@@ -255,8 +255,9 @@ class Store:
 
         ``count`` is the number of objects the lister saw (skipped ones included); if the
         store holds a different number for this snapshot (pages lost in transit or to a
-        crash) nothing is deleted and ``SnapshotLost`` asks for a new list. Ending a snapshot again once its end has
-        committed (the answer was lost) is a replay and changes nothing.
+        crash) nothing is deleted and ``SnapshotLost`` asks for a new list. Ending a
+        snapshot again once its end has committed (the answer was lost) is a replay and
+        changes nothing.
         """
         if not resource_version:
             raise BadInput("snapshot end: resourceVersion is missing")
