@@ -3,7 +3,9 @@
 1. Authentication, before anything else is spent on the request: no slot is taken and no
    byte of the body is read for a caller without a valid token.
 2. A slot of the cluster's own: a cluster may read and process at most ``per_cluster``
-   requests at once, so one slow or flooding agent cannot take every slot.
+   requests at once, so one slow or flooding agent cannot take every slot. Its requests
+   may wait for one a while (``cluster_wait``): waiting holds nothing others need, and an
+   agent syncing many types at once would otherwise meet 429s at every turn.
 3. The body, cut off at ``max_body`` bytes (413) and at ``body_timeout`` seconds (408): a
    body that trickles in holds only its cluster's slot, and only for so long. A gzip or
    deflate body is decompressed here, in steps that never produce more than the limit,
@@ -12,8 +14,8 @@
    costs no decompression at all (aiohttp would otherwise go on decompressing what it
    discards while it lingers on a refused request).
 4. A slot of the global bound on concurrent parsing and store transactions (the pool keeps
-   room for reads). Slots that do not free up within ``wait`` seconds answer 429 with
-   ``Retry-After``: the agent keeps its place and comes back.
+   room for reads), within ``wait`` seconds. A slot that does not free up in time answers
+   429 with ``Retry-After``: the agent keeps its place and comes back.
 """
 
 from __future__ import annotations
@@ -41,8 +43,9 @@ class Limits:
     max_body: int = protocol.MAX_BODY_BYTES  # bytes after decompression
     body_timeout: float = 30.0  # seconds for the whole body to arrive
     write_slots: int = 6  # concurrent parses and store transactions, all clusters together
-    per_cluster: int = 3  # requests one cluster may have past authentication at once
-    wait: float = 2.0  # seconds a request may wait for a slot before it is told to come back
+    per_cluster: int = 4  # requests one cluster may have past authentication at once
+    cluster_wait: float = 15.0  # seconds a request may wait for one of its cluster's slots
+    wait: float = 2.0  # seconds it may then wait for a global slot before it is told to come back
 
 
 def bearer_token(request: web.Request) -> str:
@@ -79,8 +82,8 @@ class WriteSlots:
         share = self._shares.setdefault(name, _Share(slots=asyncio.Semaphore(self.limits.per_cluster)))
         share.users += 1
         try:
-            async with self._held(share.slots, busy(f"cluster {name} has {self.limits.per_cluster}"
-                                                    " requests in progress")):
+            refusal = busy(f"cluster {name} has {self.limits.per_cluster} requests in progress")
+            async with self._held(share.slots, refusal, self.limits.cluster_wait):
                 yield
         finally:
             share.users -= 1
@@ -89,13 +92,13 @@ class WriteSlots:
 
     @asynccontextmanager
     async def store(self) -> AsyncIterator[None]:
-        async with self._held(self.total, busy("the store is behind")):
+        async with self._held(self.total, busy("the store is behind"), self.limits.wait):
             yield
 
     @asynccontextmanager
-    async def _held(self, slots: asyncio.Semaphore, refusal: Refused) -> AsyncIterator[None]:
+    async def _held(self, slots: asyncio.Semaphore, refusal: Refused, wait: float) -> AsyncIterator[None]:
         try:
-            await asyncio.wait_for(slots.acquire(), self.limits.wait)
+            await asyncio.wait_for(slots.acquire(), wait)
         except TimeoutError as exc:
             raise refusal from exc
         try:

@@ -11,6 +11,7 @@ last error, where ``kubepedia cluster list`` shows it.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ from syncer.sink import UNAVAILABLE
 from syncer.status import Refused, errors_as_status, ok
 from syncer.store_app import POOL, health_routes, pool_ctx
 from syncer.validate import BadInput, decode_object
+
+log = logging.getLogger(__name__)
 
 SLOTS = web.AppKey("slots", WriteSlots)
 LIMITS = web.AppKey("limits", Limits)
@@ -80,8 +83,9 @@ async def _recorded(store: Store, *, cluster: str, rtype: ResourceType) -> Async
     except (BadInput, protocol.ProtocolError, QuotaExceeded, asyncpg.DataError, Refused) as exc:
         try:
             await store.record_error(cluster=cluster, rtype=rtype, message=f"request refused: {exc}")
-        except UNAVAILABLE:
-            pass  # the refusal itself still reaches the agent
+        except (*UNAVAILABLE, asyncpg.PostgresError) as failed:  # the refusal still reaches the agent
+            log.warning("could not record a refusal", extra={"cluster": cluster, "type": rtype.key,
+                                                             "error": str(failed)})
         raise
 
 

@@ -104,7 +104,8 @@ async def test_a_body_that_trickles_in_is_cut_off_with_408(db_url: str) -> None:
 
 async def test_authentication_comes_before_the_body(db_url: str) -> None:
     """A caller without a valid token is answered before its body arrives, and takes no slot."""
-    async with serving(db_url, Limits(body_timeout=3600, write_slots=1, per_cluster=1, wait=0.2)) as ingest:
+    limits = Limits(body_timeout=3600, write_slots=1, per_cluster=1, cluster_wait=0.2, wait=0.2)
+    async with serving(db_url, limits) as ingest:
         token = await ingest.register_push("a")
         release = asyncio.Event()
         try:
@@ -118,7 +119,7 @@ async def test_authentication_comes_before_the_body(db_url: str) -> None:
 
 
 async def test_a_slow_agent_holds_only_its_own_slots(db_url: str, pool: asyncpg.Pool) -> None:
-    limits = Limits(body_timeout=3600, write_slots=1, per_cluster=1, wait=0.2)
+    limits = Limits(body_timeout=3600, write_slots=1, per_cluster=1, cluster_wait=0.2, wait=0.2)
     async with serving(db_url, limits) as ingest:
         slow, other = await ingest.register_push("a"), await ingest.register_push("b")
         started, release = asyncio.Event(), asyncio.Event()
