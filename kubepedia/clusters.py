@@ -42,6 +42,10 @@ def add_parser(sub: Any) -> None:
     add.add_argument("--label", action="append", default=[], help="KEY=VALUE, repeatable")
     add.add_argument("--config", type=Path, default=None, help="selection YAML (pull mode)")
     add.add_argument("--keep-secret-data", action="store_true")
+    add.add_argument("--max-types", type=int, default=None,
+                     help="quota: resource types this cluster may sync (default 2000)")
+    add.add_argument("--max-objects", type=int, default=None,
+                     help="quota: objects this cluster may keep in the store (default 10000000)")
     listing = verbs.add_parser("list", help="clusters with health and per-type sync state")
     listing.add_argument("-o", "--output", choices=["table", "wide", "json"], default="table")
     remove = verbs.add_parser("remove", help="unregister a cluster and delete all its objects")
@@ -130,6 +134,9 @@ async def _run(args: argparse.Namespace) -> int:
 async def _add(args: argparse.Namespace) -> int:
     labels = dict(_label(text) for text in args.label)
     settings: dict[str, Any] = {"keepSecretData": bool(args.keep_secret_data)}
+    for key, value in (("maxTypes", args.max_types), ("maxObjects", args.max_objects)):
+        if value is not None:
+            settings[key] = value
     if args.config is not None:
         try:
             settings["selection"] = yaml.safe_load(args.config.read_text()) or {}

@@ -156,3 +156,12 @@ async def test_pull_mode_skips_what_it_cannot_store_and_goes_on(ingest: Ingest, 
         assert entry["errors"] >= 1 and entry["skipped"] == 1
         status, _ = await ingest.admin("DELETE", "/admin/v1/clusters/pulled")
         assert status == 200
+
+
+async def test_quotas_are_set_when_a_cluster_is_added(ingest: Ingest, pool: asyncpg.Pool) -> None:
+    code, out, _ = await _cli(ingest, "add", "q", "--push", "--max-types", "5", "--max-objects", "1000")
+    assert code == 0, out
+    settings = await pool.fetchval("SELECT settings FROM clusters WHERE name = 'q'")
+    assert (settings["maxTypes"], settings["maxObjects"]) == (5, 1000)
+    code, out, err = await _cli(ingest, "add", "r", "--push", "--max-objects", "0")
+    assert (code, out, err) == (1, "", "kubepedia: settings.maxObjects must be a positive integer\n")
