@@ -12,7 +12,13 @@ from pathlib import Path
 from agent.logs import setup_logging
 from agent.tuning import tune_gc
 from kubepedia import clusters, keys
-from kubepedia.config import DEFAULT_API_LISTEN, DEFAULT_INGEST_LISTEN, default_data_dir, parse_listen
+from kubepedia.config import (
+    DEFAULT_ADMIN_LISTEN,
+    DEFAULT_API_LISTEN,
+    DEFAULT_INGEST_LISTEN,
+    default_data_dir,
+    parse_listen,
+)
 from syncer.db import DatabaseUnreachable
 from syncer.embedded import EmbeddedError
 from syncer.migrations import SchemaTooNew
@@ -37,7 +43,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="PostgreSQL URL (default: an embedded server in the data dir)")
     serve.add_argument("--data-dir", type=Path, default=default_data_dir())
     serve.add_argument("--api-listen", type=_listen, default=DEFAULT_API_LISTEN)
-    serve.add_argument("--ingest-listen", type=_listen, default=DEFAULT_INGEST_LISTEN)
+    serve.add_argument("--ingest-listen", type=_listen, default=DEFAULT_INGEST_LISTEN,
+                       help="agents push here (default %(default)s)")
+    serve.add_argument("--admin-listen", type=_listen, default=DEFAULT_ADMIN_LISTEN,
+                       help="the registry's admin API, for `kubepedia cluster` (default %(default)s)")
     keys.add_key_file_argument(serve)
     serve.add_argument("--allow-kubeconfig-exec", action="store_true",
                        default=_env_flag("KUBEPEDIA_ALLOW_KUBECONFIG_EXEC"),
@@ -57,7 +66,7 @@ def _run_serve(args: argparse.Namespace) -> int:
 
     config = ServeConfig(database_url=args.database_url, data_dir=args.data_dir,
                          api_listen=args.api_listen, ingest_listen=args.ingest_listen,
-                         secret_key_file=args.secret_key_file,
+                         admin_listen=args.admin_listen, secret_key_file=args.secret_key_file,
                          allow_kubeconfig_exec=args.allow_kubeconfig_exec)
     tune_gc()
     asyncio.run(serve(config))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import aiohttp
 import orjson
 import yaml
 
+from agent.logs import printable
 from kubepedia.config import DEFAULT_SERVER, default_data_dir, read_admin_token
 from syncer.secretfile import SecretFileError
 
@@ -29,7 +31,7 @@ class CommandError(RuntimeError):
 
 def add_parser(sub: Any) -> None:
     cluster = sub.add_parser("cluster", help="register, list and remove member clusters")
-    cluster.add_argument("--server", default=None, help=f"the syncer's ingest URL (default {DEFAULT_SERVER})")
+    cluster.add_argument("--server", default=None, help=f"the server's admin URL (default {DEFAULT_SERVER})")
     cluster.add_argument("--data-dir", type=Path, default=default_data_dir(),
                          help="where the local server keeps its admin token")
     verbs = cluster.add_subparsers(dest="verb", required=True)
@@ -42,6 +44,10 @@ def add_parser(sub: Any) -> None:
     add.add_argument("--label", action="append", default=[], help="KEY=VALUE, repeatable")
     add.add_argument("--config", type=Path, default=None, help="selection YAML (pull mode)")
     add.add_argument("--keep-secret-data", action="store_true")
+    add.add_argument("--max-types", type=int, default=None,
+                     help="quota: resource types this cluster may sync (default 2000)")
+    add.add_argument("--max-objects", type=int, default=None,
+                     help="quota: objects this cluster may keep in the store (default 10000000)")
     listing = verbs.add_parser("list", help="clusters with health and per-type sync state")
     listing.add_argument("-o", "--output", choices=["table", "wide", "json"], default="table")
     remove = verbs.add_parser("remove", help="unregister a cluster and delete all its objects")
@@ -115,9 +121,15 @@ async def _call(args: argparse.Namespace, method: str, path: str, body: Any = No
         async with aiohttp.ClientSession() as session, session.request(
                 method, server + path, data=orjson.dumps(body) if body is not None else None,
                 headers=headers) as resp:
-            payload = orjson.loads(await resp.read() or b"{}")
-    except (aiohttp.ClientError, orjson.JSONDecodeError) as exc:
+            raw = await resp.read()
+    except aiohttp.ClientError as exc:
         raise CommandError(f"cannot reach the kubepedia server at {server}: {exc}") from exc
+    try:
+        payload = orjson.loads(raw or b"{}")
+    except orjson.JSONDecodeError:
+        payload = None
+    if not isinstance(payload, dict):
+        raise CommandError(f"{server} is not a kubepedia admin listener (HTTP {resp.status})")
     if resp.status >= 400:
         raise CommandError(str(payload.get("message") or f"HTTP {resp.status}"))
     return payload
@@ -127,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(_run(args))
     except (CommandError, SecretFileError) as exc:
-        print(f"kubepedia: {exc}", file=sys.stderr)
+        print(f"kubepedia: {printable(str(exc))}", file=sys.stderr)
         return 1
 
 
@@ -140,7 +152,9 @@ async def _run(args: argparse.Namespace) -> int:
         return 0
     clusters = (await _call(args, "GET", "/admin/v1/clusters"))["clusters"]
     if args.output == "json":
-        print(orjson.dumps({"clusters": clusters}, option=orjson.OPT_INDENT_2).decode())
+        # ASCII only: names and errors come from member clusters; escaped, no byte of them can
+        # reach the terminal as a control sequence.
+        print(json.dumps({"clusters": clusters}, indent=2, ensure_ascii=True))
     else:
         print(render_table(clusters, wide=args.output == "wide"))
     return 0
@@ -149,6 +163,9 @@ async def _run(args: argparse.Namespace) -> int:
 async def _add(args: argparse.Namespace) -> int:
     labels = dict(_label(text) for text in args.label)
     settings: dict[str, Any] = {"keepSecretData": bool(args.keep_secret_data)}
+    for key, value in (("maxTypes", args.max_types), ("maxObjects", args.max_objects)):
+        if value is not None:
+            settings[key] = value
     if args.config is not None:
         try:
             settings["selection"] = yaml.safe_load(args.config.read_text()) or {}
@@ -174,16 +191,20 @@ def _label(text: str) -> tuple[str, str]:
 
 
 def render_table(clusters: list[dict[str, Any]], *, wide: bool) -> str:
-    head = ["NAME", "MODE", "HEALTH", "TYPES", "OBJECTS", "ERRORS", "LAG"]
-    rows = [[c["name"], c["mode"], _health(c), str(len(c["types"])), str(c["objects"]), str(c["errors"]),
-             _lag(c["lagSeconds"])] for c in clusters]
-    lines = _columns([head, *rows])
+    """The table (every cell escaped: names and errors come from member clusters and agents)."""
+    head = ["NAME", "MODE", "HEALTH", "TYPES", "OBJECTS", "SKIPPED", "ERRORS", "LAG"]
+    rows = [[c["name"], c["mode"], _health(c), str(len(c["types"])), str(c["objects"]),
+             str(c.get("skipped", 0)), str(c["errors"]), _lag(c["lagSeconds"])] for c in clusters]
+    lines = _columns([[printable(str(cell)) for cell in row] for row in [head, *rows]])
     if wide:
         for c in clusters:
+            if c.get("lastError"):
+                lines.append(printable(f"  {c['name']}: error={c['lastError']}"))
             for t in c["types"]:
+                skipped = f" skipped={t['skipped']}" if t.get("skipped") else ""
                 error = f" error={t['lastError']}" if t["lastError"] else ""
-                lines.append(f"  {c['name']}/{t['type']}: {t['phase']} objects={t['objects']}"
-                             f" checkpoint={t['checkpoint']}{error}")
+                lines.append(printable(f"  {c['name']}/{t['type']}: {t['phase']} objects={t['objects']}"
+                                       f"{skipped} checkpoint={t['checkpoint']}{error}"))
     return "\n".join(lines)
 
 

@@ -10,6 +10,7 @@ from syncer import datadir, secretfile
 DEFAULT_API_LISTEN = "127.0.0.1:8080"
 DEFAULT_INGEST_LISTEN = "127.0.0.1:8081"
 SYSTEM_DATA_DIR = Path("/var/lib/kubepedia")
+DEFAULT_ADMIN_LISTEN = "127.0.0.1:8082"
 
 
 def default_data_dir() -> Path:
@@ -39,7 +40,7 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
-DEFAULT_SERVER = "http://127.0.0.1:8081"
+DEFAULT_SERVER = "http://127.0.0.1:8082"  # the admin listener, where ``kubepedia cluster`` goes
 ADMIN_TOKEN_FILE = "admin.token"
 
 

@@ -1,4 +1,4 @@
-"""``kubepedia serve``: the syncer's ingest listener and the read API in one process."""
+"""``kubepedia serve``: the syncer's ingest and admin listeners and the read API in one process."""
 
 from __future__ import annotations
 
@@ -9,15 +9,18 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
 from apiserver.app import build_app as build_api_app
 from kubepedia.config import ensure_admin_token
 from syncer import datadir, embedded, registry, secretbox
+from syncer.admin import build_admin_app
 from syncer.db import connect, describe
 from syncer.migrations import migrate
 from syncer.registry import Kubeconfigs
+from syncer.server import SERVER_SETTINGS as INGEST_SERVER_SETTINGS
 from syncer.server import build_app as build_ingest_app
 
 log = logging.getLogger(__name__)
@@ -29,6 +32,7 @@ class ServeConfig:
     data_dir: Path
     api_listen: tuple[str, int]
     ingest_listen: tuple[str, int]
+    admin_listen: tuple[str, int]
     secret_key_file: Path | None = None  # default: secret.keys in the data dir
     allow_kubeconfig_exec: bool = False
 
@@ -84,8 +88,8 @@ async def prepare_store(url: str, kubeconfigs: Kubeconfigs) -> None:
 
 
 async def _start_site(stack: AsyncExitStack, app: web.Application, listen: tuple[str, int],
-                      what: str) -> None:
-    runner = web.AppRunner(app, handle_signals=False)
+                      what: str, **settings: Any) -> None:
+    runner = web.AppRunner(app, handle_signals=False, **settings)
     await runner.setup()
     stack.push_async_callback(runner.cleanup)
     site = web.TCPSite(runner, listen[0], listen[1])
@@ -102,9 +106,11 @@ async def serve(config: ServeConfig) -> None:
     kubeconfigs = open_kubeconfigs(config)
     async with database(config) as url, AsyncExitStack() as stack:
         await prepare_store(url, kubeconfigs)
-        ingest = build_ingest_app(database_url=url, admin_token=ensure_admin_token(config.data_dir),
-                                  kubeconfigs=kubeconfigs)
-        await _start_site(stack, ingest, config.ingest_listen, "ingest")
+        ingest = build_ingest_app(database_url=url, kubeconfigs=kubeconfigs)
+        await _start_site(stack, ingest, config.ingest_listen, "ingest", **INGEST_SERVER_SETTINGS)
+        # After the ingest application, whose pool and pull manager it shares.
+        admin = build_admin_app(ingest, admin_token=ensure_admin_token(config.data_dir))
+        await _start_site(stack, admin, config.admin_listen, "admin")
         await _start_site(stack, build_api_app(database_url=url), config.api_listen, "api")
         await stop.wait()
         log.info("shutting down")

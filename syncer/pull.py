@@ -35,6 +35,7 @@ from agent.selection import SelectionError, parse_selection
 from syncer import registry
 from syncer.db import connect, pool_context
 from syncer.ingest import Owner, Registered, Store, advisory_holder
+from syncer.quota import Quota
 from syncer.sink import UNAVAILABLE, StoreSink
 
 log = logging.getLogger(__name__)
@@ -164,7 +165,8 @@ class PullManager:
             return
         # Either the registry setting or the cluster's selection may ask to keep Secret data.
         keep = owned.cluster.keep_secret_data or selection.keep_secret_data
-        store = Store(self._pool, guards=[Registered(cluster=name), Owner(key=key, pid=pid)])
+        store = Store(self._pool, guards=[Registered(cluster=name), Owner(key=key, pid=pid)],
+                      quota=Quota.from_settings(owned.cluster.settings))
         sink = StoreSink(store=store, cluster=name, keep_secret_data=keep)
         async with KubeClient(connection=connection) as client:
             owned.runner = Runner(client=client, sink=sink,

@@ -65,9 +65,9 @@ def hash_token(token: str) -> str:
 
 
 def check_name(name: str) -> None:
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise RegistryError(
-            f"invalid cluster name {name!r}: use lower-case letters, digits and '-', at most 63",
+            f"invalid cluster name {name[:80]!r}: use lower-case letters, digits and '-', at most 63",
             code=422, reason="Invalid")
 
 
@@ -216,19 +216,17 @@ async def pull_clusters(pool: asyncpg.Pool, kubeconfigs: Kubeconfigs) -> list[Cl
 
 
 async def authenticate(pool: asyncpg.Pool, *, cluster: str, token: str) -> Cluster:
-    """The cluster an agent's token opens, or RegistryError (404, 401, 403)."""
+    """The cluster an agent's token opens, or RegistryError 401.
+
+    One answer for every failure (an unknown cluster, a wrong token, another cluster's
+    token): a caller without a valid token learns nothing, not even which clusters exist.
+    """
     row = await pool.fetchrow("SELECT * FROM clusters WHERE name = $1", cluster)
-    if row is None:
-        raise RegistryError(f"cluster {cluster!r} is not registered", code=404, reason="NotFound")
-    expected = row["token_hash"]
+    expected = row["token_hash"] if row is not None else None
     offered = hash_token(token)
     if expected is not None and hmac.compare_digest(expected, offered):
         return _cluster(row)
-    other = await pool.fetchval("SELECT name FROM clusters WHERE token_hash = $1", offered)
-    if other is not None:
-        raise RegistryError(f"this token belongs to another cluster, not {cluster!r}",
-                            code=403, reason="Forbidden")
-    raise RegistryError("invalid token", code=401, reason="Unauthorized")
+    raise RegistryError("invalid token for this cluster", code=401, reason="Unauthorized")
 
 
 async def seen(pool: asyncpg.Pool, name: str) -> None:
@@ -249,18 +247,18 @@ async def set_health(pool: asyncpg.Pool, name: str, *, healthy: bool, message: s
 async def overview(pool: asyncpg.Pool) -> list[dict[str, Any]]:
     """What ``kubepedia cluster list`` shows: health, staleness, per-type sync state."""
     clusters = await pool.fetch(
-        "SELECT name, mode, labels, healthy, health_message, last_seen_at, created_at,"
+        "SELECT name, mode, labels, healthy, health_message, last_seen_at, created_at, last_error,"
         " CASE WHEN mode = 'push' THEN last_seen_at < now() - make_interval(secs => $1)"
         " ELSE false END AS silent, now() AS now FROM clusters ORDER BY name", PUSH_SILENCE_S)
     states = await pool.fetch(
-        "SELECT cluster, grp, resource, version, phase, checkpoint, object_count, last_error,"
+        "SELECT cluster, grp, resource, version, phase, checkpoint, object_count, skipped, last_error,"
         " last_event_at, updated_at FROM sync_state ORDER BY cluster, grp, resource")
     by_cluster: dict[str, list[dict[str, Any]]] = {}
     for s in states:
         by_cluster.setdefault(s["cluster"], []).append({
             "type": f"{s['resource']}.{s['grp']}" if s["grp"] else s["resource"],
             "version": s["version"], "phase": s["phase"], "checkpoint": s["checkpoint"],
-            "objects": s["object_count"], "lastError": s["last_error"],
+            "objects": s["object_count"], "skipped": s["skipped"], "lastError": s["last_error"],
             "lastEventAt": _iso(s["last_event_at"]), "updatedAt": _iso(s["updated_at"]),
         })
     return [_overview_row(c, by_cluster.get(c["name"], [])) for c in clusters]
@@ -275,8 +273,9 @@ def _overview_row(c: asyncpg.Record, types: list[dict[str, Any]]) -> dict[str, A
         "healthy": healthy if c["healthy"] is not None else None, "stale": not healthy,
         "healthMessage": message, "lastSeenAt": _iso(c["last_seen_at"]),
         "lagSeconds": round(lag, 1) if lag is not None else None,
-        "objects": sum(t["objects"] for t in types),
-        "errors": sum(1 for t in types if t["lastError"]), "types": types,
+        "objects": sum(t["objects"] for t in types), "skipped": sum(t["skipped"] for t in types),
+        "errors": sum(1 for t in types if t["lastError"]) + (1 if c["last_error"] else 0),
+        "lastError": c["last_error"], "types": types,
     }
 
 
