@@ -124,13 +124,14 @@ class Server:
         await wait_http(self.ingest + "/readyz")
 
 
-async def start_server(tmp: Path, name: str, *, database_url: str, data_dir: Path | None = None) -> Server:
+async def start_server(tmp: Path, name: str, *, database_url: str, data_dir: Path | None = None,
+                       env: dict[str, str] | None = None) -> Server:
     ingest, api, admin = free_port(), free_port(), free_port()
     data_dir = data_dir or tmp / f"{name}-data"
     proc = Proc(["-m", "kubepedia", "serve", "--database-url", database_url, "--data-dir", str(data_dir),
                  "--ingest-listen", f"127.0.0.1:{ingest}", "--api-listen", f"127.0.0.1:{api}",
                  "--admin-listen", f"127.0.0.1:{admin}"],
-                log=tmp / f"{name}.log")
+                log=tmp / f"{name}.log", env=env or {})
     await proc.start()
     server = Server(proc=proc, ingest=f"http://127.0.0.1:{ingest}", api=f"http://127.0.0.1:{api}",
                     data_dir=data_dir, admin_url=f"http://127.0.0.1:{admin}")

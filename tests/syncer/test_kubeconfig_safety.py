@@ -20,7 +20,7 @@ from kubesim.kubeconfig import kubeconfig as sim_kubeconfig
 from syncer.registry import Kubeconfigs
 from syncer.secretbox import SecretBox
 from tests.convergence import wait_converged
-from tests.e2e.procs import Proc, Server, cleanup, free_port, start_server, wait_http
+from tests.e2e.procs import Server, cleanup, start_server
 from tests.e2e.test_cluster_cli import kubepedia
 from tests.syncer.conftest import Ingest, serving
 
@@ -141,14 +141,8 @@ def test_the_cli_sends_one_context_with_files_inlined(tmp_path: Path) -> None:
 
 
 async def _allowing_server(tmp: Path, db_url: str) -> Server:
-    ingest, api = free_port(), free_port()
-    proc = Proc(["-m", "kubepedia", "serve", "--database-url", db_url, "--data-dir", str(tmp / "allowing"),
-                 "--ingest-listen", f"127.0.0.1:{ingest}", "--api-listen", f"127.0.0.1:{api}"],
-                log=tmp / "allowing.log", env={"KUBEPEDIA_ALLOW_KUBECONFIG_EXEC": "1"})
-    await proc.start()
-    await wait_http(f"http://127.0.0.1:{ingest}/readyz")
-    return Server(proc=proc, ingest=f"http://127.0.0.1:{ingest}", api=f"http://127.0.0.1:{api}",
-                  data_dir=tmp / "allowing")
+    return await start_server(tmp, "allowing", database_url=db_url,
+                              env={"KUBEPEDIA_ALLOW_KUBECONFIG_EXEC": "1"})
 
 
 async def test_serve_refuses_exec_unless_told_and_warns_when_told(tmp_path: Path, db_url: str) -> None:
