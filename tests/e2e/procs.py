@@ -109,11 +109,12 @@ class Server:
     ingest: str
     api: str
     data_dir: Path
+    admin_url: str
 
     async def admin(self, method: str, path: str, body: Any = None) -> tuple[int, dict[str, Any]]:
         token = (self.data_dir / "admin.token").read_text().strip()
         async with aiohttp.ClientSession() as session, session.request(
-                method, self.ingest + path, data=orjson.dumps(body) if body is not None else None,
+                method, self.admin_url + path, data=orjson.dumps(body) if body is not None else None,
                 headers={"Authorization": f"Bearer {token}"}) as resp:
             return resp.status, orjson.loads(await resp.read())
 
@@ -123,15 +124,17 @@ class Server:
         await wait_http(self.ingest + "/readyz")
 
 
-async def start_server(tmp: Path, name: str, *, database_url: str, data_dir: Path | None = None) -> Server:
-    ingest, api = free_port(), free_port()
+async def start_server(tmp: Path, name: str, *, database_url: str, data_dir: Path | None = None,
+                       env: dict[str, str] | None = None) -> Server:
+    ingest, api, admin = free_port(), free_port(), free_port()
     data_dir = data_dir or tmp / f"{name}-data"
     proc = Proc(["-m", "kubepedia", "serve", "--database-url", database_url, "--data-dir", str(data_dir),
-                 "--ingest-listen", f"127.0.0.1:{ingest}", "--api-listen", f"127.0.0.1:{api}"],
-                log=tmp / f"{name}.log")
+                 "--ingest-listen", f"127.0.0.1:{ingest}", "--api-listen", f"127.0.0.1:{api}",
+                 "--admin-listen", f"127.0.0.1:{admin}"],
+                log=tmp / f"{name}.log", env=env or {})
     await proc.start()
     server = Server(proc=proc, ingest=f"http://127.0.0.1:{ingest}", api=f"http://127.0.0.1:{api}",
-                    data_dir=data_dir)
+                    data_dir=data_dir, admin_url=f"http://127.0.0.1:{admin}")
     await wait_http(server.ingest + "/readyz")
     return server
 

@@ -62,9 +62,11 @@ async def test_agent_restart_resumes_without_listing(tmp_path: Path, db_url: str
 async def test_two_syncers_one_owner_and_takeover(tmp_path: Path, db_url: str, pool: asyncpg.Pool) -> None:
     sim = await start_sim(tmp_path, "pulled", generate="namespaces=2,pods=30", seed=2)
     async with cleanup(sim.proc) as procs:
-        a = await start_server(tmp_path, "syncer-a", database_url=db_url)
+        # Servers sharing a database share the key file that seals kubeconfigs (here: one data dir).
+        shared = tmp_path / "shared-data"
+        a = await start_server(tmp_path, "syncer-a", database_url=db_url, data_dir=shared)
         procs.append(a.proc)
-        b = await start_server(tmp_path, "syncer-b", database_url=db_url)
+        b = await start_server(tmp_path, "syncer-b", database_url=db_url, data_dir=shared)
         procs.append(b.proc)
         await register(a, "pulled", kubeconfig=sim.kubeconfig)
         await wait_converged(pool, "pulled", sim.url)
