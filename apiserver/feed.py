@@ -29,6 +29,12 @@ class ChangeFeed:
         self._url = database_url
         self._changed = asyncio.Event()
         self.latest = 0
+        self.closed = False
+
+    def close(self) -> None:
+        """The server is shutting down: wake every watch so that it ends."""
+        self.closed = True
+        self._wake()
 
     def _notified(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         if payload.isdigit():
@@ -73,6 +79,12 @@ class ChangeFeed:
         async def ctx(app: web.Application) -> AsyncIterator[None]:
             feed = ChangeFeed(database_url)
             app[key] = feed
+
+            async def shutting_down(_app: web.Application) -> None:
+                feed.close()
+
+            # Before connections are closed, so that watch handlers end by themselves.
+            app.on_shutdown.append(shutting_down)
             task = asyncio.create_task(feed.run(), name="watch feed")
             try:
                 yield

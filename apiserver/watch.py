@@ -176,7 +176,7 @@ async def watch(request: web.Request, opts: ListOptions, target: Target, catalog
 async def _follow(request: web.Request, stream: Stream, seq: int, deadline: float) -> None:
     feed = request.app[FEED]
     quiet_since = time.monotonic()
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not feed.closed:
         newest = await _changes(request, stream, seq)
         if newest != seq:
             seq, quiet_since = newest, time.monotonic()

@@ -32,6 +32,20 @@ CREATE TEMP TABLE IF NOT EXISTS staging (
     object jsonb NOT NULL
 ) ON COMMIT DELETE ROWS
 """
+# Change-log entries of one write, when some need the stored row as their before-image.
+LOG_STAGING_DDL = """
+CREATE TEMP TABLE IF NOT EXISTS log_staging (
+    seq bigint NOT NULL,
+    version text NOT NULL,
+    kind text NOT NULL,
+    namespace text NOT NULL,
+    name text NOT NULL,
+    uid text NOT NULL,
+    resource_version text NOT NULL,
+    type text NOT NULL,
+    object jsonb
+) ON COMMIT DELETE ROWS
+"""
 STAGING_COLUMNS = ("ord", "namespace", "name", "uid", "resource_version", "owner_uid",
                    "labels", "created_at", "deleted_at", "object")
 
@@ -71,6 +85,7 @@ async def init_connection(conn: asyncpg.Connection) -> None:
     """Codecs and the session's staging table: what an ingest connection needs."""
     await init_codecs(conn)
     await conn.execute(STAGING_DDL)
+    await conn.execute(LOG_STAGING_DDL)
 
 
 async def connect(url: str, *, application_name: str = "kubepedia") -> asyncpg.Connection:

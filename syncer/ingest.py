@@ -45,7 +45,9 @@ from syncer.validate import BadInput, Event, Row, Skip, to_events, to_rows
 log = logging.getLogger(__name__)
 
 LOG_COLUMNS = ("seq", "cluster", "grp", "version", "resource", "kind", "namespace", "name",
-               "uid", "resource_version", "type")
+               "uid", "resource_version", "type", "object")
+LOG_STAGING_COLUMNS = ("seq", "version", "kind", "namespace", "name", "uid", "resource_version", "type",
+                       "object")
 
 
 class SnapshotLost(RuntimeError):
@@ -346,10 +348,23 @@ class Snapshot:
 
 _LOG_DELETED = """
 INSERT INTO change_log (seq, cluster, grp, version, resource, kind, namespace, name, uid,
-                        resource_version, type)
+                        resource_version, type, object)
 SELECT nextval('change_seq'), cluster, grp, version, resource, kind, namespace, name, uid,
-       resource_version, 'DELETED'
+       resource_version, 'DELETED', object
 FROM (SELECT * FROM gone ORDER BY namespace, name) AS g
+"""
+
+# Change-log entries whose before-image is the stored row take it in the same statement
+# (before the merge rewrites the row); the others carry theirs from the batch.
+_LOG_FROM_STAGING = """
+INSERT INTO change_log (seq, cluster, grp, version, resource, kind, namespace, name, uid,
+                        resource_version, type, object)
+SELECT l.seq, $1, $2, l.version, $3, l.kind, l.namespace, l.name, l.uid, l.resource_version, l.type,
+       CASE WHEN l.object IS NOT NULL OR l.type = 'ADDED' THEN l.object
+            ELSE (SELECT r.object FROM resources r
+                  WHERE r.cluster = $1 AND r.grp = $2 AND r.resource = $3
+                    AND r.namespace = l.namespace AND r.name = l.name) END
+FROM log_staging l
 """
 
 _DELETE_UNSEEN = f"""
@@ -579,9 +594,7 @@ async def _write(conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType,
         # Under the lock nobody else draws numbers: ours are first .. last.
         await conn.execute("SELECT setval('change_seq', $1)", last)
     await _notify(conn, last)
-    await conn.copy_records_to_table(
-        "change_log", columns=LOG_COLUMNS,
-        records=_log_records(plan.log, first=first, cluster=cluster, rtype=rtype))
+    await _append_log(conn, cluster=cluster, rtype=rtype, entries=plan.log, first=first)
     if plan.upserts:
         await conn.execute(_MERGE, cluster, rtype.group, rtype.version, rtype.resource,
                            rtype.kind, first)
@@ -592,12 +605,28 @@ async def _write(conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType,
             [c.uid for c in plan.deletes])
 
 
+async def _append_log(conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType,
+                      entries: Sequence[Change], first: int) -> None:
+    """Numbered change-log entries with their before-images. An initial sync (only ADDED)
+    goes straight in by COPY: it writes no object twice."""
+    if not any(c.before_from_store for c in entries):
+        await conn.copy_records_to_table(
+            "change_log", columns=LOG_COLUMNS,
+            records=_log_records(entries, first=first, cluster=cluster, rtype=rtype))
+        return
+    await conn.copy_records_to_table(
+        "log_staging", columns=LOG_STAGING_COLUMNS,
+        records=((first + i, c.version or rtype.version, c.kind or rtype.kind, c.namespace, c.name, c.uid,
+                  c.resource_version, c.type, c.before) for i, c in enumerate(entries)))
+    await conn.execute(_LOG_FROM_STAGING, cluster, rtype.group, rtype.resource)
+
+
 def _log_records(
     log_entries: Sequence[Change], *, first: int, cluster: str, rtype: ResourceType
 ) -> Iterable[tuple[Any, ...]]:
     for offset, c in enumerate(log_entries):
         yield (first + offset, cluster, rtype.group, c.version or rtype.version, rtype.resource,
-               c.kind or rtype.kind, c.namespace, c.name, c.uid, c.resource_version, c.type)
+               c.kind or rtype.kind, c.namespace, c.name, c.uid, c.resource_version, c.type, c.before)
 
 
 def _staging_records(upserts: Sequence[tuple[int, Row]]) -> Iterable[tuple[Any, ...]]:
