@@ -17,6 +17,7 @@ from kubepedia.config import (
     DEFAULT_API_LISTEN,
     DEFAULT_INGEST_LISTEN,
     default_data_dir,
+    parse_duration,
     parse_listen,
 )
 from syncer.db import DatabaseUnreachable
@@ -24,6 +25,13 @@ from syncer.embedded import EmbeddedError
 from syncer.migrations import SchemaTooNew
 from syncer.registry import RegistryError
 from syncer.secretbox import SecretBoxError
+
+
+def _duration(value: str) -> float:
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _listen(value: str) -> tuple[str, int]:
@@ -43,6 +51,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="PostgreSQL URL (default: an embedded server in the data dir)")
     serve.add_argument("--data-dir", type=Path, default=default_data_dir())
     serve.add_argument("--api-listen", type=_listen, default=DEFAULT_API_LISTEN)
+    serve.add_argument("--change-log-retention", type=_duration, default="7d", metavar="DURATION",
+                       help="how long changes are kept for watches and history (default %(default)s)")
     serve.add_argument("--ingest-listen", type=_listen, default=DEFAULT_INGEST_LISTEN,
                        help="agents push here (default %(default)s)")
     serve.add_argument("--admin-listen", type=_listen, default=DEFAULT_ADMIN_LISTEN,
@@ -68,7 +78,8 @@ def _run_serve(args: argparse.Namespace) -> int:
     config = ServeConfig(database_url=args.database_url, data_dir=args.data_dir,
                          api_listen=args.api_listen, ingest_listen=args.ingest_listen,
                          admin_listen=args.admin_listen, secret_key_file=args.secret_key_file,
-                         allow_kubeconfig_exec=args.allow_kubeconfig_exec)
+                         allow_kubeconfig_exec=args.allow_kubeconfig_exec,
+                         change_log_retention_s=args.change_log_retention)
     tune_gc()
     asyncio.run(serve(config))
     return 0

@@ -64,3 +64,13 @@ def read_admin_token(data_dir: Path) -> str | None:
     if explicit:
         return explicit
     return secretfile.read(data_dir / ADMIN_TOKEN_FILE, "admin token") or None
+
+
+def parse_duration(value: str) -> float:
+    """``7d``, ``12h``, ``30m`` or ``90s`` (or plain seconds) in seconds, or ``ValueError``."""
+    units = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+    text = value.strip().lower()
+    number, unit = (text[:-1], units[text[-1]]) if text and text[-1] in units else (text, 1)
+    if not number.replace(".", "", 1).isdigit() or float(number) <= 0:
+        raise ValueError(f"expected a duration such as 7d, 12h or 30m, got {value!r}")
+    return float(number) * unit

@@ -35,6 +35,7 @@ class ServeConfig:
     admin_listen: tuple[str, int]
     secret_key_file: Path | None = None  # default: secret.keys in the data dir
     allow_kubeconfig_exec: bool = False
+    change_log_retention_s: float = 7 * 24 * 3600.0
 
     @property
     def key_file(self) -> Path:
@@ -106,7 +107,8 @@ async def serve(config: ServeConfig) -> None:
     kubeconfigs = open_kubeconfigs(config)
     async with database(config) as url, AsyncExitStack() as stack:
         await prepare_store(url, kubeconfigs)
-        ingest = build_ingest_app(database_url=url, kubeconfigs=kubeconfigs)
+        ingest = build_ingest_app(database_url=url, kubeconfigs=kubeconfigs,
+                                  retention_s=config.change_log_retention_s)
         await _start_site(stack, ingest, config.ingest_listen, "ingest", **INGEST_SERVER_SETTINGS)
         # After the ingest application, whose pool and pull manager it shares.
         admin = build_admin_app(ingest, admin_token=ensure_admin_token(config.data_dir))
