@@ -18,8 +18,11 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
+
+from kube.tables import PrinterColumn
 
 CACHE_SECONDS = 2.0
 _VERSION = re.compile(r"^v(\d+)(?:(alpha|beta)(\d+))?$")
@@ -82,13 +85,19 @@ def _human(seconds: float) -> str:
 class Catalog:
     types: tuple[ServedType, ...] = ()
     clusters: dict[str, ClusterState] = field(default_factory=dict)
+    # A custom resource's additionalPrinterColumns, from the synced CRD objects.
+    printer_columns: dict[tuple[str, str, str], tuple[PrinterColumn, ...]] = field(default_factory=dict)
     _by_path: dict[tuple[str, str, str], ServedType] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def of(cls, types: Iterable[ServedType], clusters: Iterable[ClusterState] = ()) -> Catalog:
+    def of(cls, types: Iterable[ServedType], clusters: Iterable[ClusterState] = (),
+           printer_columns: dict[tuple[str, str, str], tuple[PrinterColumn, ...]] | None = None) -> Catalog:
         ordered = tuple(sorted(types, key=lambda t: (t.group, t.version, t.resource)))
-        return cls(ordered, {c.name: c for c in clusters},
+        return cls(ordered, {c.name: c for c in clusters}, printer_columns or {},
                    {(t.group, t.version, t.resource): t for t in ordered})
+
+    def columns_of(self, t: ServedType) -> tuple[PrinterColumn, ...]:
+        return self.printer_columns.get((t.group, t.resource, t.version), ())
 
     def warnings(self, cluster: str | None) -> list[str]:
         """One line per stale cluster among those a request reads."""
@@ -113,10 +122,14 @@ class Catalog:
         return [t for t in self.types if t.group == group and t.version == version]
 
 
-_QUERY = """
-SELECT grp, version, resource, max(kind) AS kind, bool_or(namespaced) AS namespaced,
-       sum(object_count)::bigint AS objects
-FROM sync_state GROUP BY grp, version, resource
+# One row per served group/version/resource: what the clusters' discovery says of it.
+_NAMES = """(SELECT coalesce(array_agg(DISTINCT n ORDER BY n), '{{}}') FROM sync_state t, unnest(t.{0}) n
+     WHERE t.grp = s.grp AND t.version = s.version AND t.resource = s.resource)"""
+_QUERY = f"""
+SELECT s.grp, s.version, s.resource, max(s.kind) AS kind, bool_or(s.namespaced) AS namespaced,
+       sum(s.object_count)::bigint AS objects, max(s.singular) AS singular,
+       {_NAMES.format("short_names")} AS short_names, {_NAMES.format("categories")} AS categories
+FROM sync_state s GROUP BY s.grp, s.version, s.resource
 """
 
 
@@ -129,16 +142,44 @@ FROM clusters WHERE removing_at IS NULL
 """
 
 
+_CRDS = """
+SELECT DISTINCT ON (object #>> '{spec,group}', object #>> '{spec,names,plural}') object -> 'spec' AS spec
+FROM resources WHERE grp = 'apiextensions.k8s.io' AND resource = 'customresourcedefinitions'
+"""
+
+
+def _printer_columns(spec: Any) -> dict[tuple[str, str, str], tuple[PrinterColumn, ...]]:
+    """A CRD spec's printer columns per version; anything malformed is left out."""
+    out: dict[tuple[str, str, str], tuple[PrinterColumn, ...]] = {}
+    if not isinstance(spec, dict):
+        return out
+    group, plural = spec.get("group"), (spec.get("names") or {}).get("plural")
+    for version in spec.get("versions") or []:
+        columns = version.get("additionalPrinterColumns") if isinstance(version, dict) else None
+        if not isinstance(group, str) or not isinstance(plural, str) or not isinstance(columns, list):
+            continue
+        out[(group, plural, str(version.get("name")))] = tuple(
+            (str(c.get("name")), str(c.get("type", "string")), str(c.get("jsonPath", "")),
+             int(c.get("priority") or 0))
+            for c in columns if isinstance(c, dict) and c.get("name") and c.get("jsonPath"))
+    return out
+
+
 async def load(pool: asyncpg.Pool, *, push_silence_s: float) -> Catalog:
     rows = await pool.fetch(_QUERY)
     clusters = await pool.fetch(_CLUSTERS, push_silence_s)
+    columns: dict[tuple[str, str, str], tuple[PrinterColumn, ...]] = {}
+    for crd in await pool.fetch(_CRDS):
+        columns.update(_printer_columns(crd["spec"]))
     return Catalog.of(
         (ServedType(group=r["grp"], version=r["version"], resource=r["resource"], kind=r["kind"],
-                    namespaced=r["namespaced"], objects=r["objects"]) for r in rows),
+                    namespaced=r["namespaced"], objects=r["objects"], singular=r["singular"],
+                    short_names=tuple(r["short_names"]), categories=tuple(r["categories"])) for r in rows),
         (ClusterState(name=c["name"], stale=c["healthy"] is False or bool(c["silent"]),
                       age_seconds=c["age"],
                       message=c["health_message"] or ("no word from the agent" if c["silent"] else None))
-         for c in clusters))
+         for c in clusters),
+        columns)
 
 
 class CatalogCache:

@@ -65,6 +65,10 @@ async def resolve(request: web.Request) -> tuple[Request, Catalog]:
     return Request(rtype=rtype, cluster=cluster, namespace=namespace, name=name), catalog
 
 
+def _table(req: Request, catalog: Catalog) -> render.ClusterTable:
+    return render.ClusterTable(req.rtype, printer_columns=catalog.columns_of(req.rtype))
+
+
 def target_of(req: Request, opts: ListOptions) -> Target:
     try:
         labels = parse_label_selector(opts.label_selector)
@@ -125,7 +129,7 @@ async def list_objects(request: web.Request) -> web.StreamResponse:
     opts = list_options(request.query, request.headers.get("Accept", ""))
     target = target_of(req, opts)
     if opts.watch:
-        return await watch(request, opts, target, catalog, render.ClusterTable(req.rtype))
+        return await watch(request, opts, target, catalog, _table(req, catalog))
     if opts.limit:
         return await _list_page(request, req, opts, target, catalog)
     return await _list_all(request, req, opts, target, catalog)
@@ -157,7 +161,7 @@ async def _list_page(request: web.Request, req: Request, opts: ListOptions, targ
             query=query, key=request.app[CONTINUE_KEY])
     meta = render.list_meta(resource_version=rv, continue_token=token)
     body = render.shaped_list(opts.shape, req.rtype, meta, [(r["cluster"], r["json"]) for r in rows],
-                              include=opts.include_object)
+                              include=opts.include_object, table=_table(req, catalog))
     response = web.Response(body=body, content_type="application/json")
     _warned(response, catalog, req.cluster)
     return response
@@ -185,7 +189,7 @@ async def _list_all(request: web.Request, req: Request, opts: ListOptions, targe
     if opts.shape:
         rows = [r async for page in _stream_rows(request, target, first) for r in page]
         body = render.shaped_list(opts.shape, req.rtype, meta, [(r["cluster"], r["json"]) for r in rows],
-                                  include=opts.include_object)
+                                  include=opts.include_object, table=_table(req, catalog))
         response = web.Response(body=body, content_type="application/json")
         _warned(response, catalog, req.cluster)
         return response
@@ -205,7 +209,8 @@ async def _list_all(request: web.Request, req: Request, opts: ListOptions, targe
 
 async def get_object(request: web.Request) -> web.Response:
     req, catalog = await resolve(request)
-    opts = list_options({}, request.headers.get("Accept", ""))
+    include = {"includeObject": request.query["includeObject"]} if "includeObject" in request.query else {}
+    opts = list_options(include, request.headers.get("Accept", ""))
     target = target_of(req, opts)
     sql, params = compiled(get_statement(target, request.app[SCOPE], limit=GET_CANDIDATES))
     rows = await request.app[POOL].fetch(sql, *params)
@@ -221,8 +226,8 @@ async def get_object(request: web.Request) -> web.Response:
                            "causes": [{"reason": "FieldValueDuplicate", "field": "cluster",
                                        "message": r["cluster"]} for r in rows]})
     row = rows[0]
-    body = render.shaped_object(opts.shape, req.rtype, row["cluster"], row["json"],
-                                include=request.query.get("includeObject", "Metadata"))
+    body = render.shaped_object(opts.shape, row["cluster"], row["json"], include=opts.include_object,
+                                table=_table(req, catalog))
     response = web.Response(body=body, content_type="application/json")
     _warned(response, catalog, row["cluster"])
     return response

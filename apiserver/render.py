@@ -67,22 +67,22 @@ def partial(obj: JSON) -> JSON:
 
 
 def shaped_list(shape: str, rtype: ServedType, meta: JSON, rows: Sequence[tuple[str, str]],
-                *, include: str) -> bytes:
+                *, include: str, table: ClusterTable) -> bytes:
     """A page in the negotiated shape; ``rows`` are (cluster, object JSON text)."""
     if not shape:
         return plain_list(rtype, meta, [text for _, text in rows])
     parsed = [(cluster, orjson.loads(text)) for cluster, text in rows]
     if shape == TABLE:
-        return orjson.dumps(ClusterTable(rtype).table(parsed, meta, include))
+        return orjson.dumps(table.table(parsed, meta, include))
     return orjson.dumps({"kind": PARTIAL_LIST, "apiVersion": "meta.k8s.io/v1", "metadata": meta,
                          "items": [partial(obj) for _, obj in parsed]})
 
 
-def shaped_object(shape: str, rtype: ServedType, cluster: str, text: str, *, include: str) -> bytes:
+def shaped_object(shape: str, cluster: str, text: str, *, include: str, table: ClusterTable) -> bytes:
     if not shape:
         return text.encode()
     obj = orjson.loads(text)
     if shape == TABLE:
         meta = {"resourceVersion": (obj.get("metadata") or {}).get("resourceVersion", "")}
-        return orjson.dumps(ClusterTable(rtype).table([(cluster, obj)], meta, include))
+        return orjson.dumps(table.table([(cluster, obj)], meta, include))
     return orjson.dumps(partial(obj))

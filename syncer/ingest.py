@@ -197,10 +197,13 @@ class Store:
         async with self._pool.acquire() as conn, conn.transaction():
             await self._begin(conn, cluster=cluster, rtype=rtype)
             await _drop_snapshots(conn, cluster=cluster, rtype=rtype)
+            # A relist also refreshes how discovery describes the type (read API discovery).
             await conn.execute(
-                "UPDATE sync_state SET phase = 'listing', skipped = 0, updated_at = now()"
+                "UPDATE sync_state SET phase = 'listing', skipped = 0, updated_at = now(),"
+                " singular = $4, short_names = $5, categories = $6"
                 " WHERE cluster = $1 AND grp = $2 AND resource = $3",
-                cluster, rtype.group, rtype.resource,
+                cluster, rtype.group, rtype.resource, rtype.singular, list(rtype.short_names),
+                list(rtype.categories),
             )
             snapshot_id: int = await conn.fetchval(
                 "INSERT INTO snapshots (cluster, grp, resource) VALUES ($1, $2, $3) RETURNING id",

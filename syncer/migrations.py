@@ -106,6 +106,9 @@ _READ_API = (
     " WHERE (object #>> '{status,phase}') IS NOT NULL",
     "ALTER TABLE change_log ADD COLUMN object JSONB",
     "CREATE INDEX change_log_type_seq ON change_log (grp, resource, seq)",
+    "ALTER TABLE sync_state ADD COLUMN singular TEXT DEFAULT '' NOT NULL",
+    "ALTER TABLE sync_state ADD COLUMN short_names TEXT[] DEFAULT '{}' NOT NULL",
+    "ALTER TABLE sync_state ADD COLUMN categories TEXT[] DEFAULT '{}' NOT NULL",
     "CREATE INDEX change_log_object ON change_log (cluster, grp, resource, namespace, name, seq)",
     """CREATE TABLE api_secrets (
         name TEXT NOT NULL, value BYTEA NOT NULL,
@@ -117,7 +120,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(version=1, description="initial schema", statements=_INITIAL_SCHEMA),
     Migration(version=2, description="skipped objects and cluster errors",
               statements=_SKIPPED_AND_CLUSTER_ERRORS),
-    Migration(version=3, description="the read API: list order, field indexes, before-images",
+    Migration(version=3, description="the read API: list order, field indexes, before-images, discovery",
               statements=_READ_API),
 )
 LATEST = MIGRATIONS[-1].version

@@ -25,7 +25,7 @@ from sqlalchemy import (
     Text,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 metadata = MetaData()
 
@@ -145,6 +145,10 @@ sync_state = Table(
     Column("version", Text, nullable=False),
     Column("kind", Text, nullable=False),
     Column("namespaced", Boolean, nullable=False),
+    # How the member cluster's discovery describes the type, served by the read API.
+    Column("singular", Text, nullable=False, server_default=text("''")),
+    Column("short_names", ARRAY(Text), nullable=False, server_default=text("'{}'")),
+    Column("categories", ARRAY(Text), nullable=False, server_default=text("'{}'")),
     Column("phase", Text, nullable=False),  # listing | watching | error
     Column("checkpoint", Text),  # source resourceVersion committed with the last batch
     Column("object_count", BigInteger, nullable=False, server_default=text("0")),
