@@ -235,3 +235,50 @@ async def test_python_client_lists_in_pages_gets_and_watches(fleet: Fleet) -> No
     await asyncio.wait_for(streaming, 60)
     assert seen[-1] == "ADDED from-python"
     api_client.close()
+
+
+async def test_a_paged_walk_under_churn_returns_what_exists_throughout_once(fleet: Fleet) -> None:
+    async def names() -> set[tuple[str, str, str]]:
+        out = set()
+        for cluster in fleet.sims:
+            for p in (await fleet.sim_call(cluster, "GET", "/api/v1/pods"))["items"]:
+                out.add((cluster, p["metadata"]["namespace"], p["metadata"]["name"]))
+        return out
+
+    before = await names()
+    touched: set[tuple[str, str, str]] = set()
+    stop = asyncio.Event()
+
+    async def churn() -> None:
+        victims = sorted(before)[::3]
+        for i, (cluster, ns, name) in enumerate(victims):
+            if stop.is_set():
+                return
+            touched.add((cluster, ns, name))
+            await fleet.sim_call(cluster, "DELETE", f"/api/v1/namespaces/{ns}/pods/{name}")
+            fresh = f"churn-{i}"
+            touched.add((cluster, ns, fresh))
+            body = {"metadata": {"name": fresh}, "spec": {"containers": [{"name": "c", "image": "x"}]}}
+            await fleet.sim_call(cluster, "POST", f"/api/v1/namespaces/{ns}/pods", body)
+            await asyncio.sleep(0.02)
+
+    churning = asyncio.create_task(churn())
+    seen: list[tuple[str, str, str]] = []
+    params = {"limit": "5"}
+    try:
+        while True:
+            async with fleet.session.get(fleet.api + "/api/v1/pods", params=params) as resp:
+                body = await resp.json()
+            seen += [(i["metadata"]["annotations"]["kubepedia.io/cluster"], i["metadata"]["namespace"],
+                      i["metadata"]["name"]) for i in body["items"]]
+            if not body["metadata"].get("continue"):
+                break
+            params = {"limit": "5", "continue": body["metadata"]["continue"]}
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await churning
+    throughout = (before & await names()) - touched
+    assert len(seen) == len(set(seen)), "an object was returned twice"
+    assert throughout <= set(seen)
+    assert touched, "the churn ran during the walk"
