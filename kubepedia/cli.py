@@ -46,7 +46,16 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default=os.environ.get("KUBEPEDIA_LOG_LEVEL", "info"),
                         choices=["debug", "info", "warning", "error"])
     sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="run the syncer and the read API")
+    for name, summary in (("serve", "run the syncer and the read API"),
+                          ("demo", "run three simulated clusters, synced and served, for kubectl")):
+        _serve_options(sub.add_parser(name, help=summary))
+    clusters.add_parser(sub)
+    kubeconfig.add_parser(sub)
+    keys.add_parser(sub)
+    return parser
+
+
+def _serve_options(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--database-url", default=os.environ.get("KUBEPEDIA_DATABASE_URL"),
                        help="PostgreSQL URL (default: an embedded server in the data dir)")
     serve.add_argument("--data-dir", type=Path, default=default_data_dir())
@@ -62,10 +71,6 @@ def _parser() -> argparse.ArgumentParser:
                        default=_env_flag("KUBEPEDIA_ALLOW_KUBECONFIG_EXEC"),
                        help="let registered kubeconfigs run exec/auth-provider plugins and read files "
                             "on this machine (only if everyone holding the admin token may run code here)")
-    clusters.add_parser(sub)
-    kubeconfig.add_parser(sub)
-    keys.add_parser(sub)
-    return parser
 
 
 def _env_flag(name: str) -> bool:
@@ -73,6 +78,7 @@ def _env_flag(name: str) -> bool:
 
 
 def _run_serve(args: argparse.Namespace) -> int:
+    from kubepedia.demo import DemoError, demo
     from kubepedia.serve import ServeConfig, serve
 
     config = ServeConfig(database_url=args.database_url, data_dir=args.data_dir,
@@ -81,7 +87,11 @@ def _run_serve(args: argparse.Namespace) -> int:
                          allow_kubeconfig_exec=args.allow_kubeconfig_exec,
                          change_log_retention_s=args.change_log_retention)
     tune_gc()
-    asyncio.run(serve(config))
+    try:
+        asyncio.run(demo(config) if args.command == "demo" else serve(config))
+    except DemoError as exc:
+        print(f"kubepedia: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
