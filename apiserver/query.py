@@ -146,6 +146,17 @@ def _identity_conditions(target: Target, scope: Scope,
     return where
 
 
+def identity_matches(target: Target, scope: Scope, *, group: str, version: str, resource: str, cluster: str,
+                     namespace: str, name: str) -> bool:
+    """``_identity_conditions`` evaluated in memory, for changes a watch takes from the tail."""
+    return (group == target.group and resource == target.resource and version == target.version
+            and scope.allows_type(group, resource) and scope.allows_cluster(cluster)
+            and (scope.namespaces is None or namespace in scope.namespaces)
+            and (target.clusters is None or cluster in target.clusters)
+            and target.cluster in (None, cluster) and target.namespace in (None, namespace)
+            and target.name in (None, name))
+
+
 def conditions(target: Target, scope: Scope) -> list[ColumnElement[bool]]:
     """Every condition of a request on ``resources``, the scope's included."""
     where = _identity_conditions(target, scope, resources)
@@ -186,9 +197,10 @@ def get_statement(target: Target, scope: Scope, *, limit: int) -> sa.Select[Any]
     return list_statement(target, scope, limit=limit)
 
 
-def watch_statement(target: Target, scope: Scope, *, after: int, limit: int) -> sa.Select[Any]:
-    """The next changes of a type after sequence ``after``: each with the state the object
-    left (``before``) and the state the change made (``after``), as annotated JSON text.
+def watch_statement(target: Target | None, scope: Scope, *, after: int, limit: int) -> sa.Select[Any]:
+    """The next changes after sequence ``after`` (of one type and place, or with ``target``
+    None of everything: the process's shared tail): each with the state the object left
+    (``before``) and the state the change made (``after``), as annotated JSON text.
 
     Selectors are not applied here: a watcher must see an object stop matching (sent as
     DELETED), which needs both states; ``apiserver.watch`` evaluates them."""
@@ -205,11 +217,14 @@ def watch_statement(target: Target, scope: Scope, *, after: int, limit: int) -> 
                       resources.c.name == log.c.name)
                .scalar_subquery())
     after_state = sa.case((log.c.type == "DELETED", log.c.object), else_=sa.func.coalesce(following, current))
-    where = [log.c.seq > after, *_identity_conditions(target, scope, log)]
-    return (sa.select(log.c.seq, log.c.type, log.c.cluster,
-                      sa.cast(annotated(log.c.object, log.c.cluster), sa.Text).label("before"),
-                      sa.cast(annotated(after_state, log.c.cluster), sa.Text).label("after"))
-            .where(*where).order_by(log.c.seq).limit(limit))
+    stmt = sa.select(log.c.seq, log.c.type, log.c.cluster, log.c.grp, log.c.version, log.c.resource,
+                     log.c.namespace, log.c.name,
+                     sa.cast(annotated(log.c.object, log.c.cluster), sa.Text).label("before"),
+                     sa.cast(annotated(after_state, log.c.cluster), sa.Text).label("after"))
+    where = [log.c.seq > after]
+    if target is not None:
+        where += _identity_conditions(target, scope, log)
+    return stmt.where(*where).order_by(log.c.seq).limit(limit)
 
 
 def current_sequence() -> sa.Select[Any]:

@@ -37,7 +37,14 @@ from apiserver import render
 from apiserver.catalog import Catalog
 from apiserver.keys import FEED, POOL, SCOPE
 from apiserver.params import ListOptions, parse_resource_version
-from apiserver.query import Target, compiled, current_sequence, list_statement, watch_statement
+from apiserver.query import (
+    Target,
+    compiled,
+    current_sequence,
+    identity_matches,
+    list_statement,
+    watch_statement,
+)
 from kube.media import PARTIAL, PARTIAL_LIST, TABLE
 from kube.selectors import field_values
 from kube.status import status_body
@@ -129,8 +136,30 @@ async def _initial(request: web.Request, stream: Stream) -> int:
     return seq
 
 
+async def _send(stream: Stream, kind: str, cluster: str, before: str | None, after: str | None) -> None:
+    event = _event_kind(kind, stream.target, before, after)
+    text = after if kind != "DELETED" else (before or after)
+    if event is not None and text is not None:
+        await stream.send(event, cluster, text)
+
+
 async def _changes(request: web.Request, stream: Stream, after: int) -> int:
-    """Send the changes after ``after``; returns the sequence the watch has now seen up to.
+    """Send the changes after ``after``; returns the sequence the watch has now seen up to:
+    from the process's shared tail when it reaches back far enough, else from the log."""
+    feed = request.app[FEED]
+    upto, tail = feed.read_upto, feed.since(after)
+    if tail is None:
+        return await _changes_from_log(request, stream, after)
+    scope = request.app[SCOPE]
+    for c in tail:
+        if identity_matches(stream.target, scope, group=c.group, version=c.version, resource=c.resource,
+                            cluster=c.cluster, namespace=c.namespace, name=c.name):
+            await _send(stream, c.type, c.cluster, c.before, c.after)
+    return max(after, upto)
+
+
+async def _changes_from_log(request: web.Request, stream: Stream, after: int) -> int:
+    """Changes after ``after`` read for this watch alone.
 
     A notified sequence is committed and so is everything below it (numbers become
     visible in commit order): when a read finds no more rows of this type, the watch has
@@ -140,10 +169,7 @@ async def _changes(request: web.Request, stream: Stream, after: int) -> int:
     sql, params = compiled(watch_statement(stream.target, request.app[SCOPE], after=after, limit=BATCH))
     rows = await request.app[POOL].fetch(sql, *params)
     for row in rows:
-        kind = _event_kind(row["type"], stream.target, row["before"], row["after"])
-        text = row["after"] if row["type"] != "DELETED" else (row["before"] or row["after"])
-        if kind is not None and text is not None:
-            await stream.send(kind, row["cluster"], text)
+        await _send(stream, row["type"], row["cluster"], row["before"], row["after"])
         after = row["seq"]
     return max(after, horizon) if len(rows) < BATCH else after
 
