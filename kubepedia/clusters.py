@@ -31,11 +31,10 @@ class CommandError(RuntimeError):
 
 def add_parser(sub: Any) -> None:
     cluster = sub.add_parser("cluster", help="register, list and remove member clusters")
-    cluster.add_argument("--server", default=None, help=f"the server's admin URL (default {DEFAULT_SERVER})")
-    cluster.add_argument("--data-dir", type=Path, default=default_data_dir(),
-                         help="where the local server keeps its admin token")
+    _connection_options(cluster, server=None, data_dir=default_data_dir())
     verbs = cluster.add_subparsers(dest="verb", required=True)
     add = verbs.add_parser("add", help="register a cluster")
+    _connection_options(add)
     add.add_argument("name")
     how = add.add_mutually_exclusive_group(required=True)
     how.add_argument("--kubeconfig", type=Path, help="pull mode: the syncer connects with this kubeconfig")
@@ -49,9 +48,22 @@ def add_parser(sub: Any) -> None:
     add.add_argument("--max-objects", type=int, default=None,
                      help="quota: objects this cluster may keep in the store (default 10000000)")
     listing = verbs.add_parser("list", help="clusters with health and per-type sync state")
+    _connection_options(listing)
     listing.add_argument("-o", "--output", choices=["table", "wide", "json"], default="table")
     remove = verbs.add_parser("remove", help="unregister a cluster and delete all its objects")
     remove.add_argument("name")
+    _connection_options(remove)
+
+
+def _connection_options(parser: argparse.ArgumentParser, **defaults: Any) -> None:
+    """``--server`` and ``--data-dir``, accepted before the verb (where the defaults live) and
+    after it (suppressed unless given, so a verb's parser does not overwrite a value given
+    before the verb)."""
+    server = defaults.get("server", argparse.SUPPRESS)
+    data_dir = defaults.get("data_dir", argparse.SUPPRESS)
+    parser.add_argument("--server", default=server, help=f"the server's admin URL (default {DEFAULT_SERVER})")
+    parser.add_argument("--data-dir", type=Path, default=data_dir,
+                        help="where the local server keeps its admin token")
 
 
 def flatten_kubeconfig(path: Path, *, context: str | None) -> str:
