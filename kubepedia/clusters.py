@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import base64
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import aiohttp
 import orjson
 import yaml
 
+from agent.errors import connection_problem
 from agent.logs import printable
 from kubepedia.config import DEFAULT_SERVER, default_data_dir, read_admin_token
 from syncer.secretfile import SecretFileError
@@ -23,6 +25,8 @@ from syncer.secretfile import SecretFileError
 _FILE_FIELDS = {"certificate-authority": "certificate-authority-data",
                 "client-certificate": "client-certificate-data", "client-key": "client-key-data",
                 "tokenFile": "token"}
+
+log = logging.getLogger(__name__)
 
 
 class CommandError(RuntimeError):
@@ -134,8 +138,10 @@ async def _call(args: argparse.Namespace, method: str, path: str, body: Any = No
                 method, server + path, data=orjson.dumps(body) if body is not None else None,
                 headers=headers) as resp:
             raw = await resp.read()
-    except aiohttp.ClientError as exc:
-        raise CommandError(f"cannot reach the kubepedia server at {server}: {exc}") from exc
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        log.debug("%s %s failed: %r", method, server + path, exc)
+        raise CommandError(f"cannot reach the kubepedia server at {server}: "
+                           f"{connection_problem(exc)}") from exc
     try:
         payload = orjson.loads(raw or b"{}")
     except orjson.JSONDecodeError:
