@@ -11,7 +11,11 @@ for the meaning of 410 Gone (an expired resourceVersion or continue token).
 
 from __future__ import annotations
 
+import socket
+import ssl
 from typing import Any
+
+import aiohttp
 
 
 class KubeClientError(Exception):
@@ -112,3 +116,40 @@ def _int_or(value: Any, default: int) -> int:
         return int(value)
     except (TypeError, ValueError):
         return default
+
+
+def connection_problem(exc: BaseException) -> str:
+    """A transport failure in a few plain words on one line, such as ``connection refused by
+    10.0.0.1:6443``: aiohttp's exceptions print as multi-line reprs of connection keys, which
+    belong in debug logs, not in messages for people."""
+    where, cause, host = "", exc, "name"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        where, cause, host = f"{exc.host}:{exc.port}", exc.os_error, str(exc.host)
+    if isinstance(exc, aiohttp.ClientConnectorDNSError) or isinstance(cause, socket.gaierror):
+        return f"cannot resolve host {host}"
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError | ssl.SSLCertVerificationError):
+        return _at("TLS certificate not trusted", where)
+    if isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError):
+        return _at("TLS handshake failed", where)
+    if isinstance(cause, ConnectionRefusedError):
+        return _at("connection refused", where, by=True)
+    if isinstance(exc, TimeoutError) or isinstance(cause, TimeoutError):
+        return _at("timed out", where)
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "server closed the connection"
+    if isinstance(cause, ConnectionResetError):
+        return _at("connection reset", where)
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return "response broken off"
+    if isinstance(exc, aiohttp.InvalidURL):
+        return f"invalid URL {exc.url}"
+    if isinstance(cause, OSError) and cause.strerror:
+        return _at(cause.strerror[:1].lower() + cause.strerror[1:], where)
+    text = " ".join(str(exc).split())[:200]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _at(what: str, where: str, *, by: bool = False) -> str:
+    if not where:
+        return what
+    return f"{what} by {where}" if by else f"{what} ({where})"

@@ -291,7 +291,8 @@ class _Request:
                 **extra,
             )
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise errors.ApiConnectionError(f"GET {self._path}: {exc!r}") from exc
+            logger.debug("GET %s failed: %r", self._path, exc)
+            raise errors.ApiConnectionError(f"GET {self._path}: {errors.connection_problem(exc)}") from exc
         return self._response
 
     async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
@@ -302,7 +303,8 @@ class _Request:
             else:
                 self._response.close()
         if isinstance(exc, aiohttp.ClientError | TimeoutError):
-            raise errors.StreamInterrupted(f"GET {self._path}: {exc!r}") from exc
+            logger.debug("GET %s broke off: %r", self._path, exc)
+            raise errors.StreamInterrupted(f"GET {self._path}: {errors.connection_problem(exc)}") from exc
 
 
 async def _read_chunk(response: aiohttp.ClientResponse, *, idle: float | None) -> bytes:

@@ -57,6 +57,7 @@ class Runner:
         self._removals: dict[str, ResourceType] = {}  # gone types whose removal is not yet acknowledged
         self._backoff = Backoff(base=1.0, cap=60.0)
         self.discovered = asyncio.Event()  # set after the first successful round
+        self.discovery_error: str | None = None  # why the last round failed, None once one works
 
     def statuses(self) -> dict[str, dict[str, Any]]:
         """Per-type status for health reporting, keyed by ``ResourceType.key``."""
@@ -73,8 +74,10 @@ class Runner:
                 try:
                     await self.refresh()
                     self._backoff.reset()
+                    self.discovery_error = None
                 except (KubeClientError, SinkError) as exc:
                     delay = min(delay, self._backoff.next_delay())
+                    self.discovery_error = str(exc)
                     logger.warning("discovery round failed", extra={"error": str(exc)})
                 await asyncio.sleep(delay)
         finally:

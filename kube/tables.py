@@ -108,6 +108,88 @@ def _deployment(obj: JSON) -> list[Any]:
     ]
 
 
+def _wide(containers: list[JSON], selector: JSON | None) -> list[Any]:
+    return [",".join(c.get("name", "") for c in containers),
+            ",".join(c.get("image", "") for c in containers), _selector_text(selector)]
+
+
+def _daemonset(obj: JSON) -> list[Any]:
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    template = (spec.get("template") or {}).get("spec") or {}
+    node_selector = template.get("nodeSelector") or {}
+    return [
+        _meta(obj).get("name"),
+        status.get("desiredNumberScheduled", 0),
+        status.get("currentNumberScheduled", 0),
+        status.get("numberReady", 0),
+        status.get("updatedNumberScheduled", 0),
+        status.get("numberAvailable", 0),
+        ",".join(f"{k}={v}" for k, v in sorted(node_selector.items())) or "<none>",
+        _created(obj),
+        *_wide(_containers(obj), spec.get("selector")),
+    ]
+
+
+def _condition(status: JSON, kind: str) -> bool:
+    return any(c.get("type") == kind and c.get("status") == "True" for c in status.get("conditions") or [])
+
+
+def _job_status(obj: JSON) -> str:
+    status = obj.get("status") or {}
+    if _condition(status, "Complete"):
+        return "Complete"
+    if _condition(status, "Failed"):
+        return "Failed"
+    if _meta(obj).get("deletionTimestamp"):
+        return "Terminating"
+    for kind in ("Suspended", "FailureTarget", "SuccessCriteriaMet"):
+        if _condition(status, kind):
+            return kind
+    return "Running"
+
+
+def _parse_time(timestamp: str) -> datetime:
+    return datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+def _job(obj: JSON) -> list[Any]:
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    succeeded = status.get("succeeded", 0)
+    if spec.get("completions") is not None:
+        completions = f"{succeeded}/{spec['completions']}"
+    elif (spec.get("parallelism") or 0) > 1:
+        completions = f"{succeeded}/1 of {spec['parallelism']}"
+    else:
+        completions = f"{succeeded}/1"
+    start, end = status.get("startTime"), status.get("completionTime")
+    duration = age(start, _parse_time(end) if end else None) if start else ""
+    return [
+        _meta(obj).get("name"),
+        _job_status(obj),
+        completions,
+        duration,
+        _created(obj),
+        *_wide(_containers(obj), spec.get("selector")),
+    ]
+
+
+def _cronjob(obj: JSON) -> list[Any]:
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    job_spec = (spec.get("jobTemplate") or {}).get("spec") or {}
+    suspend = spec.get("suspend")
+    last = status.get("lastScheduleTime")
+    return [
+        _meta(obj).get("name"),
+        spec.get("schedule", ""),
+        _none(spec.get("timeZone")),
+        "<unset>" if suspend is None else str(bool(suspend)),
+        len(status.get("active") or []),
+        age(last) if last else "<none>",
+        _created(obj),
+        *_wide(_containers({"spec": job_spec}), job_spec.get("selector")),
+    ]
+
+
 def _node(obj: JSON) -> list[Any]:
     status = obj.get("status") or {}
     ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
@@ -266,6 +348,23 @@ PRINTERS: dict[str, tuple[list[Column], Printer]] = {
         _replicaset,
     ),
     "apps/statefulsets": ([NAME, ("Ready", "string", 0), AGE], _statefulset),
+    "apps/daemonsets": (
+        [NAME, ("Desired", "integer", 0), ("Current", "integer", 0), ("Ready", "integer", 0),
+         ("Up-to-date", "integer", 0), ("Available", "integer", 0), ("Node Selector", "string", 0), AGE,
+         ("Containers", "string", 1), ("Images", "string", 1), ("Selector", "string", 1)],
+        _daemonset,
+    ),
+    "batch/jobs": (
+        [NAME, ("Status", "string", 0), ("Completions", "string", 0), ("Duration", "string", 0), AGE,
+         ("Containers", "string", 1), ("Images", "string", 1), ("Selector", "string", 1)],
+        _job,
+    ),
+    "batch/cronjobs": (
+        [NAME, ("Schedule", "string", 0), ("Timezone", "string", 0), ("Suspend", "boolean", 0),
+         ("Active", "integer", 0), ("Last Schedule", "string", 0), AGE,
+         ("Containers", "string", 1), ("Images", "string", 1), ("Selector", "string", 1)],
+        _cronjob,
+    ),
     "/events": (
         [("Last Seen", "string", 0), ("Type", "string", 0), ("Reason", "string", 0),
          ("Object", "string", 0), ("Message", "string", 0)],

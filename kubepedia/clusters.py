@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import base64
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import aiohttp
 import orjson
 import yaml
 
+from agent.errors import connection_problem
 from agent.logs import printable
 from kubepedia.config import DEFAULT_SERVER, default_data_dir, read_admin_token
 from syncer.secretfile import SecretFileError
@@ -24,6 +26,8 @@ _FILE_FIELDS = {"certificate-authority": "certificate-authority-data",
                 "client-certificate": "client-certificate-data", "client-key": "client-key-data",
                 "tokenFile": "token"}
 
+log = logging.getLogger(__name__)
+
 
 class CommandError(RuntimeError):
     """A problem worth one line to the user."""
@@ -31,11 +35,10 @@ class CommandError(RuntimeError):
 
 def add_parser(sub: Any) -> None:
     cluster = sub.add_parser("cluster", help="register, list and remove member clusters")
-    cluster.add_argument("--server", default=None, help=f"the server's admin URL (default {DEFAULT_SERVER})")
-    cluster.add_argument("--data-dir", type=Path, default=default_data_dir(),
-                         help="where the local server keeps its admin token")
+    _connection_options(cluster, server=None, data_dir=default_data_dir())
     verbs = cluster.add_subparsers(dest="verb", required=True)
     add = verbs.add_parser("add", help="register a cluster")
+    _connection_options(add)
     add.add_argument("name")
     how = add.add_mutually_exclusive_group(required=True)
     how.add_argument("--kubeconfig", type=Path, help="pull mode: the syncer connects with this kubeconfig")
@@ -49,9 +52,22 @@ def add_parser(sub: Any) -> None:
     add.add_argument("--max-objects", type=int, default=None,
                      help="quota: objects this cluster may keep in the store (default 10000000)")
     listing = verbs.add_parser("list", help="clusters with health and per-type sync state")
+    _connection_options(listing)
     listing.add_argument("-o", "--output", choices=["table", "wide", "json"], default="table")
     remove = verbs.add_parser("remove", help="unregister a cluster and delete all its objects")
     remove.add_argument("name")
+    _connection_options(remove)
+
+
+def _connection_options(parser: argparse.ArgumentParser, **defaults: Any) -> None:
+    """``--server`` and ``--data-dir``, accepted before the verb (where the defaults live) and
+    after it (suppressed unless given, so a verb's parser does not overwrite a value given
+    before the verb)."""
+    server = defaults.get("server", argparse.SUPPRESS)
+    data_dir = defaults.get("data_dir", argparse.SUPPRESS)
+    parser.add_argument("--server", default=server, help=f"the server's admin URL (default {DEFAULT_SERVER})")
+    parser.add_argument("--data-dir", type=Path, default=data_dir,
+                        help="where the local server keeps its admin token")
 
 
 def flatten_kubeconfig(path: Path, *, context: str | None) -> str:
@@ -122,8 +138,10 @@ async def _call(args: argparse.Namespace, method: str, path: str, body: Any = No
                 method, server + path, data=orjson.dumps(body) if body is not None else None,
                 headers=headers) as resp:
             raw = await resp.read()
-    except aiohttp.ClientError as exc:
-        raise CommandError(f"cannot reach the kubepedia server at {server}: {exc}") from exc
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        log.debug("%s %s failed: %r", method, server + path, exc)
+        raise CommandError(f"cannot reach the kubepedia server at {server}: "
+                           f"{connection_problem(exc)}") from exc
     try:
         payload = orjson.loads(raw or b"{}")
     except orjson.JSONDecodeError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from typing import Any
 
@@ -12,9 +13,11 @@ import aiohttp
 import orjson
 import yaml
 
+from agent.errors import connection_problem
 from kubepedia.config import DEFAULT_API_SERVER
 
 CONTEXT = "kubepedia"
+log = logging.getLogger(__name__)
 
 
 class KubeconfigError(RuntimeError):
@@ -44,8 +47,12 @@ async def cluster_names(server: str) -> list[str]:
     try:
         async with aiohttp.ClientSession() as session, session.get(url) as resp:
             body = orjson.loads(await resp.read() or b"{}")
-    except (aiohttp.ClientError, orjson.JSONDecodeError) as exc:
-        raise KubeconfigError(f"cannot reach the kubepedia read API at {server}: {exc}") from exc
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        log.debug("GET %s failed: %r", url, exc)
+        raise KubeconfigError(f"cannot reach the kubepedia read API at {server}: "
+                              f"{connection_problem(exc)}") from exc
+    except orjson.JSONDecodeError as exc:
+        raise KubeconfigError(f"{server} is not a kubepedia read API (HTTP {resp.status})") from exc
     if resp.status >= 400:
         raise KubeconfigError(str(body.get("message") or f"HTTP {resp.status} from {url}"))
     return [str(item["name"]) for item in body.get("items", [])]

@@ -206,11 +206,18 @@ def _health(runner: Runner | None) -> tuple[bool, str | None]:
         return (False, "starting")
     statuses = runner.statuses()
     if not runner.discovered.is_set():
-        return (False, "cluster unreachable: discovery has not succeeded yet")
+        why = f" ({runner.discovery_error})" if runner.discovery_error else ""
+        return (False, _one_line(f"cluster unreachable: discovery has not succeeded yet{why}"))
     failing = [s for s in statuses.values() if s.get("phase") in ("backoff", "error")]
     if statuses and len(failing) == len(statuses):
-        return (False, f"cluster unreachable: {failing[0].get('last_error') or 'all types failing'}")
+        why = failing[0].get("last_error") or "all types failing"
+        return (False, _one_line(f"cluster unreachable: {why}"))
     return (True, None)
+
+
+def _one_line(message: str) -> str:
+    """Health messages are shown as one table cell: whitespace runs (newlines too) become a space."""
+    return " ".join(message.split())
 
 
 async def _lock_alive(conn: asyncpg.Connection) -> bool:

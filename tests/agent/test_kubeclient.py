@@ -65,6 +65,7 @@ async def test_errors_are_mapped(kube: KubeClient) -> None:
         with pytest.raises(errors.ApiConnectionError) as refused:
             await client.get_json("/api")
     assert refused.value.__cause__ is not None
+    assert str(refused.value) == "GET /api: connection refused by 127.0.0.1:9"
 
 
 def _openssl(*args: str, cwd: Path) -> None:
@@ -165,5 +166,6 @@ async def test_kubeconfig_with_client_certificate(tls_url: str, pki: Path) -> No
         cluster={"certificate-authority": str(pki / "ca.crt")},
     )
     async with KubeClient(connection=load_connection(kubeconfig=str(path))) as client:
-        with pytest.raises(errors.ApiConnectionError):
+        with pytest.raises(errors.ApiConnectionError) as refused:
             await client.get_json("/api")
+    assert str(refused.value) == "GET /api: server closed the connection"

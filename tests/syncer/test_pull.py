@@ -11,6 +11,7 @@ import yaml
 
 import kubesim
 from kubesim.kubeconfig import kubeconfig
+from syncer.pull import _health
 from tests.convergence import wait_converged
 from tests.syncer.conftest import Ingest
 
@@ -55,6 +56,14 @@ async def test_unreachable_pull_cluster_is_stale(ingest: Ingest) -> None:
     entry = await _wait_health(ingest, healthy=False)
     assert entry["stale"] is True
     assert "unreachable" in entry["healthMessage"]
+    reason = ("cluster unreachable: discovery has not succeeded yet "
+              "(GET /api: connection refused by 127.0.0.1:9)")
+    for _ in range(40):  # the first round's failure is reported at the next health poll
+        if entry["healthMessage"] == reason:
+            break
+        await asyncio.sleep(0.25)
+        entry = await _wait_health(ingest, healthy=False)
+    assert entry["healthMessage"] == reason
 
 
 async def test_unusable_kubeconfig_is_reported(ingest: Ingest) -> None:
@@ -66,3 +75,29 @@ async def test_unusable_kubeconfig_is_reported(ingest: Ingest) -> None:
     assert status == 201, body
     entry = await _wait_health(ingest, healthy=False)
     assert entry["healthMessage"].startswith("configuration unusable: cannot load kubeconfig")
+
+
+class _FakeRunner:
+    def __init__(self, statuses: dict[str, dict[str, Any]], *, discovered: bool = True) -> None:
+        self._statuses = statuses
+        self.discovered = asyncio.Event()
+        if discovered:
+            self.discovered.set()
+        self.discovery_error: str | None = None
+
+    def statuses(self) -> dict[str, dict[str, Any]]:
+        return self._statuses
+
+
+def test_health_message_is_one_line() -> None:
+    failing = {"v1/configmaps": {"phase": "backoff",
+                                 "last_error": "ApiConnectionError: GET /api/v1/configmaps:\n  timed out"},
+               "v1/pods": {"phase": "error", "last_error": None}}
+    assert _health(_FakeRunner(failing)) == (  # type: ignore[arg-type]
+        False, "cluster unreachable: ApiConnectionError: GET /api/v1/configmaps: timed out")
+    never = _FakeRunner({}, discovered=False)
+    never.discovery_error = "GET /api: cannot resolve host\napi.example.invalid"
+    assert _health(never) == (  # type: ignore[arg-type]
+        False, "cluster unreachable: discovery has not succeeded yet (GET /api: cannot resolve host "
+               "api.example.invalid)")
+    assert _health(_FakeRunner({"v1/pods": {"phase": "watching"}})) == (True, None)  # type: ignore[arg-type]
