@@ -78,3 +78,34 @@ async def test_dump_lists_every_object(sim: SimServer, http: aiohttp.ClientSessi
     assert set(pods[0]) == {"group", "version", "resource", "kind", "namespace", "name", "uid",
                             "resourceVersion"}
     assert dump["resourceVersion"] == str(sim.sim.store.rv)
+
+
+async def test_discovery_of_one_group_version_fails_until_healed(
+    sim: SimServer, http: aiohttp.ClientSession
+) -> None:
+    status, body = await call(http, "POST", sim.url + "/_kubesim/fail-discovery", groupVersion="apps/v1")
+    assert (status, body) == (200, {"failingDiscovery": "apps/v1", "code": 503})
+    for _ in range(2):
+        status, body = await call(http, "GET", sim.url + "/apis/apps/v1")
+        assert (status, body["reason"]) == (503, "ServiceUnavailable")
+    _, groups = await call(http, "GET", sim.url + "/apis")
+    assert "apps" in [g["name"] for g in groups["groups"]], "the group is still listed"
+    assert (await call(http, "GET", sim.url + "/apis/apps/v1/deployments"))[0] == 200
+    assert (await call(http, "GET", sim.url + "/apis/apps"))[0] == 200
+    assert (await call(http, "GET", sim.url + "/api/v1"))[0] == 200
+    _, stats = await call(http, "GET", sim.url + "/_kubesim/stats")
+    assert stats["discoveryFailures"] == {"apps/v1": 2}
+    status, body = await call(http, "POST", sim.url + "/_kubesim/heal-discovery", groupVersion="apps/v1")
+    assert (status, body) == (200, {"healed": ["apps/v1"]})
+    assert (await call(http, "GET", sim.url + "/apis/apps/v1"))[0] == 200
+
+
+async def test_core_discovery_fault_and_bad_requests(sim: SimServer, http: aiohttp.ClientSession) -> None:
+    await call(http, "POST", sim.url + "/_kubesim/fail-discovery", groupVersion="v1", code=500)
+    assert (await call(http, "GET", sim.url + "/api/v1"))[0] == 500
+    assert (await call(http, "GET", sim.url + PODS))[0] == 200
+    assert (await call(http, "POST", sim.url + "/_kubesim/heal-discovery"))[1] == {"healed": ["v1"]}
+    assert (await call(http, "GET", sim.url + "/api/v1"))[0] == 200
+    assert (await call(http, "POST", sim.url + "/_kubesim/fail-discovery"))[0] == 400
+    assert (await call(http, "POST", sim.url + "/_kubesim/fail-discovery", groupVersion="v1",
+                       code=200))[0] == 400
