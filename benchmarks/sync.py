@@ -51,7 +51,7 @@ from benchmarks._procs import (
     Procs,
     cpu_seconds,
     drain,
-    free_port,
+    listening_ports,
     log,
     peak_rss_mb,
     postmaster_pid,
@@ -104,11 +104,12 @@ def type_key(group: str, resource: str) -> str:
 
 
 async def start_syncer(procs: Procs, data_dir: Path) -> Syncer:
-    ingest_port, api_port = free_port(), free_port()
+    # Info level: the "listening" lines name the ports bound (port 0); little else is logged.
     proc = await procs.start(
-        "syncer", "-m", "kubepedia", "--log-level", "warning", "serve", "--data-dir", str(data_dir),
-        "--api-listen", f"127.0.0.1:{api_port}", "--ingest-listen", f"127.0.0.1:{ingest_port}")
-    url = f"http://127.0.0.1:{ingest_port}"
+        "syncer", "-m", "kubepedia", "--log-level", "info", "serve", "--data-dir", str(data_dir),
+        "--api-listen", "127.0.0.1:0", "--ingest-listen", "127.0.0.1:0")
+    ports = await listening_ports(procs, "syncer", proc, {"ingest", "api"}, limit_s=180)
+    url = f"http://127.0.0.1:{ports['ingest']}"
     deadline = time.monotonic() + 180
     async with aiohttp.ClientSession() as session:
         while True:

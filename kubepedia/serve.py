@@ -56,7 +56,15 @@ async def _start_site(stack: AsyncExitStack, app: web.Application, listen: tuple
     stack.push_async_callback(runner.cleanup)
     site = web.TCPSite(runner, listen[0], listen[1])
     await site.start()
-    log.info("listening", extra={"listener": what, "address": f"{listen[0]}:{listen[1]}"})
+    # The bound addresses, not the requested ones: with port 0 the kernel picks the port,
+    # and this line is how a caller (tests, scripts) learns it.
+    for address in runner.addresses:
+        log.info("listening", extra={"listener": what, "address": _host_port(address)})
+
+
+def _host_port(address: tuple[str, int] | tuple[str, int, int, int]) -> str:
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 async def serve(config: ServeConfig) -> None:

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,46 +13,25 @@ import asyncpg
 import pytest
 
 from syncer.embedded import EmbeddedPostgres
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-async def wait_ready(url: str, *, within: float = 60.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    async with aiohttp.ClientSession() as session:
-        while True:
-            try:
-                async with session.get(url) as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError(f"{url} not ready after {within}s")
-            await asyncio.sleep(0.2)
+from tests.e2e.procs import Proc, wait_http
 
 
 @asynccontextmanager
 async def serving(data_dir: Path, *extra: str) -> AsyncIterator[tuple[str, str]]:
-    api, ingest = free_port(), free_port()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "kubepedia", "serve", "--data-dir", str(data_dir),
-        "--api-listen", f"127.0.0.1:{api}", "--ingest-listen", f"127.0.0.1:{ingest}", *extra,
-        stderr=asyncio.subprocess.PIPE, env={**os.environ, "KUBEPEDIA_DATABASE_URL": ""})
-    urls = (f"http://127.0.0.1:{api}", f"http://127.0.0.1:{ingest}")
+    """``kubepedia serve`` on ports it picks (port 0) and reports in its log."""
+    proc = Proc(["-m", "kubepedia", "serve", "--data-dir", str(data_dir), "--api-listen", "127.0.0.1:0",
+                 "--ingest-listen", "127.0.0.1:0", *extra],
+                log=data_dir / "serve.log", env={"KUBEPEDIA_DATABASE_URL": ""})
+    await proc.start()
     try:
-        await wait_ready(urls[0] + "/readyz")
-        await wait_ready(urls[1] + "/readyz")
+        ports = await proc.ports("api", "ingest")
+        urls = (f"http://127.0.0.1:{ports['api']}", f"http://127.0.0.1:{ports['ingest']}")
+        await wait_http(urls[0] + "/readyz")
+        await wait_http(urls[1] + "/readyz")
         yield urls
     finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-        _, stderr = await asyncio.wait_for(proc.communicate(), 60)
-        assert proc.returncode == 0, stderr.decode()
+        code = await proc.stop(within=60)
+        assert code == 0, proc.run_output()[-3000:]
 
 
 async def test_serve_on_embedded_postgres_keeps_data(tmp_path: Path) -> None:
@@ -80,8 +56,8 @@ async def test_serve_on_embedded_postgres_keeps_data(tmp_path: Path) -> None:
 async def test_unreachable_database_is_one_clear_line(tmp_path: Path) -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "kubepedia", "serve", "--database-url",
-        "postgresql://kp:hunter2@127.0.0.1:9/kubepedia", "--api-listen", f"127.0.0.1:{free_port()}",
-        "--ingest-listen", f"127.0.0.1:{free_port()}", stderr=asyncio.subprocess.PIPE)
+        "postgresql://kp:hunter2@127.0.0.1:9/kubepedia", "--api-listen", "127.0.0.1:0",
+        "--ingest-listen", "127.0.0.1:0", stderr=asyncio.subprocess.PIPE)
     _, stderr = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 1
     lines = stderr.decode().strip().splitlines()
