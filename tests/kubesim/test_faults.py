@@ -48,7 +48,7 @@ async def test_restart_keeps_state_and_port(sim: SimServer, http: aiohttp.Client
             raise AssertionError("server still listening during restart")
         except aiohttp.ClientConnectionError:
             pass
-    await asyncio.wait_for(asyncio.gather(reader, return_exceptions=True), 2)
+    await asyncio.wait_for(asyncio.gather(reader, return_exceptions=True), 30)
     await asyncio.sleep(0.3)
     async with aiohttp.ClientSession() as fresh:
         status, _ = await call(fresh, "GET", sim.url + "/api/v1/namespaces/default/pods/kept")
