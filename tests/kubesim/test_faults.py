@@ -109,3 +109,19 @@ async def test_core_discovery_fault_and_bad_requests(sim: SimServer, http: aioht
     assert (await call(http, "POST", sim.url + "/_kubesim/fail-discovery"))[0] == 400
     assert (await call(http, "POST", sim.url + "/_kubesim/fail-discovery", groupVersion="v1",
                        code=200))[0] == 400
+
+
+async def test_open_watches_counts_only_connected_clients(
+    sim: SimServer, http: aiohttp.ClientSession
+) -> None:
+    rv = str(sim.sim.store.rv)
+    async with aiohttp.ClientSession() as client:
+        response = await client.get(sim.url + PODS, params={"watch": "true", "resourceVersion": rv})
+        assert response.status == 200
+        await wait_until(lambda: bool(sim.handlers.watchers))
+        _, stats = await call(http, "GET", sim.url + "/_kubesim/stats")
+        assert stats["openWatches"] == 1
+        response.close()  # the client goes away without the server ending the watch
+    await wait_until(lambda: not sim.handlers.watchers)
+    _, stats = await call(http, "GET", sim.url + "/_kubesim/stats")
+    assert stats["openWatches"] == 0
