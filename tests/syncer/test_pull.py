@@ -11,8 +11,12 @@ import yaml
 
 import kubesim
 from kubesim.kubeconfig import kubeconfig
+from syncer.ingest import advisory_holder
+from syncer.pull import ownership_key
 from tests.convergence import wait_converged
 from tests.syncer.conftest import Ingest
+
+DEADLINE_S = 60.0  # for conditions that come within a poll or two; a failure waits this long
 
 
 async def _register_pull(ingest: Ingest, name: str, server_url: str) -> None:
@@ -23,29 +27,37 @@ async def _register_pull(ingest: Ingest, name: str, server_url: str) -> None:
 
 
 async def _wait_health(ingest: Ingest, *, healthy: bool) -> dict[str, Any]:
-    for _ in range(60):
+    deadline = asyncio.get_running_loop().time() + DEADLINE_S
+    while True:
         _, overview = await ingest.admin("GET", "/admin/v1/clusters")
         [entry] = overview["clusters"]
         if entry["healthy"] is healthy:
             return entry
+        assert asyncio.get_running_loop().time() < deadline, f"health never became {healthy}: {entry}"
         await asyncio.sleep(0.25)
-    raise AssertionError(f"health never became {healthy}: {entry}")
 
 
 async def test_pull_cluster_syncs_and_is_removed(ingest: Ingest, pool: asyncpg.Pool) -> None:
     async with kubesim.running(generate={"namespaces": 3, "pods": 40, "deployments": 4}, seed=3) as sim:
         await _register_pull(ingest, "pulled", sim.url)
-        await wait_converged(pool, "pulled", sim.url, within=30)
+        await wait_converged(pool, "pulled", sim.url, within=DEADLINE_S)
         async with aiohttp.ClientSession() as session:
             body = {"metadata": {"name": "fresh"}, "data": {"k": "v"}}
             async with session.post(sim.url + "/api/v1/namespaces/default/configmaps", json=body) as resp:
                 assert resp.status == 201
-        await wait_converged(pool, "pulled", sim.url, within=15)
+        await wait_converged(pool, "pulled", sim.url, within=DEADLINE_S)
         entry = await _wait_health(ingest, healthy=True)
         assert entry["mode"] == "pull" and entry["stale"] is False
+        assert sim.handlers.watchers, "the syncer watches the cluster"
         status, removed = await ingest.admin("DELETE", "/admin/v1/clusters/pulled")
         assert status == 200 and removed["deleted"] > 40
-        await asyncio.sleep(2.5)  # a poll of the pull manager: it lets the cluster go
+
+        # The pull manager lets the cluster go: its ownership lock is released and every
+        # watch on the cluster is closed; nothing of it is written again.
+        async with asyncio.timeout(DEADLINE_S):
+            while (await advisory_holder(pool, ownership_key("pulled")) is not None  # noqa: ASYNC110
+                   or sim.handlers.watchers):
+                await asyncio.sleep(0.1)
         assert await pool.fetchval("SELECT count(*) FROM resources") == 0
         assert await pool.fetchval("SELECT count(*) FROM sync_state") == 0
 
