@@ -78,3 +78,45 @@ async def test_unusable_kubeconfig_is_reported(ingest: Ingest) -> None:
     assert status == 201, body
     entry = await _wait_health(ingest, healthy=False)
     assert entry["healthMessage"].startswith("configuration unusable: cannot load kubeconfig")
+
+
+
+async def test_discovery_failing_for_one_group_keeps_its_rows(ingest: Ingest, pool: asyncpg.Pool) -> None:
+    """An API group whose discovery answers 503 (an aggregated API whose backend is down)
+    is "not answering", not "no longer served": its types keep syncing and keep their rows."""
+    async with kubesim.running(generate={"namespaces": 2, "pods": 10, "deployments": 3}, seed=4) as sim, \
+            aiohttp.ClientSession() as http:
+
+        async def control(action: str, method: str = "POST", **params: str) -> dict[str, Any]:
+            async with http.request(method, f"{sim.url}/_kubesim/{action}", params=params) as resp:
+                body: dict[str, Any] = await resp.json()
+                assert resp.status == 200, body
+                return body
+
+        async def apps_rows() -> int:
+            return int(await pool.fetchval("SELECT count(*) FROM resources WHERE grp = 'apps'"))
+
+        async def scale(replicas: int) -> None:  # a change to a type of the failing group
+            [deployment] = [o for o in sim.sim.dump() if o["resource"] == "deployments"][:1]
+            path = f"/apis/apps/v1/namespaces/{deployment['namespace']}/deployments/{deployment['name']}"
+            async with http.patch(sim.url + path, json={"spec": {"replicas": replicas}},
+                                  headers={"Content-Type": "application/merge-patch+json"}) as resp:
+                assert resp.status == 200, await resp.text()
+
+        await _register_pull(ingest, "pulled", sim.url)
+        await wait_converged(pool, "pulled", sim.url, within=DEADLINE_S)
+        served = sum(1 for o in sim.sim.dump() if o["group"] == "apps")
+        assert served > 0 and await apps_rows() == served
+
+        await control("fail-discovery", groupVersion="apps/v1")
+        async with asyncio.timeout(DEADLINE_S):  # discovery rounds (one a second) that met the 503
+            while (await control("stats", "GET"))["discoveryFailures"].get("apps/v1", 0) < 3:  # noqa: ASYNC110
+                await asyncio.sleep(0.2)
+        assert await apps_rows() == served, "the group's rows were taken for no longer served"
+        await scale(7)  # its watches kept running
+        await wait_converged(pool, "pulled", sim.url, within=DEADLINE_S)
+
+        await control("heal-discovery", groupVersion="apps/v1")
+        await scale(2)
+        await wait_converged(pool, "pulled", sim.url, within=DEADLINE_S)
+        assert await apps_rows() == served
