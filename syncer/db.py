@@ -88,10 +88,14 @@ def _unreachable(url: str, exc: BaseException) -> str:
     return f"cannot reach PostgreSQL at {describe(url)}: {reason}"
 
 
-async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
+async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10,
+                      application_name: str | None = None) -> asyncpg.Pool:
+    """A pool; ``application_name`` names its connections in pg_stat_activity."""
+    settings = {"application_name": application_name} if application_name else None
     try:
         pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size,
-                                         init=init_connection, timeout=CONNECT_TIMEOUT_S)
+                                         init=init_connection, timeout=CONNECT_TIMEOUT_S,
+                                         server_settings=settings)
     except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         raise DatabaseUnreachable(_unreachable(url, exc)) from exc
     assert pool is not None
@@ -99,7 +103,7 @@ async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10) -> asy
 
 
 @asynccontextmanager
-async def pool_context(url: str, **kwargs: int) -> AsyncIterator[asyncpg.Pool]:
+async def pool_context(url: str, **kwargs: Any) -> AsyncIterator[asyncpg.Pool]:
     pool = await create_pool(url, **kwargs)
     try:
         yield pool
