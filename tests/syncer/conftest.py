@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,7 +13,7 @@ import orjson
 import pytest_asyncio
 from aiohttp import web
 
-from syncer.server import build_app
+from syncer.server import GATE, build_app
 
 ADMIN = "admin-secret"
 
@@ -36,14 +38,26 @@ class Ingest:
         return token
 
 
-@pytest_asyncio.fixture
-async def ingest(db_url: str) -> AsyncIterator[Ingest]:
+@asynccontextmanager
+async def running_ingest(db_url: str, *, write_slots: int | None = None) -> AsyncIterator[Ingest]:
+    """The ingest application on a port of its own; ``write_slots`` narrows its admission
+    gate, so that a few transactions held up in PostgreSQL fill it."""
     app = build_app(database_url=db_url, admin_token=ADMIN)
+    if write_slots is not None:
+        app[GATE] = asyncio.Semaphore(write_slots)
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = runner.addresses[0][1]
     async with aiohttp.ClientSession() as session:
-        yield Ingest(url=f"http://127.0.0.1:{port}", app=app, session=session)
-    await runner.cleanup()
+        try:
+            yield Ingest(url=f"http://127.0.0.1:{port}", app=app, session=session)
+        finally:
+            await runner.cleanup()
+
+
+@pytest_asyncio.fixture
+async def ingest(db_url: str) -> AsyncIterator[Ingest]:
+    async with running_ingest(db_url) as served:
+        yield served
