@@ -170,6 +170,7 @@ class Server:
     async def restart(self) -> None:
         assert await self.proc.stop() == 0, self.proc.output()[-3000:]
         await self.proc.start()
+        await self.proc.ports("ingest", "api")  # fails at once if the process exits instead
         await wait_http(self.ingest + "/readyz")
 
 
