@@ -85,7 +85,8 @@ async def test_overflow_while_busy_drops_and_resnapshots(cluster: Cluster, kube:
 
 
 class SlowSink(RecordingSink):
-    """Each page takes ``delay`` seconds to commit; records how far the informer is ahead
+    """Each page takes ``delay`` seconds to commit (far longer than a LIST page from an
+    in-process kubesim takes); records how far the informer is ahead
     (LIST pages it fetched minus pages the sink was handed) whenever a page arrives."""
 
     def __init__(self, cluster: Cluster, *, delay: float) -> None:
@@ -104,7 +105,7 @@ async def test_slow_sink_blocks_instead_of_dropping(cluster: Cluster, kube: Kube
     pages = 15
     for i in range(pages * PAGED.page_size):
         await cluster.configmap(f"cm{i:02}")
-    sink = SlowSink(cluster, delay=0.1)
+    sink = SlowSink(cluster, delay=0.25)
     overflows = _overflows()
     async with running(pipeline(kube, sink)):
         await sink.wait_for(lambda: sink.count("snapshot_end") == 1)
