@@ -7,6 +7,9 @@ or files, ``insecure-skip-tls-verify``, ``tls-server-name``, and the in-cluster 
 account (https://kubernetes.io/docs/tasks/run-application/access-api-from-pod/). The
 loaders fill a ``kubernetes.client.Configuration``; this module turns it into what
 aiohttp needs: a base URL, an ``ssl.SSLContext`` and an ``Authorization`` header.
+That holds for the operator's own kubeconfig file (``load_connection``); a kubeconfig
+handed over as a document by someone else (``connection_from_document``) is held to
+inline credentials unless the caller allows more (see ``agent.kubeconfig_policy``).
 
 Tokens expire (exec plugins and OIDC report an expiry; projected service-account tokens
 rotate on disk), so the header is re-derived through the loader's refresh hook at most
@@ -25,7 +28,7 @@ from typing import Any, Literal
 import aiohttp
 import orjson
 
-from agent import errors
+from agent import errors, kubeconfig_policy
 from agent.jsonlines import LineSplitter
 
 logger = logging.getLogger(__name__)
@@ -96,23 +99,33 @@ def load_connection(*, kubeconfig: str | None = None, context: str | None = None
     return connection_from_configuration(configuration)
 
 
-def connection_from_document(document: str, *, context: str | None = None) -> Connection:
+def connection_from_document(document: str, *, context: str | None = None,
+                             allow_local: bool = False) -> Connection:
     """Load a kubeconfig given as its YAML text (the syncer keeps pull clusters' kubeconfigs
-    in its database). Relative file references resolve against the working directory."""
-    import yaml
+    in its database).
+
+    Such a document comes from whoever registered the cluster, not from this machine's
+    operator, so by default it may not run commands or read local files (see
+    :mod:`agent.kubeconfig_policy`): it is refused with :class:`KubeconfigRefused` before the
+    loader sees it. ``allow_local`` lifts that; relative file references then resolve
+    against the working directory.
+    """
     from kubernetes import client as kclient
     from kubernetes import config as kconfig
 
+    try:
+        data = kubeconfig_policy.parse(document)
+    except kubeconfig_policy.KubeconfigUnreadable as exc:
+        raise errors.KubeClientError(f"cannot load kubeconfig: {exc}") from exc
+    # The same parsed mapping is checked and loaded: nothing can differ between the two.
+    kubeconfig_policy.check(data, allow_local=allow_local)
     configuration = kclient.Configuration()
     load: Any = kconfig.load_kube_config_from_dict
     try:
-        data = yaml.safe_load(document)
-        if not isinstance(data, dict):
-            raise ValueError("not a kubeconfig document")
         load(config_dict=data, context=context, client_configuration=configuration)
-    except (kconfig.ConfigException, OSError, KeyError, ValueError, yaml.YAMLError) as exc:
+        return connection_from_configuration(configuration)  # ssl.SSLError is an OSError
+    except (kconfig.ConfigException, OSError, KeyError, ValueError, TypeError) as exc:
         raise errors.KubeClientError(f"cannot load kubeconfig: {exc}") from exc
-    return connection_from_configuration(configuration)
 
 
 def connection_from_configuration(configuration: Any) -> Connection:

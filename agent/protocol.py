@@ -10,16 +10,19 @@ verb   path (under ``/ingest/v1/clusters/{cluster}``)                  request -
 =====  =============================================================  ================================
 GET    ``/checkpoints``                                                 -> ``{"checkpoints": {key: rv}}``
 POST   ``/snapshots``                                                   ``{"type"}`` -> ``{"snapshot": id}``
-POST   ``/snapshots/{id}/pages``                                        ``{"type", "items"}``
-                                                                        -> ``{"accepted": n}``
+POST   ``/snapshots/{id}/pages``                                        ``{"type", "items",
+                                                                        "omitted"?}`` -> ``{"accepted":
+                                                                        n, "skipped": n}``
 POST   ``/snapshots/{id}/end``                                          ``{"type", "resourceVersion",
                                                                         "count"}`` -> ``{"deleted": n,
                                                                         "checkpoint": rv}``
 POST   ``/changes``                                                     ``{"type", "events":
-                                                                        [{"type", "object"}],
+                                                                        [{"type", "object" or
+                                                                        "omitted"}],
                                                                         "resourceVersion",
                                                                         "after"?}``
                                                                         -> ``{"applied": n,
+                                                                        "skipped": n,
                                                                         "checkpoint": rv}``
 POST   ``/types/remove``                                                ``{"type"}`` -> ``{"deleted": n}``
 =====  =============================================================  ================================
@@ -35,11 +38,25 @@ what is stored) is refused with 409 ``CheckpointMismatch``, unless it is a repla
 committed batch (its ``resourceVersion`` is the committed one). A new snapshot of a type abandons any
 unfinished earlier snapshot of the same type.
 
+Limits: a request body is at most :data:`MAX_BODY_BYTES` after decompression and
+:data:`MAX_ITEMS` objects; the agent splits pages and batches so that its bodies always fit
+(:mod:`agent.push`). An object whose JSON is over :data:`MAX_OBJECT_BYTES` is not sent: the
+agent sends its identity instead (``"omitted"``: a list beside a page's ``items``, or an
+event's ``"omitted"`` in place of its ``"object"``), so the syncer can report it and a
+snapshot's count still adds up.
+
+One object the syncer cannot store (a name Kubernetes would not allow, a missing uid, the
+wrong kind, over the size limit, ...) does not refuse the request: it is skipped, the rest is
+applied, and the answer counts it (``"skipped": n``); the type's last error names it.
+
 Errors are Kubernetes ``Status`` objects (``{"kind": "Status", "code", "reason",
-"message"}``): 400 bad input; 401/403 authentication (403 also when the token belongs
-to another cluster); 404 unknown cluster; 409 with ``reason: "SnapshotLost"`` when the
-snapshot id is unknown (restart the snapshot) or ``"CheckpointMismatch"``; 429/503 with
-a ``Retry-After`` header (seconds) for backpressure.
+"message"}``): 400 a malformed request (not JSON, not a list, an unknown event type, a page
+naming an object twice); 401 for any authentication failure (no token, a wrong token, an
+unknown cluster: the answer does not say which); 403 ``exceeded quota`` (types or objects
+per cluster); 404 the cluster was removed while writing; 408 a body that did not arrive in
+time; 409 with ``reason: "SnapshotLost"`` when the snapshot id is unknown (restart the
+snapshot) or ``"CheckpointMismatch"``; 413 a body or item count over the limits; 429/503
+with a ``Retry-After`` header (seconds) for backpressure.
 """
 
 from __future__ import annotations
@@ -51,6 +68,14 @@ from agent.events import Change, ChangeType, KubeObject, ResourceType
 
 PREFIX = "/ingest/v1/clusters"
 GZIP_MIN = 1024
+# An object as stored is at most 3 MiB of JSON: twice etcd's 1.5 MiB request limit, for JSON
+# that is larger than the protobuf the apiserver stores. A body holds at least one such object.
+MAX_OBJECT_BYTES = 3 * 1024 * 1024
+MAX_BODY_BYTES = 4 * 1024 * 1024
+MAX_ITEMS = 1000  # objects (events) per request; the agent sends pages and batches of 500
+MAX_CHECKPOINT_BYTES = 64 * 1024  # a composite checkpoint names every watched namespace
+MAX_GROUP = 253  # an API group is a DNS subdomain; version, resource and kind are DNS labels
+MAX_LABEL = 63
 SNAPSHOT_LOST = "SnapshotLost"
 CHECKPOINT_MISMATCH = "CheckpointMismatch"
 _CHANGE_TYPES: frozenset[str] = frozenset({"ADDED", "MODIFIED", "DELETED"})
@@ -109,8 +134,12 @@ def type_from_dict(data: Any) -> ResourceType:
         raise ProtocolError(f"type lacks {exc.args[0]!r}") from exc
     if not all(isinstance(v, str) for v in fields.values()) or not isinstance(namespaced, bool):
         raise ProtocolError("type fields must be strings and namespaced a boolean")
-    if not fields["version"] or not fields["resource"]:
-        raise ProtocolError("type needs a version and a resource")
+    if not fields["version"] or not fields["resource"] or not fields["kind"]:
+        raise ProtocolError("type needs a version, a resource and a kind")
+    if len(fields["group"]) > MAX_GROUP or any(
+            len(fields[k]) > MAX_LABEL for k in ("version", "resource", "kind")):
+        raise ProtocolError(f"type: a group has at most {MAX_GROUP} characters, a version, resource"
+                            f" or kind at most {MAX_LABEL}")
     return ResourceType(namespaced=namespaced, **fields)
 
 
@@ -140,6 +169,21 @@ def items_from_list(data: Any) -> list[KubeObject]:
     for obj in data:
         _check_object(obj)
     return data
+
+
+IDENTITY = ("name", "namespace", "uid", "resourceVersion")
+_IDENTITY_CHARS = 1024
+
+
+def omitted(obj: KubeObject, size: int) -> dict[str, Any]:
+    """What is sent in place of an object over :data:`MAX_OBJECT_BYTES`: its identity (each
+    field cut to a bounded length, so the stand-in always fits) and its size."""
+    meta = obj.get("metadata")
+    meta = meta if isinstance(meta, dict) else {}
+    identity = {k: v[:_IDENTITY_CHARS] for k in IDENTITY if isinstance(v := meta.get(k), str)}
+    kind = obj.get("kind")
+    return {"kind": kind[:_IDENTITY_CHARS] if isinstance(kind, str) else None, "metadata": identity,
+            "bytes": size}
 
 
 # --- bodies ---------------------------------------------------------------------------

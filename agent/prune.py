@@ -14,10 +14,16 @@ LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 SECRET_PAYLOAD = ("data", "stringData")
 
 
-def prune(obj: dict[str, Any], *, keep_secret_data: bool = False) -> dict[str, Any]:
+def prune(
+    obj: dict[str, Any], *, keep_secret_data: bool = False, secret: bool | None = None
+) -> dict[str, Any]:
     """Return ``obj`` without managedFields, last-applied and (for Secrets) payload.
 
-    The input is not modified; unchanged parts are shared with it.
+    ``secret`` says whether ``obj`` is a Secret. The syncer always says, from the type the
+    object was sent as (an object's own ``kind`` is whatever the sender wrote, and one without
+    it would keep its payload); ``None`` trusts the object, which the agent may, having set
+    ``kind`` and ``apiVersion`` from the type itself. The input is not modified; unchanged
+    parts are shared with it.
     """
     meta = obj.get("metadata")
     pruned = dict(obj)
@@ -27,7 +33,9 @@ def prune(obj: dict[str, Any], *, keep_secret_data: bool = False) -> dict[str, A
         if isinstance(annotations, dict) and LAST_APPLIED in annotations:
             meta["annotations"] = {k: v for k, v in annotations.items() if k != LAST_APPLIED}
         pruned["metadata"] = meta
-    if not keep_secret_data and obj.get("kind") == "Secret" and obj.get("apiVersion") == "v1":
+    if secret is None:
+        secret = obj.get("kind") == "Secret" and obj.get("apiVersion") == "v1"
+    if secret and not keep_secret_data:
         for field in SECRET_PAYLOAD:
             pruned.pop(field, None)
     return pruned

@@ -3,11 +3,16 @@
 The wire format is specified in :mod:`agent.protocol`. Each call is one request that
 returns when the syncer has committed it; HTTP answers map to the sink exceptions:
 
-* connection failures, timeouts, 5xx other than 503, 401/403/404 -> ``SinkUnavailable``
-  (401/403/404 are configuration problems an operator fixes without restarting agents);
+* connection failures, timeouts, 5xx other than 503, 401/404 -> ``SinkUnavailable``
+  (401/404 are configuration problems an operator fixes without restarting agents);
 * 429 and 503 -> ``SinkBusy`` with the ``Retry-After`` delay;
 * 409 ``SnapshotLost`` or ``CheckpointMismatch`` -> ``SnapshotLost``;
-* other 4xx -> ``SinkRejected``.
+* other 4xx (a refused request, 403 exceeded quota, 413) -> ``SinkRejected``.
+
+Pages and batches go in as many bodies as the syncer's limits require (:mod:`agent.packing`).
+A split batch remembers how far it got: the pipeline retries a failed call with the same
+batch, and the parts already committed are not sent again (their checkpoints would no
+longer follow the committed one).
 """
 
 from __future__ import annotations
@@ -16,13 +21,14 @@ import asyncio
 import gzip
 import io
 import ipaddress
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
 
-from agent import protocol
+from agent import packing, protocol
 from agent.events import Change, KubeObject, ResourceType
 from agent.sink import SinkBusy, SinkRejected, SinkUnavailable, SnapshotLost
 
@@ -32,7 +38,8 @@ GZIP_LEVEL = 1
 GZIP_IN_THREAD = 256 * 1024  # compress big bodies off the event loop
 BYTESIO_ABOVE = 512 * 1024
 DEFAULT_RETRY_AFTER = 1.0
-_UNAVAILABLE = frozenset({401, 403, 404})
+T = TypeVar("T")
+_UNAVAILABLE = frozenset({401, 404})
 
 
 class HttpSink:
@@ -47,6 +54,7 @@ class HttpSink:
         timeout: float = 60.0,
         ssl: bool | Any = True,
         compress: bool | None = None,
+        limits: packing.Limits = packing.DEFAULT_LIMITS,
     ) -> None:
         """``compress`` defaults to gzip unless the syncer is on this machine (a loopback
         address), where compressing would only spend CPU both ends share."""
@@ -57,6 +65,9 @@ class HttpSink:
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=10.0)
         self._ssl = ssl
         self._session: aiohttp.ClientSession | None = None
+        self._limits = limits
+        # type key -> (after, resourceVersion, parts committed) of a split batch in progress
+        self._progress: dict[str, tuple[str | None, str, int]] = {}
 
     async def __aenter__(self) -> HttpSink:
         return self
@@ -96,7 +107,9 @@ class HttpSink:
 
     async def snapshot_page(self, rtype: ResourceType, snapshot_id: str, items: list[KubeObject]) -> None:
         path = protocol.snapshot_pages_path(self.cluster, snapshot_id)
-        await self._call("POST", path, protocol.snapshot_page_body(rtype, items))
+        bodies = await _off_loop(len(items), lambda: packing.page_bodies(rtype, items, self._limits))
+        for body in bodies:
+            await self._call("POST", path, body)  # a part sent again is a replay: harmless
 
     async def snapshot_end(
         self, rtype: ResourceType, snapshot_id: str, *, resource_version: str, count: int
@@ -108,8 +121,16 @@ class HttpSink:
     async def changes(
         self, rtype: ResourceType, changes: list[Change], *, resource_version: str, after: str | None = None
     ) -> None:
-        body = protocol.changes_body(rtype, changes, resource_version=resource_version, after=after)
-        await self._call("POST", protocol.changes_path(self.cluster), body)
+        bodies = await _off_loop(len(changes), lambda: packing.change_bodies(
+            rtype, changes, resource_version=resource_version, after=after, limits=self._limits))
+        done = 0
+        progress = self._progress.get(rtype.key)
+        if progress is not None and progress[:2] == (after, resource_version):
+            done = progress[2]
+        for index in range(done, len(bodies)):
+            await self._call("POST", protocol.changes_path(self.cluster), bodies[index].data)
+            self._progress[rtype.key] = (after, resource_version, index + 1)
+        self._progress.pop(rtype.key, None)
 
     async def remove_type(self, rtype: ResourceType) -> None:
         path = protocol.remove_type_path(self.cluster)
@@ -117,7 +138,7 @@ class HttpSink:
 
     # --- transport ---------------------------------------------------------------------
 
-    async def _call(self, method: str, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
+    async def _call(self, method: str, path: str, body: dict[str, Any] | bytes | None) -> dict[str, Any]:
         headers = dict(self._headers)
         data: bytes | io.BytesIO | None = None
         if body is not None:
@@ -144,8 +165,15 @@ def _is_loopback(url: str) -> bool:
         return False
 
 
-async def _encode(body: dict[str, Any], headers: dict[str, str], *, compress: bool) -> bytes:
-    data = orjson.dumps(body)
+_BIG_BATCH = 100  # objects: pack bigger pages and batches off the event loop
+
+
+async def _off_loop(size: int, pack: Callable[[], T]) -> T:
+    return await asyncio.to_thread(pack) if size > _BIG_BATCH else pack()
+
+
+async def _encode(body: dict[str, Any] | bytes, headers: dict[str, str], *, compress: bool) -> bytes:
+    data = body if isinstance(body, bytes) else orjson.dumps(body)
     headers["Content-Type"] = "application/json"
     if not compress or len(data) <= protocol.GZIP_MIN:
         return data

@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import IO
@@ -56,6 +57,15 @@ def cpu_seconds(pid: int, *, children: bool = False) -> float:
             fields = _stat(one)
             ticks += int(fields[11]) + int(fields[12])  # utime, stime
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def reachable_tempdir(prefix: str) -> tempfile.TemporaryDirectory[str]:
+    """A temporary directory for an embedded PostgreSQL: opened for passing through (0711),
+    since under root the server runs as a service user and kubepedia changes no mode of a
+    directory it did not make."""
+    tmp = tempfile.TemporaryDirectory(prefix=prefix)
+    Path(tmp.name).chmod(0o711)
+    return tmp
 
 
 def postmaster_pid(pgdata: Path) -> int:

@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import random
 import resource
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ import orjson
 
 from agent.events import ResourceType
 from agent.pipeline import PipelineSettings
+from benchmarks._procs import reachable_tempdir
 from kubesim.objects import make_pod
 from syncer import embedded
 from syncer.db import connect, create_pool
@@ -121,7 +121,7 @@ async def bench_copy(pool: asyncpg.Pool, n: int, templates: list[dict[str, Any]]
 
 async def run(n: int, seed: int) -> dict[str, Any]:
     templates = _templates(seed)
-    with tempfile.TemporaryDirectory(prefix="kubepedia-bench-") as tmp:
+    with reachable_tempdir("kubepedia-bench-") as tmp:
         async with embedded.running(Path(tmp)) as pg:
             conn = await connect(pg.url)
             await migrate(conn)

@@ -35,7 +35,6 @@ import bisect
 import contextlib
 import math
 import random
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -55,6 +54,7 @@ from benchmarks._procs import (
     log,
     peak_rss_mb,
     postmaster_pid,
+    reachable_tempdir,
     read_until,
 )
 from syncer import embedded
@@ -72,6 +72,7 @@ MERGE = {"Content-Type": "application/merge-patch+json"}
 @dataclass
 class Syncer:
     ingest_url: str
+    admin_url: str
     admin_token: str
     db_url: str
     pid: int
@@ -107,8 +108,8 @@ async def start_syncer(procs: Procs, data_dir: Path) -> Syncer:
     # Info level: the "listening" lines name the ports bound (port 0); little else is logged.
     proc = await procs.start(
         "syncer", "-m", "kubepedia", "--log-level", "info", "serve", "--data-dir", str(data_dir),
-        "--api-listen", "127.0.0.1:0", "--ingest-listen", "127.0.0.1:0")
-    ports = await listening_ports(procs, "syncer", proc, {"ingest", "api"}, limit_s=180)
+        "--api-listen", "127.0.0.1:0", "--ingest-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0")
+    ports = await listening_ports(procs, "syncer", proc, {"ingest", "api", "admin"}, limit_s=180)
     url = f"http://127.0.0.1:{ports['ingest']}"
     deadline = time.monotonic() + 180
     async with aiohttp.ClientSession() as session:
@@ -124,7 +125,8 @@ async def start_syncer(procs: Procs, data_dir: Path) -> Syncer:
             await asyncio.sleep(0.2)
     token = (data_dir / "admin.token").read_text().strip()
     pg = embedded.EmbeddedPostgres(data_dir=data_dir)
-    return Syncer(url, token, pg.url, proc.pid, postmaster_pid(pg.pgdata))
+    admin_url = f"http://127.0.0.1:{ports['admin']}"
+    return Syncer(url, admin_url, token, pg.url, proc.pid, postmaster_pid(pg.pgdata))
 
 
 async def start_member(procs: Procs, work: Path, name: str, objects: int, seed: int) -> Member:
@@ -151,7 +153,7 @@ async def register(syncer: Syncer, name: str) -> str:
     headers = {"Authorization": f"Bearer {syncer.admin_token}"}
     body = {"name": name, "mode": "push", "settings": {}}
     async with aiohttp.ClientSession() as session, session.post(
-            syncer.ingest_url + "/admin/v1/clusters", data=orjson.dumps(body), headers=headers) as resp:
+            syncer.admin_url + "/admin/v1/clusters", data=orjson.dumps(body), headers=headers) as resp:
         payload = orjson.loads(await resp.read())
         if resp.status >= 300:
             raise RuntimeError(f"registering {name}: HTTP {resp.status} {payload}")
@@ -397,7 +399,7 @@ async def run(objects: int, rates: list[float], duration: float, seed: int, keep
         if keep:
             work = Path(keep)
         else:
-            work = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="kubepedia-bench-sync-")))
+            work = Path(cleanup.enter_context(reachable_tempdir("kubepedia-bench-sync-")))
         async with Procs(work) as procs:
             log("starting kubepedia serve on a fresh embedded PostgreSQL")
             syncer = await start_syncer(procs, work / "data")

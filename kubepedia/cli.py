@@ -11,11 +11,19 @@ from pathlib import Path
 
 from agent.logs import setup_logging
 from agent.tuning import tune_gc
-from kubepedia import clusters
-from kubepedia.config import DEFAULT_API_LISTEN, DEFAULT_INGEST_LISTEN, default_data_dir, parse_listen
+from kubepedia import clusters, keys
+from kubepedia.config import (
+    DEFAULT_ADMIN_LISTEN,
+    DEFAULT_API_LISTEN,
+    DEFAULT_INGEST_LISTEN,
+    default_data_dir,
+    parse_listen,
+)
 from syncer.db import DatabaseUnreachable
 from syncer.embedded import EmbeddedError
 from syncer.migrations import SchemaTooNew
+from syncer.registry import RegistryError
+from syncer.secretbox import SecretBoxError
 
 
 def _listen(value: str) -> tuple[str, int]:
@@ -35,16 +43,31 @@ def _parser() -> argparse.ArgumentParser:
                        help="PostgreSQL URL (default: an embedded server in the data dir)")
     serve.add_argument("--data-dir", type=Path, default=default_data_dir())
     serve.add_argument("--api-listen", type=_listen, default=DEFAULT_API_LISTEN)
-    serve.add_argument("--ingest-listen", type=_listen, default=DEFAULT_INGEST_LISTEN)
+    serve.add_argument("--ingest-listen", type=_listen, default=DEFAULT_INGEST_LISTEN,
+                       help="agents push here (default %(default)s)")
+    serve.add_argument("--admin-listen", type=_listen, default=DEFAULT_ADMIN_LISTEN,
+                       help="the registry's admin API, for `kubepedia cluster` (default %(default)s)")
+    keys.add_key_file_argument(serve)
+    serve.add_argument("--allow-kubeconfig-exec", action="store_true",
+                       default=_env_flag("KUBEPEDIA_ALLOW_KUBECONFIG_EXEC"),
+                       help="let registered kubeconfigs run exec/auth-provider plugins and read files "
+                            "on this machine (only if everyone holding the admin token may run code here)")
     clusters.add_parser(sub)
+    keys.add_parser(sub)
     return parser
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
 
 
 def _run_serve(args: argparse.Namespace) -> int:
     from kubepedia.serve import ServeConfig, serve
 
     config = ServeConfig(database_url=args.database_url, data_dir=args.data_dir,
-                         api_listen=args.api_listen, ingest_listen=args.ingest_listen)
+                         api_listen=args.api_listen, ingest_listen=args.ingest_listen,
+                         admin_listen=args.admin_listen, secret_key_file=args.secret_key_file,
+                         allow_kubeconfig_exec=args.allow_kubeconfig_exec)
     tune_gc()
     asyncio.run(serve(config))
     return 0
@@ -60,9 +83,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args.log_level)
     if args.command == "cluster":
         return clusters.run(args)
+    if args.command == "keys":
+        return keys.run(args)
     try:
         return _run_serve(args)
-    except (DatabaseUnreachable, SchemaTooNew, EmbeddedError, OSError) as exc:  # OSError: address in use
+    except (DatabaseUnreachable, SchemaTooNew, EmbeddedError, SecretBoxError, RegistryError,
+            OSError) as exc:  # OSError: address in use
         print(f"kubepedia: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

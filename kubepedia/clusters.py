@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,11 +15,14 @@ import aiohttp
 import orjson
 import yaml
 
+from agent.logs import printable
 from kubepedia.config import DEFAULT_SERVER, default_data_dir, read_admin_token
+from syncer.secretfile import SecretFileError
 
 # kubeconfig fields naming a file, and the inline field that replaces each.
 _FILE_FIELDS = {"certificate-authority": "certificate-authority-data",
-                "client-certificate": "client-certificate-data", "client-key": "client-key-data"}
+                "client-certificate": "client-certificate-data", "client-key": "client-key-data",
+                "tokenFile": "token"}
 
 
 class CommandError(RuntimeError):
@@ -27,7 +31,7 @@ class CommandError(RuntimeError):
 
 def add_parser(sub: Any) -> None:
     cluster = sub.add_parser("cluster", help="register, list and remove member clusters")
-    cluster.add_argument("--server", default=None, help=f"the syncer's ingest URL (default {DEFAULT_SERVER})")
+    cluster.add_argument("--server", default=None, help=f"the server's admin URL (default {DEFAULT_SERVER})")
     cluster.add_argument("--data-dir", type=Path, default=default_data_dir(),
                          help="where the local server keeps its admin token")
     verbs = cluster.add_subparsers(dest="verb", required=True)
@@ -40,6 +44,10 @@ def add_parser(sub: Any) -> None:
     add.add_argument("--label", action="append", default=[], help="KEY=VALUE, repeatable")
     add.add_argument("--config", type=Path, default=None, help="selection YAML (pull mode)")
     add.add_argument("--keep-secret-data", action="store_true")
+    add.add_argument("--max-types", type=int, default=None,
+                     help="quota: resource types this cluster may sync (default 2000)")
+    add.add_argument("--max-objects", type=int, default=None,
+                     help="quota: objects this cluster may keep in the store (default 10000000)")
     listing = verbs.add_parser("list", help="clusters with health and per-type sync state")
     listing.add_argument("-o", "--output", choices=["table", "wide", "json"], default="table")
     remove = verbs.add_parser("remove", help="unregister a cluster and delete all its objects")
@@ -47,32 +55,59 @@ def add_parser(sub: Any) -> None:
 
 
 def flatten_kubeconfig(path: Path, *, context: str | None) -> str:
-    """The kubeconfig as one self-contained document (file references inlined), since it is
-    stored in the database and used by whichever syncer owns the cluster."""
+    """The kubeconfig as one self-contained document for one context (its cluster and user
+    only, file references inlined), since it is stored in the database and used by
+    whichever syncer owns the cluster. Like ``kubectl config view --minify --flatten``: the
+    user's other credentials stay on this machine, and the server, which refuses documents
+    that name files or commands, is not sent entries it has no use for."""
     try:
         doc = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise CommandError(f"cannot read kubeconfig {path}: {exc}") from exc
     if not isinstance(doc, dict):
         raise CommandError(f"{path} is not a kubeconfig")
-    for section, inner in (("clusters", "cluster"), ("users", "user")):
-        for entry in doc.get(section) or []:
-            _inline_files(entry.get(inner) or {}, base=path.parent)
-    if context is not None:
-        if not any(c.get("name") == context for c in doc.get("contexts") or []):
-            raise CommandError(f"{path} has no context {context!r}")
-        doc["current-context"] = context
-    return yaml.safe_dump(doc)
+    name = context or doc.get("current-context")
+    if not name:
+        raise CommandError(f"{path} has no current-context: name one with --context")
+    chosen = _named(doc, "contexts", name)
+    if chosen is None:
+        raise CommandError(f"{path} has no context {name!r}")
+    body = chosen.get("context")
+    if not isinstance(body, dict):
+        body = {}
+    cluster = _named(doc, "clusters", body.get("cluster"))
+    if cluster is None:
+        raise CommandError(f"{path}: context {name!r} names no cluster of the file")
+    user = _named(doc, "users", body.get("user"))
+    _inline_files(cluster.get("cluster"), base=path.parent)
+    if user is not None:
+        _inline_files(user.get("user"), base=path.parent)
+    return yaml.safe_dump({"apiVersion": "v1", "kind": "Config", "current-context": name,
+                           "contexts": [chosen], "clusters": [cluster],
+                           "users": [user] if user is not None else []})
 
 
-def _inline_files(fields: dict[str, Any], *, base: Path) -> None:
+def _named(doc: dict[str, Any], section: str, name: Any) -> dict[str, Any] | None:
+    entries = doc.get(section)
+    for entry in entries if isinstance(entries, list) else []:
+        if isinstance(entry, dict) and name is not None and entry.get("name") == name:
+            return entry
+    return None
+
+
+def _inline_files(fields: Any, *, base: Path) -> None:
+    if not isinstance(fields, dict):
+        return
     for name, inline in _FILE_FIELDS.items():
         ref = fields.pop(name, None)
         if ref and inline not in fields:
             try:
-                fields[inline] = base64.b64encode((base / ref).read_bytes()).decode()
+                content = (base / ref).read_bytes()
             except OSError as exc:
                 raise CommandError(f"kubeconfig refers to {ref}: {exc}") from exc
+            # A token file holds the token itself; the other files go in as base64.
+            fields[inline] = (content.decode("utf-8", "replace").strip() if name == "tokenFile"
+                              else base64.b64encode(content).decode())
 
 
 async def _call(args: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
@@ -86,9 +121,15 @@ async def _call(args: argparse.Namespace, method: str, path: str, body: Any = No
         async with aiohttp.ClientSession() as session, session.request(
                 method, server + path, data=orjson.dumps(body) if body is not None else None,
                 headers=headers) as resp:
-            payload = orjson.loads(await resp.read() or b"{}")
-    except (aiohttp.ClientError, orjson.JSONDecodeError) as exc:
+            raw = await resp.read()
+    except aiohttp.ClientError as exc:
         raise CommandError(f"cannot reach the kubepedia server at {server}: {exc}") from exc
+    try:
+        payload = orjson.loads(raw or b"{}")
+    except orjson.JSONDecodeError:
+        payload = None
+    if not isinstance(payload, dict):
+        raise CommandError(f"{server} is not a kubepedia admin listener (HTTP {resp.status})")
     if resp.status >= 400:
         raise CommandError(str(payload.get("message") or f"HTTP {resp.status}"))
     return payload
@@ -97,8 +138,8 @@ async def _call(args: argparse.Namespace, method: str, path: str, body: Any = No
 def run(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(_run(args))
-    except CommandError as exc:
-        print(f"kubepedia: {exc}", file=sys.stderr)
+    except (CommandError, SecretFileError) as exc:
+        print(f"kubepedia: {printable(str(exc))}", file=sys.stderr)
         return 1
 
 
@@ -111,7 +152,9 @@ async def _run(args: argparse.Namespace) -> int:
         return 0
     clusters = (await _call(args, "GET", "/admin/v1/clusters"))["clusters"]
     if args.output == "json":
-        print(orjson.dumps({"clusters": clusters}, option=orjson.OPT_INDENT_2).decode())
+        # ASCII only: names and errors come from member clusters; escaped, no byte of them can
+        # reach the terminal as a control sequence.
+        print(json.dumps({"clusters": clusters}, indent=2, ensure_ascii=True))
     else:
         print(render_table(clusters, wide=args.output == "wide"))
     return 0
@@ -120,6 +163,9 @@ async def _run(args: argparse.Namespace) -> int:
 async def _add(args: argparse.Namespace) -> int:
     labels = dict(_label(text) for text in args.label)
     settings: dict[str, Any] = {"keepSecretData": bool(args.keep_secret_data)}
+    for key, value in (("maxTypes", args.max_types), ("maxObjects", args.max_objects)):
+        if value is not None:
+            settings[key] = value
     if args.config is not None:
         try:
             settings["selection"] = yaml.safe_load(args.config.read_text()) or {}
@@ -145,16 +191,20 @@ def _label(text: str) -> tuple[str, str]:
 
 
 def render_table(clusters: list[dict[str, Any]], *, wide: bool) -> str:
-    head = ["NAME", "MODE", "HEALTH", "TYPES", "OBJECTS", "ERRORS", "LAG"]
-    rows = [[c["name"], c["mode"], _health(c), str(len(c["types"])), str(c["objects"]), str(c["errors"]),
-             _lag(c["lagSeconds"])] for c in clusters]
-    lines = _columns([head, *rows])
+    """The table (every cell escaped: names and errors come from member clusters and agents)."""
+    head = ["NAME", "MODE", "HEALTH", "TYPES", "OBJECTS", "SKIPPED", "ERRORS", "LAG"]
+    rows = [[c["name"], c["mode"], _health(c), str(len(c["types"])), str(c["objects"]),
+             str(c.get("skipped", 0)), str(c["errors"]), _lag(c["lagSeconds"])] for c in clusters]
+    lines = _columns([[printable(str(cell)) for cell in row] for row in [head, *rows]])
     if wide:
         for c in clusters:
+            if c.get("lastError"):
+                lines.append(printable(f"  {c['name']}: error={c['lastError']}"))
             for t in c["types"]:
+                skipped = f" skipped={t['skipped']}" if t.get("skipped") else ""
                 error = f" error={t['lastError']}" if t["lastError"] else ""
-                lines.append(f"  {c['name']}/{t['type']}: {t['phase']} objects={t['objects']}"
-                             f" checkpoint={t['checkpoint']}{error}")
+                lines.append(printable(f"  {c['name']}/{t['type']}: {t['phase']} objects={t['objects']}"
+                                       f"{skipped} checkpoint={t['checkpoint']}{error}"))
     return "\n".join(lines)
 
 

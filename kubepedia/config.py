@@ -5,17 +5,31 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from syncer import datadir, secretfile
+
 DEFAULT_API_LISTEN = "127.0.0.1:8080"
 DEFAULT_INGEST_LISTEN = "127.0.0.1:8081"
+SYSTEM_DATA_DIR = Path("/var/lib/kubepedia")
+DEFAULT_ADMIN_LISTEN = "127.0.0.1:8082"
 
 
 def default_data_dir() -> Path:
-    """``$KUBEPEDIA_DATA_DIR``, else the user's data directory (XDG)."""
+    """``$KUBEPEDIA_DATA_DIR``, else the user's data directory (XDG); for root, a system one.
+
+    Under root the embedded PostgreSQL runs as a service user that must reach the data dir,
+    and root's home is closed to it (and must stay so): root's default is /var/lib. A store
+    that an earlier kubepedia made in root's home stays where it is, so it keeps being used.
+    """
     explicit = os.environ.get("KUBEPEDIA_DATA_DIR")
     if explicit:
         return Path(explicit).expanduser()
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "kubepedia"
+    user_dir = Path(base) / "kubepedia"
+    if os.geteuid() != 0:
+        return user_dir
+    if (user_dir / "pgdata").exists() and not SYSTEM_DATA_DIR.exists():
+        return user_dir
+    return SYSTEM_DATA_DIR
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -26,41 +40,26 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
-DEFAULT_SERVER = "http://127.0.0.1:8081"
+DEFAULT_SERVER = "http://127.0.0.1:8082"  # the admin listener, where ``kubepedia cluster`` goes
 ADMIN_TOKEN_FILE = "admin.token"
 
 
 def ensure_admin_token(data_dir: Path) -> str:
-    """The registry's admin token, created on first start; readable by its owner only."""
-    import secrets
+    """The registry's admin token, created on first start; readable by its owner only.
 
-    path = data_dir / ADMIN_TOKEN_FILE
-    existing = path.read_text().strip() if path.exists() else ""
-    if existing:
-        return existing
-    data_dir.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_urlsafe(32)
-    # Written whole under a temporary name, then renamed: a second server starting at the
-    # same moment reads either nothing or a complete token, never half of one.
-    tmp = path.with_name(f".{ADMIN_TOKEN_FILE}.{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(token + "\n")
-    if path.exists():  # there but empty: damaged, replace it
-        os.replace(tmp, path)
-        return token
-    try:
-        os.link(tmp, path)  # fails if another process won the race: use its token
-    except FileExistsError:
-        token = path.read_text().strip()
-    finally:
-        tmp.unlink()
-    return token
+    Two servers starting at the same moment end up with the same token; a token file that
+    is a link, not a regular file, someone else's, or open to group or others is refused
+    (``secretfile.UnsafeSecretFile``, one line naming the file and the fix). A data dir that
+    does not exist yet is made private; ``kubepedia serve`` makes it before, fit for its
+    embedded PostgreSQL when that lives there.
+    """
+    datadir.make(data_dir, embedded_server=False)
+    return secretfile.ensure(data_dir / ADMIN_TOKEN_FILE, "admin token")
 
 
 def read_admin_token(data_dir: Path) -> str | None:
+    """``$KUBEPEDIA_ADMIN_TOKEN``, else the server's token file (under the same rules)."""
     explicit = os.environ.get("KUBEPEDIA_ADMIN_TOKEN")
     if explicit:
         return explicit
-    path = data_dir / ADMIN_TOKEN_FILE
-    return path.read_text().strip() if path.exists() else None
+    return secretfile.read(data_dir / ADMIN_TOKEN_FILE, "admin token") or None

@@ -1,4 +1,4 @@
-"""``kubepedia serve``: the syncer's ingest listener and the read API in one process."""
+"""``kubepedia serve``: the syncer's ingest and admin listeners and the read API in one process."""
 
 from __future__ import annotations
 
@@ -9,14 +9,18 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
 from apiserver.app import build_app as build_api_app
 from kubepedia.config import ensure_admin_token
-from syncer import embedded
+from syncer import datadir, embedded, registry, secretbox
+from syncer.admin import build_admin_app
 from syncer.db import connect, describe
 from syncer.migrations import migrate
+from syncer.registry import Kubeconfigs
+from syncer.server import SERVER_SETTINGS as INGEST_SERVER_SETTINGS
 from syncer.server import build_app as build_ingest_app
 
 log = logging.getLogger(__name__)
@@ -28,6 +32,17 @@ class ServeConfig:
     data_dir: Path
     api_listen: tuple[str, int]
     ingest_listen: tuple[str, int]
+    admin_listen: tuple[str, int]
+    secret_key_file: Path | None = None  # default: secret.keys in the data dir
+    allow_kubeconfig_exec: bool = False
+
+    @property
+    def key_file(self) -> Path:
+        return self.secret_key_file or self.data_dir / secretbox.KEY_FILE_NAME
+
+    @property
+    def embedded_server(self) -> bool:
+        return not self.database_url
 
 
 @asynccontextmanager
@@ -40,18 +55,41 @@ async def database(config: ServeConfig) -> AsyncIterator[str]:
         yield pg.url
 
 
-async def prepare_schema(url: str) -> None:
+def make_data_dir(config: ServeConfig) -> None:
+    """The data dir, made before anything is written into it, fit for the embedded PostgreSQL
+    when that will live there (see ``syncer.datadir``)."""
+    datadir.make(config.data_dir, embedded_server=config.embedded_server)
+
+
+def open_kubeconfigs(config: ServeConfig) -> Kubeconfigs:
+    """The key file (created with one key on first start) and the kubeconfig policy. An
+    unsafe key file stops the start here, before anything else runs."""
+    if secretbox.create_key_file(config.key_file):
+        log.info("secret key file created", extra={"path": str(config.key_file)})
+    kubeconfigs = Kubeconfigs(box=secretbox.SecretBox(config.key_file),
+                              allow_local=config.allow_kubeconfig_exec)
+    if kubeconfigs.allow_local:
+        log.warning("registered kubeconfigs may run commands (exec, auth-provider) and read files on "
+                    "this machine as this user (--allow-kubeconfig-exec): whoever holds the admin "
+                    "token can run code here")
+    return kubeconfigs
+
+
+async def prepare_store(url: str, kubeconfigs: Kubeconfigs) -> None:
     conn = await connect(url)
     try:
         before = await migrate(conn)
+        sealed = await registry.prepare_kubeconfigs(conn, kubeconfigs)
     finally:
         await conn.close()
+    if sealed.resealed:
+        log.info("kubeconfigs stored in clear are now sealed", extra={"clusters": sealed.resealed})
     log.info("store ready", extra={"database": describe(url), "schema_was": before})
 
 
 async def _start_site(stack: AsyncExitStack, app: web.Application, listen: tuple[str, int],
-                      what: str) -> None:
-    runner = web.AppRunner(app, handle_signals=False)
+                      what: str, **settings: Any) -> None:
+    runner = web.AppRunner(app, handle_signals=False, **settings)
     await runner.setup()
     stack.push_async_callback(runner.cleanup)
     site = web.TCPSite(runner, listen[0], listen[1])
@@ -72,10 +110,15 @@ async def serve(config: ServeConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    make_data_dir(config)
+    kubeconfigs = open_kubeconfigs(config)
     async with database(config) as url, AsyncExitStack() as stack:
-        await prepare_schema(url)
-        ingest = build_ingest_app(database_url=url, admin_token=ensure_admin_token(config.data_dir))
-        await _start_site(stack, ingest, config.ingest_listen, "ingest")
+        await prepare_store(url, kubeconfigs)
+        ingest = build_ingest_app(database_url=url, kubeconfigs=kubeconfigs)
+        await _start_site(stack, ingest, config.ingest_listen, "ingest", **INGEST_SERVER_SETTINGS)
+        # After the ingest application, whose pool and pull manager it shares.
+        admin = build_admin_app(ingest, admin_token=ensure_admin_token(config.data_dir))
+        await _start_site(stack, admin, config.admin_listen, "admin")
         await _start_site(stack, build_api_app(database_url=url), config.api_listen, "api")
         await stop.wait()
         log.info("shutting down")

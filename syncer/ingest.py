@@ -9,6 +9,14 @@ Two ways in, both per (cluster, resource type):
   one transaction with the new checkpoint, every row the snapshot did not contain. Because
   the snapshot's progress lives in the database, it can span many HTTP requests.
 
+An object that cannot be stored (``syncer.validate``) is skipped; the rest of its batch or
+page is applied. The type's ``sync_state`` counts skipped objects since its last snapshot
+began and its ``last_error`` names the latest; a skipped object still counts as seen by its
+snapshot, so the snapshot's count adds up and a stored older version of it is kept (stale,
+and reported) rather than deleted as if the object were gone. Validation runs in a worker
+thread, off the event loop. Writes that would pass the cluster's quota (``syncer.quota``)
+are refused whole.
+
 Every change appends to ``change_log``. Its sequence numbers are taken only while
 ``CHANGE_LOG_LOCK`` is held and that lock is held until commit, so numbers become visible
 in the order they were handed out: a reader that resumes after N never misses a smaller
@@ -17,18 +25,21 @@ number committed later (DESIGN.md, "Sequence numbers commit out of order").
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import asyncpg
 
 from agent.events import ResourceType
 from syncer.db import STAGING_COLUMNS
+from syncer.guards import FenceLost, Guard, Owner, Registered, advisory_holder
 from syncer.plan import Change, Plan, StoredState, plan_batch, plan_snapshot_page
-from syncer.validate import BadInput, Event, Row, to_events, to_rows
+from syncer.quota import Quota, QuotaExceeded
+from syncer.validate import BadInput, Event, Row, Skip, to_events, to_rows
 
 log = logging.getLogger(__name__)
 
@@ -48,55 +59,14 @@ class CheckpointMismatch(RuntimeError):
     is stored (a delayed request) or follows state that is gone; the caller must list again."""
 
 
-class FenceLost(RuntimeError):
-    """This writer may no longer write the cluster: it was removed, or another syncer took
-    it over."""
+MAX_ERROR = 2000  # characters of a last error kept
 
 
-class Guard(Protocol):
-    """A condition checked inside every write transaction, before anything is written."""
+def storable(message: str) -> str:
+    """An error message as a text column can keep it (no U+0000, bounded)."""
+    return message.replace("\x00", "\ufffd")[:MAX_ERROR]
 
-    async def check(self, conn: asyncpg.Connection) -> None: ...
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Registered:
-    """The cluster is registered and not being removed. The row is key-share-locked until
-    commit: removal first marks the row (which later writes then refuse), then deletes it,
-    which waits only for the writes already in flight and deletes their rows too. A key
-    share lock does not conflict with the health updates made on every agent request."""
-
-    cluster: str
-
-    async def check(self, conn: asyncpg.Connection) -> None:
-        found = await conn.fetchval(
-            "SELECT 1 FROM clusters WHERE name = $1 AND removing_at IS NULL FOR KEY SHARE", self.cluster)
-        if found is None:
-            raise FenceLost(f"cluster {self.cluster!r} is not registered")
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Owner:
-    """The session advisory lock ``key`` is still held by backend ``pid``: the owner's
-    dedicated connection (DESIGN.md: advisory locks belong to a connection)."""
-
-    key: int
-    pid: int
-
-    async def check(self, conn: asyncpg.Connection) -> None:
-        if await advisory_holder(conn, self.key) != self.pid:
-            raise FenceLost(f"ownership lock {self.key} is no longer held by backend {self.pid}")
-
-
-async def advisory_holder(conn: asyncpg.Connection | asyncpg.Pool, key: int) -> int | None:
-    """The backend pid holding session advisory lock ``key`` (a bigint key is stored as
-    classid = high 32 bits, objid = low 32 bits, objsubid = 1), or None."""
-    pid: int | None = await conn.fetchval(
-        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
-        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-        " AND classid = ($1::bigint >> 32)::oid AND objid = ($1::bigint & 4294967295)::oid"
-        " AND objsubid = 1", key)
-    return pid
+DEFAULT_QUOTA = Quota()
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -104,6 +74,13 @@ class BatchResult:
     applied: int  # changes written (change-log entries)
     checkpoint: str | None
     replayed: bool = False
+    skipped: int = 0
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PageResult:
+    accepted: int  # objects the page held, skipped ones included: what a snapshot counts
+    skipped: int = 0
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -115,9 +92,11 @@ class SnapshotResult:
 class Store:
     """The write side of the store, over an asyncpg pool (see ``syncer.db``)."""
 
-    def __init__(self, pool: asyncpg.Pool, *, guards: Sequence[Guard] = ()) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, guards: Sequence[Guard] = (),
+                 quota: Quota = DEFAULT_QUOTA) -> None:
         self._pool = pool
         self._guards = tuple(guards)
+        self.quota = quota
 
     async def _guard(self, conn: asyncpg.Connection) -> None:
         for guard in self._guards:
@@ -127,14 +106,21 @@ class Store:
                      shared: bool = False) -> str | None:
         """First statements of every write transaction: guards, then the type's row lock."""
         await self._guard(conn)
-        return await _lock_state(conn, cluster=cluster, rtype=rtype, shared=shared)
+        return await _lock_state(conn, cluster=cluster, rtype=rtype, shared=shared, quota=self.quota)
 
     async def record_error(self, *, cluster: str, rtype: ResourceType, message: str) -> None:
-        """Keep the last error of a type where ``cluster list`` shows it."""
-        await self._pool.execute(
-            "UPDATE sync_state SET last_error = $4, updated_at = now()"
-            " WHERE cluster = $1 AND grp = $2 AND resource = $3",
-            cluster, rtype.group, rtype.resource, message[:2000])
+        """Keep the last error of a type where ``cluster list`` shows it: a type seen for the
+        first time gets its sync state (within the types quota), else the cluster keeps it."""
+        message = storable(message)
+        async with self._pool.acquire() as conn, conn.transaction():
+            found = await conn.fetchval(
+                "UPDATE sync_state SET last_error = $4, updated_at = now()"
+                " WHERE cluster = $1 AND grp = $2 AND resource = $3 RETURNING 1",
+                cluster, rtype.group, rtype.resource, message)
+            if found is None and not await _admit_type(conn, cluster=cluster, rtype=rtype, quota=self.quota,
+                                                       phase="error", error=message):
+                await conn.execute("UPDATE clusters SET last_error = $2 WHERE name = $1",
+                                   cluster, storable(f"{rtype.key}: {message}"))
 
     # -- reading sync state -------------------------------------------------------------
 
@@ -168,8 +154,14 @@ class Store:
         ``after`` (the checkpoint the batch follows), a batch that follows anything but the
         committed checkpoint is refused (``CheckpointMismatch``) rather than rolling the store
         back to older state.
+
+        An event whose object cannot be stored is skipped (counted in ``skipped``, named in
+        the type's last error); the others are applied and the checkpoint still advances, so
+        one bad object cannot hold the type back. A malformed batch (``BadInput``) or one
+        that would pass the cluster's objects quota (``QuotaExceeded``) is refused whole.
         """
-        parsed = to_events(events, rtype=rtype, keep_secret_data=keep_secret_data)
+        batch = await asyncio.to_thread(to_events, events, rtype=rtype, keep_secret_data=keep_secret_data)
+        parsed = batch.events
         checkpoint = resource_version or (parsed[-1].resource_version if parsed else None)
         async with self._pool.acquire() as conn, conn.transaction():
             committed = await self._begin(conn, cluster=cluster, rtype=rtype)
@@ -181,10 +173,22 @@ class Store:
             rows = [e.row for e in parsed if e.row is not None]
             stored = await _stored(conn, cluster=cluster, rtype=rtype, keys={r.key for r in rows})
             plan = plan_batch(parsed, stored)
+            await self._check_objects_quota(conn, cluster=cluster, rtype=rtype, delta=plan.count_delta)
             await _write(conn, cluster=cluster, rtype=rtype, plan=plan)
+            await _record_skips(conn, cluster=cluster, rtype=rtype, skipped=batch.skipped)
             await _advance(conn, cluster=cluster, rtype=rtype, checkpoint=checkpoint,
-                           delta=plan.count_delta, touched=bool(parsed))
-        return BatchResult(applied=len(plan.log), checkpoint=checkpoint)
+                           delta=plan.count_delta, touched=bool(events))
+        return BatchResult(applied=len(plan.log), checkpoint=checkpoint, skipped=len(batch.skipped))
+
+    async def _check_objects_quota(self, conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType,
+                                   delta: int) -> None:
+        if delta <= 0:
+            return
+        held: int = await conn.fetchval(
+            "SELECT coalesce(sum(object_count), 0) FROM sync_state WHERE cluster = $1", cluster)
+        if held + delta > self.quota.objects:
+            raise QuotaExceeded(f"cluster {cluster} holds {held} objects, {delta} more for {rtype.key}"
+                                f" would pass its limit of {self.quota.objects}")
 
     # -- snapshots ------------------------------------------------------------------------
 
@@ -194,7 +198,7 @@ class Store:
             await self._begin(conn, cluster=cluster, rtype=rtype)
             await _drop_snapshots(conn, cluster=cluster, rtype=rtype)
             await conn.execute(
-                "UPDATE sync_state SET phase = 'listing', updated_at = now()"
+                "UPDATE sync_state SET phase = 'listing', skipped = 0, updated_at = now()"
                 " WHERE cluster = $1 AND grp = $2 AND resource = $3",
                 cluster, rtype.group, rtype.resource,
             )
@@ -212,9 +216,17 @@ class Store:
         snapshot_id: int,
         items: Sequence[Any],
         keep_secret_data: bool = False,
-    ) -> int:
-        """Merge one page of a snapshot; replaying a page changes nothing."""
-        rows = to_rows(items, rtype=rtype, keep_secret_data=keep_secret_data)
+        omitted: Sequence[Any] = (),
+    ) -> PageResult:
+        """Merge one page of a snapshot; replaying a page changes nothing.
+
+        Objects that cannot be stored are skipped but seen: the snapshot's end counts them,
+        and keeps (does not delete) a version of them stored earlier. ``omitted`` are objects
+        the sender left out for their size (``agent.protocol``), skipped the same way. The
+        result's ``accepted`` counts every object of the page, skipped ones included."""
+        page = await asyncio.to_thread(to_rows, items, rtype=rtype, keep_secret_data=keep_secret_data,
+                                       omitted=omitted)
+        rows = page.rows
         async with self._pool.acquire() as conn, conn.transaction():
             # Pages of one snapshot touch disjoint objects and may run concurrently: their
             # lookups and parsing overlap; only the part under the change-log lock is serial.
@@ -222,17 +234,18 @@ class Store:
             await _check_snapshot(conn, cluster=cluster, rtype=rtype, snapshot_id=snapshot_id)
             stored = await _stored(conn, cluster=cluster, rtype=rtype, keys={r.key for r in rows})
             plan = plan_snapshot_page(rows, stored)
-            await conn.execute(
-                "INSERT INTO snapshot_seen (cluster, snapshot_id, namespace, name)"
-                " SELECT $1, $2, ns, n FROM unnest($3::text[], $4::text[]) AS k(ns, n)"
-                " ON CONFLICT DO NOTHING",
-                cluster, snapshot_id, [r.namespace for r in rows], [r.name for r in rows],
-            )
+            await self._check_objects_quota(conn, cluster=cluster, rtype=rtype, delta=plan.count_delta)
+            await _see(conn, cluster=cluster, snapshot_id=snapshot_id, keys=[r.key for r in rows])
+            # Skipped objects are seen too: counted, and their stored versions kept.
+            new = await _see(conn, cluster=cluster, snapshot_id=snapshot_id,
+                             keys=[s.key for s in page.skipped if s.key is not None])
             await _write(conn, cluster=cluster, rtype=rtype, plan=plan)
             await _adjust_count(conn, cluster=cluster, rtype=rtype, delta=plan.count_delta)
+            await _record_skips(conn, cluster=cluster, rtype=rtype,
+                                skipped=[s for s in page.skipped if s.key in new])
         if plan.count_delta > 0:
             await _refresh_statistics(self._pool)
-        return len(rows)
+        return PageResult(accepted=page.size, skipped=len(page.skipped))
 
     async def snapshot_end(
         self, *, cluster: str, rtype: ResourceType, snapshot_id: int, resource_version: str,
@@ -240,10 +253,11 @@ class Store:
     ) -> SnapshotResult:
         """Close a snapshot: delete what it did not contain, commit its checkpoint.
 
-        ``count`` is the number of objects the lister saw; if the store holds a different
-        number for this snapshot (pages lost in transit or to a crash) nothing is deleted
-        and ``SnapshotLost`` asks for a new list. Ending a snapshot again once its end has
-        committed (the answer was lost) is a replay and changes nothing.
+        ``count`` is the number of objects the lister saw (skipped ones included); if the
+        store holds a different number for this snapshot (pages lost in transit or to a
+        crash) nothing is deleted and ``SnapshotLost`` asks for a new list. Ending a
+        snapshot again once its end has committed (the answer was lost) is a replay and
+        changes nothing.
         """
         if not resource_version:
             raise BadInput("snapshot end: resourceVersion is missing")
@@ -317,10 +331,12 @@ class Snapshot:
     snapshot_id: int
     count: int = 0
 
-    async def add(self, items: Sequence[Any], *, keep_secret_data: bool = False) -> None:
-        self.count += await self.store.snapshot_page(
+    async def add(self, items: Sequence[Any], *, keep_secret_data: bool = False) -> PageResult:
+        result = await self.store.snapshot_page(
             cluster=self.cluster, rtype=self.rtype, snapshot_id=self.snapshot_id, items=items,
             keep_secret_data=keep_secret_data)
+        self.count += result.accepted
+        return result
 
     async def end(self, resource_version: str) -> SnapshotResult:
         return await self.store.snapshot_end(
@@ -392,17 +408,68 @@ def _key(group: str, resource: str) -> str:
 
 
 async def _lock_state(conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType,
-                      shared: bool = False) -> str | None:
-    """Create the type's sync state if new and lock it: one writer per (cluster, type), or
-    (``shared``) any number of snapshot pages, which touch disjoint objects, and no one else."""
-    await conn.execute(
-        "INSERT INTO sync_state (cluster, grp, resource, version, kind, namespaced, phase)"
-        " VALUES ($1, $2, $3, $4, $5, $6, 'listing') ON CONFLICT DO NOTHING",
-        cluster, rtype.group, rtype.resource, rtype.version, rtype.kind, rtype.namespaced)
-    checkpoint: str | None = await conn.fetchval(
-        "SELECT checkpoint FROM sync_state WHERE cluster = $1 AND grp = $2 AND resource = $3"
-        + (" FOR KEY SHARE" if shared else " FOR UPDATE"), cluster, rtype.group, rtype.resource)
+                      shared: bool, quota: Quota) -> str | None:
+    """Lock the type's sync state, created if new (within the types quota): one writer per
+    (cluster, type), or (``shared``) any number of snapshot pages, which touch disjoint
+    objects, and no one else."""
+    select = ("SELECT checkpoint FROM sync_state WHERE cluster = $1 AND grp = $2 AND resource = $3"
+              + (" FOR KEY SHARE" if shared else " FOR UPDATE"))
+    row = await conn.fetchrow(select, cluster, rtype.group, rtype.resource)
+    if row is None:
+        if not await _admit_type(conn, cluster=cluster, rtype=rtype, quota=quota, phase="listing"):
+            raise QuotaExceeded(f"cluster {cluster} syncs {quota.types} types, its limit;"
+                                f" {rtype.key} is not synced", new_type=True)
+        await conn.execute("UPDATE clusters SET last_error = NULL WHERE name = $1 AND last_error IS NOT NULL",
+                           cluster)
+        row = await conn.fetchrow(select, cluster, rtype.group, rtype.resource)
+        assert row is not None
+    checkpoint: str | None = row["checkpoint"]
     return checkpoint
+
+
+async def _admit_type(conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType, quota: Quota,
+                      phase: str, error: str | None = None) -> bool:
+    """Create a type's sync state unless the cluster has its quota of types; True if it
+    exists now (also when another writer just created it)."""
+    await conn.execute(
+        "INSERT INTO sync_state (cluster, grp, resource, version, kind, namespaced, phase, last_error)"
+        " SELECT $1, $2, $3, $4, $5, $6, $7, $8"
+        " WHERE (SELECT count(*) FROM sync_state WHERE cluster = $1) < $9 ON CONFLICT DO NOTHING",
+        cluster, rtype.group, rtype.resource, rtype.version, rtype.kind, rtype.namespaced, phase, error,
+        quota.types)
+    found = await conn.fetchval(
+        "SELECT 1 FROM sync_state WHERE cluster = $1 AND grp = $2 AND resource = $3",
+        cluster, rtype.group, rtype.resource)
+    return found is not None
+
+
+async def _see(conn: asyncpg.Connection, *, cluster: str, snapshot_id: int,
+               keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Mark keys as seen by a snapshot; returns those it had not seen yet."""
+    if not keys:
+        return set()
+    rows = await conn.fetch(
+        "INSERT INTO snapshot_seen (cluster, snapshot_id, namespace, name)"
+        " SELECT $1, $2, ns, n FROM unnest($3::text[], $4::text[]) AS k(ns, n)"
+        " ON CONFLICT DO NOTHING RETURNING namespace, name",
+        cluster, snapshot_id, [k[0] for k in keys], [k[1] for k in keys])
+    return {(r["namespace"], r["name"]) for r in rows}
+
+
+async def _record_skips(conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType,
+                        skipped: Sequence[Skip]) -> None:
+    """Count skipped objects and name them in the type's last error (kept until a snapshot
+    without skips ends)."""
+    if not skipped:
+        return
+    more = f"; and {len(skipped) - 1} more" if len(skipped) > 1 else ""
+    message = storable(f"skipped {skipped[0].message}{more}")
+    log.warning("objects skipped", extra={"cluster": cluster, "type": rtype.key, "skipped": len(skipped),
+                                          "error": message})
+    await conn.execute(
+        "UPDATE sync_state SET skipped = skipped + $4, last_error = $5, updated_at = now()"
+        " WHERE cluster = $1 AND grp = $2 AND resource = $3",
+        cluster, rtype.group, rtype.resource, len(skipped), message)
 
 
 async def _snapshot_open(
@@ -554,11 +621,13 @@ async def _advance(conn: asyncpg.Connection, *, cluster: str, rtype: ResourceTyp
                    checkpoint: str | None, delta: int, touched: bool) -> None:
     await conn.execute(
         "UPDATE sync_state SET checkpoint = coalesce($4, checkpoint), phase = 'watching',"
-        " object_count = object_count + $5, last_error = NULL, updated_at = now(),"
+        " object_count = object_count + $5, updated_at = now(),"
+        " last_error = CASE WHEN skipped > 0 THEN last_error END,"
         " last_event_at = CASE WHEN $6 THEN now() ELSE last_event_at END"
         " WHERE cluster = $1 AND grp = $2 AND resource = $3",
         cluster, rtype.group, rtype.resource, checkpoint, delta, touched)
 
 
 __all__ = ["BadInput", "BatchResult", "CheckpointMismatch", "Event", "FenceLost", "Guard", "Owner",
-           "Registered", "Snapshot", "SnapshotLost", "SnapshotResult", "Store"]
+           "PageResult", "QuotaExceeded", "Registered", "Snapshot", "SnapshotLost", "SnapshotResult", "Store",
+           "advisory_holder"]

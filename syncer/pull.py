@@ -18,6 +18,10 @@ the cluster over at its next poll.
 
 The connections are named in ``pg_stat_activity``: ``kubepedia-pull HOST:PID`` holds the
 locks, ``kubepedia-pull-sync HOST:PID`` writes the clusters' objects.
+
+Stored kubeconfigs are opened through ``registry.Kubeconfigs`` and loaded without letting
+them run commands or read local files unless the server allows it: a refused or unopenable
+kubeconfig is reported in the cluster's health and never loaded.
 """
 
 from __future__ import annotations
@@ -36,12 +40,14 @@ import asyncpg
 from aiohttp import web
 
 from agent.errors import KubeClientError
-from agent.kubeclient import KubeClient, connection_from_document
+from agent.kubeclient import Connection, KubeClient, connection_from_document
+from agent.kubeconfig_policy import KubeconfigRefused
 from agent.runner import Runner
 from agent.selection import SelectionError, parse_selection
 from syncer import registry
 from syncer.db import connect, pool_context
 from syncer.ingest import FenceLost, Guard, Owner, Registered, Store, advisory_holder
+from syncer.quota import Quota
 from syncer.sink import UNAVAILABLE, StoreSink
 
 log = logging.getLogger(__name__)
@@ -88,10 +94,11 @@ class _Owned:
 class PullManager:
     """Owns and syncs the pull clusters this process can get; see the module docstring."""
 
-    def __init__(self, *, database_url: str, pool: asyncpg.Pool,
+    def __init__(self, *, database_url: str, pool: asyncpg.Pool, kubeconfigs: registry.Kubeconfigs,
                  poll_interval: float = POLL_INTERVAL_S) -> None:
         self._url = database_url
         self._pool = pool
+        self._kubeconfigs = kubeconfigs
         self._poll_interval = poll_interval
         self._owned: dict[str, _Owned] = {}
         self._paused: dict[str, float] = {}  # lost clusters -> loop time they may be owned again
@@ -99,14 +106,15 @@ class PullManager:
         self._wake = asyncio.Event()
 
     @staticmethod
-    def context(*, database_url: str, key: web.AppKey[PullManager],
+    def context(*, database_url: str, key: web.AppKey[PullManager], kubeconfigs: registry.Kubeconfigs,
                 enabled: bool) -> Callable[[web.Application], AsyncIterator[None]]:
         async def ctx(app: web.Application) -> AsyncIterator[None]:
             # A pool of its own: pulled clusters must not take the connections that admitted
             # agent requests are waiting for.
             async with pool_context(database_url, min_size=1, max_size=PULL_POOL_SIZE,
                                     application_name=f"kubepedia-pull-sync {IDENTITY}") as pool:
-                manager = PullManager(database_url=database_url, pool=pool, poll_interval=poll_interval())
+                manager = PullManager(database_url=database_url, pool=pool, kubeconfigs=kubeconfigs,
+                                      poll_interval=poll_interval())
                 app[key] = manager
                 task = asyncio.create_task(manager.run(), name="pull-manager") if enabled else None
                 try:
@@ -141,7 +149,7 @@ class PullManager:
             self._wake.clear()
 
     async def reconcile(self) -> None:
-        wanted = {c.name: c for c in await registry.pull_clusters(self._pool)}
+        wanted = {c.name: c for c in await registry.pull_clusters(self._pool, self._kubeconfigs)}
         for name, owned in list(self._owned.items()):
             current = wanted.get(name)
             if current is None or current.kubeconfig != owned.cluster.kubeconfig:
@@ -185,22 +193,30 @@ class PullManager:
     async def _sync(self, owned: _Owned, *, key: int, pid: int) -> None:
         name = owned.cluster.name
         try:
-            connection = connection_from_document(owned.cluster.kubeconfig or "")
+            # An allowed exec plugin runs a subprocess: keep it off the event loop.
+            connection = await asyncio.to_thread(self._connection, owned.cluster)
             selection = parse_selection(owned.cluster.settings.get("selection") or {})
         except (KubeClientError, SelectionError) as exc:
-            owned.config_error = f"configuration unusable: {exc}"
+            hint = registry.ALLOWANCE_HINT if isinstance(exc, KubeconfigRefused) else ""
+            owned.config_error = f"configuration unusable: {exc}{hint}"
             log.error("pull cluster configuration unusable", extra={"cluster": name, "error": str(exc)})
             await asyncio.Event().wait()  # keep ownership; a new kubeconfig restarts us
             return
         # Either the registry setting or the cluster's selection may ask to keep Secret data.
         keep = owned.cluster.keep_secret_data or selection.keep_secret_data
         guards: list[Guard] = [Registered(cluster=name), Owner(key=key, pid=pid)]
-        store = Store(self._pool, guards=[_Noticed(guard=g, cluster=name, notice=self.poke) for g in guards])
+        store = Store(self._pool, guards=[_Noticed(guard=g, cluster=name, notice=self.poke) for g in guards],
+                      quota=Quota.from_settings(owned.cluster.settings))
         sink = StoreSink(store=store, cluster=name, keep_secret_data=keep)
         async with KubeClient(connection=connection) as client:
             owned.runner = Runner(client=client, sink=sink,
                                   selection=selection.overridden(keep_secret_data=keep))
             await owned.runner.run()
+
+    def _connection(self, cluster: registry.Cluster) -> Connection:
+        if cluster.kubeconfig is None:
+            raise KubeClientError(cluster.kubeconfig_error or "no kubeconfig")
+        return connection_from_document(cluster.kubeconfig, allow_local=self._kubeconfigs.allow_local)
 
     async def _report_health(self, owned: _Owned) -> None:
         health = (False, owned.config_error) if owned.config_error else _health(owned.runner)

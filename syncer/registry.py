@@ -2,7 +2,10 @@
 
 Push clusters authenticate their agent with a token that is shown once and stored only
 as its SHA-256. Pull clusters keep their kubeconfig document in the database, so that any
-syncer process sharing the database can take the cluster over.
+syncer process sharing the database can take the cluster over. This module is the only
+one that reads or writes that column: documents are checked when registered (no commands
+or local files unless the server allows them, see ``agent.kubeconfig_policy``), sealed
+before they are written and opened when read (``syncer.secretbox``).
 """
 
 from __future__ import annotations
@@ -12,12 +15,15 @@ import hmac
 import os
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
 import asyncpg
-import yaml
+
+from agent import kubeconfig_policy
+from syncer import secretbox
+from syncer.secretbox import KeyFileError, SecretBox, SecretBoxError
 
 Mode = Literal["push", "pull"]
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -51,7 +57,10 @@ class Cluster:
     name: str
     mode: Mode
     labels: dict[str, str]
-    kubeconfig: str | None
+    # The kubeconfig document in clear: set only when read through ``Kubeconfigs``
+    # (``pull_clusters``), and kept out of reprs, hence out of logs and tracebacks.
+    kubeconfig: str | None = field(repr=False)
+    kubeconfig_error: str | None  # why the stored kubeconfig cannot be opened
     settings: dict[str, Any]
     healthy: bool | None
     health_message: str | None
@@ -68,45 +77,141 @@ def hash_token(token: str) -> str:
 
 
 def check_name(name: str) -> None:
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise RegistryError(
-            f"invalid cluster name {name!r}: use lower-case letters, digits and '-', at most 63",
+            f"invalid cluster name {name[:80]!r}: use lower-case letters, digits and '-', at most 63",
             code=422, reason="Invalid")
 
 
-def _cluster(row: asyncpg.Record) -> Cluster:
-    return Cluster(name=row["name"], mode=row["mode"], labels=row["labels"], kubeconfig=row["kubeconfig"],
-                   settings=row["settings"], healthy=row["healthy"], health_message=row["health_message"],
-                   last_seen_at=row["last_seen_at"])
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Kubeconfigs:
+    """How pull clusters' kubeconfigs are kept: sealed with ``box`` at rest, and refused
+    when they would run commands or read files on this machine, unless ``allow_local``
+    (``kubepedia serve --allow-kubeconfig-exec``)."""
+
+    box: SecretBox
+    allow_local: bool = False
+
+    def check(self, document: str) -> None:
+        """Refuse (422) a document that is no kubeconfig or that the policy refuses."""
+        try:
+            kubeconfig_policy.check(kubeconfig_policy.parse(document), allow_local=self.allow_local)
+        except kubeconfig_policy.KubeconfigUnreadable as exc:
+            raise RegistryError(f"the kubeconfig is {exc}", code=422, reason="Invalid") from exc
+        except kubeconfig_policy.KubeconfigRefused as exc:
+            raise RegistryError(f"{exc}{ALLOWANCE_HINT}", code=422, reason="Invalid") from exc
+
+    def seal(self, cluster: str, document: str) -> str:
+        try:
+            return self.box.seal(document, context=_context(cluster))
+        except SecretBoxError as exc:
+            raise RegistryError(f"cannot seal the kubeconfig: {exc}", code=500,
+                                reason="InternalError") from exc
+
+    def open(self, cluster: str, stored: str) -> tuple[str | None, str | None]:
+        """(document, None), or (None, why it cannot be opened)."""
+        try:
+            return self.box.open(stored, context=_context(cluster)), None
+        except SecretBoxError as exc:
+            return None, f"the stored kubeconfig cannot be used: {exc}"
 
 
-async def add(pool: asyncpg.Pool, *, name: str, mode: Mode, kubeconfig: str | None = None,
-              labels: dict[str, str] | None = None, settings: dict[str, Any] | None = None) -> str | None:
+ALLOWANCE_HINT = " (allowed only when the server runs with --allow-kubeconfig-exec)"
+
+
+def _context(cluster: str) -> str:
+    return f"clusters/{cluster}/kubeconfig"
+
+
+def _cluster(row: asyncpg.Record, kubeconfigs: Kubeconfigs | None = None) -> Cluster:
+    document, error = None, None
+    if kubeconfigs is not None and row["kubeconfig"] is not None:
+        document, error = kubeconfigs.open(row["name"], row["kubeconfig"])
+    return Cluster(name=row["name"], mode=row["mode"], labels=row["labels"], kubeconfig=document,
+                   kubeconfig_error=error, settings=row["settings"], healthy=row["healthy"],
+                   health_message=row["health_message"], last_seen_at=row["last_seen_at"])
+
+
+async def add(pool: asyncpg.Pool, *, name: str, mode: Mode, kubeconfigs: Kubeconfigs,
+              kubeconfig: str | None = None, labels: dict[str, str] | None = None,
+              settings: dict[str, Any] | None = None) -> str | None:
     """Register a cluster; returns the agent token for a push cluster (shown once)."""
     check_name(name)
-    if mode == "pull" and not kubeconfig:
-        raise RegistryError("a pull cluster needs a kubeconfig", code=422, reason="Invalid")
+    sealed = None
     if mode == "pull":
-        _check_kubeconfig(kubeconfig or "")
+        if not kubeconfig:
+            raise RegistryError("a pull cluster needs a kubeconfig", code=422, reason="Invalid")
+        kubeconfigs.check(kubeconfig)
+        sealed = kubeconfigs.seal(name, kubeconfig)
     token = secrets.token_urlsafe(32) if mode == "push" else None
     try:
         await pool.execute(
             "INSERT INTO clusters (name, mode, labels, token_hash, kubeconfig, settings)"
             " VALUES ($1, $2, $3, $4, $5, $6)",
             name, mode, labels or {}, hash_token(token) if token else None,
-            kubeconfig if mode == "pull" else None, settings or {})
+            sealed, settings or {})
     except asyncpg.UniqueViolationError as exc:
         raise RegistryError(f"cluster {name!r} already exists", code=409, reason="AlreadyExists") from exc
     return token
 
 
-def _check_kubeconfig(document: str) -> None:
-    try:
-        parsed = yaml.safe_load(document)
-    except yaml.YAMLError as exc:
-        raise RegistryError(f"the kubeconfig is not YAML: {exc}", code=422, reason="Invalid") from exc
-    if not isinstance(parsed, dict):
-        raise RegistryError("the kubeconfig is not a mapping", code=422, reason="Invalid")
+@dataclass(frozen=True, slots=True)
+class Resealed:
+    resealed: list[str]  # clusters whose kubeconfig is now sealed with the newest key
+    failed: dict[str, str]  # cluster -> why its kubeconfig could not be opened (left as it was)
+
+
+async def reseal_kubeconfigs(conn: asyncpg.Connection, kubeconfigs: Kubeconfigs, *,
+                             clear_only: bool) -> Resealed:
+    """Seal stored kubeconfigs with the newest key: those stored in clear (written before
+    kubeconfigs were sealed) and, unless ``clear_only``, those sealed with an older key.
+
+    One transaction over locked rows, so processes doing this at once do it once (the
+    second re-reads each row after the first committed, and finds nothing to do)."""
+    newest = kubeconfigs.box.key_ids[-1]
+    resealed: list[str] = []
+    failed: dict[str, str] = {}
+    async with conn.transaction():
+        rows = await conn.fetch("SELECT name, kubeconfig FROM clusters WHERE kubeconfig IS NOT NULL"
+                                " ORDER BY name FOR UPDATE")
+        for row in rows:
+            name, stored = row["name"], row["kubeconfig"]
+            if not secretbox.is_sealed(stored):
+                document = stored
+            elif clear_only or secretbox.key_id_of(stored) == newest:
+                continue
+            else:
+                opened, error = kubeconfigs.open(name, stored)
+                if opened is None:
+                    failed[name] = error or "cannot be opened"
+                    continue
+                document = opened
+            await conn.execute("UPDATE clusters SET kubeconfig = $2 WHERE name = $1",
+                               name, kubeconfigs.seal(name, document))
+            resealed.append(name)
+    return Resealed(resealed=resealed, failed=failed)
+
+
+async def key_usage(conn: asyncpg.Connection) -> dict[str, int]:
+    """How many stored kubeconfigs each key id seals ("" for those stored in clear)."""
+    rows = await conn.fetch(
+        "SELECT CASE WHEN starts_with(kubeconfig, $1) THEN split_part(kubeconfig, ':', 2) ELSE ''"
+        " END AS key_id, count(*) AS n FROM clusters WHERE kubeconfig IS NOT NULL GROUP BY 1",
+        secretbox.PREFIX)
+    return {r["key_id"]: int(r["n"]) for r in rows}
+
+
+async def prepare_kubeconfigs(conn: asyncpg.Connection, kubeconfigs: Kubeconfigs) -> Resealed:
+    """At start: refuse a key file that opens none of the sealed kubeconfigs (it is not the
+    key file of the other processes sharing this database), then seal those still stored
+    in clear by a version that did not seal them."""
+    sealed_with = {key_id for key_id in await key_usage(conn) if key_id}
+    if sealed_with and not sealed_with & set(kubeconfigs.box.key_ids):
+        raise KeyFileError(
+            f"key file {kubeconfigs.box.path} opens none of the stored kubeconfigs (sealed with key "
+            f"{', '.join(sorted(sealed_with))}): every kubepedia serve sharing a database needs the "
+            "same key file")
+    return await reseal_kubeconfigs(conn, kubeconfigs, clear_only=True)
 
 
 async def get(pool: asyncpg.Pool, name: str) -> Cluster | None:
@@ -114,26 +219,26 @@ async def get(pool: asyncpg.Pool, name: str) -> Cluster | None:
     return _cluster(row) if row is not None else None
 
 
-async def pull_clusters(pool: asyncpg.Pool) -> list[Cluster]:
+async def pull_clusters(pool: asyncpg.Pool, kubeconfigs: Kubeconfigs) -> list[Cluster]:
+    """Pull clusters with their kubeconfigs opened; one that cannot be opened (altered, or
+    sealed with a key this process lacks) carries ``kubeconfig_error`` instead."""
     rows = await pool.fetch(
         "SELECT * FROM clusters WHERE mode = 'pull' AND removing_at IS NULL ORDER BY name")
-    return [_cluster(r) for r in rows]
+    return [_cluster(r, kubeconfigs) for r in rows]
 
 
 async def authenticate(pool: asyncpg.Pool, *, cluster: str, token: str) -> Cluster:
-    """The cluster an agent's token opens, or RegistryError (404, 401, 403)."""
+    """The cluster an agent's token opens, or RegistryError 401.
+
+    One answer for every failure (an unknown cluster, a wrong token, another cluster's
+    token): a caller without a valid token learns nothing, not even which clusters exist.
+    """
     row = await pool.fetchrow("SELECT * FROM clusters WHERE name = $1", cluster)
-    if row is None:
-        raise RegistryError(f"cluster {cluster!r} is not registered", code=404, reason="NotFound")
-    expected = row["token_hash"]
+    expected = row["token_hash"] if row is not None else None
     offered = hash_token(token)
     if expected is not None and hmac.compare_digest(expected, offered):
         return _cluster(row)
-    other = await pool.fetchval("SELECT name FROM clusters WHERE token_hash = $1", offered)
-    if other is not None:
-        raise RegistryError(f"this token belongs to another cluster, not {cluster!r}",
-                            code=403, reason="Forbidden")
-    raise RegistryError("invalid token", code=401, reason="Unauthorized")
+    raise RegistryError("invalid token for this cluster", code=401, reason="Unauthorized")
 
 
 async def seen(pool: asyncpg.Pool, name: str) -> None:
@@ -154,18 +259,18 @@ async def set_health(pool: asyncpg.Pool, name: str, *, healthy: bool, message: s
 async def overview(pool: asyncpg.Pool) -> list[dict[str, Any]]:
     """What ``kubepedia cluster list`` shows: health, staleness, per-type sync state."""
     clusters = await pool.fetch(
-        "SELECT name, mode, labels, healthy, health_message, last_seen_at, created_at,"
+        "SELECT name, mode, labels, healthy, health_message, last_seen_at, created_at, last_error,"
         " CASE WHEN mode = 'push' THEN last_seen_at < now() - make_interval(secs => $1)"
         " ELSE false END AS silent, now() AS now FROM clusters ORDER BY name", push_silence_s())
     states = await pool.fetch(
-        "SELECT cluster, grp, resource, version, phase, checkpoint, object_count, last_error,"
+        "SELECT cluster, grp, resource, version, phase, checkpoint, object_count, skipped, last_error,"
         " last_event_at, updated_at FROM sync_state ORDER BY cluster, grp, resource")
     by_cluster: dict[str, list[dict[str, Any]]] = {}
     for s in states:
         by_cluster.setdefault(s["cluster"], []).append({
             "type": f"{s['resource']}.{s['grp']}" if s["grp"] else s["resource"],
             "version": s["version"], "phase": s["phase"], "checkpoint": s["checkpoint"],
-            "objects": s["object_count"], "lastError": s["last_error"],
+            "objects": s["object_count"], "skipped": s["skipped"], "lastError": s["last_error"],
             "lastEventAt": _iso(s["last_event_at"]), "updatedAt": _iso(s["updated_at"]),
         })
     return [_overview_row(c, by_cluster.get(c["name"], [])) for c in clusters]
@@ -180,8 +285,9 @@ def _overview_row(c: asyncpg.Record, types: list[dict[str, Any]]) -> dict[str, A
         "healthy": healthy if c["healthy"] is not None else None, "stale": not healthy,
         "healthMessage": message, "lastSeenAt": _iso(c["last_seen_at"]),
         "lagSeconds": round(lag, 1) if lag is not None else None,
-        "objects": sum(t["objects"] for t in types),
-        "errors": sum(1 for t in types if t["lastError"]), "types": types,
+        "objects": sum(t["objects"] for t in types), "skipped": sum(t["skipped"] for t in types),
+        "errors": sum(1 for t in types if t["lastError"]) + (1 if c["last_error"] else 0),
+        "lastError": c["last_error"], "types": types,
     }
 
 

@@ -1,4 +1,5 @@
-"""The store's schema as SQLAlchemy Core metadata: the single description of every table.
+"""The store's schema as SQLAlchemy Core metadata: the description of every table as the
+latest migration (``syncer.migrations``, literal SQL) leaves it; a test checks they agree.
 
 Every table that holds per-cluster data leads with ``cluster``, and every unique key of
 such a table includes it, so that a cluster's rows can be dropped in one statement and the
@@ -51,6 +52,7 @@ clusters = Table(
     Column("last_seen_at", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
     Column("removing_at", DateTime(timezone=True)),  # set while its rows are being deleted
+    Column("last_error", Text),  # an error of no single type, e.g. a type refused by quota
 )
 
 resources = Table(
@@ -117,6 +119,7 @@ sync_state = Table(
     Column("object_count", BigInteger, nullable=False, server_default=text("0")),
     Column("last_error", Text),
     Column("last_event_at", DateTime(timezone=True)),
+    Column("skipped", BigInteger, nullable=False, server_default=text("0")),  # since the last snapshot
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
     PrimaryKeyConstraint("cluster", "grp", "resource", name="sync_state_pkey"),
 )

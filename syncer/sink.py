@@ -17,6 +17,7 @@ from agent.events import Change, KubeObject, ResourceType
 from agent.sink import SinkRejected, SinkUnavailable, SnapshotLost
 from syncer.ingest import CheckpointMismatch, FenceLost, Store
 from syncer.ingest import SnapshotLost as StoreSnapshotLost
+from syncer.quota import QuotaExceeded
 from syncer.validate import BadInput
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,9 @@ async def translated(store: Store, *, cluster: str, rtype: ResourceType) -> Asyn
         yield
     except (StoreSnapshotLost, CheckpointMismatch) as exc:
         raise SnapshotLost(str(exc)) from exc
-    except BadInput as exc:
+    except (BadInput, QuotaExceeded) as exc:
+        # Objects that cannot be stored are skipped by the store; what arrives here refuses a
+        # whole call, and the pipeline tries again later with a fresh snapshot.
         await _record(store, cluster=cluster, rtype=rtype, message=str(exc))
         raise SinkRejected(str(exc)) from exc
     except FenceLost as exc:
@@ -46,8 +49,8 @@ async def translated(store: Store, *, cluster: str, rtype: ResourceType) -> Asyn
     except UNAVAILABLE as exc:
         raise SinkUnavailable(f"store unavailable: {exc}") from exc
     except asyncpg.DataError as exc:  # the data itself, e.g. text PostgreSQL cannot store
-        await _record(store, cluster=cluster, rtype=rtype, message=str(exc))
-        raise SinkRejected(f"store refused the data: {exc}") from exc
+        await _record(store, cluster=cluster, rtype=rtype, message=f"the store refused the data: {exc}")
+        raise SinkRejected(f"the store refused the data: {exc}") from exc
     except asyncpg.PostgresError as exc:
         # Retried with backoff whatever it is: in pull mode no error may end a type's sync.
         level = logging.WARNING if isinstance(exc, TRANSIENT) else logging.ERROR

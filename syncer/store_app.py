@@ -6,12 +6,15 @@ heavy reads never starve ingest of connections.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 
 import asyncpg
 from aiohttp import web
 
 from syncer.db import pool_context
+
+log = logging.getLogger(__name__)
 
 POOL = web.AppKey("pool", asyncpg.Pool)
 
@@ -32,11 +35,14 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Ready when the store answers."""
+    """Ready when the store answers. Why it does not is logged, not answered: the reason can
+    name hosts, users and databases, and this endpoint needs no credentials."""
     try:
         await request.app[POOL].fetchval("SELECT 1")
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        return web.json_response({"status": "unavailable", "reason": str(exc)}, status=503)
+        log.warning("not ready: the store does not answer", extra={"error": str(exc)})
+        return web.json_response({"status": "unavailable", "reason": "the store does not answer"},
+                                 status=503)
     return web.json_response({"status": "ok"})
 
 

@@ -1,29 +1,58 @@
-"""Turn what a member cluster sent into rows the store can write, or refuse it whole.
+"""Turn what a member cluster sent into rows the store can write.
 
-Every check names the offending item (its position in the batch and, when known, its
-namespace/name) so that a refused batch can be found and fixed; nothing of a refused
-batch is written.
+Two kinds of problem, two answers:
+
+* The request itself is malformed (an event that is not an object or has no known type, a
+  bookmark without a version, a page naming one object twice): ``BadInput``. The request is
+  refused whole and nothing of it is written; only a broken sender makes these.
+* One object cannot be stored (no uid, a name Kubernetes would not allow, a string over its
+  limit, the wrong kind, over :data:`MAX_OBJECT_BYTES`, ...): that object is skipped (a
+  :class:`Skip` naming it) and the rest is applied. Refusing the request instead would stop
+  the whole type: the sender would retry, or list again, and meet the same object forever.
+
+Every message names the item (its position and, when known, namespace/name). The limits
+are Kubernetes' own where it has them (https://kubernetes.io/docs/concepts/overview/working-with-objects/names/,
+https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#syntax-and-character-set);
+they also keep every indexed key well under PostgreSQL's btree limit (about 2.7 KB a key).
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
 import orjson
 
+from agent import protocol
 from agent.events import ResourceType
 from agent.prune import prune
 
-MAX_OBJECT_BYTES = 3 * 1024 * 1024
+MAX_OBJECT_BYTES = protocol.MAX_OBJECT_BYTES
+# Names are DNS subdomains for nearly every type. RBAC's are path segments, which Kubernetes
+# does not bound; 253 is what every tool expects, and a longer one is skipped and reported.
+MAX_NAME = 253
+NAMESPACE_RE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")  # a DNS label
+MAX_UID = 128  # a UUID is 36; a static pod's is a 32-character hash
+MAX_RESOURCE_VERSION = 128  # etcd revisions are 64-bit integers
+MAX_LABELS = 256  # Kubernetes sets no count; objects this labelled do not exist in practice
+MAX_LABEL_PREFIX, MAX_LABEL_NAME, MAX_LABEL_VALUE = 253, 63, 63
+MAX_TIMESTAMP = 64
+MAX_SHOWN = 80  # characters of a name repeated in a message
+SKIPPED_NAMESPACE = "#skipped"  # no namespace is spelled so: keys of skipped unnamed objects
 EVENT_TYPES = frozenset({"ADDED", "MODIFIED", "DELETED", "BOOKMARK"})
 ChangeKind = Literal["ADDED", "MODIFIED", "DELETED"]
 
 
 class BadInput(ValueError):
-    """A batch was refused; the message names the offending item."""
+    """A request was refused whole; the message names the offending item."""
+
+
+class BadObject(BadInput):
+    """One object cannot be stored; it is skipped, the rest of its request applied."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -52,6 +81,34 @@ class Event:
     resource_version: str
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Skip:
+    """An object that was not applied. ``key`` is what a snapshot counts it under: its own
+    (namespace, name) when those are valid, which also keeps a stored older version from
+    being deleted as unseen; else a key no object can have, derived from the page's content
+    and the item's position (a replayed page yields the same keys, another page others)."""
+
+    message: str
+    key: tuple[str, str] | None = None
+
+
+@dataclass(kw_only=True, slots=True)
+class Page:
+    rows: list[Row] = field(default_factory=list)
+    skipped: list[Skip] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        """Objects the page held, skipped ones included (what the lister counted)."""
+        return len(self.rows) + len(self.skipped)
+
+
+@dataclass(kw_only=True, slots=True)
+class Batch:
+    events: list[Event] = field(default_factory=list)
+    skipped: list[Skip] = field(default_factory=list)
+
+
 def decode_json(data: bytes, *, what: str) -> Any:
     """Parse a JSON document, naming the position of the first error."""
     try:
@@ -60,36 +117,72 @@ def decode_json(data: bytes, *, what: str) -> Any:
         raise BadInput(f"{what}: invalid JSON: {exc}") from exc
 
 
+def decode_object(data: bytes, *, what: str) -> dict[str, Any]:
+    """Parse a JSON document that must be an object."""
+    parsed = decode_json(data, what=what)
+    if not isinstance(parsed, dict):
+        raise BadInput(f"{what}: expected a JSON object")
+    return parsed
+
+
+def shown(text: str) -> str:
+    return text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN - 3] + "..."
+
+
 def _where(index: int, obj: Mapping[str, Any] | None) -> str:
     meta = obj.get("metadata") if obj is not None else None
     if isinstance(meta, Mapping):
         ns, name = meta.get("namespace"), meta.get("name")
         if isinstance(name, str):
-            return f"item {index} ({ns}/{name})" if isinstance(ns, str) and ns else f"item {index} ({name})"
+            if isinstance(ns, str) and ns:
+                return f"item {index} ({shown(ns)}/{shown(name)})"
+            return f"item {index} ({shown(name)})"
     return f"item {index}"
 
 
-def _string(meta: Mapping[str, Any], field: str, where: str, *, required: bool) -> str | None:
+def _string(meta: Mapping[str, Any], field: str, where: str, *, required: bool, limit: int) -> str | None:
     value = meta.get(field)
     if value is None or value == "":
         if required:
-            raise BadInput(f"{where}: metadata.{field} is missing")
+            raise BadObject(f"{where}: metadata.{field} is missing")
         return None
     if not isinstance(value, str):
-        raise BadInput(f"{where}: metadata.{field} must be a string, not {type(value).__name__}")
+        raise BadObject(f"{where}: metadata.{field} must be a string, not {type(value).__name__}")
+    if len(value) > limit:
+        raise BadObject(f"{where}: metadata.{field} is {len(value)} characters, over the limit of {limit}")
+    if "\x00" in value:  # never rewritten, unlike U+0000 elsewhere (see scrub_nul)
+        raise BadObject(f"{where}: metadata.{field} contains U+0000")
     return value
 
 
+def _name(meta: Mapping[str, Any], where: str) -> str:
+    name = _string(meta, "name", where, required=True, limit=MAX_NAME)
+    assert name is not None
+    if name in (".", "..") or "/" in name or "%" in name:
+        raise BadObject(f"{where}: metadata.name {shown(name)!r} is not a name Kubernetes allows")
+    return name
+
+
+def _namespace(meta: Mapping[str, Any], where: str, *, namespaced: bool) -> str:
+    if not namespaced:
+        return ""
+    namespace = _string(meta, "namespace", where, required=True, limit=MAX_LABEL_NAME)
+    assert namespace is not None
+    if not NAMESPACE_RE.fullmatch(namespace):
+        raise BadObject(f"{where}: metadata.namespace {shown(namespace)!r} is not a DNS label")
+    return namespace
+
+
 def _timestamp(meta: Mapping[str, Any], field: str, where: str) -> datetime | None:
-    value = _string(meta, field, where, required=False)
+    value = _string(meta, field, where, required=False, limit=MAX_TIMESTAMP)
     if value is None:
         return None
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError as exc:
-        raise BadInput(f"{where}: metadata.{field} is not an RFC 3339 time: {value!r}") from exc
+        raise BadObject(f"{where}: metadata.{field} is not an RFC 3339 time: {value!r}") from exc
     if parsed.tzinfo is None:
-        raise BadInput(f"{where}: metadata.{field} has no time zone: {value!r}")
+        raise BadObject(f"{where}: metadata.{field} has no time zone: {value!r}")
     return parsed
 
 
@@ -98,18 +191,33 @@ def _labels(meta: Mapping[str, Any], where: str) -> dict[str, str]:
     if not isinstance(labels, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
     ):
-        raise BadInput(f"{where}: metadata.labels must map strings to strings")
+        raise BadObject(f"{where}: metadata.labels must map strings to strings")
+    if len(labels) > MAX_LABELS:
+        raise BadObject(f"{where}: {len(labels)} labels, over the limit of {MAX_LABELS}")
+    for key, value in labels.items():
+        prefix, _, name = key.rpartition("/")
+        if not name or len(name) > MAX_LABEL_NAME or len(prefix) > MAX_LABEL_PREFIX:
+            raise BadObject(f"{where}: label key {shown(key)!r} is not a Kubernetes label key"
+                            f" (a prefix of at most {MAX_LABEL_PREFIX} characters, a name of at most"
+                            f" {MAX_LABEL_NAME})")
+        if len(value) > MAX_LABEL_VALUE:
+            raise BadObject(f"{where}: label {shown(key)!r} has a value of {len(value)} characters,"
+                            f" over the limit of {MAX_LABEL_VALUE}")
     return labels
 
 
 def _owner_uid(meta: Mapping[str, Any], where: str) -> str | None:
     owners = meta.get("ownerReferences") or []
     if not isinstance(owners, list):
-        raise BadInput(f"{where}: metadata.ownerReferences must be a list")
+        raise BadObject(f"{where}: metadata.ownerReferences must be a list")
     for ref in owners:
         if isinstance(ref, dict) and ref.get("controller") is True:
             uid = ref.get("uid")
-            return uid if isinstance(uid, str) else None
+            if not isinstance(uid, str):
+                return None
+            if len(uid) > MAX_UID:
+                raise BadObject(f"{where}: the controller's uid is {len(uid)} characters, over {MAX_UID}")
+            return uid
     return None
 
 
@@ -121,8 +229,8 @@ def scrub_nul(value: Any) -> Any:
     """``value`` with U+0000 replaced in every string (keys included).
 
     PostgreSQL text and jsonb cannot hold U+0000, yet it is valid JSON and any user who may
-    create a ConfigMap can put one in a value. Refusing such an object would stop the whole
-    type from syncing (every relist would carry it again), so the character is replaced.
+    create a ConfigMap can put one in a value. Skipping such an object would hide it for no
+    good reason, so the character is replaced.
     """
     if isinstance(value, str):
         return value.replace("\x00", REPLACEMENT)
@@ -133,80 +241,136 @@ def scrub_nul(value: Any) -> Any:
     return value
 
 
-def to_row(obj: Any, *, rtype: ResourceType, index: int, keep_secret_data: bool) -> Row:
-    """Validate one object of ``rtype`` and build its row."""
+def is_secret(rtype: ResourceType) -> bool:
+    """Secrets are pruned by the type they were sent as, never by what the object says."""
+    return rtype.group == "" and rtype.resource == "secrets"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class _Identity:
+    where: str
+    namespace: str
+    name: str
+    uid: str
+    resource_version: str
+    meta: dict[str, Any]
+
+
+def _identity(obj: Any, *, rtype: ResourceType, index: int) -> _Identity:
     if not isinstance(obj, dict):
-        raise BadInput(f"item {index}: an object must be a JSON object, not {type(obj).__name__}")
+        raise BadObject(f"item {index}: an object must be a JSON object, not {type(obj).__name__}")
     where = _where(index, obj)
-    encoded = _encode(obj, where, keep_secret_data=keep_secret_data)
-    if NUL_ESCAPE in encoded:  # rare: pay for the walk only when needed
-        _refuse_nul_identity(obj, where)
-        obj = scrub_nul(obj)
-        encoded = _encode(obj, where, keep_secret_data=keep_secret_data)
     kind = obj.get("kind")
     if not isinstance(kind, str) or not kind:
-        raise BadInput(f"{where}: kind is missing")
+        raise BadObject(f"{where}: kind is missing")
     if kind != rtype.kind:
-        raise BadInput(f"{where}: kind {kind!r} does not belong in {rtype.key} (expected {rtype.kind!r})")
+        raise BadObject(f"{where}: kind {shown(kind)!r} does not belong in {rtype.key}"
+                        f" (expected {rtype.kind!r})")
     meta = obj.get("metadata")
     if not isinstance(meta, dict):
-        raise BadInput(f"{where}: metadata is missing")
-    name = _string(meta, "name", where, required=True)
-    uid = _string(meta, "uid", where, required=True)
-    rv = _string(meta, "resourceVersion", where, required=True)
-    namespace = _string(meta, "namespace", where, required=rtype.namespaced) or ""
-    assert name is not None and uid is not None and rv is not None
+        raise BadObject(f"{where}: metadata is missing")
+    name = _name(meta, where)
+    uid = _string(meta, "uid", where, required=True, limit=MAX_UID)
+    rv = _string(meta, "resourceVersion", where, required=True, limit=MAX_RESOURCE_VERSION)
+    namespace = _namespace(meta, where, namespaced=rtype.namespaced)
+    assert uid is not None and rv is not None
+    return _Identity(where=where, namespace=namespace, name=name, uid=uid, resource_version=rv, meta=meta)
+
+
+def to_row(obj: Any, *, rtype: ResourceType, index: int, keep_secret_data: bool,
+           identity_only: bool = False) -> Row:
+    """Validate one object of ``rtype`` and build its row, or raise ``BadObject``.
+
+    ``identity_only`` (a deletion): only what identifies the object is checked and kept.
+    """
+    ident = _identity(obj, rtype=rtype, index=index)
+    if identity_only:
+        return Row(namespace=ident.namespace, name=ident.name, uid=ident.uid,
+                   resource_version=ident.resource_version, owner_uid=None, labels={},
+                   created_at=None, deleted_at=None, object=b"")
+    secret = is_secret(rtype)
+    encoded = _encode(obj, ident.where, keep_secret_data=keep_secret_data, secret=secret)
     if len(encoded) > MAX_OBJECT_BYTES:
-        raise BadInput(f"{where}: object is {len(encoded)} bytes, over the {MAX_OBJECT_BYTES} byte limit")
+        raise BadObject(f"{ident.where}: object is {len(encoded)} bytes, over the {MAX_OBJECT_BYTES}"
+                        " byte limit")
+    meta = ident.meta
+    if NUL_ESCAPE in encoded:  # rare: pay for the walk only when needed
+        obj = scrub_nul(obj)
+        meta = obj["metadata"]
+        encoded = _encode(obj, ident.where, keep_secret_data=keep_secret_data, secret=secret)
     return Row(
-        namespace=namespace if rtype.namespaced else "",
-        name=name,
-        uid=uid,
-        resource_version=rv,
-        owner_uid=_owner_uid(meta, where),
-        labels=_labels(meta, where),
-        created_at=_timestamp(meta, "creationTimestamp", where),
-        deleted_at=_timestamp(meta, "deletionTimestamp", where),
+        namespace=ident.namespace,
+        name=ident.name,
+        uid=ident.uid,
+        resource_version=ident.resource_version,
+        owner_uid=_owner_uid(meta, ident.where),
+        labels=_labels(meta, ident.where),
+        created_at=_timestamp(meta, "creationTimestamp", ident.where),
+        deleted_at=_timestamp(meta, "deletionTimestamp", ident.where),
         object=encoded,
     )
 
 
-def _encode(obj: dict[str, Any], where: str, *, keep_secret_data: bool) -> bytes:
+def _encode(obj: dict[str, Any], where: str, *, keep_secret_data: bool, secret: bool) -> bytes:
     try:
-        return orjson.dumps(prune(obj, keep_secret_data=keep_secret_data))
+        return orjson.dumps(prune(obj, keep_secret_data=keep_secret_data, secret=secret))
     except orjson.JSONEncodeError as exc:  # e.g. an integer beyond 64 bits
-        raise BadInput(f"{where}: cannot be stored as JSON: {exc}") from exc
+        raise BadObject(f"{where}: cannot be stored as JSON: {exc}") from exc
 
 
-def _refuse_nul_identity(obj: dict[str, Any], where: str) -> None:
-    """Names, uids and versions are never rewritten: a U+0000 there is refused."""
-    meta = obj.get("metadata")
+def _own_key(obj: Any, *, rtype: ResourceType) -> tuple[str, str] | None:
+    """The object's (namespace, name) if both are valid, else None."""
+    meta = obj.get("metadata") if isinstance(obj, dict) else None
     if not isinstance(meta, dict):
-        return
-    for field in ("name", "namespace", "uid", "resourceVersion"):
-        value = meta.get(field)
-        if isinstance(value, str) and "\x00" in value:
-            raise BadInput(f"{where}: metadata.{field} contains U+0000")
+        return None
+    try:
+        return (_namespace(meta, "", namespaced=rtype.namespaced), _name(meta, ""))
+    except BadObject:
+        return None
 
 
-def to_events(
-    raw: Sequence[Any], *, rtype: ResourceType, keep_secret_data: bool = False
-) -> list[Event]:
-    """Validate watch events ``{"type": ..., "object": {...}}`` in order."""
-    events: list[Event] = []
+def _digest(value: Any) -> str:
+    try:
+        content = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:
+        content = repr(value).encode("utf-8", "replace")
+    return hashlib.sha256(content).hexdigest()
+
+
+def _omitted(entry: Any, *, rtype: ResourceType, index: int) -> Skip:
+    """An object the sender left out for its size (``agent.protocol.omitted``)."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("bytes"), int):
+        raise BadInput(f"item {index}: an omitted object needs its metadata and size")
+    where = _where(index, entry)
+    return Skip(message=f"{where}: object is {entry['bytes']} bytes, over the {MAX_OBJECT_BYTES}"
+                        " byte limit (not sent)",
+                key=_own_key(entry, rtype=rtype))
+
+
+def to_events(raw: Sequence[Any], *, rtype: ResourceType, keep_secret_data: bool = False) -> Batch:
+    """Validate watch events ``{"type": ..., "object" | "omitted": {...}}`` in order."""
+    batch = Batch()
     for index, item in enumerate(raw):
         if not isinstance(item, Mapping):
             raise BadInput(f"item {index}: an event must be a JSON object")
         kind = item.get("type")
         if kind not in EVENT_TYPES:
-            raise BadInput(f"item {index}: unknown event type {kind!r}")
+            raise BadInput(f"item {index}: unknown event type {shown(str(kind))!r}")
         obj = item.get("object")
         if kind == "BOOKMARK":
-            events.append(Event(type="BOOKMARK", row=None, resource_version=_bookmark_rv(obj, index)))
+            batch.events.append(Event(type="BOOKMARK", row=None, resource_version=_bookmark_rv(obj, index)))
             continue
-        row = to_row(obj, rtype=rtype, index=index, keep_secret_data=keep_secret_data)
-        events.append(Event(type=kind, row=row, resource_version=row.resource_version))
-    return events
+        if "omitted" in item and obj is None:
+            batch.skipped.append(_omitted(item["omitted"], rtype=rtype, index=index))
+            continue
+        try:
+            row = to_row(obj, rtype=rtype, index=index, keep_secret_data=keep_secret_data,
+                         identity_only=kind == "DELETED")
+        except BadObject as exc:
+            batch.skipped.append(Skip(message=str(exc)))
+            continue
+        batch.events.append(Event(type=kind, row=row, resource_version=row.resource_version))
+    return batch
 
 
 def _bookmark_rv(obj: Any, index: int) -> str:
@@ -214,17 +378,43 @@ def _bookmark_rv(obj: Any, index: int) -> str:
     rv = meta.get("resourceVersion") if isinstance(meta, dict) else None
     if not isinstance(rv, str) or not rv:
         raise BadInput(f"item {index}: BOOKMARK without metadata.resourceVersion")
+    if len(rv) > protocol.MAX_CHECKPOINT_BYTES:
+        raise BadInput(f"item {index}: BOOKMARK resourceVersion over {protocol.MAX_CHECKPOINT_BYTES}"
+                       " characters")
     return rv
 
 
-def to_rows(
-    items: Sequence[Any], *, rtype: ResourceType, keep_secret_data: bool = False
-) -> list[Row]:
-    rows = [to_row(obj, rtype=rtype, index=i, keep_secret_data=keep_secret_data)
-            for i, obj in enumerate(items)]
+def to_rows(items: Sequence[Any], *, rtype: ResourceType, keep_secret_data: bool = False,
+            omitted: Sequence[Any] = ()) -> Page:
+    """Validate a snapshot page (and the objects its sender omitted, numbered after it)."""
+    page = Page()
     seen: set[tuple[str, str]] = set()
-    for index, row in enumerate(rows):
-        if row.key in seen:
-            raise BadInput(f"item {index} ({row.namespace}/{row.name}): appears twice in one page")
-        seen.add(row.key)
-    return rows
+    unkeyed: list[int] = []
+
+    def take(index: int, key: tuple[str, str] | None) -> None:
+        if key is None:
+            unkeyed.append(len(page.skipped) - 1)
+        elif key in seen:
+            raise BadInput(f"item {index} ({shown(key[0])}/{shown(key[1])}): appears twice in one page")
+        else:
+            seen.add(key)
+
+    for index, obj in enumerate(items):
+        try:
+            row = to_row(obj, rtype=rtype, index=index, keep_secret_data=keep_secret_data)
+        except BadObject as exc:
+            page.skipped.append(Skip(message=str(exc), key=_own_key(obj, rtype=rtype)))
+            take(index, page.skipped[-1].key)
+            continue
+        take(index, row.key)
+        page.rows.append(row)
+    for offset, entry in enumerate(omitted):
+        page.skipped.append(_omitted(entry, rtype=rtype, index=len(items) + offset))
+        take(len(items) + offset, page.skipped[-1].key)
+    if unkeyed:
+        digest = _digest([items, omitted])
+        for position in unkeyed:
+            skip = page.skipped[position]
+            page.skipped[position] = Skip(message=skip.message,
+                                          key=(SKIPPED_NAMESPACE, f"{digest}-{position}"))
+    return page

@@ -9,6 +9,7 @@ template, so tests never see each other's rows.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import tempfile
@@ -43,6 +44,28 @@ def _docker_postgres() -> Iterator[str] | None:
     return run()
 
 
+@contextlib.contextmanager
+def service_tempdir(prefix: str) -> Iterator[Path]:
+    """A temporary directory an embedded PostgreSQL can live in.
+
+    Not under pytest's basetemp: another pytest run prunes old basetemps, data dir included,
+    and under root the server's service user could not pass through pytest's private
+    ``/tmp/pytest-of-root``. kubepedia never changes the mode of a directory it did not
+    create, so the test opens the one it made for passing through (0711).
+    """
+    with tempfile.TemporaryDirectory(prefix=prefix) as name:
+        path = Path(name)
+        path.chmod(0o711)
+        yield path
+
+
+@pytest.fixture
+def embedded_data_dir() -> Iterator[Path]:
+    """An empty data dir of the test's own for an embedded PostgreSQL."""
+    with service_tempdir("kubepedia-test-data-") as path:
+        yield path
+
+
 @pytest.fixture(scope="session")
 def pg_server_url() -> Iterator[str]:
     """URL of the session's PostgreSQL server (maintenance database)."""
@@ -50,9 +73,8 @@ def pg_server_url() -> Iterator[str]:
     if docker is not None:
         yield from docker
         return
-    # Not under pytest's basetemp: another pytest run prunes old basetemps, data dir included.
-    with tempfile.TemporaryDirectory(prefix="kubepedia-test-pg-") as data_dir:
-        pg = embedded.EmbeddedPostgres(data_dir=Path(data_dir))
+    with service_tempdir("kubepedia-test-pg-") as data_dir:
+        pg = embedded.EmbeddedPostgres(data_dir=data_dir)
         embedded.start(pg)
         try:
             yield pg.url

@@ -159,25 +159,26 @@ class Server:
     ingest: str
     api: str
     data_dir: Path
+    admin_url: str
 
     async def admin(self, method: str, path: str, body: Any = None) -> tuple[int, dict[str, Any]]:
         token = (self.data_dir / "admin.token").read_text().strip()
         async with aiohttp.ClientSession() as session, session.request(
-                method, self.ingest + path, data=orjson.dumps(body) if body is not None else None,
+                method, self.admin_url + path, data=orjson.dumps(body) if body is not None else None,
                 headers={"Authorization": f"Bearer {token}"}) as resp:
             return resp.status, orjson.loads(await resp.read())
 
     async def restart(self) -> None:
         assert await self.proc.stop() == 0, self.proc.output()[-3000:]
         await self.proc.start()
-        await self.proc.ports("ingest", "api")  # fails at once if the process exits instead
+        await self.proc.ports("ingest", "api", "admin")  # fails at once if the process exits instead
         await wait_http(self.ingest + "/readyz")
 
 
 async def start_server(tmp: Path, name: str, *, database_url: str, data_dir: Path | None = None,
                        env: dict[str, str] | None = None) -> Server:
     data_dir = data_dir or tmp / f"{name}-data"
-    listeners = {"ingest": "--ingest-listen", "api": "--api-listen"}
+    listeners = {"ingest": "--ingest-listen", "api": "--api-listen", "admin": "--admin-listen"}
     args = ["-m", "kubepedia", "serve", "--database-url", database_url, "--data-dir", str(data_dir)]
     for flag in listeners.values():
         args += [flag, "127.0.0.1:0"]
@@ -187,7 +188,8 @@ async def start_server(tmp: Path, name: str, *, database_url: str, data_dir: Pat
     for listener, flag in listeners.items():  # a restart listens where clients look
         proc.args[proc.args.index(flag) + 1] = f"127.0.0.1:{ports[listener]}"
     server = Server(proc=proc, ingest=f"http://127.0.0.1:{ports['ingest']}",
-                    api=f"http://127.0.0.1:{ports['api']}", data_dir=data_dir)
+                    api=f"http://127.0.0.1:{ports['api']}", data_dir=data_dir,
+                    admin_url=f"http://127.0.0.1:{ports['admin']}")
     await wait_http(server.ingest + "/readyz")
     return server
 

@@ -18,7 +18,7 @@ from tests.factories import PODS
 
 async def kubepedia(server: Server, *args: str) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "kubepedia", "cluster", "--server", server.ingest,
+        sys.executable, "-m", "kubepedia", "cluster", "--server", server.admin_url,
         "--data-dir", str(server.data_dir), *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), 60)
@@ -47,7 +47,8 @@ async def test_cluster_commands(tmp_path: Path, db_url: str, pool: asyncpg.Pool)
         assert listed["dev"]["objects"] > 20 and listed["dev"]["types"]
         assert listed["edge"]["mode"] == "push" and listed["edge"]["healthy"] is None
         code, out, _ = await kubepedia(server, "list")
-        assert out.splitlines()[0].split() == ["NAME", "MODE", "HEALTH", "TYPES", "OBJECTS", "ERRORS", "LAG"]
+        assert out.splitlines()[0].split() == ["NAME", "MODE", "HEALTH", "TYPES", "OBJECTS", "SKIPPED",
+                                               "ERRORS", "LAG"]
         code, out, _ = await kubepedia(server, "remove", "dev")
         assert code == 0 and "removed" in out
         assert await pool.fetchval("SELECT count(*) FROM resources WHERE cluster = 'dev'") == 0
@@ -57,6 +58,7 @@ async def test_cluster_commands(tmp_path: Path, db_url: str, pool: asyncpg.Pool)
 
 async def test_cli_without_a_server(tmp_path: Path) -> None:
     (tmp_path / "admin.token").write_text("t\n")
+    (tmp_path / "admin.token").chmod(0o600)  # a token open to others is refused
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "kubepedia", "cluster", "--server", "http://127.0.0.1:9",
         "--data-dir", str(tmp_path), "list", stderr=asyncio.subprocess.PIPE)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable
@@ -89,6 +90,7 @@ async def at(second: float, start: float, what: Callable[[], Awaitable[object]])
 @pytest.mark.timeout(300)
 async def test_store_equals_clusters_after_load_and_faults(tmp_path: Path) -> None:
     pg_dir = tempfile.TemporaryDirectory(prefix="kubepedia-e2e-pg-")
+    os.chmod(pg_dir.name, 0o711)  # under root, the server's service user passes through it
     pg = embedded.EmbeddedPostgres(data_dir=Path(pg_dir.name))
     await asyncio.to_thread(embedded.start, pg)
     sims = [await start_sim(tmp_path, name, generate="namespaces=4,pods=150,deployments=10,nodes=5",

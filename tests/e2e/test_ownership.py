@@ -76,15 +76,19 @@ async def test_owner_that_loses_its_lock_writes_nothing_more(
     await record_writers(pool)
     sim = await start_sim(tmp_path, "pulled", generate="namespaces=2,pods=30,configmaps=10", seed=3)
     async with cleanup(sim.proc) as procs:
+        # Servers sharing a database share the key file that seals kubeconfigs (one data dir).
+        shared = tmp_path / "shared-data"
         # The first owner checks its lock connection only every 10 minutes: right after the
         # loss, nothing but the guard in its write transactions can stop its writes.
-        old = await start_server(tmp_path, "syncer-old", database_url=db_url, env={POLL_ENV: "600"})
+        old = await start_server(tmp_path, "syncer-old", database_url=db_url, data_dir=shared,
+                                 env={POLL_ENV: "600"})
         procs.append(old.proc)
         await register(old, "pulled", kubeconfig=sim.kubeconfig)  # reconciled at once
         await wait_converged(pool, "pulled", sim.url)
         key = ownership_key("pulled")
         assert await owner_pid(pool, key) == pid_of(old)
-        peer = await start_server(tmp_path, "syncer-peer", database_url=db_url, env={POLL_ENV: "3"})
+        peer = await start_server(tmp_path, "syncer-peer", database_url=db_url, data_dir=shared,
+                                  env={POLL_ENV: "3"})
         procs.append(peer.proc)
 
         lock_backend = await pool.fetchval(
@@ -123,9 +127,10 @@ async def test_owner_that_loses_its_lock_writes_nothing_more(
 async def test_two_syncers_one_owner_and_takeover(tmp_path: Path, db_url: str, pool: asyncpg.Pool) -> None:
     sim = await start_sim(tmp_path, "pulled", generate="namespaces=2,pods=30", seed=2)
     async with cleanup(sim.proc) as procs:
-        a = await start_server(tmp_path, "syncer-a", database_url=db_url)
+        shared = tmp_path / "shared-data"  # one key file for the kubeconfigs both may open
+        a = await start_server(tmp_path, "syncer-a", database_url=db_url, data_dir=shared)
         procs.append(a.proc)
-        b = await start_server(tmp_path, "syncer-b", database_url=db_url)
+        b = await start_server(tmp_path, "syncer-b", database_url=db_url, data_dir=shared)
         procs.append(b.proc)
         await register(a, "pulled", kubeconfig=sim.kubeconfig)
         await wait_converged(pool, "pulled", sim.url)

@@ -73,3 +73,23 @@ async def test_every_unique_key_of_cluster_data_contains_cluster(db_url: str) ->
     assert {r["tbl"] for r in rows} >= {"resources", "change_log", "sync_state", "snapshots",
                                         "snapshot_seen"}
     assert [(r["tbl"], r["idx"]) for r in rows if "cluster" not in r["cols"]] == []
+
+
+async def test_the_metadata_describes_the_migrated_schema(db_url: str) -> None:
+    """Migrations are literal SQL; ``syncer.schema`` must say what they leave behind."""
+    from syncer import schema
+
+    conn = await connect(db_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT table_name AS t, column_name AS c, is_nullable = 'YES' AS nullable"
+            " FROM information_schema.columns WHERE table_schema = 'public'")
+        indexes = {r["i"] for r in await conn.fetch(
+            "SELECT indexname AS i FROM pg_indexes WHERE schemaname = 'public'")}
+    finally:
+        await conn.close()
+    migrated = {(r["t"], r["c"], r["nullable"]) for r in rows}
+    described = {(t.name, c.name, bool(c.nullable) and not c.primary_key)
+                 for t in schema.metadata.tables.values() for c in t.columns}
+    assert migrated == described
+    assert {i.name for t in schema.metadata.tables.values() for i in t.indexes} <= indexes

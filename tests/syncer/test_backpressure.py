@@ -2,7 +2,7 @@
 
 "Behind" is made real: a test session holds the change-log lock that every write
 transaction takes before it can commit, and blocked writes of another cluster fill the
-server's (narrowed) write slots. The server then answers 429 to the agent, which must keep
+server's (narrowed) global write slots. The server then answers 429 to the agent, which must keep
 its place and deliver everything once the lock is let go; or, when more changes come than
 its buffer holds, drop them and re-derive the state with a fresh snapshot. Either way the
 store ends equal to the cluster.
@@ -31,10 +31,11 @@ from agent.runner import Runner
 from agent.selection import Selection
 from agent.sink import SinkBusy
 from kubesim.server import SimServer
+from syncer.admission import Limits
 from syncer.ingest import CHANGE_LOG_LOCK
 from tests.convergence import wait_converged
 from tests.factories import DEPLOYMENTS, NODES, PODS, pod
-from tests.syncer.conftest import Ingest, running_ingest
+from tests.syncer.conftest import Ingest, serving
 
 T = TypeVar("T")
 DEADLINE_S = 90.0  # for conditions that come within seconds; only a failure waits this long
@@ -196,7 +197,7 @@ async def _churn(sim: SimServer, *, create: int, delete: int, first: int = 0) ->
 
 
 async def test_busy_store_is_429_and_the_agent_keeps_its_place(db_url: str, pool: asyncpg.Pool) -> None:
-    async with running_ingest(db_url, write_slots=SLOTS) as ingest, \
+    async with serving(db_url, limits=Limits(write_slots=SLOTS)) as ingest, \
             kubesim.running(generate=GENERATE, seed=5) as sim, agent(ingest, sim) as edge:
         await synced(pool, sim, edge.runner)
         overflows = {t.key: _overflows(t.key) for t in edge.runner.types}
@@ -213,7 +214,7 @@ async def test_busy_store_is_429_and_the_agent_keeps_its_place(db_url: str, pool
 async def test_overflow_while_busy_drops_and_relists(db_url: str, pool: asyncpg.Pool) -> None:
     small = PipelineSettings(buffer_limit=5, sink_backoff_base=0.1, sink_backoff_cap=1.0)
     paged = InformerSettings(page_size=3, streaming_lists=False)
-    async with running_ingest(db_url, write_slots=SLOTS) as ingest, \
+    async with serving(db_url, limits=Limits(write_slots=SLOTS)) as ingest, \
             kubesim.running(generate=GENERATE, seed=6) as sim, \
             agent(ingest, sim, pipeline=small, informer=paged) as edge:
         await synced(pool, sim, edge.runner)
