@@ -2,10 +2,10 @@
 
 "Behind" is made real: a test session holds the change-log lock that every write
 transaction takes before it can commit, and blocked writes of another cluster fill the
-server's (narrowed) global write slots. The server then answers 429 to the agent, which must keep
-its place and deliver everything once the lock is let go; or, when more changes come than
-its buffer holds, drop them and re-derive the state with a fresh snapshot. Either way the
-store ends equal to the cluster.
+server's (narrowed) global write slots. The server then answers 429 to the agent, which
+must keep its place and deliver everything once the lock is let go; or, when more changes
+come than its buffer holds, drop them and re-derive the state with a fresh snapshot.
+Either way the store ends equal to the cluster.
 """
 
 from __future__ import annotations
