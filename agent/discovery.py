@@ -108,10 +108,17 @@ async def _resources_of(
             resource=str(res["name"]),
             kind=str(res.get("kind", "")),
             namespaced=bool(res.get("namespaced", False)),
+            singular=str(res.get("singularName") or ""),
+            short_names=_names(res.get("shortNames")),
+            categories=_names(res.get("categories")),
         )
         for res in listing.get("resources", [])
         if _is_syncable(res)
     ]
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    return tuple(str(v) for v in value) if isinstance(value, list) else ()
 
 
 def _is_syncable(resource: dict[str, Any]) -> bool:

@@ -16,7 +16,7 @@ with that checkpoint resumes the watch from it instead of listing again.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 KubeObject = dict[str, Any]
@@ -32,6 +32,11 @@ class ResourceType:
     resource: str  # plural, e.g. "deployments"
     kind: str
     namespaced: bool
+    # How discovery describes it to clients (kubectl's short names and categories): carried
+    # to the store for the aggregated discovery, not part of the type's identity.
+    singular: str = field(default="", compare=False)
+    short_names: tuple[str, ...] = field(default=(), compare=False)
+    categories: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def api_version(self) -> str:

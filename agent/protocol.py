@@ -121,6 +121,9 @@ def type_to_dict(rtype: ResourceType) -> dict[str, Any]:
         "resource": rtype.resource,
         "kind": rtype.kind,
         "namespaced": rtype.namespaced,
+        "singularName": rtype.singular,
+        "shortNames": list(rtype.short_names),
+        "categories": list(rtype.categories),
     }
 
 
@@ -140,7 +143,29 @@ def type_from_dict(data: Any) -> ResourceType:
             len(fields[k]) > MAX_LABEL for k in ("version", "resource", "kind")):
         raise ProtocolError(f"type: a group has at most {MAX_GROUP} characters, a version, resource"
                             f" or kind at most {MAX_LABEL}")
-    return ResourceType(namespaced=namespaced, **fields)
+    return ResourceType(namespaced=namespaced, singular=_optional_name(data, "singularName"),
+                        short_names=_names(data, "shortNames"), categories=_names(data, "categories"),
+                        **fields)
+
+
+MAX_NAMES = 32  # short names or categories of one type
+
+
+def _optional_name(data: dict[str, Any], key: str) -> str:
+    value = data.get(key) or ""
+    if not isinstance(value, str) or len(value) > MAX_LABEL:
+        raise ProtocolError(f"type: {key} must be a string of at most {MAX_LABEL} characters")
+    return value
+
+
+def _names(data: dict[str, Any], key: str) -> tuple[str, ...]:
+    """Discovery's short names or categories: optional (older agents omit them), bounded."""
+    value = data.get(key) or []
+    if not isinstance(value, list) or len(value) > MAX_NAMES or not all(
+            isinstance(v, str) and 0 < len(v) <= MAX_LABEL for v in value):
+        raise ProtocolError(f"type: {key} must be a list of at most {MAX_NAMES} names of at most"
+                            f" {MAX_LABEL} characters")
+    return tuple(value)
 
 
 def change_to_dict(change: Change) -> dict[str, Any]:

@@ -1,14 +1,124 @@
-"""The read API's application (health now; the Kubernetes-compatible paths later)."""
+"""The read API's application: Kubernetes paths (all clusters, or one under
+``/clusters/{cluster}``), discovery, and health.
+
+Every failure is a Kubernetes ``Status``; every path is read-only (other verbs: 405).
+"""
 
 from __future__ import annotations
 
+import logging
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import orjson
 from aiohttp import web
 
-from syncer.store_app import health_routes, pool_ctx
+from apiserver.catalog import CatalogCache
+from apiserver.clusters import list_clusters
+from apiserver.discovery import discovery_routes
+from apiserver.feed import ChangeFeed
+from apiserver.keys import CATALOG, CONTINUE_KEY, FEED, POOL, SCOPE
+from apiserver.objects import object_routes
+from apiserver.query import EVERYTHING_SCOPE
+from kube.status import REASONS, StatusError, status_body
+from syncer.db import create_pool
+from syncer.store_app import health_routes
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+CLUSTER_PREFIX = "/clusters/{cluster}"
+PUSH_SILENCE_S = 300.0
+READ_METHODS = frozenset({"GET", "HEAD"})
 
 
-def build_app(*, database_url: str) -> web.Application:
-    app = web.Application()
-    app.cleanup_ctx.append(pool_ctx(database_url, max_size=10))
-    app.add_routes(health_routes())
+def _status_response(error: StatusError) -> web.Response:
+    response = web.Response(body=error.body(), status=error.code, content_type="application/json")
+    for name, value in error.headers.items():
+        response.headers[name] = value
+    return response
+
+
+@web.middleware
+async def errors_as_status(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except StatusError as exc:
+        return _status_response(exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        reason = REASONS.get(exc.status, exc.reason.replace(" ", ""))
+        message = "the server could not find the requested resource" if exc.status == 404 else exc.reason
+        return web.Response(body=orjson.dumps(status_body(exc.status, reason, message)), status=exc.status,
+                            content_type="application/json")
+    except (OSError, asyncpg.InterfaceError, asyncpg.PostgresError):
+        log.exception("store unavailable", extra={"path": request.path})
+        return _status_response(StatusError(503, "ServiceUnavailable",
+                                            "the store is unavailable; retry later",
+                                            headers={"Retry-After": "2"}))
+    except Exception:
+        log.exception("request failed", extra={"path": request.path})
+        return _status_response(StatusError(500, "InternalError", "an internal error occurred"))
+
+
+def _read_only(handler: Handler) -> Handler:
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        if request.method not in READ_METHODS:
+            raise StatusError(405, "MethodNotAllowed", f"kubepedia is a read-only view: {request.method}"
+                              " is not allowed; change objects in their member cluster")
+        return await handler(request)
+
+    return guarded
+
+
+_CONTINUE_KEY = """
+WITH made AS (
+    INSERT INTO api_secrets (name, value) VALUES ('continue', $1) ON CONFLICT (name) DO NOTHING
+    RETURNING value)
+SELECT value FROM made UNION ALL SELECT value FROM api_secrets WHERE name = 'continue'
+"""
+
+
+async def continue_key(pool: asyncpg.Pool) -> bytes:
+    """The key continue tokens are signed with: one per database, so every API process
+    sharing the store accepts the others' tokens."""
+    value: bytes = await pool.fetchval(_CONTINUE_KEY, secrets.token_bytes(32))
+    return value
+
+
+def _store_ctx(database_url: str, *,
+               push_silence_s: float) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        # Custom plans: a selector's selectivity decides between the order index and the
+        # label index, and a generic plan would pick one for every query.
+        pool = await create_pool(database_url, max_size=10, staging=False,
+                                 server_settings={"plan_cache_mode": "force_custom_plan"})
+        try:
+            app[POOL] = pool
+            app[CATALOG] = CatalogCache(pool, push_silence_s=push_silence_s)
+            app[CONTINUE_KEY] = await continue_key(pool)
+            yield
+        finally:
+            await pool.close()
+
+    return ctx
+
+
+def _routes() -> list[web.RouteDef]:
+    routes: list[web.RouteDef] = [*health_routes(), web.route("*", "/clusters", _read_only(list_clusters))]
+    for prefix in ("", CLUSTER_PREFIX):
+        pairs: list[tuple[str, Any]] = [*discovery_routes(prefix), *object_routes(prefix)]
+        routes += [web.route("*", path, _read_only(handler)) for path, handler in pairs]
+    return routes
+
+
+def build_app(*, database_url: str, push_silence_s: float = PUSH_SILENCE_S) -> web.Application:
+    app = web.Application(middlewares=[errors_as_status])
+    app[SCOPE] = EVERYTHING_SCOPE
+    app.cleanup_ctx.append(_store_ctx(database_url, push_silence_s=push_silence_s))
+    app.cleanup_ctx.append(ChangeFeed.context(database_url, FEED))
+    app.add_routes(_routes())
     return app

@@ -11,12 +11,13 @@ from pathlib import Path
 
 from agent.logs import setup_logging
 from agent.tuning import tune_gc
-from kubepedia import clusters, keys
+from kubepedia import clusters, keys, kubeconfig
 from kubepedia.config import (
     DEFAULT_ADMIN_LISTEN,
     DEFAULT_API_LISTEN,
     DEFAULT_INGEST_LISTEN,
     default_data_dir,
+    parse_duration,
     parse_listen,
 )
 from syncer.db import DatabaseUnreachable
@@ -24,6 +25,13 @@ from syncer.embedded import EmbeddedError
 from syncer.migrations import SchemaTooNew
 from syncer.registry import RegistryError
 from syncer.secretbox import SecretBoxError
+
+
+def _duration(value: str) -> float:
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _listen(value: str) -> tuple[str, int]:
@@ -38,11 +46,22 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default=os.environ.get("KUBEPEDIA_LOG_LEVEL", "info"),
                         choices=["debug", "info", "warning", "error"])
     sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="run the syncer and the read API")
+    for name, summary in (("serve", "run the syncer and the read API"),
+                          ("demo", "run three simulated clusters, synced and served, for kubectl")):
+        _serve_options(sub.add_parser(name, help=summary))
+    clusters.add_parser(sub)
+    kubeconfig.add_parser(sub)
+    keys.add_parser(sub)
+    return parser
+
+
+def _serve_options(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--database-url", default=os.environ.get("KUBEPEDIA_DATABASE_URL"),
                        help="PostgreSQL URL (default: an embedded server in the data dir)")
     serve.add_argument("--data-dir", type=Path, default=default_data_dir())
     serve.add_argument("--api-listen", type=_listen, default=DEFAULT_API_LISTEN)
+    serve.add_argument("--change-log-retention", type=_duration, default="7d", metavar="DURATION",
+                       help="how long changes are kept for watches and history (default %(default)s)")
     serve.add_argument("--ingest-listen", type=_listen, default=DEFAULT_INGEST_LISTEN,
                        help="agents push here (default %(default)s)")
     serve.add_argument("--admin-listen", type=_listen, default=DEFAULT_ADMIN_LISTEN,
@@ -52,9 +71,6 @@ def _parser() -> argparse.ArgumentParser:
                        default=_env_flag("KUBEPEDIA_ALLOW_KUBECONFIG_EXEC"),
                        help="let registered kubeconfigs run exec/auth-provider plugins and read files "
                             "on this machine (only if everyone holding the admin token may run code here)")
-    clusters.add_parser(sub)
-    keys.add_parser(sub)
-    return parser
 
 
 def _env_flag(name: str) -> bool:
@@ -62,14 +78,20 @@ def _env_flag(name: str) -> bool:
 
 
 def _run_serve(args: argparse.Namespace) -> int:
+    from kubepedia.demo import DemoError, demo
     from kubepedia.serve import ServeConfig, serve
 
     config = ServeConfig(database_url=args.database_url, data_dir=args.data_dir,
                          api_listen=args.api_listen, ingest_listen=args.ingest_listen,
                          admin_listen=args.admin_listen, secret_key_file=args.secret_key_file,
-                         allow_kubeconfig_exec=args.allow_kubeconfig_exec)
+                         allow_kubeconfig_exec=args.allow_kubeconfig_exec,
+                         change_log_retention_s=args.change_log_retention)
     tune_gc()
-    asyncio.run(serve(config))
+    try:
+        asyncio.run(demo(config) if args.command == "demo" else serve(config))
+    except DemoError as exc:
+        print(f"kubepedia: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -81,6 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return agent_main(argv[1:])
     args = _parser().parse_args(argv)
     setup_logging(args.log_level)
+    if args.command == "kubeconfig":
+        return kubeconfig.run(args)
     if args.command == "cluster":
         return clusters.run(args)
     if args.command == "keys":

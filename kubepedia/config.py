@@ -9,6 +9,7 @@ from syncer import datadir, secretfile
 
 DEFAULT_API_LISTEN = "127.0.0.1:8080"
 DEFAULT_INGEST_LISTEN = "127.0.0.1:8081"
+DEFAULT_API_SERVER = "http://127.0.0.1:8080"
 SYSTEM_DATA_DIR = Path("/var/lib/kubepedia")
 DEFAULT_ADMIN_LISTEN = "127.0.0.1:8082"
 
@@ -63,3 +64,13 @@ def read_admin_token(data_dir: Path) -> str | None:
     if explicit:
         return explicit
     return secretfile.read(data_dir / ADMIN_TOKEN_FILE, "admin token") or None
+
+
+def parse_duration(value: str) -> float:
+    """``7d``, ``12h``, ``30m`` or ``90s`` (or plain seconds) in seconds, or ``ValueError``."""
+    units = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+    text = value.strip().lower()
+    number, unit = (text[:-1], units[text[-1]]) if text and text[-1] in units else (text, 1)
+    if not number.replace(".", "", 1).isdigit() or float(number) <= 0:
+        raise ValueError(f"expected a duration such as 7d, 12h or 30m, got {value!r}")
+    return float(number) * unit

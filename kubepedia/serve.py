@@ -35,6 +35,7 @@ class ServeConfig:
     admin_listen: tuple[str, int]
     secret_key_file: Path | None = None  # default: secret.keys in the data dir
     allow_kubeconfig_exec: bool = False
+    change_log_retention_s: float = 7 * 24 * 3600.0
 
     @property
     def key_file(self) -> Path:
@@ -87,38 +88,59 @@ async def prepare_store(url: str, kubeconfigs: Kubeconfigs) -> None:
     log.info("store ready", extra={"database": describe(url), "schema_was": before})
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Running:
+    """A running server: its database and the URLs its listeners are bound to."""
+
+    database_url: str
+    ingest: str
+    admin: str
+    api: str
+
+
 async def _start_site(stack: AsyncExitStack, app: web.Application, listen: tuple[str, int],
-                      what: str, **settings: Any) -> None:
+                      what: str, **settings: Any) -> str:
+    """Serve ``app``; returns the bound URL (with port 0 the kernel picks the port)."""
     runner = web.AppRunner(app, handle_signals=False, **settings)
     await runner.setup()
     stack.push_async_callback(runner.cleanup)
     site = web.TCPSite(runner, listen[0], listen[1])
     await site.start()
-    # The bound addresses, not the requested ones: with port 0 the kernel picks the port,
-    # and this line is how a caller (tests, scripts) learns it.
-    for address in runner.addresses:
-        log.info("listening", extra={"listener": what, "address": _host_port(address)})
+    host, port = runner.addresses[0][:2]
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    log.info("listening", extra={"listener": what, "address": address})
+    return f"http://{address}"
 
 
-def _host_port(address: tuple[str, int] | tuple[str, int, int, int]) -> str:
-    host, port = address[0], address[1]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-async def serve(config: ServeConfig) -> None:
+def stop_on_signals() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM (Ctrl-C stops everything in order)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def serve(config: ServeConfig) -> None:
+    stop = stop_on_signals()
+    async with running(config):
+        await stop.wait()
+        log.info("shutting down")
+
+
+@asynccontextmanager
+async def running(config: ServeConfig) -> AsyncIterator[Running]:
+    """The syncer (ingest, admin) and the read API, for the block."""
     make_data_dir(config)
     kubeconfigs = open_kubeconfigs(config)
     async with database(config) as url, AsyncExitStack() as stack:
         await prepare_store(url, kubeconfigs)
-        ingest = build_ingest_app(database_url=url, kubeconfigs=kubeconfigs)
-        await _start_site(stack, ingest, config.ingest_listen, "ingest", **INGEST_SERVER_SETTINGS)
+        ingest = build_ingest_app(database_url=url, kubeconfigs=kubeconfigs,
+                                  retention_s=config.change_log_retention_s)
+        ingest_url = await _start_site(stack, ingest, config.ingest_listen, "ingest",
+                                       **INGEST_SERVER_SETTINGS)
         # After the ingest application, whose pool and pull manager it shares.
         admin = build_admin_app(ingest, admin_token=ensure_admin_token(config.data_dir))
-        await _start_site(stack, admin, config.admin_listen, "admin")
-        await _start_site(stack, build_api_app(database_url=url), config.api_listen, "api")
-        await stop.wait()
-        log.info("shutting down")
+        admin_url = await _start_site(stack, admin, config.admin_listen, "admin")
+        api_url = await _start_site(stack, build_api_app(database_url=url), config.api_listen, "api")
+        yield Running(database_url=url, ingest=ingest_url, admin=admin_url, api=api_url)

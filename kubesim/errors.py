@@ -10,54 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
+from kube.status import StatusError as StatusError  # re-exported: kubesim raises it
 
 JSON = dict[str, Any]
-
-
-class StatusError(Exception):
-    """An API failure that is answered as a ``Status`` object."""
-
-    def __init__(
-        self,
-        code: int,
-        reason: str,
-        message: str,
-        details: JSON | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.reason = reason
-        self.message = message
-        self.details = details
-        self.headers = headers or {}
-        # ListMeta.continue of the Status, set when a continue token expired.
-        self.list_continue: str | None = None
-
-    def status(self) -> JSON:
-        body = status_body(self.code, self.reason, self.message, self.details)
-        if self.list_continue:
-            body["metadata"] = {"continue": self.list_continue}
-        return body
-
-    def body(self) -> bytes:
-        return orjson.dumps(self.status())
-
-
-def status_body(code: int, reason: str, message: str, details: JSON | None = None) -> JSON:
-    body: JSON = {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": message,
-        "reason": reason,
-    }
-    if details is not None:
-        body["details"] = details
-    body["code"] = code
-    return body
 
 
 def _details(kind: str, name: str, group: str) -> JSON:

@@ -1,46 +1,18 @@
-"""Response shapes a client can ask for in ``Accept``.
-
-https://kubernetes.io/docs/reference/using-api/api-concepts/#receiving-resources-as-tables
-and #alternate-representations-of-resources: ``as=Table`` (kubectl get) and
-``as=PartialObjectMetadata`` / ``as=PartialObjectMetadataList`` (metadata-only
-informers), all ``g=meta.k8s.io;v=v1``. Alternatives are comma separated and
-ranked by ``q``; the plain ``application/json`` object is the fallback.
-"""
+"""Rendering objects and lists in the shape a client negotiated (``kube.media``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from kubesim import tables
+from kube.media import PARTIAL, PARTIAL_LIST, TABLE, negotiate
+from kube.tables import TablePrinter, printer_for
 from kubesim.resources import ResourceType
 
 JSON = dict[str, Any]
-TABLE = "Table"
-PARTIAL = "PartialObjectMetadata"
-PARTIAL_LIST = "PartialObjectMetadataList"
-SHAPES = frozenset({TABLE, PARTIAL, PARTIAL_LIST})
-JSON_TYPES = frozenset({"application/json", "application/*", "*/*"})
 
 
-def negotiate(accept: str) -> str:
-    """The preferred supported shape: "" (the object itself) or one of SHAPES."""
-    best_q, best = -1.0, ""
-    for alternative in accept.split(","):
-        media, *raw = (part.strip() for part in alternative.split(";"))
-        params = dict(p.split("=", 1) for p in raw if "=" in p)
-        shape = params.get("as", "")
-        if media not in JSON_TYPES:
-            continue
-        if shape and (shape not in SHAPES or params.get("g") != "meta.k8s.io"
-                      or params.get("v") != "v1"):
-            continue
-        try:
-            q = float(params.get("q", "1"))
-        except ValueError:
-            continue
-        if q > best_q:
-            best_q, best = q, shape
-    return best
+def _printer(rtype: ResourceType) -> TablePrinter:
+    return printer_for(group=rtype.group, resource=rtype.plural, printer_columns=rtype.printer_columns)
 
 
 def partial(obj: JSON) -> JSON:
@@ -51,7 +23,7 @@ def render_object(shape: str, rtype: ResourceType, obj: JSON, include: str) -> J
     """One object (a GET, or a watch event's object) in the negotiated shape."""
     if shape == TABLE:
         meta = {"resourceVersion": (obj.get("metadata") or {}).get("resourceVersion", "")}
-        return tables.table(rtype, [obj], meta, include)
+        return _printer(rtype).table([obj], meta, include)
     if shape in (PARTIAL, PARTIAL_LIST):
         return partial(obj)
     return obj
@@ -61,10 +33,13 @@ def render_list(
     shape: str, rtype: ResourceType, objs: list[JSON], list_meta: JSON, include: str
 ) -> JSON:
     if shape == TABLE:
-        return tables.table(rtype, objs, list_meta, include)
+        return _printer(rtype).table(objs, list_meta, include)
     return {
         "kind": PARTIAL_LIST,
         "apiVersion": "meta.k8s.io/v1",
         "metadata": list_meta,
         "items": [partial(obj) for obj in objs],
     }
+
+
+__all__ = ["PARTIAL", "PARTIAL_LIST", "TABLE", "negotiate", "render_list", "render_object"]

@@ -9,6 +9,7 @@ containerStatuses, like pods of a typical Deployment.
 from __future__ import annotations
 
 import random
+import uuid
 from typing import Any
 
 JSON = dict[str, Any]
@@ -96,7 +97,12 @@ def make_node(rng: random.Random, name: str) -> JSON:
                 _condition("Ready", "True", "KubeletReady"),
                 _condition("MemoryPressure", "False", "KubeletHasSufficientMemory"),
             ],
+            # Every field kubelet reports: clients (the Python client among them) require them.
             "nodeInfo": {
+                "machineID": hex_id(rng, 32),
+                "systemUUID": str(uuid.UUID(int=rng.getrandbits(128))),
+                "bootID": str(uuid.UUID(int=rng.getrandbits(128))),
+                "kubeProxyVersion": "v1.32.0",
                 "kubeletVersion": "v1.32.0",
                 "osImage": "Ubuntu 24.04 LTS",
                 "kernelVersion": "6.8.0-1009-aws",

@@ -30,7 +30,7 @@ from typing import Any
 
 import orjson
 
-from kubesim.errors import status_body
+from kube.status import status_body
 from kubesim.resources import ResourceType
 from kubesim.selectors import Selector
 from kubesim.store import Entry, Event

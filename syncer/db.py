@@ -32,6 +32,20 @@ CREATE TEMP TABLE IF NOT EXISTS staging (
     object jsonb NOT NULL
 ) ON COMMIT DELETE ROWS
 """
+# Change-log entries of one write, when some need the stored row as their before-image.
+LOG_STAGING_DDL = """
+CREATE TEMP TABLE IF NOT EXISTS log_staging (
+    seq bigint NOT NULL,
+    version text NOT NULL,
+    kind text NOT NULL,
+    namespace text NOT NULL,
+    name text NOT NULL,
+    uid text NOT NULL,
+    resource_version text NOT NULL,
+    type text NOT NULL,
+    object jsonb
+) ON COMMIT DELETE ROWS
+"""
 STAGING_COLUMNS = ("ord", "namespace", "name", "uid", "resource_version", "owner_uid",
                    "labels", "created_at", "deleted_at", "object")
 
@@ -59,13 +73,19 @@ def _decode_jsonb(data: bytes) -> Any:
     return orjson.loads(data[1:])
 
 
-async def init_connection(conn: asyncpg.Connection) -> None:
-    """Codecs (orjson, binary jsonb) and the session's staging table."""
+async def init_codecs(conn: asyncpg.Connection) -> None:
+    """Codecs: orjson, binary jsonb."""
     await conn.set_type_codec("jsonb", schema="pg_catalog", encoder=_encode_jsonb,
                               decoder=_decode_jsonb, format="binary")
     await conn.set_type_codec("json", schema="pg_catalog", encoder=lambda v: orjson.dumps(v).decode(),
                               decoder=orjson.loads, format="text")
+
+
+async def init_connection(conn: asyncpg.Connection) -> None:
+    """Codecs and the session's staging table: what an ingest connection needs."""
+    await init_codecs(conn)
     await conn.execute(STAGING_DDL)
+    await conn.execute(LOG_STAGING_DDL)
 
 
 async def connect(url: str, *, application_name: str = "kubepedia") -> asyncpg.Connection:
@@ -88,14 +108,14 @@ def _unreachable(url: str, exc: BaseException) -> str:
     return f"cannot reach PostgreSQL at {describe(url)}: {reason}"
 
 
-async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10,
-                      application_name: str | None = None) -> asyncpg.Pool:
-    """A pool; ``application_name`` names its connections in pg_stat_activity."""
-    settings = {"application_name": application_name} if application_name else None
+async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10, staging: bool = True,
+                      server_settings: dict[str, str] | None = None) -> asyncpg.Pool:
+    """A pool whose connections have our codecs; ``staging`` adds the ingest staging table
+    (only writers need it)."""
     try:
         pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size,
-                                         init=init_connection, timeout=CONNECT_TIMEOUT_S,
-                                         server_settings=settings)
+                                         init=init_connection if staging else init_codecs,
+                                         timeout=CONNECT_TIMEOUT_S, server_settings=server_settings)
     except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         raise DatabaseUnreachable(_unreachable(url, exc)) from exc
     assert pool is not None
@@ -103,8 +123,9 @@ async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10,
 
 
 @asynccontextmanager
-async def pool_context(url: str, **kwargs: Any) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(url, **kwargs)
+async def pool_context(url: str, *, min_size: int = 2, max_size: int = 10,
+                       server_settings: dict[str, str] | None = None) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(url, min_size=min_size, max_size=max_size, server_settings=server_settings)
     try:
         yield pool
     finally:

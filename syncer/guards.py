@@ -39,7 +39,7 @@ class Registered:
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Owner:
     """The session advisory lock ``key`` is still held by backend ``pid``: the owner's
-    dedicated connection (DESIGN.md: advisory locks belong to a connection)."""
+    dedicated connection (docs/design.md, "Ownership locks belong to a connection")."""
 
     key: int
     pid: int

@@ -20,7 +20,7 @@ are refused whole.
 Every change appends to ``change_log``. Its sequence numbers are taken only while
 ``CHANGE_LOG_LOCK`` is held and that lock is held until commit, so numbers become visible
 in the order they were handed out: a reader that resumes after N never misses a smaller
-number committed later (DESIGN.md, "Sequence numbers commit out of order").
+number committed later (docs/design.md, "Sequence numbers commit in order").
 """
 
 from __future__ import annotations
@@ -39,15 +39,15 @@ from syncer.db import STAGING_COLUMNS
 from syncer.guards import FenceLost, Guard, Owner, Registered, advisory_holder
 from syncer.plan import Change, Plan, StoredState, plan_batch, plan_snapshot_page
 from syncer.quota import Quota, QuotaExceeded
+from syncer.schema import ANALYZE_LOCK, CHANGE_LOG_LOCK, NOTIFY_CHANNEL
 from syncer.validate import BadInput, Event, Row, Skip, to_events, to_rows
 
 log = logging.getLogger(__name__)
 
-CHANGE_LOG_LOCK = 0x6B75_6265_0002
-NOTIFY_CHANNEL = "kubepedia_changes"
-ANALYZE_LOCK = 0x6B75_6265_0003
 LOG_COLUMNS = ("seq", "cluster", "grp", "version", "resource", "kind", "namespace", "name",
-               "uid", "resource_version", "type")
+               "uid", "resource_version", "type", "object")
+LOG_STAGING_COLUMNS = ("seq", "version", "kind", "namespace", "name", "uid", "resource_version", "type",
+                       "object")
 
 
 class SnapshotLost(RuntimeError):
@@ -197,10 +197,13 @@ class Store:
         async with self._pool.acquire() as conn, conn.transaction():
             await self._begin(conn, cluster=cluster, rtype=rtype)
             await _drop_snapshots(conn, cluster=cluster, rtype=rtype)
+            # A relist also refreshes how discovery describes the type (read API discovery).
             await conn.execute(
-                "UPDATE sync_state SET phase = 'listing', skipped = 0, updated_at = now()"
+                "UPDATE sync_state SET phase = 'listing', skipped = 0, updated_at = now(),"
+                " singular = $4, short_names = $5, categories = $6"
                 " WHERE cluster = $1 AND grp = $2 AND resource = $3",
-                cluster, rtype.group, rtype.resource,
+                cluster, rtype.group, rtype.resource, rtype.singular, list(rtype.short_names),
+                list(rtype.categories),
             )
             snapshot_id: int = await conn.fetchval(
                 "INSERT INTO snapshots (cluster, grp, resource) VALUES ($1, $2, $3) RETURNING id",
@@ -348,10 +351,23 @@ class Snapshot:
 
 _LOG_DELETED = """
 INSERT INTO change_log (seq, cluster, grp, version, resource, kind, namespace, name, uid,
-                        resource_version, type)
+                        resource_version, type, object)
 SELECT nextval('change_seq'), cluster, grp, version, resource, kind, namespace, name, uid,
-       resource_version, 'DELETED'
+       resource_version, 'DELETED', object
 FROM (SELECT * FROM gone ORDER BY namespace, name) AS g
+"""
+
+# Change-log entries whose before-image is the stored row take it in the same statement
+# (before the merge rewrites the row); the others carry theirs from the batch.
+_LOG_FROM_STAGING = """
+INSERT INTO change_log (seq, cluster, grp, version, resource, kind, namespace, name, uid,
+                        resource_version, type, object)
+SELECT l.seq, $1, $2, l.version, $3, l.kind, l.namespace, l.name, l.uid, l.resource_version, l.type,
+       CASE WHEN l.object IS NOT NULL OR l.type = 'ADDED' THEN l.object
+            ELSE (SELECT r.object FROM resources r
+                  WHERE r.cluster = $1 AND r.grp = $2 AND r.resource = $3
+                    AND r.namespace = l.namespace AND r.name = l.name) END
+FROM log_staging l
 """
 
 _DELETE_UNSEEN = f"""
@@ -581,9 +597,7 @@ async def _write(conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType,
         # Under the lock nobody else draws numbers: ours are first .. last.
         await conn.execute("SELECT setval('change_seq', $1)", last)
     await _notify(conn, last)
-    await conn.copy_records_to_table(
-        "change_log", columns=LOG_COLUMNS,
-        records=_log_records(plan.log, first=first, cluster=cluster, rtype=rtype))
+    await _append_log(conn, cluster=cluster, rtype=rtype, entries=plan.log, first=first)
     if plan.upserts:
         await conn.execute(_MERGE, cluster, rtype.group, rtype.version, rtype.resource,
                            rtype.kind, first)
@@ -594,12 +608,28 @@ async def _write(conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType,
             [c.uid for c in plan.deletes])
 
 
+async def _append_log(conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType,
+                      entries: Sequence[Change], first: int) -> None:
+    """Numbered change-log entries with their before-images. An initial sync (only ADDED)
+    goes straight in by COPY: it writes no object twice."""
+    if not any(c.before_from_store for c in entries):
+        await conn.copy_records_to_table(
+            "change_log", columns=LOG_COLUMNS,
+            records=_log_records(entries, first=first, cluster=cluster, rtype=rtype))
+        return
+    await conn.copy_records_to_table(
+        "log_staging", columns=LOG_STAGING_COLUMNS,
+        records=((first + i, c.version or rtype.version, c.kind or rtype.kind, c.namespace, c.name, c.uid,
+                  c.resource_version, c.type, c.before) for i, c in enumerate(entries)))
+    await conn.execute(_LOG_FROM_STAGING, cluster, rtype.group, rtype.resource)
+
+
 def _log_records(
     log_entries: Sequence[Change], *, first: int, cluster: str, rtype: ResourceType
 ) -> Iterable[tuple[Any, ...]]:
     for offset, c in enumerate(log_entries):
         yield (first + offset, cluster, rtype.group, c.version or rtype.version, rtype.resource,
-               c.kind or rtype.kind, c.namespace, c.name, c.uid, c.resource_version, c.type)
+               c.kind or rtype.kind, c.namespace, c.name, c.uid, c.resource_version, c.type, c.before)
 
 
 def _staging_records(upserts: Sequence[tuple[int, Row]]) -> Iterable[tuple[Any, ...]]:

@@ -14,10 +14,12 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from syncer import schema
+
 log = logging.getLogger(__name__)
 
 # Any constant unique to kubepedia; ownership locks use other key spaces.
-MIGRATION_LOCK_KEY = 0x6B75_6265_0001
+MIGRATION_LOCK_KEY = schema.MIGRATION_LOCK
 
 
 class SchemaTooNew(RuntimeError):
@@ -92,11 +94,34 @@ _SKIPPED_AND_CLUSTER_ERRORS = (
     "ALTER TABLE clusters ADD COLUMN last_error TEXT",
 )
 
+# The read API: the list order every page follows (it replaces the shorter type/namespace/
+# name index), field-selector indexes, the change log's before-images and the indexes
+# watches and history read it by, and the secrets every API process shares.
+_READ_API = (
+    "CREATE INDEX resources_list_order ON resources (grp, resource, namespace, name, cluster)",
+    "DROP INDEX resources_type_ns_name",
+    "CREATE INDEX resources_field_node_name ON resources (grp, resource, (object #>> '{spec,nodeName}'))"
+    " WHERE (object #>> '{spec,nodeName}') IS NOT NULL",
+    "CREATE INDEX resources_field_phase ON resources (grp, resource, (object #>> '{status,phase}'))"
+    " WHERE (object #>> '{status,phase}') IS NOT NULL",
+    "ALTER TABLE change_log ADD COLUMN object JSONB",
+    "CREATE INDEX change_log_type_seq ON change_log (grp, resource, seq)",
+    "ALTER TABLE sync_state ADD COLUMN singular TEXT DEFAULT '' NOT NULL",
+    "ALTER TABLE sync_state ADD COLUMN short_names TEXT[] DEFAULT '{}' NOT NULL",
+    "ALTER TABLE sync_state ADD COLUMN categories TEXT[] DEFAULT '{}' NOT NULL",
+    "CREATE INDEX change_log_object ON change_log (cluster, grp, resource, namespace, name, seq)",
+    """CREATE TABLE api_secrets (
+        name TEXT NOT NULL, value BYTEA NOT NULL,
+        created_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL,
+        PRIMARY KEY (name))""",
+)
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(version=1, description="initial schema", statements=_INITIAL_SCHEMA),
     Migration(version=2, description="skipped objects and cluster errors",
               statements=_SKIPPED_AND_CLUSTER_ERRORS),
+    Migration(version=3, description="the read API: list order, field indexes, before-images, discovery",
+              statements=_READ_API),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -37,6 +37,14 @@ class Change:
     resource_version: str
     version: str = ""  # "" = the batch's version
     kind: str = ""
+    # The state the object leaves (docs/design.md, "The change log keeps before-images"):
+    # known here when an earlier event of the same batch put it there (or a deletion
+    # carries it); None on MODIFIED/DELETED means "the stored row", which the store reads.
+    before: bytes | None = None
+
+    @property
+    def before_from_store(self) -> bool:
+        return self.type != "ADDED" and self.before is None
 
 
 @dataclass(kw_only=True, slots=True)
@@ -79,12 +87,13 @@ class _Applier:
             self._log("ADDED", row.key, row.uid, row.resource_version)
         elif current.uid != row.uid:
             # Same name, new object: the old one was deleted while we were not looking.
-            self._log("DELETED", row.key, current.uid, current.resource_version, of=current)
+            self._log("DELETED", row.key, current.uid, current.resource_version, of=current,
+                      before=_object(current))
             self._log("ADDED", row.key, row.uid, row.resource_version)
         elif current.resource_version == row.resource_version:
             return
         else:
-            self._log("MODIFIED", row.key, row.uid, row.resource_version)
+            self._log("MODIFIED", row.key, row.uid, row.resource_version, before=_object(current))
         self.current[row.key] = row
         self.rows[row.key] = row
         self.final[row.key] = len(self.plan.log) - 1
@@ -93,16 +102,18 @@ class _Applier:
         current = self.current.get(row.key)
         if current is None or current.uid != row.uid:
             return  # already gone, or a newer object of the same name lives there
-        self._log("DELETED", row.key, row.uid, row.resource_version)
+        # A deletion carries only the object's identity (its object may be empty): the state
+        # it leaves is the last one this batch put there, or the stored row.
+        self._log("DELETED", row.key, row.uid, row.resource_version, before=row.object or _object(current))
         self.current[row.key] = None
         self.final[row.key] = None
 
     def _log(self, type_: LogType, key: Key, uid: str, rv: str,
-             of: Row | StoredState | None = None) -> None:
+             of: Row | StoredState | None = None, before: bytes | None = None) -> None:
         version = of.version if isinstance(of, StoredState) else ""
         kind = of.kind if isinstance(of, StoredState) else ""
         self.plan.log.append(Change(type=type_, namespace=key[0], name=key[1], uid=uid,
-                                    resource_version=rv, version=version, kind=kind))
+                                    resource_version=rv, version=version, kind=kind, before=before))
 
     def finish(self) -> Plan:
         for key, index in self.final.items():
@@ -117,6 +128,11 @@ class _Applier:
                 self.plan.upserts.append((index, self.rows[key]))
                 self.plan.count_delta += 0 if was is not None else 1
         return self.plan
+
+
+def _object(state: Row | StoredState) -> bytes | None:
+    """A state's object when this batch holds it; None when it is the stored row."""
+    return state.object if isinstance(state, Row) else None
 
 
 def plan_batch(events: Sequence[Event], stored: Mapping[Key, StoredState]) -> Plan:

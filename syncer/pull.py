@@ -112,7 +112,8 @@ class PullManager:
             # A pool of its own: pulled clusters must not take the connections that admitted
             # agent requests are waiting for.
             async with pool_context(database_url, min_size=1, max_size=PULL_POOL_SIZE,
-                                    application_name=f"kubepedia-pull-sync {IDENTITY}") as pool:
+                                    server_settings={"application_name": f"kubepedia-pull-sync {IDENTITY}"}
+                                    ) as pool:
                 manager = PullManager(database_url=database_url, pool=pool, kubeconfigs=kubeconfigs,
                                       poll_interval=poll_interval())
                 app[key] = manager

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     Sequence,
@@ -24,9 +25,16 @@ from sqlalchemy import (
     Text,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 metadata = MetaData()
+
+# What every room may rely on besides the tables: writers NOTIFY this channel with the
+# newest change-log sequence at commit (readers LISTEN), and the advisory-lock keys.
+NOTIFY_CHANNEL = "kubepedia_changes"
+MIGRATION_LOCK = 0x6B75_6265_0001
+CHANGE_LOG_LOCK = 0x6B75_6265_0002
+ANALYZE_LOCK = 0x6B75_6265_0003
 
 # Handed out only while the change-log lock is held, so numbers commit in order.
 change_seq = Sequence("change_seq", metadata=metadata, start=1)
@@ -75,8 +83,15 @@ resources = Table(
     Column("object", JSONB, nullable=False),
     PrimaryKeyConstraint("cluster", "grp", "resource", "namespace", "name", name="resources_pkey"),
 )
-Index("resources_type_ns_name", resources.c.grp, resources.c.resource, resources.c.namespace,
-      resources.c.name)
+# Every list's keyset order, all clusters merged (the primary key serves one cluster).
+Index("resources_list_order", resources.c.grp, resources.c.resource, resources.c.namespace,
+      resources.c.name, resources.c.cluster)
+# Field selectors kubectl users send across every cluster (spec.nodeName, status.phase).
+# Partial: the many objects without the field cost nothing; "field = value" implies NOT NULL.
+for _name, _path in (("node_name", "{spec,nodeName}"), ("phase", "{status,phase}")):
+    _field = text(f"(object #>> '{_path}')")
+    Index(f"resources_field_{_name}", resources.c.grp, resources.c.resource, _field,
+          postgresql_where=text(f"(object #>> '{_path}') IS NOT NULL"))
 Index("resources_uid", resources.c.uid)
 Index("resources_owner_uid", resources.c.owner_uid, postgresql_where=resources.c.owner_uid.isnot(None))
 Index("resources_created_at", resources.c.grp, resources.c.resource, resources.c.created_at)
@@ -100,10 +115,26 @@ change_log = Table(
     Column("resource_version", Text, nullable=False),
     Column("type", Text, nullable=False),  # ADDED | MODIFIED | DELETED
     Column("at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    # The state the object left (MODIFIED, DELETED); NULL for ADDED. The state after a
+    # change is the next change's before-image, or the current row.
+    Column("object", JSONB),
     PrimaryKeyConstraint("cluster", "seq", name="change_log_pkey"),
 )
 Index("change_log_seq", change_log.c.seq)  # the aggregated view reads across clusters by seq
 Index("change_log_at", change_log.c.at)
+Index("change_log_type_seq", change_log.c.grp, change_log.c.resource, change_log.c.seq)  # watches
+Index("change_log_object", change_log.c.cluster, change_log.c.grp, change_log.c.resource,
+      change_log.c.namespace, change_log.c.name, change_log.c.seq)  # an object's changes in order
+
+# Secrets the read API keeps in the database so that every API process shares them
+# (the key continue tokens are signed with).
+api_secrets = Table(
+    "api_secrets",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("value", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+)
 
 sync_state = Table(
     "sync_state",
@@ -114,6 +145,10 @@ sync_state = Table(
     Column("version", Text, nullable=False),
     Column("kind", Text, nullable=False),
     Column("namespaced", Boolean, nullable=False),
+    # How the member cluster's discovery describes the type, served by the read API.
+    Column("singular", Text, nullable=False, server_default=text("''")),
+    Column("short_names", ARRAY(Text), nullable=False, server_default=text("'{}'")),
+    Column("categories", ARRAY(Text), nullable=False, server_default=text("'{}'")),
     Column("phase", Text, nullable=False),  # listing | watching | error
     Column("checkpoint", Text),  # source resourceVersion committed with the last batch
     Column("object_count", BigInteger, nullable=False, server_default=text("0")),

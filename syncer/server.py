@@ -27,6 +27,7 @@ from syncer.admission import SERVER_SETTINGS, Limits, WriteSlots, bearer_token, 
 from syncer.ingest import Registered, SnapshotLost, Store
 from syncer.pull import PullManager
 from syncer.quota import Quota, QuotaExceeded
+from syncer.retention import DEFAULT_RETENTION_S, retention_ctx
 from syncer.sink import UNAVAILABLE
 from syncer.status import Refused, errors_as_status, ok
 from syncer.store_app import POOL, health_routes, pool_ctx
@@ -188,7 +189,7 @@ def routes() -> list[web.RouteDef]:
 
 
 def build_app(*, database_url: str, kubeconfigs: registry.Kubeconfigs, pull: bool = True,
-              limits: Limits | None = None) -> web.Application:
+              limits: Limits | None = None, retention_s: float = DEFAULT_RETENTION_S) -> web.Application:
     """The ingest application; it also owns the pool and pull mode, which the admin
     application (``syncer.admin.build_admin_app``) borrows. Serve it with
     ``web.AppRunner(app, **SERVER_SETTINGS)``: it decompresses bodies itself."""
@@ -200,5 +201,6 @@ def build_app(*, database_url: str, kubeconfigs: registry.Kubeconfigs, pull: boo
     app.cleanup_ctx.append(pool_ctx(database_url, max_size=limits.write_slots + 4))
     app.cleanup_ctx.append(PullManager.context(database_url=database_url, key=PULL, kubeconfigs=kubeconfigs,
                                                enabled=pull))
+    app.cleanup_ctx.append(retention_ctx(retention_s=retention_s))
     app.add_routes(routes())
     return app

@@ -6,11 +6,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from kube.tables import age
 from kubesim.errors import StatusError
 from kubesim.media import negotiate
 from kubesim.patch import json_patch, merge_patch, strategic_merge
 from kubesim.selectors import parse_field_selector, parse_label_selector
-from kubesim.tables import age
 
 
 def test_merge_patch_rfc7386() -> None:

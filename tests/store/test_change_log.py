@@ -6,7 +6,8 @@ import asyncio
 
 import asyncpg
 
-from syncer.ingest import NOTIFY_CHANNEL, Store
+from syncer.ingest import Store
+from syncer.schema import NOTIFY_CHANNEL
 from tests.factories import PODS, event, pod
 
 WRITERS = 6

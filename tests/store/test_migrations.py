@@ -28,7 +28,7 @@ async def test_fresh_database_migrates_concurrently(pg_server_url: str) -> None:
         indexes = {r["i"] for r in await conns[0].fetch(
             "SELECT indexname AS i FROM pg_indexes WHERE tablename = 'resources'")}
         assert {"resources_uid", "resources_owner_uid", "resources_created_at", "resources_labels",
-                "resources_name_trgm", "resources_type_ns_name"} <= indexes
+                "resources_name_trgm", "resources_list_order"} <= indexes
     finally:
         for c in conns:
             await c.close()

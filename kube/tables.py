@@ -9,15 +9,15 @@ priority 1 columns are shown by ``-o wide``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-
-from kubesim.resources import ResourceType
 
 JSON = dict[str, Any]
 Column = tuple[str, str, int]  # name, type, priority
 Printer = Callable[[JSON], list[Any]]
+PrinterColumn = tuple[str, str, str, int]  # a CRD's additionalPrinterColumn: name, type, jsonPath, priority
 
 
 def age(timestamp: str | None, now: datetime | None = None) -> str:
@@ -287,9 +287,8 @@ def _json_path(obj: JSON, path: str) -> Any:
     return cur
 
 
-def _custom(rtype: ResourceType) -> tuple[list[Column], Printer]:
-    """A CRD's additionalPrinterColumns after Name, and Age when none declare it."""
-    extra = rtype.printer_columns
+def _custom(extra: Sequence[PrinterColumn]) -> tuple[list[Column], Printer]:
+    """A CRD's additionalPrinterColumns after Name."""
     columns: list[Column] = [NAME] + [(n, t, p) for n, t, _, p in extra]
 
     def printer(obj: JSON) -> list[Any]:
@@ -302,45 +301,49 @@ def _custom(rtype: ResourceType) -> tuple[list[Column], Printer]:
     return columns, printer
 
 
-def _printer(rtype: ResourceType) -> tuple[list[Column], Printer]:
-    if rtype.printer_columns:
-        return _custom(rtype)
-    return PRINTERS.get(rtype.key, ([NAME, AGE], _default))
+@dataclass(frozen=True, slots=True)
+class TablePrinter:
+    """The columns kubectl shows for one resource type, and how to fill them."""
 
+    columns: list[Column]
+    cells: Printer
 
-def column_definitions(rtype: ResourceType) -> list[JSON]:
-    columns, _ = _printer(rtype)
-    return [
-        {
-            "name": name,
-            "type": kind,
-            "format": "name" if name == "Name" else "",
-            "description": name,
-            "priority": priority,
-        }
-        for name, kind, priority in columns
-    ]
+    def column_definitions(self) -> list[JSON]:
+        return [
+            {
+                "name": name,
+                "type": kind,
+                "format": "name" if name == "Name" else "",
+                "description": name,
+                "priority": priority,
+            }
+            for name, kind, priority in self.columns
+        ]
 
+    def row(self, obj: JSON, include: str = "Metadata") -> JSON:
+        out: JSON = {"cells": self.cells(obj)}
+        if include == "Object":
+            out["object"] = obj
+        elif include != "None":
+            out["object"] = {
+                "kind": "PartialObjectMetadata",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": obj.get("metadata") or {},
+            }
+        return out
 
-def row(rtype: ResourceType, obj: JSON, include: str = "Metadata") -> JSON:
-    _, printer = _printer(rtype)
-    out: JSON = {"cells": printer(obj)}
-    if include == "Object":
-        out["object"] = obj
-    elif include != "None":
-        out["object"] = {
-            "kind": "PartialObjectMetadata",
+    def table(self, objs: list[JSON], list_meta: JSON, include: str = "Metadata") -> JSON:
+        return {
+            "kind": "Table",
             "apiVersion": "meta.k8s.io/v1",
-            "metadata": obj.get("metadata") or {},
+            "metadata": list_meta,
+            "columnDefinitions": self.column_definitions(),
+            "rows": [self.row(obj, include) for obj in objs],
         }
-    return out
 
 
-def table(rtype: ResourceType, objs: list[JSON], list_meta: JSON, include: str = "Metadata") -> JSON:
-    return {
-        "kind": "Table",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": list_meta,
-        "columnDefinitions": column_definitions(rtype),
-        "rows": [row(rtype, obj, include) for obj in objs],
-    }
+def printer_for(*, group: str, resource: str, printer_columns: Sequence[PrinterColumn] = ()) -> TablePrinter:
+    """kube-apiserver's printer for a built-in type, a CRD's columns, or Name and Age."""
+    if printer_columns:
+        return TablePrinter(*_custom(printer_columns))
+    return TablePrinter(*PRINTERS.get(f"{group}/{resource}", ([NAME, AGE], _default)))

@@ -1,0 +1,173 @@
+"""The change feed: one LISTEN connection and one reader of the change log per API process.
+
+Writers NOTIFY the newest sequence number at commit (syncer.ingest); the payload is only
+that number, never an object (NOTIFY payloads are small). On each notification one task
+reads the new changes once, for every watch of this process, into a bounded in-memory
+tail; each watch filters the tail in memory. A watch that is behind the tail (it started
+from an older resourceVersion, or could not keep up) reads the change log itself until
+it catches up. A lost connection is re-made, and every watch is woken to re-read, so
+nothing is missed while it was down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import asyncpg
+from aiohttp import web
+
+from apiserver.query import EVERYTHING_SCOPE, compiled, current_sequence, watch_statement
+from syncer.db import connect
+from syncer.schema import NOTIFY_CHANNEL
+from syncer.store_app import POOL
+
+log = logging.getLogger(__name__)
+
+RECONNECT_S = 1.0
+TAIL_MAX = 20_000  # changes kept in memory for the watches of this process
+READ_BATCH = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Changed:
+    """One change-log entry with the states before and after it (annotated JSON text)."""
+
+    seq: int
+    type: str
+    cluster: str
+    group: str
+    version: str
+    resource: str
+    namespace: str
+    name: str
+    before: str | None
+    after: str | None
+
+    @classmethod
+    def of(cls, row: asyncpg.Record) -> Changed:
+        return cls(row["seq"], row["type"], row["cluster"], row["grp"], row["version"], row["resource"],
+                   row["namespace"], row["name"], row["before"], row["after"])
+
+
+class ChangeFeed:
+    """See the module docstring. ``floor < seq <= read_upto`` is what the tail holds whole."""
+
+    def __init__(self, database_url: str) -> None:
+        self._url = database_url
+        self._changed = asyncio.Event()
+        self._notified = asyncio.Event()
+        self.latest = 0  # the newest sequence notified
+        self.tail: deque[Changed] = deque()
+        self.floor = -1  # no tail yet: every watch reads the change log itself
+        self.read_upto = -1
+        self.closed = False
+
+    def close(self) -> None:
+        """The server is shutting down: wake every watch so that it ends."""
+        self.closed = True
+        self._wake()
+
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        if payload.isdigit():
+            self.latest = max(self.latest, int(payload))
+        self._notified.set()
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def wait(self, seconds: float) -> None:
+        """Until the tail grows (or the feed restarts), or ``seconds`` pass."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._changed.wait()
+
+    def since(self, seq: int) -> list[Changed] | None:
+        """The changes after ``seq`` from the tail, or None when the tail does not reach back."""
+        if seq < self.floor or self.floor < 0:
+            return None
+        return [c for c in self.tail if c.seq > seq]
+
+    async def _read(self, pool: asyncpg.Pool) -> None:
+        """Append what was committed since the last read to the tail, once for all watches."""
+        while True:
+            horizon = self.latest  # committed, and everything below it (commit order)
+            sql, params = compiled(watch_statement(None, EVERYTHING_SCOPE, after=self.read_upto,
+                                                   limit=READ_BATCH))
+            rows = [Changed.of(r) for r in await pool.fetch(sql, *params)]
+            self.tail.extend(rows)
+            while len(self.tail) > TAIL_MAX:
+                self.floor = self.tail.popleft().seq
+            self.read_upto = rows[-1].seq if rows else self.read_upto
+            if len(rows) < READ_BATCH:
+                self.read_upto = max(self.read_upto, horizon)
+                return
+
+    async def _reader(self, pool: asyncpg.Pool) -> None:
+        sql, params = compiled(current_sequence())
+        start = int(await pool.fetchval(sql, *params))
+        self.floor = self.read_upto = max(start, self.latest)
+        while True:
+            await self._notified.wait()
+            self._notified.clear()
+            try:
+                await self._read(pool)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("watch feed cannot read the change log", extra={"error": str(exc)})
+                await asyncio.sleep(RECONNECT_S)
+                self._notified.set()
+            self._wake()
+
+    async def run(self, pool: asyncpg.Pool) -> None:
+        """Keep the LISTEN connection and the reader; after losing it, start the tail anew."""
+        while True:
+            try:
+                conn = await connect(self._url, application_name="kubepedia-api-watch")
+            except Exception as exc:  # unreachable store: keep trying, watches read the log
+                log.warning("watch feed cannot connect", extra={"error": str(exc)})
+                await asyncio.sleep(RECONNECT_S)
+                continue
+            lost = asyncio.Event()
+            conn.add_termination_listener(lambda _c, lost=lost: lost.set())
+            reader: asyncio.Task[None] | None = None
+            try:
+                await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
+                reader = asyncio.create_task(self._reader(pool), name="watch feed reader")
+                await lost.wait()
+            finally:
+                if reader is not None:
+                    reader.cancel()
+                    await asyncio.gather(reader, return_exceptions=True)
+                with contextlib.suppress(Exception):
+                    await conn.close(timeout=2)
+            log.warning("watch feed lost its connection; reconnecting")
+            self.tail.clear()
+            self.floor = self.read_upto = -1  # notifications were missed: watches read the log
+            self._wake()
+            await asyncio.sleep(RECONNECT_S)
+
+    @staticmethod
+    def context(database_url: str,
+                key: web.AppKey[ChangeFeed]) -> Callable[[web.Application], AsyncIterator[None]]:
+        async def ctx(app: web.Application) -> AsyncIterator[None]:
+            feed = ChangeFeed(database_url)
+            app[key] = feed
+
+            async def shutting_down(_app: web.Application) -> None:
+                feed.close()
+
+            # Before connections are closed, so that watch handlers end by themselves.
+            app.on_shutdown.append(shutting_down)
+            task = asyncio.create_task(feed.run(app[POOL]), name="watch feed")
+            try:
+                yield
+            finally:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+        return ctx

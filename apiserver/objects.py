@@ -1,0 +1,246 @@
+"""Kubernetes object paths, all clusters merged or one cluster: list and get.
+
+``/api/v1/pods``, ``/apis/apps/v1/namespaces/x/deployments/y``, and the same paths under
+``/clusters/{cluster}``. Every request is read-only (other verbs answer 405) and is
+answered from PostgreSQL through ``apiserver.query``.
+
+A list's ``metadata.resourceVersion`` is the change-log sequence its first page saw (the
+page and the sequence are read in one snapshot), so a watch from it misses nothing that
+changed during a paged walk. Each object keeps its member cluster's own resourceVersion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+
+from apiserver import pagination, render
+from apiserver.catalog import Catalog, ServedType
+from apiserver.keys import CATALOG, CONTINUE_KEY, POOL, SCOPE
+from apiserver.params import ListOptions, bad_request, list_options, parse_resource_version
+from apiserver.query import Target, compiled, current_sequence, get_statement, list_statement
+from apiserver.watch import watch
+from kube.selectors import SelectorError, parse_field_selector, parse_label_selector
+from kube.status import StatusError
+
+STREAM_PAGE = 1000  # rows per query when a client asks for everything at once
+GET_CANDIDATES = 10  # clusters named when a name exists in several
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Request:
+    rtype: ServedType
+    cluster: str | None
+    namespace: str | None
+    name: str | None
+
+
+def _not_found_type(group: str, version: str, resource: str) -> StatusError:
+    gv = f"{group}/{version}" if group else version
+    return StatusError(404, "NotFound",
+                       f"the server could not find the requested resource ({resource} in {gv})")
+
+
+async def resolve(request: web.Request) -> tuple[Request, Catalog]:
+    """The type, cluster, namespace and name a path names, or a 404 Status."""
+    info = request.match_info
+    group, version, resource = info.get("group", ""), info["version"], info["resource"]
+    catalog = await request.app[CATALOG].get()
+    rtype = catalog.find(group, version, resource)
+    if rtype is None:
+        raise _not_found_type(group, version, resource)
+    cluster = info.get("cluster")
+    if cluster is not None and cluster not in catalog.clusters:
+        raise StatusError(404, "NotFound", f'cluster "{cluster}" not found')
+    namespace = info.get("namespace")
+    name = info.get("name")
+    if namespace is not None and not rtype.namespaced:
+        raise _not_found_type(group, version, resource)
+    if name is not None and namespace is None and rtype.namespaced:
+        raise _not_found_type(group, version, resource)
+    return Request(rtype=rtype, cluster=cluster, namespace=namespace, name=name), catalog
+
+
+def _table(req: Request, catalog: Catalog) -> render.ClusterTable:
+    return render.ClusterTable(req.rtype, printer_columns=catalog.columns_of(req.rtype))
+
+
+def target_of(req: Request, opts: ListOptions) -> Target:
+    try:
+        labels = parse_label_selector(opts.label_selector)
+        fields = parse_field_selector(opts.field_selector, req.rtype.kind)
+    except SelectorError as exc:
+        raise bad_request(str(exc)) from exc
+    return Target(group=req.rtype.group, version=req.rtype.version, resource=req.rtype.resource,
+                  kind=req.rtype.kind, cluster=req.cluster, clusters=opts.clusters,
+                  namespace=req.namespace, name=req.name,
+                  labels=labels, fields=fields)
+
+
+def _warned(response: web.StreamResponse, catalog: Catalog, cluster: str | None) -> None:
+    for line in catalog.warnings(cluster):
+        # RFC 7234 warn-code 299 is what kube-apiserver sends and kubectl prints.
+        response.headers.add("Warning", '299 - "' + line.replace('"', "'") + '"')
+
+
+def _check_rv(opts: ListOptions, current: int) -> None:
+    if not opts.resource_version or opts.resource_version == "0":
+        return
+    wanted = parse_resource_version(opts.resource_version)
+    if wanted > current:
+        raise StatusError(504, "Timeout", f"Too large resource version: {wanted}, current: {current}",
+                          {"causes": [{"reason": "ResourceVersionTooLarge",
+                                       "message": "Too large resource version"}], "retryAfterSeconds": 1},
+                          headers={"Retry-After": "1"})
+    if opts.resource_version_match == "Exact" and wanted != current:
+        raise StatusError(410, "Expired", f"the list at resourceVersion {wanted} is not retained; list"
+                          " without resourceVersion")
+
+
+async def _page(conn: asyncpg.Connection, target: Target, request: web.Request, *, limit: int,
+                after: tuple[str, ...] | None) -> list[asyncpg.Record]:
+    sql, params = compiled(list_statement(target, request.app[SCOPE], limit=limit, after=after))
+    rows: list[asyncpg.Record] = await conn.fetch(sql, *params)
+    return rows
+
+
+async def _first(request: web.Request, target: Target, *, limit: int, after: tuple[str, ...] | None,
+                 rv: int | None) -> tuple[int, list[asyncpg.Record]]:
+    """A page and the sequence it reflects, read in one snapshot."""
+    async with request.app[POOL].acquire() as conn, conn.transaction(isolation="repeatable_read",
+                                                                     readonly=True):
+        sql, params = compiled(current_sequence())
+        current = int(await conn.fetchval(sql, *params))
+        rows = await _page(conn, target, request, limit=limit, after=after)
+    return (rv if rv is not None else current), rows
+
+
+def _query_fingerprint(request: web.Request, opts: ListOptions) -> str:
+    return pagination.fingerprint([request.path, opts.label_selector, opts.field_selector,
+                                   sorted(opts.clusters or ())])
+
+
+async def list_objects(request: web.Request) -> web.StreamResponse:
+    req, catalog = await resolve(request)
+    opts = list_options(request.query, request.headers.get("Accept", ""))
+    target = target_of(req, opts)
+    if opts.watch:
+        return await watch(request, opts, target, catalog, _table(req, catalog))
+    if opts.limit:
+        return await _list_page(request, req, opts, target, catalog)
+    return await _list_all(request, req, opts, target, catalog)
+
+
+def _cursor(request: web.Request, opts: ListOptions, query: str) -> pagination.Cursor | None:
+    if not opts.continue_token:
+        return None
+    try:
+        return pagination.decode(opts.continue_token, query=query, key=request.app[CONTINUE_KEY])
+    except pagination.BadContinue as exc:
+        raise bad_request(str(exc)) from exc
+
+
+async def _list_page(request: web.Request, req: Request, opts: ListOptions, target: Target,
+                     catalog: Catalog) -> web.Response:
+    query = _query_fingerprint(request, opts)
+    cursor = _cursor(request, opts, query)
+    rv, rows = await _first(request, target, limit=opts.limit + 1, after=cursor.after if cursor else None,
+                            rv=cursor.resource_version if cursor else None)
+    if cursor is None:
+        _check_rv(opts, rv)
+    token = None
+    if len(rows) > opts.limit:
+        rows = rows[:opts.limit]
+        last = rows[-1]
+        token = pagination.encode(
+            pagination.Cursor(resource_version=rv, after=(last["namespace"], last["name"], last["cluster"])),
+            query=query, key=request.app[CONTINUE_KEY])
+    meta = render.list_meta(resource_version=rv, continue_token=token)
+    body = render.shaped_list(opts.shape, req.rtype, meta, [(r["cluster"], r["json"]) for r in rows],
+                              include=opts.include_object, table=_table(req, catalog))
+    response = web.Response(body=body, content_type="application/json")
+    _warned(response, catalog, req.cluster)
+    return response
+
+
+async def _stream_rows(request: web.Request, target: Target,
+                       first: list[asyncpg.Record]) -> AsyncIterator[list[asyncpg.Record]]:
+    rows = first
+    while True:
+        yield rows
+        if len(rows) < STREAM_PAGE:
+            return
+        last = rows[-1]
+        async with request.app[POOL].acquire() as conn:
+            rows = await _page(conn, target, request, limit=STREAM_PAGE,
+                               after=(last["namespace"], last["name"], last["cluster"]))
+
+
+async def _list_all(request: web.Request, req: Request, opts: ListOptions, target: Target,
+                    catalog: Catalog) -> web.StreamResponse:
+    """Everything, streamed in keyset pages: memory stays flat however large the list."""
+    rv, first = await _first(request, target, limit=STREAM_PAGE, after=None, rv=None)
+    _check_rv(opts, rv)
+    meta = render.list_meta(resource_version=rv, continue_token=None)
+    if opts.shape:
+        rows = [r async for page in _stream_rows(request, target, first) for r in page]
+        body = render.shaped_list(opts.shape, req.rtype, meta, [(r["cluster"], r["json"]) for r in rows],
+                                  include=opts.include_object, table=_table(req, catalog))
+        response = web.Response(body=body, content_type="application/json")
+        _warned(response, catalog, req.cluster)
+        return response
+    stream = web.StreamResponse(headers={"Content-Type": "application/json"})
+    _warned(stream, catalog, req.cluster)
+    await stream.prepare(request)
+    await stream.write(render.list_prefix(req.rtype, meta))
+    separator = b""
+    async for page in _stream_rows(request, target, first):
+        if page:
+            await stream.write(separator + ",".join(r["json"] for r in page).encode())
+            separator = b","
+    await stream.write(render.LIST_SUFFIX)
+    await stream.write_eof()
+    return stream
+
+
+async def get_object(request: web.Request) -> web.Response:
+    req, catalog = await resolve(request)
+    include = {"includeObject": request.query["includeObject"]} if "includeObject" in request.query else {}
+    opts = list_options(include, request.headers.get("Accept", ""))
+    target = target_of(req, opts)
+    sql, params = compiled(get_statement(target, request.app[SCOPE], limit=GET_CANDIDATES))
+    rows = await request.app[POOL].fetch(sql, *params)
+    qualified = f"{req.rtype.resource}.{req.rtype.group}" if req.rtype.group else req.rtype.resource
+    if not rows:
+        raise StatusError(404, "NotFound", f'{qualified} "{req.name}" not found',
+                          {"name": req.name, "group": req.rtype.group, "kind": req.rtype.resource})
+    if len(rows) > 1:
+        names = ", ".join(r["cluster"] for r in rows)
+        raise StatusError(409, "Conflict", f'{qualified} "{req.name}" exists in several clusters ({names});'
+                          " ask one cluster: /clusters/NAME/... or its kubeconfig context",
+                          {"name": req.name, "group": req.rtype.group, "kind": req.rtype.resource,
+                           "causes": [{"reason": "FieldValueDuplicate", "field": "cluster",
+                                       "message": r["cluster"]} for r in rows]})
+    row = rows[0]
+    body = render.shaped_object(opts.shape, row["cluster"], row["json"], include=opts.include_object,
+                                table=_table(req, catalog))
+    response = web.Response(body=body, content_type="application/json")
+    _warned(response, catalog, row["cluster"])
+    return response
+
+
+def object_routes(prefix: str) -> list[tuple[str, Any]]:
+    """(path, handler) pairs for the object paths under ``prefix``."""
+    out: list[tuple[str, Any]] = []
+    for base in ("/api/{version}", "/apis/{group}/{version}"):
+        out += [
+            (f"{prefix}{base}/{{resource}}", list_objects),
+            (f"{prefix}{base}/{{resource}}/{{name}}", get_object),
+            (f"{prefix}{base}/namespaces/{{namespace}}/{{resource}}", list_objects),
+            (f"{prefix}{base}/namespaces/{{namespace}}/{{resource}}/{{name}}", get_object),
+        ]
+    return out

@@ -1,0 +1,120 @@
+"""Query parameters of list, get and watch requests, checked the way kube-apiserver checks
+them (https://kubernetes.io/docs/reference/using-api/api-concepts/): every bad value is a
+400 ``Status`` naming the parameter, never a 500.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from kube.media import negotiate
+from kube.status import StatusError
+
+MAX_CLUSTERS = 1000  # names in one ``clusters=`` parameter
+MAX_LIMIT = 10_000  # larger requests are served in pages of this size internally
+INCLUDE_OBJECT = frozenset({"None", "Metadata", "Object"})
+RV_MATCH = frozenset({"", "NotOlderThan", "Exact"})
+TRUE = frozenset({"true", "1"})
+FALSE = frozenset({"false", "0", ""})
+
+
+def bad_request(message: str) -> StatusError:
+    return StatusError(400, "BadRequest", message)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ListOptions:
+    label_selector: str = ""
+    field_selector: str = ""
+    limit: int = 0  # 0: everything
+    continue_token: str = ""
+    resource_version: str = ""
+    resource_version_match: str = ""
+    watch: bool = False
+    allow_bookmarks: bool = False
+    send_initial_events: bool | None = None
+    timeout_seconds: int | None = None
+    include_object: str = "Metadata"
+    shape: str = ""
+    clusters: frozenset[str] | None = None  # ``clusters=a,b``: only these
+
+
+def _flag(query: Mapping[str, str], name: str) -> bool:
+    value = query.get(name, "").lower()
+    if value in TRUE:
+        return True
+    if value in FALSE:
+        return False
+    raise bad_request(f"invalid value for {name}: {query[name]!r} (expected true or false)")
+
+
+def _integer(query: Mapping[str, str], name: str) -> int | None:
+    text = query.get(name)
+    if text is None or text == "":
+        return None
+    if not text.lstrip("-").isdigit() or len(text) > 12:
+        raise bad_request(f"invalid value for {name}: {text!r} (expected an integer)")
+    value = int(text)
+    if value < 0:
+        raise bad_request(f"invalid value for {name}: {value} (must not be negative)")
+    return value
+
+
+def parse_resource_version(text: str) -> int:
+    """An aggregated resourceVersion: a change-log sequence number."""
+    if not text.isdigit() or len(text) > 19:
+        raise bad_request(f'invalid resource version "{text}"')
+    return int(text)
+
+
+_CLUSTER_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def _clusters(query: Mapping[str, str]) -> frozenset[str] | None:
+    text = query.get("clusters")
+    if text is None:
+        return None
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names or len(names) > MAX_CLUSTERS:
+        raise bad_request(f"clusters: give between 1 and {MAX_CLUSTERS} cluster names, comma separated")
+    for name in names:
+        if not _CLUSTER_NAME.match(name):
+            raise bad_request(f"clusters: {name[:80]!r} is not a cluster name")
+    return frozenset(names)
+
+
+def list_options(query: Mapping[str, str], accept: str) -> ListOptions:
+    rv, match = query.get("resourceVersion", ""), query.get("resourceVersionMatch", "")
+    token = query.get("continue", "")
+    if match not in RV_MATCH:
+        raise bad_request(f"resourceVersionMatch: Unsupported value: {match!r}: supported values:"
+                          ' "Exact", "NotOlderThan"')
+    if match and not rv:
+        raise bad_request("resourceVersionMatch is forbidden unless resourceVersion is provided")
+    if token and rv and rv != "0":
+        raise bad_request("specifying resource version is not allowed when using continue")
+    if rv and rv != "0":
+        parse_resource_version(rv)
+    include = query.get("includeObject", "Metadata") or "Metadata"
+    if include not in INCLUDE_OBJECT:
+        raise bad_request(f"includeObject: Unsupported value: {include!r}: supported values:"
+                          ' "None", "Metadata", "Object"')
+    watch = _flag(query, "watch")
+    initial = query.get("sendInitialEvents")
+    return ListOptions(
+        label_selector=query.get("labelSelector", ""),
+        field_selector=query.get("fieldSelector", ""),
+        limit=min(_integer(query, "limit") or 0, MAX_LIMIT) if not watch else 0,
+        continue_token=token,
+        resource_version=rv,
+        resource_version_match=match,
+        watch=watch,
+        allow_bookmarks=_flag(query, "allowWatchBookmarks"),
+        send_initial_events=None if initial is None else _flag(query, "sendInitialEvents"),
+        timeout_seconds=_integer(query, "timeoutSeconds"),
+        include_object=include,
+        shape=negotiate(accept),
+        clusters=_clusters(query),
+    )

@@ -1,0 +1,240 @@
+"""The one place where read queries are composed: a parsed request and the caller's scope in,
+parameterized SQL out.
+
+Handlers never write SQL. Every value from a request reaches PostgreSQL as a bound
+parameter; the only SQL text built from data is the JSON path of a selectable field,
+and those paths come from ``kube.selectors``' fixed table, checked again here.
+
+Order and pages: every list is ordered by ``(namespace, name, cluster)``, which is unique
+within one type and version and is served, column for column, by the index
+``resources_list_order`` (grp, resource, namespace, name, cluster); with one cluster the
+primary key serves it. Pages continue with ``(namespace, name, cluster) > (...)``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import asyncpg as pg_dialect
+from sqlalchemy.sql.elements import ColumnElement
+
+from kube.selectors import (
+    EVERYTHING,
+    NO_FIELDS,
+    FieldRequirement,
+    FieldSelector,
+    LabelSelector,
+    Requirement,
+    field_path,
+)
+from syncer.schema import change_log, resources
+
+CLUSTER_ANNOTATION = "kubepedia.io/cluster"
+CLUSTERPEDIA_ANNOTATION = "shadow.clusterpedia.io/cluster-name"
+_DIALECT = pg_dialect.dialect()  # type: ignore[no-untyped-call]
+_PATH_PART = re.compile(r"^[A-Za-z][A-Za-z0-9]*$")
+_INTEGER_TEXT = r"^-?[0-9]{1,18}$"
+ORDER_COLUMNS = (resources.c.namespace, resources.c.name, resources.c.cluster)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Scope:
+    """What a caller may read: None means no restriction on that axis."""
+
+    clusters: frozenset[str] | None = None
+    namespaces: frozenset[str] | None = None
+    types: frozenset[tuple[str, str]] | None = None  # (group, resource)
+
+    def allows_type(self, group: str, resource: str) -> bool:
+        return self.types is None or (group, resource) in self.types
+
+    def allows_cluster(self, cluster: str) -> bool:
+        return self.clusters is None or cluster in self.clusters
+
+
+EVERYTHING_SCOPE = Scope()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Target:
+    """Which objects a request names: one type and version, optionally narrowed."""
+
+    group: str
+    version: str
+    resource: str
+    kind: str
+    cluster: str | None = None
+    clusters: frozenset[str] | None = None  # a set of clusters asked for (``clusters=``)
+    namespace: str | None = None
+    name: str | None = None
+    labels: LabelSelector = EVERYTHING
+    fields: FieldSelector = NO_FIELDS
+
+
+# -- conditions ---------------------------------------------------------------------------------
+
+def _label_condition(req: Requirement) -> ColumnElement[bool]:
+    labels = resources.c.labels
+    match req.op:
+        case "exists":
+            has: ColumnElement[bool] = labels.has_key(req.key)
+            return has
+        case "!":
+            lacks: ColumnElement[bool] = sa.not_(labels.has_key(req.key))
+            return lacks
+        case "=" | "in":
+            return sa.or_(*(labels.contains({req.key: v}) for v in req.values))
+        case "!=" | "notin":
+            return sa.not_(sa.or_(*(labels.contains({req.key: v}) for v in req.values)))
+        case "gt" | "lt":
+            text = labels[req.key].astext
+            number = sa.case((text.regexp_match(_INTEGER_TEXT), sa.cast(text, sa.BigInteger)))
+            bound = int(req.values[0])
+            return number > bound if req.op == "gt" else number < bound
+    raise AssertionError(req.op)  # pragma: no cover - the Literal is exhaustive
+
+
+def field_expression(kind: str, field: str) -> ColumnElement[Any]:
+    """The SQL expression of a selectable field: a column, or the field's JSON path as a
+    constant (so that an expression index on it can serve the query)."""
+    if field == "metadata.name":
+        return resources.c.name
+    if field == "metadata.namespace":
+        return resources.c.namespace
+    parts = field_path(kind, field)
+    if not all(_PATH_PART.match(p) for p in parts):  # never: the paths are our own constants
+        raise ValueError(f"unexpected field path {field!r}")
+    return resources.c.object.op("#>>")(sa.literal_column("'{" + ",".join(parts) + "}'"))
+
+
+def _field_condition(kind: str, req: FieldRequirement) -> ColumnElement[bool]:
+    expr = field_expression(kind, req.field)
+    # Kubernetes reads a missing field as "": compare with coalesce only where "" is the
+    # value asked for, so that the plain expression (and its index) serves the usual case.
+    if req.value == "":
+        blank = sa.func.coalesce(expr, "") == ""
+        return blank if req.op == "=" else sa.not_(blank)
+    return expr == req.value if req.op == "=" else expr.is_distinct_from(req.value)
+
+
+def _any(column: ColumnElement[Any], values: frozenset[str]) -> ColumnElement[bool]:
+    return column == sa.func.any(sa.literal(sorted(values), sa.ARRAY(sa.Text)))
+
+
+def _identity_conditions(target: Target, scope: Scope,
+                         table: sa.Table | sa.Alias) -> list[ColumnElement[bool]]:
+    """Type, scope, cluster, namespace and name: the same on ``resources`` and ``change_log``."""
+    c = table.c
+    where: list[ColumnElement[bool]] = [c.grp == target.group, c.resource == target.resource,
+                                        c.version == target.version]
+    if not scope.allows_type(target.group, target.resource):
+        where.append(sa.false())
+    if scope.clusters is not None:
+        where.append(_any(c.cluster, scope.clusters))
+    if scope.namespaces is not None:
+        where.append(_any(c.namespace, scope.namespaces))
+    if target.clusters is not None:
+        where.append(_any(c.cluster, target.clusters))
+    narrowed = ((c.cluster, target.cluster), (c.namespace, target.namespace), (c.name, target.name))
+    for column, value in narrowed:
+        if value is not None:
+            where.append(column == value)
+    return where
+
+
+def identity_matches(target: Target, scope: Scope, *, group: str, version: str, resource: str, cluster: str,
+                     namespace: str, name: str) -> bool:
+    """``_identity_conditions`` evaluated in memory, for changes a watch takes from the tail."""
+    return (group == target.group and resource == target.resource and version == target.version
+            and scope.allows_type(group, resource) and scope.allows_cluster(cluster)
+            and (scope.namespaces is None or namespace in scope.namespaces)
+            and (target.clusters is None or cluster in target.clusters)
+            and target.cluster in (None, cluster) and target.namespace in (None, namespace)
+            and target.name in (None, name))
+
+
+def conditions(target: Target, scope: Scope) -> list[ColumnElement[bool]]:
+    """Every condition of a request on ``resources``, the scope's included."""
+    where = _identity_conditions(target, scope, resources)
+    where.extend(_label_condition(req) for req in target.labels.requirements)
+    where.extend(_field_condition(target.kind, req) for req in target.fields.requirements)
+    return where
+
+
+# -- statements ---------------------------------------------------------------------------------
+
+def annotated(obj: ColumnElement[Any], cluster: ColumnElement[Any]) -> ColumnElement[Any]:
+    """``obj`` with the cluster annotations added, built by PostgreSQL (NULL stays NULL)."""
+    annotations = sa.func.coalesce(obj[("metadata", "annotations")], sa.text("'{}'::jsonb"))
+    added = annotations.op("||")(sa.func.jsonb_build_object(
+        CLUSTER_ANNOTATION, cluster, CLUSTERPEDIA_ANNOTATION, cluster))
+    return sa.func.jsonb_set(obj, sa.text("'{metadata,annotations}'"), added)
+
+
+def object_json() -> ColumnElement[Any]:
+    """The stored object with the cluster annotations added."""
+    return annotated(resources.c.object, resources.c.cluster)
+
+
+def list_statement(target: Target, scope: Scope, *, limit: int | None,
+                   after: Sequence[str] | None = None) -> sa.Select[Any]:
+    """One page of objects in the keyset order: namespace, name, cluster and the object as
+    JSON text."""
+    stmt = sa.select(*ORDER_COLUMNS, sa.cast(object_json(), sa.Text).label("json"))
+    stmt = stmt.where(*conditions(target, scope))
+    if after is not None:
+        stmt = stmt.where(sa.tuple_(*ORDER_COLUMNS) > sa.tuple_(*(sa.literal(v, sa.Text) for v in after)))
+    stmt = stmt.order_by(*ORDER_COLUMNS)
+    return stmt.limit(limit) if limit is not None else stmt
+
+
+def get_statement(target: Target, scope: Scope, *, limit: int) -> sa.Select[Any]:
+    """The objects a GET by name matches: one per cluster that has it."""
+    return list_statement(target, scope, limit=limit)
+
+
+def watch_statement(target: Target | None, scope: Scope, *, after: int, limit: int) -> sa.Select[Any]:
+    """The next changes after sequence ``after`` (of one type and place, or with ``target``
+    None of everything: the process's shared tail): each with the state the object left
+    (``before``) and the state the change made (``after``), as annotated JSON text.
+
+    Selectors are not applied here: a watcher must see an object stop matching (sent as
+    DELETED), which needs both states; ``apiserver.watch`` evaluates them."""
+    log = change_log
+    later = change_log.alias("later")
+    following = (sa.select(later.c.object)
+                 .where(later.c.cluster == log.c.cluster, later.c.grp == log.c.grp,
+                        later.c.resource == log.c.resource, later.c.namespace == log.c.namespace,
+                        later.c.name == log.c.name, later.c.seq > log.c.seq)
+                 .order_by(later.c.seq).limit(1).scalar_subquery())
+    current = (sa.select(resources.c.object)
+               .where(resources.c.cluster == log.c.cluster, resources.c.grp == log.c.grp,
+                      resources.c.resource == log.c.resource, resources.c.namespace == log.c.namespace,
+                      resources.c.name == log.c.name)
+               .scalar_subquery())
+    after_state = sa.case((log.c.type == "DELETED", log.c.object), else_=sa.func.coalesce(following, current))
+    stmt = sa.select(log.c.seq, log.c.type, log.c.cluster, log.c.grp, log.c.version, log.c.resource,
+                     log.c.namespace, log.c.name,
+                     sa.cast(annotated(log.c.object, log.c.cluster), sa.Text).label("before"),
+                     sa.cast(annotated(after_state, log.c.cluster), sa.Text).label("after"))
+    where = [log.c.seq > after]
+    if target is not None:
+        where += _identity_conditions(target, scope, log)
+    return stmt.where(*where).order_by(log.c.seq).limit(limit)
+
+
+def current_sequence() -> sa.Select[Any]:
+    """The newest change-log sequence this snapshot can see: the aggregated resourceVersion.
+    Numbers become visible in commit order (syncer.ingest), so nothing below it is missing."""
+    return sa.select(sa.func.coalesce(sa.func.max(change_log.c.seq), 0))
+
+
+def compiled(stmt: sa.Select[Any]) -> tuple[str, list[Any]]:
+    """SQL text with ``$n`` placeholders and its parameters, for asyncpg."""
+    result = stmt.compile(dialect=_DIALECT)
+    params = result.params
+    return result.string, [params[name] for name in result.positiontup or ()]

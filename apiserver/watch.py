@@ -1,0 +1,213 @@
+"""Watches across clusters, from the change log.
+
+Semantics follow kube-apiserver
+(https://kubernetes.io/docs/reference/using-api/api-concepts/#efficient-detection-of-changes,
+#watch-bookmarks and #streaming-lists):
+
+- from a resourceVersion N: every change after N, in change-log order. Sequence numbers
+  become visible in commit order (syncer.ingest), so resuming after N never misses a
+  change committed later with a smaller number. Below the retained change log the stream
+  is one ERROR event carrying a 410 Expired Status;
+- ``resourceVersion`` unset or ``"0"``, or ``sendInitialEvents=true``: synthetic ADDED
+  events for the current objects (read in one snapshot), then the changes after it;
+  with ``sendInitialEvents`` a BOOKMARK annotated ``k8s.io/initial-events-end`` follows;
+- ``allowWatchBookmarks``: a BOOKMARK with the newest sequence when nothing was sent
+  for a while, so a client resumes near the head;
+- selectors: an object that stops matching is sent as DELETED, one that starts matching
+  as ADDED.
+
+Each event carries the object as it was at that change: the change log keeps the state an
+object leaves (on MODIFIED and DELETED), so the state after change s is the next change's
+before-image, or the current row. Readers are woken by LISTEN/NOTIFY on one connection
+per process (``ChangeFeed``); nothing polls.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import orjson
+from aiohttp import web
+
+from apiserver import render
+from apiserver.catalog import Catalog
+from apiserver.keys import FEED, POOL, SCOPE
+from apiserver.params import ListOptions, parse_resource_version
+from apiserver.query import (
+    Target,
+    compiled,
+    current_sequence,
+    identity_matches,
+    list_statement,
+    watch_statement,
+)
+from kube.media import PARTIAL, PARTIAL_LIST, TABLE
+from kube.selectors import field_values
+from kube.status import status_body
+
+log = logging.getLogger(__name__)
+
+BOOKMARK_INTERVAL_S = 30.0
+DEFAULT_TIMEOUT_S = 1800.0
+BATCH = 500
+INITIAL_EVENTS_END = "k8s.io/initial-events-end"
+
+
+@dataclass(kw_only=True, slots=True)
+class Stream:
+    """One watch response: encodes and writes events in the negotiated shape."""
+
+    response: web.StreamResponse
+    opts: ListOptions
+    target: Target
+    table: render.ClusterTable | None
+
+    async def send(self, kind: str, cluster: str, text: str) -> None:
+        if not self.opts.shape:
+            line = b'{"type":"' + kind.encode() + b'","object":' + text.encode() + b"}\n"
+        else:
+            obj = orjson.loads(text)
+            if self.opts.shape == TABLE and self.table is not None:
+                rv = (obj.get("metadata") or {}).get("resourceVersion", "")
+                meta = {"resourceVersion": rv}
+                shaped: Any = self.table.table([(cluster, obj)], meta, self.opts.include_object)
+            else:
+                shaped = render.partial(obj) if self.opts.shape in (PARTIAL, PARTIAL_LIST) else obj
+            line = orjson.dumps({"type": kind, "object": shaped}) + b"\n"
+        await self.response.write(line)
+
+    async def bookmark(self, seq: int, *, initial_end: bool = False) -> None:
+        meta: dict[str, Any] = {"resourceVersion": str(seq)}
+        if initial_end:
+            meta["annotations"] = {INITIAL_EVENTS_END: "true"}
+        kind = self.target.kind
+        obj = {"kind": kind, "apiVersion": f"{self.target.group}/{self.target.version}".lstrip("/"),
+               "metadata": meta}
+        await self.response.write(orjson.dumps({"type": "BOOKMARK", "object": obj}) + b"\n")
+
+    async def error(self, code: int, reason: str, message: str) -> None:
+        event = {"type": "ERROR", "object": status_body(code, reason, message)}
+        await self.response.write(orjson.dumps(event) + b"\n")
+
+
+def _matches(target: Target, text: str | None) -> bool:
+    if text is None:
+        return False
+    if target.labels.empty() and target.fields.empty():
+        return True
+    obj = orjson.loads(text)
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    return target.labels.matches(labels) and target.fields.matches(field_values(target.kind, obj))
+
+
+def _event_kind(kind: str, target: Target, before: str | None, after: str | None) -> str | None:
+    """The event a selector-filtered watcher sees, or None (kube-apiserver's watch cache)."""
+    now = _matches(target, after)
+    if kind == "ADDED":
+        return "ADDED" if now else None
+    if kind == "DELETED":
+        return "DELETED" if _matches(target, before or after) else None
+    was = _matches(target, before)
+    if was and now:
+        return "MODIFIED"
+    if now:
+        return "ADDED"
+    return "DELETED" if was else None
+
+
+async def _floor(pool: asyncpg.Pool) -> int | None:
+    value: int | None = await pool.fetchval("SELECT min(seq) FROM change_log")
+    return value
+
+
+async def _initial(request: web.Request, stream: Stream) -> int:
+    """Synthetic ADDED events for what exists now, read in one snapshot; returns its sequence."""
+    async with request.app[POOL].acquire() as conn, conn.transaction(isolation="repeatable_read",
+                                                                     readonly=True):
+        sql, params = compiled(current_sequence())
+        seq = int(await conn.fetchval(sql, *params))
+        sql, params = compiled(list_statement(stream.target, request.app[SCOPE], limit=None))
+        async for row in conn.cursor(sql, *params, prefetch=BATCH):
+            await stream.send("ADDED", row["cluster"], row["json"])
+    return seq
+
+
+async def _send(stream: Stream, kind: str, cluster: str, before: str | None, after: str | None) -> None:
+    event = _event_kind(kind, stream.target, before, after)
+    text = after if kind != "DELETED" else (before or after)
+    if event is not None and text is not None:
+        await stream.send(event, cluster, text)
+
+
+async def _changes(request: web.Request, stream: Stream, after: int) -> int:
+    """Send the changes after ``after``; returns the sequence the watch has now seen up to:
+    from the process's shared tail when it reaches back far enough, else from the log."""
+    feed = request.app[FEED]
+    upto, tail = feed.read_upto, feed.since(after)
+    if tail is None:
+        return await _changes_from_log(request, stream, after)
+    scope = request.app[SCOPE]
+    for c in tail:
+        if identity_matches(stream.target, scope, group=c.group, version=c.version, resource=c.resource,
+                            cluster=c.cluster, namespace=c.namespace, name=c.name):
+            await _send(stream, c.type, c.cluster, c.before, c.after)
+    return max(after, upto)
+
+
+async def _changes_from_log(request: web.Request, stream: Stream, after: int) -> int:
+    """Changes after ``after`` read for this watch alone.
+
+    A notified sequence is committed and so is everything below it (numbers become
+    visible in commit order): when a read finds no more rows of this type, the watch has
+    seen everything up to the newest notification taken before the read, and resumes
+    from there instead of re-reading other types' changes."""
+    horizon = request.app[FEED].latest
+    sql, params = compiled(watch_statement(stream.target, request.app[SCOPE], after=after, limit=BATCH))
+    rows = await request.app[POOL].fetch(sql, *params)
+    for row in rows:
+        await _send(stream, row["type"], row["cluster"], row["before"], row["after"])
+        after = row["seq"]
+    return max(after, horizon) if len(rows) < BATCH else after
+
+
+async def watch(request: web.Request, opts: ListOptions, target: Target, catalog: Catalog,
+                table: render.ClusterTable | None) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Type": "application/json",
+                                           "Transfer-Encoding": "chunked"})
+    for line in catalog.warnings(target.cluster):
+        response.headers.add("Warning", '299 - "' + line.replace('"', "'") + '"')
+    await response.prepare(request)
+    stream = Stream(response=response, opts=opts, target=target, table=table)
+    deadline = time.monotonic() + (opts.timeout_seconds or DEFAULT_TIMEOUT_S)
+    rv = opts.resource_version
+    initial = opts.send_initial_events if opts.send_initial_events is not None else rv in ("", "0")
+    if initial:
+        seq = await _initial(request, stream)
+        if opts.send_initial_events:
+            await stream.bookmark(seq, initial_end=True)
+    else:
+        seq = parse_resource_version(rv)
+        floor = await _floor(request.app[POOL])
+        if floor is not None and seq < floor - 1:
+            await stream.error(410, "Expired", f"too old resource version: {seq} ({floor - 1})")
+            return response
+    await _follow(request, stream, seq, deadline)
+    return response
+
+
+async def _follow(request: web.Request, stream: Stream, seq: int, deadline: float) -> None:
+    feed = request.app[FEED]
+    quiet_since = time.monotonic()
+    while time.monotonic() < deadline and not feed.closed:
+        newest = await _changes(request, stream, seq)
+        if newest != seq:
+            seq, quiet_since = newest, time.monotonic()
+            continue
+        if stream.opts.allow_bookmarks and time.monotonic() - quiet_since >= BOOKMARK_INTERVAL_S:
+            await stream.bookmark(seq)
+            quiet_since = time.monotonic()
+        await feed.wait(min(BOOKMARK_INTERVAL_S, max(deadline - time.monotonic(), 0.0)))

@@ -1,0 +1,59 @@
+"""``kubepedia demo`` as a newcomer runs it: three clusters synced and served; kubectl works
+with the kubeconfig it writes; Ctrl-C stops it cleanly; a second run replaces the first."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+async def _kubectl(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(subprocess.run, ["kubectl", "--kubeconfig", str(kubeconfig), *args],
+                                   capture_output=True, text=True, check=False)
+
+
+async def _run_demo(data_dir: Path) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "kubepedia", "demo", "--data-dir", str(data_dir), "--api-listen", "127.0.0.1:0",
+        "--ingest-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "KUBEPEDIA_DATABASE_URL": ""})
+    assert proc.stdout is not None
+    try:
+        printed = ""
+        while "Ctrl-C" not in printed:
+            line = (await asyncio.wait_for(proc.stdout.readline(), 180)).decode()
+            assert line, (await proc.stderr.read()).decode()[-3000:] if proc.stderr else ""
+            printed += line
+        kubeconfig = data_dir / "kubeconfig"
+        assert f"kubectl --kubeconfig {kubeconfig} get pods -A" in printed
+        clusters: set[str] = set()
+        for _ in range(300):  # until every cluster's pods have arrived
+            result = await _kubectl(kubeconfig, "get", "pods", "-A", "--no-headers")
+            clusters = {line.split()[1] for line in result.stdout.splitlines()}
+            if clusters == {"demo-east", "demo-west", "demo-edge"}:
+                break
+            await asyncio.sleep(0.2)
+        assert clusters == {"demo-east", "demo-west", "demo-edge"}
+        gadgets = await _kubectl(kubeconfig, "get", "gadgets", "-A")
+        assert gadgets.stdout.splitlines()[0].split() == ["NAMESPACE", "CLUSTER", "NAME", "COLOR"]
+        one = await _kubectl(kubeconfig, "--context", "kubepedia-demo-west", "get", "nodes", "--no-headers")
+        assert one.returncode == 0 and {line.split()[0] for line in one.stdout.splitlines()} == {"demo-west"}
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0, err.decode()[-3000:]
+
+
+async def test_demo_twice(embedded_data_dir: Path) -> None:
+    await _run_demo(embedded_data_dir)
+    await _run_demo(embedded_data_dir)  # the same data dir: the earlier clusters are replaced
