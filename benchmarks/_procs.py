@@ -5,19 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
-import socket
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import IO
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+# ``kubepedia serve`` logs each listener's bound address; started with port 0, that line is
+# where the port it got is learned (a port picked "free" beforehand may be taken by then).
+LISTENING = re.compile(r" listening listener=(\S+) address=(\S+)")
 
 
 def log(message: str) -> None:
@@ -134,6 +132,23 @@ class Procs:
                     await proc.wait()
         finally:
             logfile.close()
+
+
+async def listening_ports(procs: Procs, name: str, proc: asyncio.subprocess.Process,
+                          listeners: set[str], limit_s: float) -> dict[str, int]:
+    """The ports a ``kubepedia serve`` started as ``name`` reports in its log (port 0)."""
+    deadline = time.monotonic() + limit_s
+    path = procs.log_dir / f"{name}.log"
+    while True:
+        text = path.read_text(errors="replace") if path.exists() else ""
+        ports = {m[1]: int(m[2].rsplit(":", 1)[1]) for m in LISTENING.finditer(text)}
+        if ports.keys() >= listeners:
+            return ports
+        if proc.returncode is not None:
+            raise RuntimeError(f"{name} exited before reporting its ports:\n{procs.tail(name)}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{name} did not report its ports in {limit_s:.0f}s:\n{procs.tail(name)}")
+        await asyncio.sleep(0.1)
 
 
 async def read_until(proc: asyncio.subprocess.Process, marker: str, limit_s: float) -> str:

@@ -50,7 +50,7 @@ from benchmarks._procs import (
     Procs,
     cpu_seconds,
     drain,
-    free_port,
+    listening_ports,
     log,
     peak_rss_mb,
     postmaster_pid,
@@ -105,12 +105,12 @@ def type_key(group: str, resource: str) -> str:
 
 
 async def start_syncer(procs: Procs, data_dir: Path) -> Syncer:
-    ingest_port, api_port, admin_port = free_port(), free_port(), free_port()
+    # Info level: the "listening" lines name the ports bound (port 0); little else is logged.
     proc = await procs.start(
-        "syncer", "-m", "kubepedia", "--log-level", "warning", "serve", "--data-dir", str(data_dir),
-        "--api-listen", f"127.0.0.1:{api_port}", "--ingest-listen", f"127.0.0.1:{ingest_port}",
-        "--admin-listen", f"127.0.0.1:{admin_port}")
-    url = f"http://127.0.0.1:{ingest_port}"
+        "syncer", "-m", "kubepedia", "--log-level", "info", "serve", "--data-dir", str(data_dir),
+        "--api-listen", "127.0.0.1:0", "--ingest-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0")
+    ports = await listening_ports(procs, "syncer", proc, {"ingest", "api", "admin"}, limit_s=180)
+    url = f"http://127.0.0.1:{ports['ingest']}"
     deadline = time.monotonic() + 180
     async with aiohttp.ClientSession() as session:
         while True:
@@ -125,7 +125,8 @@ async def start_syncer(procs: Procs, data_dir: Path) -> Syncer:
             await asyncio.sleep(0.2)
     token = (data_dir / "admin.token").read_text().strip()
     pg = embedded.EmbeddedPostgres(data_dir=data_dir)
-    return Syncer(url, f"http://127.0.0.1:{admin_port}", token, pg.url, proc.pid, postmaster_pid(pg.pgdata))
+    admin_url = f"http://127.0.0.1:{ports['admin']}"
+    return Syncer(url, admin_url, token, pg.url, proc.pid, postmaster_pid(pg.pgdata))
 
 
 async def start_member(procs: Procs, work: Path, name: str, objects: int, seed: int) -> Member:

@@ -1,12 +1,21 @@
-"""``kubesim serve`` and ``kubesim load``."""
+"""``kubesim serve`` and ``kubesim load``.
+
+``serve --port 0`` (the default) listens on a port the kernel picks and reports it: the
+first line on stdout is ``kubesim NAME serving on URL``, ``--port-file F`` writes the
+port to F, and ``--kubeconfig-out`` points at it. Callers learn the port from the process
+that holds it instead of picking a "free" one first, which another process may take
+before kubesim binds it.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
+from pathlib import Path
 
 import orjson
 
@@ -21,7 +30,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kubesim", description="Kubernetes API simulator")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="serve a simulated cluster")
-    serve.add_argument("--port", type=int, default=0)
+    serve.add_argument("--port", type=int, default=0, help="0 (the default): any free port")
+    serve.add_argument("--port-file", default="", help="write the bound port here once listening")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--name", default="kubesim")
     serve.add_argument("--generate", default="", help="e.g. pods=1000,deployments=50,nodes=10")
@@ -54,12 +64,22 @@ async def _serve(args: argparse.Namespace) -> None:
     async with running(args.port, args.host, generate=counts, seed=args.seed, config=config) as sim:
         if args.kubeconfig_out:
             write_kubeconfig(args.kubeconfig_out, sim.url, args.name)
+        if args.port_file:
+            write_port_file(Path(args.port_file), sim.port)
         print(f"kubesim {args.name} serving on {sim.url}", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
+
+
+def write_port_file(path: Path, port: int) -> None:
+    """Write the port whole under a temporary name, then rename: a caller polling for the
+    file (it asked for port 0 and waits to learn the port) never reads half of it."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(f"{port}\n")
+    os.replace(tmp, path)
 
 
 async def _load(args: argparse.Namespace) -> None:

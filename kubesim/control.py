@@ -5,12 +5,18 @@
 - ``POST /_kubesim/stall?seconds=S``: hold API requests and watch delivery.
 - ``POST /_kubesim/fail?count=N&code=C[&retryAfter=S]``: fail the next N API
   requests with C (429 and 503 carry Retry-After).
+- ``POST /_kubesim/fail-discovery?groupVersion=GV[&code=C]``: the discovery
+  document of one group-version (``apps/v1`` is ``/apis/apps/v1``, ``v1`` is
+  ``/api/v1``) answers C (default 503, as for an aggregated API whose backend is
+  down) until healed; ``/apis`` still lists the group and its resources still work.
+  ``POST /_kubesim/heal-discovery[?groupVersion=GV]`` ends it (all, without GV).
 - ``POST /_kubesim/restart[?downSeconds=S]``: close all connections, stop
   listening for a moment, listen again on the same port; state is kept.
 - ``GET /_kubesim/stats`` (``POST /_kubesim/stats/reset``): request counts per
   verb and per verb and resource; every watch counts under ``watch``, and one
   that opens with synthetic ADDED events for every object also under
-  ``watch-list`` (a list by another name).
+  ``watch-list`` (a list by another name); ``discoveryFailures`` counts the
+  failures answered per groupVersion by ``fail-discovery``.
 - ``GET /_kubesim/dump``: every object's identity and resourceVersion.
 """
 
@@ -55,6 +61,8 @@ class Control:
             web.post("/_kubesim/drop-watches", self.drop_watches),
             web.post("/_kubesim/stall", self.stall),
             web.post("/_kubesim/fail", self.fail),
+            web.post("/_kubesim/fail-discovery", self.fail_discovery),
+            web.post("/_kubesim/heal-discovery", self.heal_discovery),
             web.post("/_kubesim/restart", self.restart),
             web.get("/_kubesim/stats", self.stats),
             web.post("/_kubesim/stats/reset", self.reset_stats),
@@ -79,6 +87,19 @@ class Control:
         self.faults.fail_next(count, code, retry_after)
         return _json({"failing": count, "code": code})
 
+    async def fail_discovery(self, request: web.Request) -> web.Response:
+        group_version = request.query.get("groupVersion", "")
+        if not group_version or group_version.strip("/") != group_version:
+            raise bad_request("groupVersion is required, e.g. apps/v1 or v1")
+        code = int(_number(request, "code", 503))
+        if not 400 <= code <= 599:
+            raise bad_request("code must be an HTTP error status (400-599)")
+        self.faults.fail_discovery(group_version, code)
+        return _json({"failingDiscovery": group_version, "code": code})
+
+    async def heal_discovery(self, request: web.Request) -> web.Response:
+        return _json({"healed": self.faults.heal_discovery(request.query.get("groupVersion"))})
+
     async def restart(self, request: web.Request) -> web.Response:
         await self.restarter(_number(request, "downSeconds", 0.5))
         return _json({"restarting": True})
@@ -87,10 +108,12 @@ class Control:
         data = self.sim.stats.as_json()
         data["resourceVersion"] = str(self.sim.store.rv)
         data["openWatches"] = len(self.handlers.watchers)
+        data["discoveryFailures"] = dict(self.faults.discovery_failed)
         return _json(data)
 
     async def reset_stats(self, request: web.Request) -> web.Response:
         self.sim.stats.reset()
+        self.faults.discovery_failed.clear()
         return _json({"reset": True})
 
     async def dump(self, request: web.Request) -> web.Response:

@@ -22,6 +22,10 @@ from kubesim.watch import Pacer, Watcher, default_timeout, expired_line, wait_fo
 JSON = dict[str, Any]
 JSON_TYPE = "application/json"
 INITIAL_CHUNK = 500
+# How often an idle watch checks that its client is still connected. aiohttp does not
+# cancel a handler whose client went away; kube-apiserver ends such a watch at once, and
+# ``openWatches`` in the stats should count only the watches someone is reading.
+CLIENT_CHECK_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -319,11 +323,12 @@ class ResourceHandlers:
                 return response
             self.watchers.add(watcher)
             self.responses.add(response)
-            await self._stream(response, watcher, opts, initial, start_rv)
+            await self._stream(request, response, watcher, opts, initial, start_rv)
         except (ConnectionResetError, ConnectionError):
             pass
         finally:
             tstore.sinks.discard(watcher)
+            self.watchers.discard(watcher)
         return response
 
     async def _wait_fresh(self, rv: int) -> bytes | None:
@@ -336,6 +341,7 @@ class ResourceHandlers:
 
     async def _stream(
         self,
+        request: web.Request,
         response: web.StreamResponse,
         watcher: Watcher,
         opts: ListOptions,
@@ -350,7 +356,9 @@ class ResourceHandlers:
         if opts.send_initial_events:
             await response.write(watcher.bookmark(start_rv, initial_end=True))
         while not watcher.closed and not pacer.expired():
-            await wait_for_lines(watcher, pacer)
+            await wait_for_lines(watcher, pacer, at_most=CLIENT_CHECK_S)
+            if request.transport is None or request.transport.is_closing():
+                break  # the client is gone
             await self.faults.gate()
             if watcher.closed:
                 break  # dropped or overflowed: end the stream without what is queued

@@ -50,7 +50,7 @@ def fault_middleware(faults: Faults) -> Middleware:
         if request.path.startswith(CONTROL_PREFIX):
             return await handler(request)
         await faults.gate()
-        failure = faults.take_failure()
+        failure = faults.discovery_failure(request.path) or faults.take_failure()
         if failure is not None:
             raise failure
         return await handler(request)

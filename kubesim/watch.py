@@ -169,10 +169,13 @@ class Pacer:
         return True
 
 
-async def wait_for_lines(watcher: Watcher, pacer: Pacer) -> None:
+async def wait_for_lines(watcher: Watcher, pacer: Pacer, *, at_most: float | None = None) -> None:
+    """Until lines are queued, the watcher is closed, or a bookmark or the end is due (or
+    ``at_most`` seconds pass)."""
     if watcher.pending or watcher.closed:
         return
+    wait = pacer.wait_time() if at_most is None else min(pacer.wait_time(), at_most)
     try:
-        await asyncio.wait_for(watcher.wakeup.wait(), pacer.wait_time())
+        await asyncio.wait_for(watcher.wakeup.wait(), wait)
     except TimeoutError:
         pass

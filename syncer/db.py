@@ -123,8 +123,9 @@ async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10, stagin
 
 
 @asynccontextmanager
-async def pool_context(url: str, *, min_size: int = 2, max_size: int = 10) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(url, min_size=min_size, max_size=max_size)
+async def pool_context(url: str, *, min_size: int = 2, max_size: int = 10,
+                       server_settings: dict[str, str] | None = None) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(url, min_size=min_size, max_size=max_size, server_settings=server_settings)
     try:
         yield pool
     finally:

@@ -2,11 +2,22 @@
 
 Several syncer processes may share one database. Each pull cluster is synced by exactly
 one of them: the owner holds a session advisory lock on a connection of its own (never a
-pooled one, whose recycling would release or leak it), checks that connection every few
-seconds, and stops syncing the moment it is lost. Every write also proves ownership inside
-its transaction (``syncer.ingest.Owner``), so a process that lost its lock cannot write
-even before it notices. When an owner dies, PostgreSQL drops its connection and lock, and
-another process takes the cluster over at its next poll.
+pooled one, whose recycling would release or leak it; DESIGN.md, "Advisory locks belong to
+a connection"). Every write proves ownership inside its transaction (``syncer.ingest.Owner``),
+so a process that lost its lock writes nothing more, even before it notices.
+
+It notices at its next poll (every ``KUBEPEDIA_PULL_POLL_SECONDS``, default 2, it checks
+each lock connection) or at once when a write is refused for want of the lock; either way
+it stops the cluster's informers and closes the lock connection. A process that lost a
+cluster this way (its lock connection was killed, e.g. by ``pg_terminate_backend`` or a
+network cut, while the process lives) does not try to own it again for
+``LOST_PAUSE_ROUNDS`` polls. A healthy peer, which finds the lock free at its next poll,
+takes the cluster over; the process that lost it, likely to lose it again, does not race
+it back. When an owner dies, PostgreSQL drops its connection and lock, and a peer takes
+the cluster over at its next poll.
+
+The connections are named in ``pg_stat_activity``: ``kubepedia-pull HOST:PID`` holds the
+locks, ``kubepedia-pull-sync HOST:PID`` writes the clusters' objects.
 
 Stored kubeconfigs are opened through ``registry.Kubeconfigs`` and loaded without letting
 them run commands or read local files unless the server allows it: a refused or unopenable
@@ -23,6 +34,7 @@ import os
 import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 from aiohttp import web
@@ -34,16 +46,33 @@ from agent.runner import Runner
 from agent.selection import SelectionError, parse_selection
 from syncer import registry
 from syncer.db import connect, pool_context
-from syncer.ingest import Owner, Registered, Store, advisory_holder
+from syncer.ingest import FenceLost, Guard, Owner, Registered, Store, advisory_holder
 from syncer.quota import Quota
 from syncer.sink import UNAVAILABLE, StoreSink
 
 log = logging.getLogger(__name__)
 
 POLL_INTERVAL_S = 2.0
+POLL_ENV = "KUBEPEDIA_PULL_POLL_SECONDS"
+LOST_PAUSE_ROUNDS = 3  # polls a process waits before owning again a cluster it lost
 PULL_POOL_SIZE = 6
 LOCK_CHECK_TIMEOUT_S = 5.0
 HEALTH_INTERVAL_S = 5.0
+IDENTITY = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def poll_interval() -> float:
+    """Seconds between reconcile rounds: ``$KUBEPEDIA_PULL_POLL_SECONDS`` or 2. A shorter
+    poll lets peers take over a dead owner's clusters sooner, at one query per round."""
+    value = os.environ.get(POLL_ENV, "")
+    try:
+        seconds = float(value) if value else POLL_INTERVAL_S
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds < float("inf"):
+        log.warning("ignoring a bad pull poll interval", extra={POLL_ENV: value, "using": POLL_INTERVAL_S})
+        return POLL_INTERVAL_S
+    return seconds
 
 
 def ownership_key(cluster: str) -> int:
@@ -72,7 +101,8 @@ class PullManager:
         self._kubeconfigs = kubeconfigs
         self._poll_interval = poll_interval
         self._owned: dict[str, _Owned] = {}
-        self.identity = f"{socket.gethostname()}:{os.getpid()}"
+        self._paused: dict[str, float] = {}  # lost clusters -> loop time they may be owned again
+        self.identity = IDENTITY
         self._wake = asyncio.Event()
 
     @staticmethod
@@ -81,8 +111,11 @@ class PullManager:
         async def ctx(app: web.Application) -> AsyncIterator[None]:
             # A pool of its own: pulled clusters must not take the connections that admitted
             # agent requests are waiting for.
-            async with pool_context(database_url, min_size=1, max_size=PULL_POOL_SIZE) as pool:
-                manager = PullManager(database_url=database_url, pool=pool, kubeconfigs=kubeconfigs)
+            async with pool_context(database_url, min_size=1, max_size=PULL_POOL_SIZE,
+                                    server_settings={"application_name": f"kubepedia-pull-sync {IDENTITY}"}
+                                    ) as pool:
+                manager = PullManager(database_url=database_url, pool=pool, kubeconfigs=kubeconfigs,
+                                      poll_interval=poll_interval())
                 app[key] = manager
                 task = asyncio.create_task(manager.run(), name="pull-manager") if enabled else None
                 try:
@@ -125,12 +158,19 @@ class PullManager:
             elif owned.task is None or owned.task.done():
                 await self._release(name, why="sync task ended")
             elif not await _lock_alive(owned.lock_conn):
-                await self._release(name, why="ownership connection lost")
+                await self._release(name, why="ownership connection lost", lost=True)
             else:
                 await self._report_health(owned)
         for name, cluster in wanted.items():
-            if name not in self._owned:
+            if name not in self._owned and not self._pausing(name):
                 await self._try_own(cluster)
+
+    def _pausing(self, name: str) -> bool:
+        until = self._paused.get(name)
+        if until is not None and asyncio.get_running_loop().time() >= until:
+            del self._paused[name]
+            until = None
+        return until is not None
 
     async def _try_own(self, cluster: registry.Cluster) -> None:
         key = ownership_key(cluster.name)
@@ -165,7 +205,8 @@ class PullManager:
             return
         # Either the registry setting or the cluster's selection may ask to keep Secret data.
         keep = owned.cluster.keep_secret_data or selection.keep_secret_data
-        store = Store(self._pool, guards=[Registered(cluster=name), Owner(key=key, pid=pid)],
+        guards: list[Guard] = [Registered(cluster=name), Owner(key=key, pid=pid)]
+        store = Store(self._pool, guards=[_Noticed(guard=g, cluster=name, notice=self.poke) for g in guards],
                       quota=Quota.from_settings(owned.cluster.settings))
         sink = StoreSink(store=store, cluster=name, keep_secret_data=keep)
         async with KubeClient(connection=connection) as client:
@@ -186,18 +227,41 @@ class PullManager:
         elif health[0]:
             await registry.seen(self._pool, owned.cluster.name)
 
-    async def _release(self, name: str, *, why: str) -> None:
+    async def _release(self, name: str, *, why: str, lost: bool = False) -> None:
         owned = self._owned.pop(name)
         if owned.task is not None:
             owned.task.cancel()
             await asyncio.gather(owned.task, return_exceptions=True)
         with contextlib.suppress(*UNAVAILABLE, asyncpg.PostgresError):
             await owned.lock_conn.close(timeout=2)
-        log.info("pull cluster released", extra={"cluster": name, "reason": why})
+        extra: dict[str, Any] = {"cluster": name, "reason": why}
+        if lost:  # leave it to a healthy peer; see the module docstring
+            pause = LOST_PAUSE_ROUNDS * self._poll_interval
+            self._paused[name] = asyncio.get_running_loop().time() + pause
+            extra["retry_after_s"] = pause
+        log.info("pull cluster released", extra=extra)
 
     async def stop_all(self) -> None:
         for name in list(self._owned):
             await self._release(name, why="shutting down")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class _Noticed:
+    """A guard that, when it refuses a write, wakes the manager: the lock or the
+    registration is gone, and the cluster should be let go now, not at the next poll."""
+
+    guard: Guard
+    cluster: str
+    notice: Callable[[], None]
+
+    async def check(self, conn: asyncpg.Connection) -> None:
+        try:
+            await self.guard.check(conn)
+        except FenceLost as exc:
+            log.warning("pull cluster write refused", extra={"cluster": self.cluster, "error": str(exc)})
+            self.notice()
+            raise
 
 
 def _health(runner: Runner | None) -> tuple[bool, str | None]:

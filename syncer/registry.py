@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import re
 import secrets
 from dataclasses import dataclass, field
@@ -29,6 +30,17 @@ NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 # A push cluster whose agent has said nothing for this long is reported unhealthy. Agents
 # send at least a bookmark per watched type every few minutes, so silence means trouble.
 PUSH_SILENCE_S = 300
+PUSH_SILENCE_ENV = "KUBEPEDIA_PUSH_SILENCE_SECONDS"
+
+
+def push_silence_s() -> float:
+    """``$KUBEPEDIA_PUSH_SILENCE_SECONDS`` if it is a positive number, else PUSH_SILENCE_S
+    (tests shorten it to see a silent agent's cluster turn stale)."""
+    try:
+        seconds = float(os.environ.get(PUSH_SILENCE_ENV) or PUSH_SILENCE_S)
+    except ValueError:
+        return PUSH_SILENCE_S
+    return seconds if 0 < seconds < float("inf") else PUSH_SILENCE_S
 
 
 class RegistryError(ValueError):
@@ -249,7 +261,7 @@ async def overview(pool: asyncpg.Pool) -> list[dict[str, Any]]:
     clusters = await pool.fetch(
         "SELECT name, mode, labels, healthy, health_message, last_seen_at, created_at, last_error,"
         " CASE WHEN mode = 'push' THEN last_seen_at < now() - make_interval(secs => $1)"
-        " ELSE false END AS silent, now() AS now FROM clusters ORDER BY name", PUSH_SILENCE_S)
+        " ELSE false END AS silent, now() AS now FROM clusters ORDER BY name", push_silence_s())
     states = await pool.fetch(
         "SELECT cluster, grp, resource, version, phase, checkpoint, object_count, skipped, last_error,"
         " last_event_at, updated_at FROM sync_state ORDER BY cluster, grp, resource")

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import socket
 import stat
 import sys
 import tempfile
@@ -19,55 +17,29 @@ import pytest
 
 from syncer import secretbox
 from syncer.embedded import EmbeddedPostgres
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-async def wait_ready(url: str, *, within: float = 60.0,
-                     proc: asyncio.subprocess.Process | None = None) -> None:
-    """Wait until ``url`` answers 200; give up at once when ``proc`` (the server) has exited."""
-    deadline = asyncio.get_running_loop().time() + within
-    async with aiohttp.ClientSession() as session:
-        while True:
-            if proc is not None and proc.returncode is not None:
-                raise RuntimeError(f"the server exited ({proc.returncode}) before {url} was ready")
-            try:
-                async with session.get(url) as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError(f"{url} not ready after {within}s")
-            await asyncio.sleep(0.2)
+from tests.e2e.procs import Proc, wait_http
 
 
 @asynccontextmanager
-async def serving(data_dir: Path, *extra: str) -> AsyncIterator[tuple[str, str, str]]:
-    api, ingest, admin = free_port(), free_port(), free_port()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "kubepedia", "serve", "--data-dir", str(data_dir),
-        "--api-listen", f"127.0.0.1:{api}", "--ingest-listen", f"127.0.0.1:{ingest}",
-        "--admin-listen", f"127.0.0.1:{admin}", *extra,
-        stderr=asyncio.subprocess.PIPE, env={**os.environ, "KUBEPEDIA_DATABASE_URL": ""})
-    urls = (f"http://127.0.0.1:{api}", f"http://127.0.0.1:{ingest}", f"http://127.0.0.1:{admin}")
+async def serving(data_dir: Path, log: Path, *extra: str) -> AsyncIterator[tuple[str, str, str]]:
+    """``kubepedia serve`` on ports it picks (port 0) and reports in its ``log``."""
+    proc = Proc(["-m", "kubepedia", "serve", "--data-dir", str(data_dir), "--api-listen", "127.0.0.1:0",
+                 "--ingest-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", *extra],
+                log=log, env={"KUBEPEDIA_DATABASE_URL": ""})
+    await proc.start()
     try:
+        ports = await proc.ports("api", "ingest", "admin")
+        urls = tuple(f"http://127.0.0.1:{ports[listener]}" for listener in ("api", "ingest", "admin"))
         for url in urls:
-            await wait_ready(url + "/readyz", proc=proc)
-        yield urls
+            await wait_http(url + "/readyz")
+        yield urls[0], urls[1], urls[2]
     finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-        _, stderr = await asyncio.wait_for(proc.communicate(), 60)
-        assert proc.returncode == 0, stderr.decode()
+        code = await proc.stop(within=60)
+        assert code == 0, proc.run_output()[-3000:]
 
 
-async def test_serve_on_embedded_postgres_keeps_data(embedded_data_dir: Path) -> None:
-    async with serving(embedded_data_dir) as (api, ingest, admin):
+async def test_serve_on_embedded_postgres_keeps_data(embedded_data_dir: Path, tmp_path: Path) -> None:
+    async with serving(embedded_data_dir, tmp_path / "serve.log") as (api, ingest, admin):
         async with aiohttp.ClientSession() as session:
             for base in (api, ingest, admin):
                 async with session.get(base + "/healthz") as resp:
@@ -85,7 +57,7 @@ async def test_serve_on_embedded_postgres_keeps_data(embedded_data_dir: Path) ->
         await conn.close()
     with pytest.raises(OSError):
         await asyncpg.connect(url, timeout=2)  # stopped with the process
-    async with serving(embedded_data_dir):
+    async with serving(embedded_data_dir, tmp_path / "serve.log"):
         conn = await asyncpg.connect(url)
         assert await conn.fetchval("SELECT name FROM clusters") == "kept"
         await conn.close()
@@ -104,11 +76,11 @@ def _mode(path: Path) -> int:
     return stat.S_IMODE(os.stat(path).st_mode)
 
 
-async def test_serve_makes_a_fresh_data_dir_it_can_use(open_dir: Path) -> None:
+async def test_serve_makes_a_fresh_data_dir_it_can_use(open_dir: Path, tmp_path: Path) -> None:
     # The data dir does not exist yet: serve makes it, once, with the mode the embedded
     # PostgreSQL needs, before the key file or anything else is written into it.
     data_dir = open_dir / "data"
-    async with serving(data_dir) as (_, ingest, _admin):
+    async with serving(data_dir, tmp_path / "serve.log") as (_, ingest, _admin):
         async with aiohttp.ClientSession() as session, session.get(ingest + "/readyz") as resp:
             assert resp.status == 200
     assert _mode(data_dir) == (0o711 if os.geteuid() == 0 else 0o700)  # root: the service user passes
@@ -119,9 +91,8 @@ async def test_serve_makes_a_fresh_data_dir_it_can_use(open_dir: Path) -> None:
 async def test_unreachable_database_is_one_clear_line(tmp_path: Path) -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "kubepedia", "serve", "--database-url",
-        "postgresql://kp:hunter2@127.0.0.1:9/kubepedia", "--api-listen", f"127.0.0.1:{free_port()}",
-        "--ingest-listen", f"127.0.0.1:{free_port()}", "--admin-listen", f"127.0.0.1:{free_port()}",
-        stderr=asyncio.subprocess.PIPE)
+        "postgresql://kp:hunter2@127.0.0.1:9/kubepedia", "--api-listen", "127.0.0.1:0",
+        "--ingest-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", stderr=asyncio.subprocess.PIPE)
     _, stderr = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 1
     lines = stderr.decode().strip().splitlines()

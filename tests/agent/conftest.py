@@ -86,9 +86,9 @@ async def kube(cluster: Cluster) -> AsyncIterator[KubeClient]:
 
 
 async def take(
-    stream: AsyncIterator[InformerMessage], count: int, *, within: float = 5.0
+    stream: AsyncIterator[InformerMessage], count: int, *, within: float = 30.0
 ) -> list[InformerMessage]:
-    """The next ``count`` messages of a stream, or fail after ``timeout`` seconds."""
+    """The next ``count`` messages of a stream, or fail after ``within`` seconds (a deadline)."""
     out: list[InformerMessage] = []
     async with asyncio.timeout(within):
         async for message in stream:
@@ -99,7 +99,7 @@ async def take(
 
 
 async def take_until(
-    stream: AsyncIterator[InformerMessage], predicate: Any, *, within: float = 5.0
+    stream: AsyncIterator[InformerMessage], predicate: Any, *, within: float = 30.0
 ) -> list[InformerMessage]:
     """Messages up to and including the first one matching ``predicate``."""
     out: list[InformerMessage] = []

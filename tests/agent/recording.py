@@ -90,7 +90,7 @@ class RecordingSink:
         self.committed[rtype.key] = resource_version
         self.changed.set()
 
-    async def wait_for(self, condition: Any, *, within: float = 5.0) -> None:
+    async def wait_for(self, condition: Any, *, within: float = 30.0) -> None:
         async with asyncio.timeout(within):
             while not condition():
                 self.changed.clear()

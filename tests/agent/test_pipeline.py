@@ -6,6 +6,8 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from agent import metrics
+from agent.events import KubeObject, ResourceType
 from agent.informer import InformerSettings
 from agent.kubeclient import KubeClient
 from agent.pipeline import Pipeline, PipelineSettings
@@ -34,6 +36,10 @@ async def running(pipeline: Pipeline, checkpoint: str | None = None) -> AsyncIte
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+def _overflows() -> float:
+    return float(metrics.BUFFER_OVERFLOWS.labels(CONFIGMAPS.key)._value.get())
 
 
 def pipeline(kube: KubeClient, sink: RecordingSink, **kw: object) -> Pipeline:
@@ -69,7 +75,7 @@ async def test_overflow_while_busy_drops_and_resnapshots(cluster: Cluster, kube:
     sync = pipeline(kube, sink)
     async with running(sync):
         # The snapshot (12 objects) cannot fit a 5-object buffer while the sink is busy.
-        await sink.wait_for(lambda: sink.count("checkpoints") >= 2, within=5)
+        await sink.wait_for(lambda: sink.count("checkpoints") >= 2)
         assert cluster.requests("list") <= 3  # the informer was stopped, not relisting
         assert sync.status.sink_error is not None
         sink.busy = False
@@ -78,13 +84,36 @@ async def test_overflow_while_busy_drops_and_resnapshots(cluster: Cluster, kube:
     assert sink.count("snapshot_end") >= 1
 
 
+class SlowSink(RecordingSink):
+    """Each page takes ``delay`` seconds to commit (far longer than a LIST page from an
+    in-process kubesim takes); records how far the informer is ahead
+    (LIST pages it fetched minus pages the sink was handed) whenever a page arrives."""
+
+    def __init__(self, cluster: Cluster, *, delay: float) -> None:
+        super().__init__()
+        self.cluster = cluster
+        self.delay = delay
+        self.ahead: list[int] = []
+
+    async def snapshot_page(self, rtype: ResourceType, snapshot_id: str, items: list[KubeObject]) -> None:
+        self.ahead.append(self.cluster.requests("list") - self.count("snapshot_page"))
+        await asyncio.sleep(self.delay)
+        await super().snapshot_page(rtype, snapshot_id, items)
+
+
 async def test_slow_sink_blocks_instead_of_dropping(cluster: Cluster, kube: KubeClient) -> None:
-    for i in range(12):
-        await cluster.configmap(f"cm{i}")
-    sink = RecordingSink()
+    pages = 15
+    for i in range(pages * PAGED.page_size):
+        await cluster.configmap(f"cm{i:02}")
+    sink = SlowSink(cluster, delay=0.25)
+    overflows = _overflows()
     async with running(pipeline(kube, sink)):
         await sink.wait_for(lambda: sink.count("snapshot_end") == 1)
-    assert sink.count("snapshot_start") == 1 and len(sink.names("configmaps")) == 12
+    assert sink.count("snapshot_start") == 1 and len(sink.names("configmaps")) == pages * PAGED.page_size
+    assert cluster.requests("list") == pages and _overflows() == overflows, "nothing was dropped"
+    # The sink was the bottleneck: the informer got ahead of it until the 5-object buffer
+    # (one page here) was full, and no further: it waited for the sink instead of listing on.
+    assert 3 <= max(sink.ahead) <= 5, sink.ahead
 
 
 async def test_snapshot_lost_and_unavailable_recover(cluster: Cluster, kube: KubeClient) -> None:

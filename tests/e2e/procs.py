@@ -1,26 +1,30 @@
-"""Real processes for end-to-end tests: kubesim clusters, kubepedia servers, agents."""
+"""Real processes for end-to-end tests: kubesim clusters, kubepedia servers, agents.
+
+Every server binds port 0 and reports the port it got (kubesim in its ``--port-file``,
+``kubepedia serve`` in its ``listening listener=NAME address=HOST:PORT`` log lines). A
+port picked "free" by the test and passed on could be taken by another process first.
+A restarted server listens again on the ports it reported, where its clients look.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import os
+import re
 import signal
-import socket
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import orjson
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+T = TypeVar("T")
+REPORT_WITHIN_S = 120.0  # a deadline for a process to report its port, not an expectation
+LISTENING = re.compile(r" listening listener=(\S+) address=(\S+)")
 
 
 @dataclass
@@ -31,8 +35,10 @@ class Proc:
     log: Path
     env: dict[str, str] = field(default_factory=dict)
     proc: asyncio.subprocess.Process | None = None
+    run_offset: int = 0  # where this run's output starts in the (appended) log
 
     async def start(self) -> None:
+        self.run_offset = self.log.stat().st_size if self.log.exists() else 0
         handle = self.log.open("ab")
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, *self.args, stdout=handle, stderr=handle,
@@ -51,6 +57,39 @@ class Proc:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def run_output(self) -> str:
+        """What the current run wrote (the log keeps earlier runs above it)."""
+        if not self.log.exists():
+            return ""
+        with self.log.open("rb") as handle:
+            handle.seek(self.run_offset)
+            return handle.read().decode(errors="replace")
+
+    async def reported(self, find: Callable[[], T | None], *, what: str,
+                       within: float = REPORT_WITHIN_S) -> T:
+        """Poll ``find`` until it returns something; fail if the process exits first."""
+        deadline = asyncio.get_running_loop().time() + within
+        while (found := find()) is None:
+            if self.proc is not None and self.proc.returncode is not None:
+                raise AssertionError(f"{self.log.name}: exited ({self.proc.returncode}) before"
+                                     f" reporting {what}:\n{self.run_output()[-3000:]}")
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"{self.log.name}: no {what} after {within}s")
+            await asyncio.sleep(0.1)
+        return found
+
+    def listening(self) -> dict[str, int]:
+        """``listener -> port`` from this run's ``listening`` log lines."""
+        return {m[1]: int(m[2].rsplit(":", 1)[1]) for m in LISTENING.finditer(self.run_output())}
+
+    async def ports(self, *listeners: str) -> dict[str, int]:
+        """The ports a ``kubepedia serve`` bound, once it has reported every one of them."""
+        def all_reported() -> dict[str, int] | None:
+            found = self.listening()
+            return found if found.keys() >= set(listeners) else None
+
+        return await self.reported(all_reported, what=f"its {', '.join(listeners)} ports")
 
 
 async def wait_http(url: str, *, within: float = 60.0) -> None:
@@ -73,9 +112,12 @@ class Sim:
     kubeconfig: Path
 
     async def control(self, action: str, **params: str) -> Any:
+        """A control call; fails the test unless kubesim says it did it (200)."""
         async with aiohttp.ClientSession() as session, session.post(
                 f"{self.url}/_kubesim/{action}", params=params) as resp:
-            return orjson.loads(await resp.read())
+            body = orjson.loads(await resp.read())
+            assert resp.status == 200, f"{action}: {resp.status} {body}"
+            return body
 
     async def stats(self) -> dict[str, Any]:
         async with aiohttp.ClientSession() as session, session.get(self.url + "/_kubesim/stats") as resp:
@@ -92,15 +134,23 @@ class Sim:
 
 
 async def start_sim(tmp: Path, name: str, *, generate: str, seed: int) -> Sim:
-    port = free_port()
-    kubeconfig = tmp / f"{name}.kubeconfig"
-    proc = Proc(["-m", "kubesim", "serve", "--port", str(port), "--name", name, "--generate", generate,
-                 "--seed", str(seed), "--kubeconfig-out", str(kubeconfig), "--bookmark-interval", "1"],
+    kubeconfig, port_file = tmp / f"{name}.kubeconfig", tmp / f"{name}.port"
+    port_file.unlink(missing_ok=True)
+    proc = Proc(["-m", "kubesim", "serve", "--port", "0", "--port-file", str(port_file), "--name", name,
+                 "--generate", generate, "--seed", str(seed), "--kubeconfig-out", str(kubeconfig),
+                 "--bookmark-interval", "1"],
                 log=tmp / f"{name}.log")
     await proc.start()
+    port = await proc.reported(lambda: _read_port(port_file), what="its port")
     url = f"http://127.0.0.1:{port}"
     await wait_http(url + "/version")
     return Sim(proc=proc, url=url, kubeconfig=kubeconfig)
+
+
+def _read_port(path: Path) -> int | None:
+    with contextlib.suppress(FileNotFoundError):
+        return int(path.read_text())
+    return None
 
 
 @dataclass
@@ -121,20 +171,25 @@ class Server:
     async def restart(self) -> None:
         assert await self.proc.stop() == 0, self.proc.output()[-3000:]
         await self.proc.start()
+        await self.proc.ports("ingest", "api", "admin")  # fails at once if the process exits instead
         await wait_http(self.ingest + "/readyz")
 
 
 async def start_server(tmp: Path, name: str, *, database_url: str, data_dir: Path | None = None,
                        env: dict[str, str] | None = None) -> Server:
-    ingest, api, admin = free_port(), free_port(), free_port()
     data_dir = data_dir or tmp / f"{name}-data"
-    proc = Proc(["-m", "kubepedia", "serve", "--database-url", database_url, "--data-dir", str(data_dir),
-                 "--ingest-listen", f"127.0.0.1:{ingest}", "--api-listen", f"127.0.0.1:{api}",
-                 "--admin-listen", f"127.0.0.1:{admin}"],
-                log=tmp / f"{name}.log", env=env or {})
+    listeners = {"ingest": "--ingest-listen", "api": "--api-listen", "admin": "--admin-listen"}
+    args = ["-m", "kubepedia", "serve", "--database-url", database_url, "--data-dir", str(data_dir)]
+    for flag in listeners.values():
+        args += [flag, "127.0.0.1:0"]
+    proc = Proc(args, log=tmp / f"{name}.log", env=env or {})
     await proc.start()
-    server = Server(proc=proc, ingest=f"http://127.0.0.1:{ingest}", api=f"http://127.0.0.1:{api}",
-                    data_dir=data_dir, admin_url=f"http://127.0.0.1:{admin}")
+    ports = await proc.ports(*listeners)
+    for listener, flag in listeners.items():  # a restart listens where clients look
+        proc.args[proc.args.index(flag) + 1] = f"127.0.0.1:{ports[listener]}"
+    server = Server(proc=proc, ingest=f"http://127.0.0.1:{ports['ingest']}",
+                    api=f"http://127.0.0.1:{ports['api']}", data_dir=data_dir,
+                    admin_url=f"http://127.0.0.1:{ports['admin']}")
     await wait_http(server.ingest + "/readyz")
     return server
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import orjson
 
+from agent.push import HttpSink
 from tests.convergence import wait_converged
 from tests.e2e.procs import Server, cleanup, start_server, start_sim
+from tests.factories import PODS
 
 
 async def kubepedia(server: Server, *args: str) -> tuple[int, str, str]:
@@ -62,3 +65,32 @@ async def test_cli_without_a_server(tmp_path: Path) -> None:
     _, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 1
     assert err.decode().startswith("kubepedia: cannot reach the kubepedia server at http://127.0.0.1:9")
+
+
+async def test_silent_push_cluster_turns_stale(tmp_path: Path, db_url: str) -> None:
+    """An agent that stops talking leaves its cluster reported stale (after 2 s here;
+    300 s unless ``KUBEPEDIA_PUSH_SILENCE_SECONDS`` says otherwise)."""
+    server = await start_server(tmp_path, "syncer", database_url=db_url,
+                                env={"KUBEPEDIA_PUSH_SILENCE_SECONDS": "2"})
+    async with cleanup(server.proc):
+        code, out, _ = await kubepedia(server, "add", "edge", "--push")
+        assert code == 0
+        token = out.strip().splitlines()[-1]
+        async with HttpSink(base_url=server.ingest, cluster="edge", token=token) as agent:
+            await agent.changes(PODS, [], resource_version="1")  # the agent's word, then silence
+        deadline = asyncio.get_running_loop().time() + 60
+        while not (edge := (await listed(server))[0])["stale"]:
+            assert asyncio.get_running_loop().time() < deadline, edge
+            await asyncio.sleep(0.5)
+        assert (edge["healthy"], edge["healthMessage"]) == (False, "no word from the agent")
+        assert edge["lastSeenAt"] is not None and edge["types"][0]["checkpoint"] == "1"
+        code, out, _ = await kubepedia(server, "list")
+        assert out.splitlines()[1].split()[:2] == ["edge", "push"], out
+        assert "Stale (no word from the agent)" in out.splitlines()[1], out
+
+
+async def listed(server: Server) -> list[dict[str, Any]]:
+    code, out, err = await kubepedia(server, "list", "-o", "json")
+    assert code == 0, err
+    clusters: list[dict[str, Any]] = orjson.loads(out)["clusters"]
+    return clusters

@@ -5,27 +5,47 @@ compacts history (410), restarts a kubesim, the syncer, PostgreSQL and the agent
 registers a CRD. Once the load stops and sync settles, the store must equal each
 cluster exactly: the same objects by (type, namespace, name, uid) at the same
 resourceVersion, and nothing else.
+
+Each fault is checked to have happened, or the test would prove nothing: kubesim
+answers every control call with 200 (``Sim.control``) and says what it did (watches
+dropped), a compacted cluster is listed again (its watches got 410), a restarted
+kubesim is watched again, the restarted PostgreSQL is a new postmaster. That restarts
+of the agent and the syncer resume without listing is checked in ``test_resume.py``,
+where no other fault can cause a LIST.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import aiohttp
 import asyncpg
 import pytest
 
 from syncer import embedded
 from syncer.db import create_pool
 from tests.convergence import wait_converged
-from tests.e2e.procs import Proc, Server, Sim, agent_proc, cleanup, register, start_server, start_sim
+from tests.e2e.procs import (
+    Proc,
+    Server,
+    Sim,
+    agent_proc,
+    cleanup,
+    list_requests,
+    register,
+    start_server,
+    start_sim,
+)
 
 LOAD_SECONDS = 30
 RATE_PER_CLUSTER = 100
+DEADLINE_S = 60.0  # for a fault's effect to show; only a failure waits this long
 WIDGETS_CRD = {
     "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
     "metadata": {"name": "widgets.example.com"},
@@ -49,6 +69,17 @@ async def add_widgets(sim: Sim, count: int) -> None:
 def load_proc(tmp: Path, sim: Sim, seed: int) -> Proc:
     return Proc(["-m", "kubesim", "load", "--server", sim.url, "--rate", str(RATE_PER_CLUSTER),
                  "--duration", str(LOAD_SECONDS), "--seed", str(seed)], log=tmp / f"load-{seed}.log")
+
+
+async def until(what: str, condition: Callable[[], Awaitable[bool]]) -> None:
+    deadline = asyncio.get_running_loop().time() + DEADLINE_S
+    while not await condition():
+        assert asyncio.get_running_loop().time() < deadline, f"{what}: not seen within {DEADLINE_S}s"
+        await asyncio.sleep(0.2)
+
+
+async def requests(sim: Sim, verb: str) -> int:
+    return int((await sim.stats())["requests"].get(verb, 0))
 
 
 async def at(second: float, start: float, what: Callable[[], Awaitable[object]]) -> None:
@@ -99,18 +130,59 @@ async def _run_load_with_faults(tmp: Path, sims: list[Sim], server: Server, agen
         await load.start()
     start = asyncio.get_running_loop().time()
 
+    async def drop(sim: Sim) -> None:
+        async def watched() -> bool:
+            return int((await sim.stats())["openWatches"]) > 0
+
+        await until(f"a watch on {sim.url} to drop", watched)
+        assert (await sim.control("drop-watches"))["dropped"] > 0, sim.url
+
     async def drop_all() -> None:
         for sim in sims:
-            await sim.control("drop-watches")
+            await drop(sim)
 
     async def expire(sim: Sim) -> None:
+        """Compact history and drop the watches: they come back with 410 and list again.
+
+        kubesim holds requests and watch delivery meanwhile (a stall): a watch that got an
+        event or a bookmark between the compaction and the drop would resume past the
+        compaction, without a 410, and the LIST this checks for would be up to chance."""
+        lists = list_requests(await sim.stats())
+        await sim.control("stall", seconds="2")
         await sim.control("compact")
-        await sim.control("drop-watches")
+        await drop(sim)
+
+        async def listed_again() -> bool:
+            return list_requests(await sim.stats()) > lists
+
+        await until(f"a LIST of {sim.url} after its compaction", listed_again)
+
+    async def restart_sim(sim: Sim) -> None:
+        watches = await requests(sim, "watch")
+        assert (await sim.control("restart", downSeconds="1"))["restarting"] is True
+
+        async def watched_again() -> bool:
+            with contextlib.suppress(aiohttp.ClientError):  # still down
+                return await requests(sim, "watch") > watches
+            return False
+
+        await until(f"watches of {sim.url} after its restart", watched_again)
+
+    server_back = asyncio.Event()
+
+    async def restart_server() -> None:
+        await server.restart()
+        server_back.set()
 
     async def restart_postgres() -> None:
+        # Not while the syncer starts: a server whose database goes away during startup
+        # exits (as it should), and this test is about faults of a running system.
+        await server_back.wait()
+        before = postmaster_pid(pg)
         await asyncio.to_thread(embedded.stop, pg)
         await asyncio.sleep(1.0)
         await asyncio.to_thread(embedded.start, pg)
+        assert postmaster_pid(pg) != before, "PostgreSQL was not restarted"
 
     async def restart_agent() -> None:
         assert await agent.stop() == 0, agent.output()[-3000:]
@@ -120,20 +192,23 @@ async def _run_load_with_faults(tmp: Path, sims: list[Sim], server: Server, agen
         await add_widgets(pull_b, 5)
         await add_widgets(edge, 5)
 
-    await asyncio.gather(
-        at(3, start, drop_all),
-        at(6, start, lambda: expire(pull_a)),
-        at(9, start, lambda: edge.control("restart", downSeconds="1")),
-        at(12, start, server.restart),
-        at(16, start, restart_postgres),
-        at(20, start, restart_agent),
-        at(23, start, add_crds),
-        at(26, start, lambda: expire(edge)),
-    )
+    async with asyncio.TaskGroup() as faults:  # one failing cancels the others
+        faults.create_task(at(3, start, drop_all))
+        faults.create_task(at(6, start, lambda: expire(pull_a)))
+        faults.create_task(at(9, start, lambda: restart_sim(edge)))
+        faults.create_task(at(12, start, restart_server))
+        faults.create_task(at(16, start, restart_postgres))
+        faults.create_task(at(20, start, restart_agent))
+        faults.create_task(at(23, start, add_crds))
+        faults.create_task(at(26, start, lambda: expire(edge)))
     for load in loads:
         code = await asyncio.wait_for(load.proc.wait(), LOAD_SECONDS + 60)  # type: ignore[union-attr]
         assert code == 0, load.output()[-2000:]
     print("load:", *(load.output().strip().splitlines()[-1] for load in loads), file=sys.stderr)
+
+
+def postmaster_pid(pg: embedded.EmbeddedPostgres) -> int:
+    return int((pg.pgdata / "postmaster.pid").read_text().split()[0])
 
 
 async def _check_log_consistency(pool: asyncpg.Pool) -> None:

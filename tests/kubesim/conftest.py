@@ -67,7 +67,7 @@ async def call(
 
 async def watch_lines(
     session: aiohttp.ClientSession, url: str, *, count: int | None = None,
-    until_type: str | None = None, within: float = 5.0, headers: dict[str, str] | None = None,
+    until_type: str | None = None, within: float = 30.0, headers: dict[str, str] | None = None,
     **params: Any,
 ) -> list[JSON]:
     """Read watch events until ``count`` arrived, ``until_type`` was seen, or the stream ends."""
@@ -88,7 +88,7 @@ async def watch_lines(
     return events
 
 
-async def wait_until(predicate: Callable[[], bool], within: float = 5.0) -> None:
+async def wait_until(predicate: Callable[[], bool], within: float = 30.0) -> None:
     """Poll in-process server state that has no event to await."""
     async with asyncio.timeout(within):
         while not predicate():  # noqa: ASYNC110

@@ -11,9 +11,12 @@ import yaml
 
 import kubesim
 from kubesim.kubeconfig import kubeconfig
-from syncer.pull import _health
+from syncer.ingest import advisory_holder
+from syncer.pull import _health, ownership_key
 from tests.convergence import wait_converged
 from tests.syncer.conftest import Ingest
+
+DEADLINE_S = 60.0  # for conditions that come within a poll or two; a failure waits this long
 
 
 async def _register_pull(ingest: Ingest, name: str, server_url: str) -> None:
@@ -24,29 +27,37 @@ async def _register_pull(ingest: Ingest, name: str, server_url: str) -> None:
 
 
 async def _wait_health(ingest: Ingest, *, healthy: bool) -> dict[str, Any]:
-    for _ in range(60):
+    deadline = asyncio.get_running_loop().time() + DEADLINE_S
+    while True:
         _, overview = await ingest.admin("GET", "/admin/v1/clusters")
         [entry] = overview["clusters"]
         if entry["healthy"] is healthy:
             return entry
+        assert asyncio.get_running_loop().time() < deadline, f"health never became {healthy}: {entry}"
         await asyncio.sleep(0.25)
-    raise AssertionError(f"health never became {healthy}: {entry}")
 
 
 async def test_pull_cluster_syncs_and_is_removed(ingest: Ingest, pool: asyncpg.Pool) -> None:
     async with kubesim.running(generate={"namespaces": 3, "pods": 40, "deployments": 4}, seed=3) as sim:
         await _register_pull(ingest, "pulled", sim.url)
-        await wait_converged(pool, "pulled", sim.url, within=30)
+        await wait_converged(pool, "pulled", sim.url, within=DEADLINE_S)
         async with aiohttp.ClientSession() as session:
             body = {"metadata": {"name": "fresh"}, "data": {"k": "v"}}
             async with session.post(sim.url + "/api/v1/namespaces/default/configmaps", json=body) as resp:
                 assert resp.status == 201
-        await wait_converged(pool, "pulled", sim.url, within=15)
+        await wait_converged(pool, "pulled", sim.url, within=DEADLINE_S)
         entry = await _wait_health(ingest, healthy=True)
         assert entry["mode"] == "pull" and entry["stale"] is False
+        assert sim.handlers.watchers, "the syncer watches the cluster"
         status, removed = await ingest.admin("DELETE", "/admin/v1/clusters/pulled")
         assert status == 200 and removed["deleted"] > 40
-        await asyncio.sleep(2.5)  # a poll of the pull manager: it lets the cluster go
+
+        # The pull manager lets the cluster go: its ownership lock is released and every
+        # watch on the cluster is closed; nothing of it is written again.
+        async with asyncio.timeout(DEADLINE_S):
+            while (await advisory_holder(pool, ownership_key("pulled")) is not None  # noqa: ASYNC110
+                   or sim.handlers.watchers):
+                await asyncio.sleep(0.1)
         assert await pool.fetchval("SELECT count(*) FROM resources") == 0
         assert await pool.fetchval("SELECT count(*) FROM sync_state") == 0
 
@@ -101,3 +112,44 @@ def test_health_message_is_one_line() -> None:
         False, "cluster unreachable: discovery has not succeeded yet (GET /api: cannot resolve host "
                "api.example.invalid)")
     assert _health(_FakeRunner({"v1/pods": {"phase": "watching"}})) == (True, None)  # type: ignore[arg-type]
+
+
+async def test_discovery_failing_for_one_group_keeps_its_rows(ingest: Ingest, pool: asyncpg.Pool) -> None:
+    """An API group whose discovery answers 503 (an aggregated API whose backend is down)
+    is "not answering", not "no longer served": its types keep syncing and keep their rows."""
+    async with kubesim.running(generate={"namespaces": 2, "pods": 10, "deployments": 3}, seed=4) as sim, \
+            aiohttp.ClientSession() as http:
+
+        async def control(action: str, method: str = "POST", **params: str) -> dict[str, Any]:
+            async with http.request(method, f"{sim.url}/_kubesim/{action}", params=params) as resp:
+                body: dict[str, Any] = await resp.json()
+                assert resp.status == 200, body
+                return body
+
+        async def apps_rows() -> int:
+            return int(await pool.fetchval("SELECT count(*) FROM resources WHERE grp = 'apps'"))
+
+        async def scale(replicas: int) -> None:  # a change to a type of the failing group
+            [deployment] = [o for o in sim.sim.dump() if o["resource"] == "deployments"][:1]
+            path = f"/apis/apps/v1/namespaces/{deployment['namespace']}/deployments/{deployment['name']}"
+            async with http.patch(sim.url + path, json={"spec": {"replicas": replicas}},
+                                  headers={"Content-Type": "application/merge-patch+json"}) as resp:
+                assert resp.status == 200, await resp.text()
+
+        await _register_pull(ingest, "pulled", sim.url)
+        await wait_converged(pool, "pulled", sim.url, within=DEADLINE_S)
+        served = sum(1 for o in sim.sim.dump() if o["group"] == "apps")
+        assert served > 0 and await apps_rows() == served
+
+        await control("fail-discovery", groupVersion="apps/v1")
+        async with asyncio.timeout(DEADLINE_S):  # discovery rounds (one a second) that met the 503
+            while (await control("stats", "GET"))["discoveryFailures"].get("apps/v1", 0) < 3:  # noqa: ASYNC110
+                await asyncio.sleep(0.2)
+        assert await apps_rows() == served, "the group's rows were taken for no longer served"
+        await scale(7)  # its watches kept running
+        await wait_converged(pool, "pulled", sim.url, within=DEADLINE_S)
+
+        await control("heal-discovery", groupVersion="apps/v1")
+        await scale(2)
+        await wait_converged(pool, "pulled", sim.url, within=DEADLINE_S)
+        assert await apps_rows() == served
