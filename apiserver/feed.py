@@ -81,11 +81,17 @@ class ChangeFeed:
         self._changed.set()
         self._changed = asyncio.Event()
 
-    async def wait(self, seconds: float) -> None:
-        """Until the tail grows (or the feed restarts), or ``seconds`` pass."""
+    def ticket(self) -> asyncio.Event:
+        """Taken before reading: set by the next change, even one during the read."""
+        return self._changed
+
+    @staticmethod
+    async def wait(ticket: asyncio.Event, seconds: float) -> None:
+        """Until the tail grows (or the feed restarts) after ``ticket`` was taken, or
+        ``seconds`` pass."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
-                await self._changed.wait()
+                await ticket.wait()
 
     def since(self, seq: int) -> list[Changed] | None:
         """The changes after ``seq`` from the tail, or None when the tail does not reach back."""
@@ -109,18 +115,14 @@ class ChangeFeed:
                 return
 
     async def _reader(self, pool: asyncpg.Pool) -> None:
+        """Returns (ending the connection's round) when the change log cannot be read."""
         sql, params = compiled(current_sequence())
         start = int(await pool.fetchval(sql, *params))
         self.floor = self.read_upto = max(start, self.latest)
         while True:
             await self._notified.wait()
             self._notified.clear()
-            try:
-                await self._read(pool)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("watch feed cannot read the change log", extra={"error": str(exc)})
-                await asyncio.sleep(RECONNECT_S)
-                self._notified.set()
+            await self._read(pool)
             self._wake()
 
     async def run(self, pool: asyncpg.Pool) -> None:
@@ -132,24 +134,33 @@ class ChangeFeed:
                 log.warning("watch feed cannot connect", extra={"error": str(exc)})
                 await asyncio.sleep(RECONNECT_S)
                 continue
-            lost = asyncio.Event()
-            conn.add_termination_listener(lambda _c, lost=lost: lost.set())
-            reader: asyncio.Task[None] | None = None
             try:
-                await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
-                reader = asyncio.create_task(self._reader(pool), name="watch feed reader")
-                await lost.wait()
+                await self._round(conn, pool)
+            except Exception as exc:  # any failure: start the tail anew, watches read the log
+                log.warning("watch feed interrupted; reconnecting", extra={"error": str(exc)})
             finally:
-                if reader is not None:
-                    reader.cancel()
-                    await asyncio.gather(reader, return_exceptions=True)
                 with contextlib.suppress(Exception):
                     await conn.close(timeout=2)
-            log.warning("watch feed lost its connection; reconnecting")
             self.tail.clear()
             self.floor = self.read_upto = -1  # notifications were missed: watches read the log
             self._wake()
             await asyncio.sleep(RECONNECT_S)
+
+    async def _round(self, conn: asyncpg.Connection, pool: asyncpg.Pool) -> None:
+        """Listen and read until the connection is lost or the reader fails."""
+        lost = asyncio.Event()
+        conn.add_termination_listener(lambda _c: lost.set())
+        await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
+        reader = asyncio.create_task(self._reader(pool), name="watch feed reader")
+        waiting = asyncio.create_task(lost.wait())
+        try:
+            await asyncio.wait({reader, waiting}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (reader, waiting):
+                task.cancel()
+            await asyncio.gather(reader, waiting, return_exceptions=True)
+        if reader.done() and not reader.cancelled() and reader.exception() is not None:
+            raise reader.exception()  # type: ignore[misc]
 
     @staticmethod
     def context(database_url: str,

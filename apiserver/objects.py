@@ -21,7 +21,7 @@ from aiohttp import web
 from apiserver import pagination, render
 from apiserver.catalog import Catalog, ServedType
 from apiserver.keys import CATALOG, CONTINUE_KEY, POOL, SCOPE
-from apiserver.params import ListOptions, bad_request, list_options, parse_resource_version
+from apiserver.params import ListOptions, bad_request, list_options, parse_resource_version, too_large
 from apiserver.query import Target, compiled, current_sequence, get_statement, list_statement
 from apiserver.watch import watch
 from kube.selectors import SelectorError, parse_field_selector, parse_label_selector
@@ -92,10 +92,7 @@ def _check_rv(opts: ListOptions, current: int) -> None:
         return
     wanted = parse_resource_version(opts.resource_version)
     if wanted > current:
-        raise StatusError(504, "Timeout", f"Too large resource version: {wanted}, current: {current}",
-                          {"causes": [{"reason": "ResourceVersionTooLarge",
-                                       "message": "Too large resource version"}], "retryAfterSeconds": 1},
-                          headers={"Retry-After": "1"})
+        raise too_large(wanted, current)
     if opts.resource_version_match == "Exact" and wanted != current:
         raise StatusError(410, "Expired", f"the list at resourceVersion {wanted} is not retained; list"
                           " without resourceVersion")

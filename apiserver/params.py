@@ -14,6 +14,7 @@ from kube.status import StatusError
 
 MAX_CLUSTERS = 1000  # names in one ``clusters=`` parameter
 MAX_LIMIT = 10_000  # larger requests are served in pages of this size internally
+MAX_RESOURCE_VERSION = 2**63 - 1  # a PostgreSQL bigint
 INCLUDE_OBJECT = frozenset({"None", "Metadata", "Object"})
 RV_MATCH = frozenset({"", "NotOlderThan", "Exact"})
 TRUE = frozenset({"true", "1"})
@@ -54,7 +55,7 @@ def _integer(query: Mapping[str, str], name: str) -> int | None:
     text = query.get(name)
     if text is None or text == "":
         return None
-    if not text.lstrip("-").isdigit() or len(text) > 12:
+    if not re.fullmatch(r"-?[0-9]{1,12}", text):
         raise bad_request(f"invalid value for {name}: {text!r} (expected an integer)")
     value = int(text)
     if value < 0:
@@ -64,8 +65,8 @@ def _integer(query: Mapping[str, str], name: str) -> int | None:
 
 def parse_resource_version(text: str) -> int:
     """An aggregated resourceVersion: a change-log sequence number."""
-    if not text.isdigit() or len(text) > 19:
-        raise bad_request(f'invalid resource version "{text}"')
+    if not re.fullmatch(r"[0-9]{1,19}", text) or int(text) > MAX_RESOURCE_VERSION:
+        raise bad_request(f'invalid resource version "{text[:40]}"')
     return int(text)
 
 
@@ -83,6 +84,13 @@ def _clusters(query: Mapping[str, str]) -> frozenset[str] | None:
         if not _CLUSTER_NAME.match(name):
             raise bad_request(f"clusters: {name[:80]!r} is not a cluster name")
     return frozenset(names)
+
+
+def too_large(wanted: int, current: int) -> StatusError:
+    """A resourceVersion from the future: kube-apiserver's 504 with a retry hint."""
+    cause = {"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}
+    return StatusError(504, "Timeout", f"Too large resource version: {wanted}, current: {current}",
+                       {"causes": [cause], "retryAfterSeconds": 1}, headers={"Retry-After": "1"})
 
 
 def list_options(query: Mapping[str, str], accept: str) -> ListOptions:

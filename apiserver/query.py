@@ -35,6 +35,9 @@ from syncer.schema import change_log, resources
 
 CLUSTER_ANNOTATION = "kubepedia.io/cluster"
 CLUSTERPEDIA_ANNOTATION = "shadow.clusterpedia.io/cluster-name"
+# In watch events the object's resourceVersion is the change's sequence (what a client
+# resumes from); the member cluster's own is kept under this annotation.
+MEMBER_VERSION_ANNOTATION = "kubepedia.io/resource-version"
 _DIALECT = pg_dialect.dialect()  # type: ignore[no-untyped-call]
 _PATH_PART = re.compile(r"^[A-Za-z][A-Za-z0-9]*$")
 _INTEGER_TEXT = r"^-?[0-9]{1,18}$"
@@ -167,24 +170,35 @@ def conditions(target: Target, scope: Scope) -> list[ColumnElement[bool]]:
 
 # -- statements ---------------------------------------------------------------------------------
 
-def annotated(obj: ColumnElement[Any], cluster: ColumnElement[Any]) -> ColumnElement[Any]:
-    """``obj`` with the cluster annotations added, built by PostgreSQL (NULL stays NULL)."""
+def annotated(obj: ColumnElement[Any], cluster: ColumnElement[Any],
+              seq: ColumnElement[Any] | None = None) -> ColumnElement[Any]:
+    """``obj`` with the cluster annotations added, built by PostgreSQL (NULL stays NULL).
+    With ``seq`` (watch events), its resourceVersion becomes that change-log sequence and
+    the member cluster's moves to an annotation."""
     annotations = sa.func.coalesce(obj[("metadata", "annotations")], sa.text("'{}'::jsonb"))
-    added = annotations.op("||")(sa.func.jsonb_build_object(
-        CLUSTER_ANNOTATION, cluster, CLUSTERPEDIA_ANNOTATION, cluster))
-    return sa.func.jsonb_set(obj, sa.text("'{metadata,annotations}'"), added)
+    pairs: list[Any] = [CLUSTER_ANNOTATION, cluster, CLUSTERPEDIA_ANNOTATION, cluster]
+    if seq is not None:
+        pairs += [MEMBER_VERSION_ANNOTATION, obj[("metadata", "resourceVersion")].astext]
+    result = sa.func.jsonb_set(obj, sa.text("'{metadata,annotations}'"),
+                               annotations.op("||")(sa.func.jsonb_build_object(*pairs)))
+    if seq is not None:
+        result = sa.func.jsonb_set(result, sa.text("'{metadata,resourceVersion}'"),
+                                   sa.func.to_jsonb(sa.cast(seq, sa.Text)))
+    return result
 
 
-def object_json() -> ColumnElement[Any]:
-    """The stored object with the cluster annotations added."""
-    return annotated(resources.c.object, resources.c.cluster)
+def object_json(*, aggregated_version: bool = False) -> ColumnElement[Any]:
+    """The stored object with the cluster annotations added (for watch events, with the
+    sequence of its last change as resourceVersion)."""
+    return annotated(resources.c.object, resources.c.cluster, resources.c.seq if aggregated_version else None)
 
 
-def list_statement(target: Target, scope: Scope, *, limit: int | None,
-                   after: Sequence[str] | None = None) -> sa.Select[Any]:
+def list_statement(target: Target, scope: Scope, *, limit: int | None, after: Sequence[str] | None = None,
+                   aggregated_version: bool = False) -> sa.Select[Any]:
     """One page of objects in the keyset order: namespace, name, cluster and the object as
     JSON text."""
-    stmt = sa.select(*ORDER_COLUMNS, sa.cast(object_json(), sa.Text).label("json"))
+    obj = object_json(aggregated_version=aggregated_version)
+    stmt = sa.select(*ORDER_COLUMNS, sa.cast(obj, sa.Text).label("json"))
     stmt = stmt.where(*conditions(target, scope))
     if after is not None:
         stmt = stmt.where(sa.tuple_(*ORDER_COLUMNS) > sa.tuple_(*(sa.literal(v, sa.Text) for v in after)))
@@ -219,8 +233,8 @@ def watch_statement(target: Target | None, scope: Scope, *, after: int, limit: i
     after_state = sa.case((log.c.type == "DELETED", log.c.object), else_=sa.func.coalesce(following, current))
     stmt = sa.select(log.c.seq, log.c.type, log.c.cluster, log.c.grp, log.c.version, log.c.resource,
                      log.c.namespace, log.c.name,
-                     sa.cast(annotated(log.c.object, log.c.cluster), sa.Text).label("before"),
-                     sa.cast(annotated(after_state, log.c.cluster), sa.Text).label("after"))
+                     sa.cast(annotated(log.c.object, log.c.cluster, log.c.seq), sa.Text).label("before"),
+                     sa.cast(annotated(after_state, log.c.cluster, log.c.seq), sa.Text).label("after"))
     where = [log.c.seq > after]
     if target is not None:
         where += _identity_conditions(target, scope, log)

@@ -36,7 +36,7 @@ from aiohttp import web
 from apiserver import render
 from apiserver.catalog import Catalog
 from apiserver.keys import FEED, POOL, SCOPE
-from apiserver.params import ListOptions, parse_resource_version
+from apiserver.params import ListOptions, parse_resource_version, too_large
 from apiserver.query import (
     Target,
     compiled,
@@ -130,7 +130,8 @@ async def _initial(request: web.Request, stream: Stream) -> int:
                                                                      readonly=True):
         sql, params = compiled(current_sequence())
         seq = int(await conn.fetchval(sql, *params))
-        sql, params = compiled(list_statement(stream.target, request.app[SCOPE], limit=None))
+        sql, params = compiled(list_statement(stream.target, request.app[SCOPE], limit=None,
+                                              aggregated_version=True))
         async for row in conn.cursor(sql, *params, prefetch=BATCH):
             await stream.send("ADDED", row["cluster"], row["json"])
     return seq
@@ -174,8 +175,26 @@ async def _changes_from_log(request: web.Request, stream: Stream, after: int) ->
     return max(after, horizon) if len(rows) < BATCH else after
 
 
+async def _start(request: web.Request, opts: ListOptions) -> tuple[bool, int, bool]:
+    """Where a watch starts, checked before its response begins: (initial events?, the
+    sequence after which changes are sent, expired?)."""
+    pool = request.app[POOL]
+    sql, params = compiled(current_sequence())
+    current = int(await pool.fetchval(sql, *params))
+    rv = opts.resource_version
+    initial = opts.send_initial_events if opts.send_initial_events is not None else rv in ("", "0")
+    if initial:
+        return True, current, False
+    start = parse_resource_version(rv) if rv not in ("", "0") else current
+    if start > current:
+        raise too_large(start, current)
+    floor = await _floor(pool)
+    return False, start, floor is not None and start < floor - 1
+
+
 async def watch(request: web.Request, opts: ListOptions, target: Target, catalog: Catalog,
                 table: render.ClusterTable | None) -> web.StreamResponse:
+    initial, seq, expired = await _start(request, opts)
     response = web.StreamResponse(headers={"Content-Type": "application/json",
                                            "Transfer-Encoding": "chunked"})
     for line in catalog.warnings(target.cluster):
@@ -183,18 +202,13 @@ async def watch(request: web.Request, opts: ListOptions, target: Target, catalog
     await response.prepare(request)
     stream = Stream(response=response, opts=opts, target=target, table=table)
     deadline = time.monotonic() + (opts.timeout_seconds or DEFAULT_TIMEOUT_S)
-    rv = opts.resource_version
-    initial = opts.send_initial_events if opts.send_initial_events is not None else rv in ("", "0")
+    if expired:
+        await stream.error(410, "Expired", f"too old resource version: {seq}")
+        return response
     if initial:
         seq = await _initial(request, stream)
         if opts.send_initial_events:
             await stream.bookmark(seq, initial_end=True)
-    else:
-        seq = parse_resource_version(rv)
-        floor = await _floor(request.app[POOL])
-        if floor is not None and seq < floor - 1:
-            await stream.error(410, "Expired", f"too old resource version: {seq} ({floor - 1})")
-            return response
     await _follow(request, stream, seq, deadline)
     return response
 
@@ -203,6 +217,7 @@ async def _follow(request: web.Request, stream: Stream, seq: int, deadline: floa
     feed = request.app[FEED]
     quiet_since = time.monotonic()
     while time.monotonic() < deadline and not feed.closed:
+        ticket = feed.ticket()
         newest = await _changes(request, stream, seq)
         if newest != seq:
             seq, quiet_since = newest, time.monotonic()
@@ -210,4 +225,4 @@ async def _follow(request: web.Request, stream: Stream, seq: int, deadline: floa
         if stream.opts.allow_bookmarks and time.monotonic() - quiet_since >= BOOKMARK_INTERVAL_S:
             await stream.bookmark(seq)
             quiet_since = time.monotonic()
-        await feed.wait(min(BOOKMARK_INTERVAL_S, max(deadline - time.monotonic(), 0.0)))
+        await feed.wait(ticket, min(BOOKMARK_INTERVAL_S, max(deadline - time.monotonic(), 0.0)))

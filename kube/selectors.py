@@ -31,7 +31,7 @@ _DNS_SUBDOMAIN = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?
 _LABEL_VALUE = re.compile(r"^(" + _NAME_PART + r")?$")
 _KEY_NAME = re.compile(r"^" + _NAME_PART + r"$")
 _KEY_PREFIX = re.compile(r"^" + _DNS_SUBDOMAIN + r"$")
-_INTEGER = re.compile(r"^-?[0-9]+$")
+_INTEGER = re.compile(r"^-?[0-9]{1,18}$")  # what fits a 64-bit integer, as Kubernetes parses it
 _SPECIAL = "!=(),<>"
 
 

@@ -104,7 +104,8 @@ class _Applier:
             return  # already gone, or a newer object of the same name lives there
         # A deletion carries only the object's identity (its object may be empty): the state
         # it leaves is the last one this batch put there, or the stored row.
-        self._log("DELETED", row.key, row.uid, row.resource_version, before=row.object or _object(current))
+        self._log("DELETED", row.key, row.uid, row.resource_version, of=current,
+                  before=row.object or _object(current))
         self.current[row.key] = None
         self.final[row.key] = None
 

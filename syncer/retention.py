@@ -24,13 +24,19 @@ DEFAULT_RETENTION_S = 7 * 24 * 3600
 CHUNK = 5000
 INTERVAL_S = 60.0
 
+# Only a run of the lowest numbers goes: ``at`` is when a transaction began, not when it
+# drew its numbers, so deleting by time alone could drop N+1 and keep N, and a watch from N
+# would pass the 410 check and miss N+1. Everything below the oldest entry still within the
+# retention period (and below the newest entry) goes, lowest first.
 _PRUNE = """
 DELETE FROM change_log c
 WHERE (c.cluster, c.seq) IN (
     SELECT cluster, seq FROM change_log
-    WHERE at < now() - make_interval(secs => $1)
-      AND seq < (SELECT max(seq) FROM change_log)
-    ORDER BY at LIMIT $2)
+    WHERE seq < LEAST(
+        coalesce((SELECT min(seq) FROM change_log WHERE at >= now() - make_interval(secs => $1)),
+                 (SELECT max(seq) FROM change_log)),
+        (SELECT max(seq) FROM change_log))
+    ORDER BY seq LIMIT $2)
 """
 
 

@@ -88,7 +88,13 @@ async def test_every_change_in_order_with_the_state_it_made(api: Api, filled: Sy
                                       ("ADDED", "edge", "fresh")]
     # Each event carries the object as that change left it, not as it is now.
     assert [e["object"]["metadata"]["labels"]["step"] for e in got[:2]] == ["one", "two"]
-    assert got[2]["object"]["metadata"]["resourceVersion"] == gone["metadata"]["resourceVersion"]
+    member = got[2]["object"]["metadata"]["annotations"]["kubepedia.io/resource-version"]
+    assert member == gone["metadata"]["resourceVersion"]
+    # An event's resourceVersion is its change's sequence: resuming from one misses nothing.
+    versions = [int(e["object"]["metadata"]["resourceVersion"]) for e in got]
+    assert versions == sorted(versions) and versions[0] > int(rv)
+    async with watching(api, "/api/v1/pods", resourceVersion=str(versions[1])) as events:
+        assert [_who(e) for e in await next_events(events, 2)] == [_who(e) for e in got[2:]]
 
 
 async def test_changes_after_the_watch_opens_arrive(api: Api, filled: Synced, pool: asyncpg.Pool) -> None:
@@ -149,9 +155,13 @@ async def test_watch_as_table(api: Api, filled: Synced, pool: asyncpg.Pool) -> N
 
 
 async def test_bad_watch_versions(api: Api, filled: Synced) -> None:
-    for rv in ("abc", "-1", "1" * 30):
+    for rv in ("abc", "-1", "1" * 30, "\u00b2", "9" * 19):
         status, body = await api.get("/api/v1/pods", watch="1", resourceVersion=rv)
         assert status == 400 and body["kind"] == "Status", rv
+    status, body = await api.get("/api/v1/pods", watch="1", resourceVersion=str(10**12))
+    assert (status, body["reason"]) == (504, "Timeout")
+    status, body = await api.get("/api/v1/pods", watch="1", sendInitialEvents="false", timeoutSeconds="1")
+    assert status == 200
 
 
 async def test_many_watches_end_cleanly(api: Api, filled: Synced) -> None:
