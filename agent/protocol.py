@@ -255,16 +255,3 @@ def required_int(body: Any, key: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ProtocolError(f"{key} must be a non-negative integer")
     return value
-
-
-def status_body(code: int, reason: str, message: str) -> dict[str, Any]:
-    """A Kubernetes ``Status`` for an error answer (the server side uses this)."""
-    return {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": message,
-        "reason": reason,
-        "code": code,
-    }

@@ -16,6 +16,7 @@ import orjson
 from aiohttp import web
 
 from agent import protocol
+from kube.status import status_body
 from syncer.guards import FenceLost
 from syncer.ingest import CheckpointMismatch, SnapshotLost
 from syncer.quota import QuotaExceeded
@@ -43,7 +44,7 @@ class Refused(Exception):
 
 
 def status(code: int, reason: str, message: str, *, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(body=orjson.dumps(protocol.status_body(code, reason, message)), status=code,
+    return web.Response(body=orjson.dumps(status_body(code, reason, message)), status=code,
                         content_type="application/json", headers=headers)
 
 
