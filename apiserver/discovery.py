@@ -44,14 +44,19 @@ def _json(body: JSON, content_type: str = "application/json") -> web.Response:
     return response
 
 
-def _resource(t: ServedType) -> JSON:
-    out: JSON = {"name": t.resource, "singularName": t.singular_name, "namespaced": t.namespaced,
-                 "kind": t.kind, "verbs": list(VERBS)}
+def _names(t: ServedType) -> JSON:
+    """Short names and categories, present only when the type has them (as kube-apiserver)."""
+    out: JSON = {}
     if t.short_names:
         out["shortNames"] = list(t.short_names)
     if t.categories:
         out["categories"] = list(t.categories)
     return out
+
+
+def _resource(t: ServedType) -> JSON:
+    return {"name": t.resource, "singularName": t.singular_name, "namespaced": t.namespaced,
+            "kind": t.kind, "verbs": list(VERBS), **_names(t)}
 
 
 def _group(name: str, versions: list[str]) -> JSON:
@@ -61,15 +66,10 @@ def _group(name: str, versions: list[str]) -> JSON:
 
 
 def _aggregated_resource(t: ServedType) -> JSON:
-    out: JSON = {"resource": t.resource,
-                 "responseKind": {"group": t.group, "version": t.version, "kind": t.kind},
-                 "scope": "Namespaced" if t.namespaced else "Cluster",
-                 "singularResource": t.singular_name, "verbs": list(VERBS)}
-    if t.short_names:
-        out["shortNames"] = list(t.short_names)
-    if t.categories:
-        out["categories"] = list(t.categories)
-    return out
+    return {"resource": t.resource,
+            "responseKind": {"group": t.group, "version": t.version, "kind": t.kind},
+            "scope": "Namespaced" if t.namespaced else "Cluster",
+            "singularResource": t.singular_name, "verbs": list(VERBS), **_names(t)}
 
 
 def _aggregated_version(catalog: Catalog, group: str, version: str) -> JSON:

@@ -10,11 +10,11 @@ import aiohttp
 import asyncpg
 import orjson
 import pytest_asyncio
-from aiohttp import web
 
 from apiserver.app import build_app
 from syncer.ingest import Store
 from tests.factories import DEPLOYMENTS, NODES, PODS, pod
+from tests.serving import serve_app
 
 CLUSTERS = ("east", "west", "edge")
 NAMESPACES = ("default", "payments", "web")
@@ -36,18 +36,9 @@ class Api:
         return status, body
 
 
-async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return runner, f"http://127.0.0.1:{port}"
-
-
 @pytest_asyncio.fixture
 async def api(db_url: str) -> AsyncIterator[Api]:
-    runner, url = await serve(build_app(database_url=db_url))
+    runner, url = await serve_app(build_app(database_url=db_url))
     async with aiohttp.ClientSession() as session:
         yield Api(url=url, session=session)
     await runner.cleanup()

@@ -30,7 +30,7 @@ from kubepedia.kubeconfig import document
 from kubesim.server import SimServer, running
 from syncer.ingest import Store
 from syncer.sink import StoreSink
-from tests.apiserver.conftest import serve
+from tests.serving import serve_app
 
 GCLOUD_BIN = Path("/usr/lib/google-cloud-sdk/bin")
 KUBECTLS = [k for k in ("kubectl", str(GCLOUD_BIN / "kubectl.1.27"), str(GCLOUD_BIN / "kubectl.1.33"))
@@ -113,7 +113,7 @@ async def fleet(db_url: str, pool: asyncpg.Pool, tmp_path: Path) -> AsyncIterato
         try:
             fleet = Fleet(sims=sims, api="", kubeconfig=tmp_path / "kubeconfig", session=session)
             await _synced(pool, {n: 24 for n in sims})
-            runner_, api = await serve(build_app(database_url=db_url))
+            runner_, api = await serve_app(build_app(database_url=db_url))
             fleet.api = api
             fleet.kubeconfig.write_text(yaml.safe_dump(document(api, sorted(sims))))
             try:

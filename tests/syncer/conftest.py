@@ -22,6 +22,7 @@ from syncer.admission import Limits
 from syncer.registry import Kubeconfigs
 from syncer.secretbox import SecretBox
 from syncer.server import SERVER_SETTINGS, build_app
+from tests.serving import serve_app
 
 ADMIN = "admin-secret"
 
@@ -56,15 +57,6 @@ def key_file(tmp_path: Path) -> Path:
     return path
 
 
-async def _serve(app: web.Application, **settings: Any) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app, handle_signals=False, **settings)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return runner, f"http://127.0.0.1:{port}"
-
-
 @asynccontextmanager
 async def serving(db_url: str, kubeconfigs: Kubeconfigs | None = None,
                   limits: Limits | None = None) -> AsyncIterator[Ingest]:
@@ -78,8 +70,8 @@ async def serving(db_url: str, kubeconfigs: Kubeconfigs | None = None,
                 yield served
         return
     app = build_app(database_url=db_url, kubeconfigs=kubeconfigs, limits=limits)
-    runner, url = await _serve(app, **SERVER_SETTINGS)
-    admin_runner, admin_url = await _serve(build_admin_app(app, admin_token=ADMIN))
+    runner, url = await serve_app(app, **SERVER_SETTINGS)
+    admin_runner, admin_url = await serve_app(build_admin_app(app, admin_token=ADMIN))
     try:
         async with aiohttp.ClientSession() as session:
             yield Ingest(url=url, admin_url=admin_url, app=app, session=session)

@@ -27,6 +27,7 @@ from syncer.db import create_pool
 from syncer.status import errors_as_status
 from syncer.store_app import POOL, health_routes
 from tests.factories import PODS, pod
+from tests.serving import serve_app
 from tests.syncer.conftest import ADMIN, Ingest
 
 ESC = "\x1b"
@@ -85,15 +86,6 @@ def test_log_lines_escape_control_characters() -> None:
     assert "\\u202e" in line
 
 
-async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return runner, f"http://127.0.0.1:{port}"
-
-
 async def test_store_errors_are_logged_not_answered(ingest: Ingest, caplog: pytest.LogCaptureFixture) -> None:
     secret = "the-db-host.internal:6432 user=kubepedia"
 
@@ -103,7 +95,7 @@ async def test_store_errors_are_logged_not_answered(ingest: Ingest, caplog: pyte
     app = web.Application(middlewares=[errors_as_status])
     app.add_routes([web.get("/fails", fails), *health_routes()])
     app[POOL] = await create_pool("postgresql://kp@127.0.0.1:9/none", min_size=0)  # nothing listens
-    runner, url = await _serve(app)
+    runner, url = await serve_app(app)
     try:
         answers: dict[str, Any] = {}
         for path in ("/fails", "/readyz"):
