@@ -19,7 +19,7 @@ from apiserver.catalog import CatalogCache
 from apiserver.clusters import list_clusters
 from apiserver.discovery import discovery_routes
 from apiserver.feed import ChangeFeed
-from apiserver.keys import CATALOG, CONTINUE_KEY, FEED, POOL, SCOPE
+from apiserver.keys import CATALOG, CONTINUE_KEY, FEED, POOL, REMAINING_CAP, SCOPE
 from apiserver.objects import object_routes
 from apiserver.query import EVERYTHING_SCOPE
 from kube.status import REASONS, StatusError, status_body
@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CLUSTER_PREFIX = "/clusters/{cluster}"
 PUSH_SILENCE_S = 300.0
+REMAINING_COUNT_CAP = 10_000  # objects counted after a page, at most, for remainingItemCount
 READ_METHODS = frozenset({"GET", "HEAD"})
 
 
@@ -115,9 +116,11 @@ def _routes() -> list[web.RouteDef]:
     return routes
 
 
-def build_app(*, database_url: str, push_silence_s: float = PUSH_SILENCE_S) -> web.Application:
+def build_app(*, database_url: str, push_silence_s: float = PUSH_SILENCE_S,
+              remaining_count_cap: int = REMAINING_COUNT_CAP) -> web.Application:
     app = web.Application(middlewares=[errors_as_status])
     app[SCOPE] = EVERYTHING_SCOPE
+    app[REMAINING_CAP] = remaining_count_cap
     app.cleanup_ctx.append(_store_ctx(database_url, push_silence_s=push_silence_s))
     app.cleanup_ctx.append(ChangeFeed.context(database_url, FEED))
     app.add_routes(_routes())

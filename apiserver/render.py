@@ -20,10 +20,12 @@ JSON = dict[str, Any]
 CLUSTER_COLUMN = ("Cluster", "string", 0)
 
 
-def list_meta(*, resource_version: int, continue_token: str | None) -> JSON:
+def list_meta(*, resource_version: int, continue_token: str | None, remaining: int | None = None) -> JSON:
     meta: JSON = {"resourceVersion": str(resource_version)}
     if continue_token:
         meta["continue"] = continue_token
+    if remaining is not None:
+        meta["remainingItemCount"] = remaining
     return meta
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -10,6 +11,7 @@ import aiohttp
 import asyncpg
 import orjson
 import pytest_asyncio
+from aiohttp import web
 
 from apiserver.app import build_app
 from syncer.ingest import Store
@@ -36,12 +38,21 @@ class Api:
         return status, body
 
 
+@contextlib.asynccontextmanager
+async def serving(app: web.Application) -> AsyncIterator[Api]:
+    """``app`` on a real port, with a client session for it."""
+    runner, url = await serve_app(app)
+    try:
+        async with aiohttp.ClientSession() as session:
+            yield Api(url=url, session=session)
+    finally:
+        await runner.cleanup()
+
+
 @pytest_asyncio.fixture
 async def api(db_url: str) -> AsyncIterator[Api]:
-    runner, url = await serve_app(build_app(database_url=db_url))
-    async with aiohttp.ClientSession() as session:
-        yield Api(url=url, session=session)
-    await runner.cleanup()
+    async with serving(build_app(database_url=db_url)) as served:
+        yield served
 
 
 def deployment(name: str, namespace: str, rv: int) -> dict[str, Any]:

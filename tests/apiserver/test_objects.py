@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
+from apiserver.app import build_app
 from kube.selectors import field_values, parse_field_selector, parse_label_selector
-from tests.apiserver.conftest import CLUSTERS, NAMESPACES, Api
+from tests.apiserver.conftest import CLUSTERS, NAMESPACES, Api, serving
 
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
 Synced = dict[str, list[dict[str, Any]]]
@@ -88,6 +89,58 @@ async def test_pages_walk_everything_once(api: Api, filled: Synced) -> None:
         params = {"limit": "7", "continue": token}
     assert seen == _expected(filled)
     assert len(versions) == 1  # every page reports the first page's resourceVersion
+
+
+async def _walk(api: Api, path: str, headers: dict[str, str] | None = None,
+                **params: str) -> list[tuple[int, dict[str, Any]]]:
+    """Every page of a paged list: (how many objects it holds, its list metadata)."""
+    pages: list[tuple[int, dict[str, Any]]] = []
+    query = dict(params)
+    while True:
+        status, body, _ = await api.request("GET", path, params=query, headers=headers)
+        assert status == 200, body
+        pages.append((len(body["items"] if "items" in body else body["rows"]), body["metadata"]))
+        if not body["metadata"].get("continue"):
+            return pages
+        query = {**params, "continue": body["metadata"]["continue"]}
+
+
+def _served_and_counted(pages: list[tuple[int, dict[str, Any]]], total: int) -> list[tuple[int, int | None]]:
+    """Per page: how many objects really follow it, and the remainingItemCount it claims."""
+    out, served = [], 0
+    for count, meta in pages:
+        served += count
+        out.append((total - served, meta.get("remainingItemCount")))
+    return out
+
+
+async def test_pages_tell_how_many_objects_follow(api: Api, filled: Synced) -> None:
+    total = len(_expected(filled))
+    pages = await _walk(api, "/api/v1/pods", limit="7")
+    claims = _served_and_counted(pages, total)
+    # Exact on every page but the last, which leaves it unset (nothing follows).
+    assert claims == [(left, left or None) for left, _ in claims] and len(claims) > 2
+    narrowed = await _walk(api, "/clusters/west/api/v1/namespaces/web/pods", limit="5")
+    assert [meta.get("remainingItemCount") for _, meta in narrowed] == [7, 2, None]
+    _, body, _ = await api.request("GET", "/api/v1/pods", params={"limit": "100"}, headers={"Accept": TABLE})
+    assert body["kind"] == "Table" and body["metadata"]["remainingItemCount"] == total - 100
+
+
+@pytest.mark.parametrize(("labels", "fields"), [("tier=back", ""), ("", "status.phase=Running")])
+async def test_pages_with_selectors_leave_the_count_unset(api: Api, filled: Synced, labels: str,
+                                                          fields: str) -> None:
+    pages = await _walk(api, "/api/v1/pods", limit="5", labelSelector=labels, fieldSelector=fields)
+    assert len(pages) > 2
+    assert all("remainingItemCount" not in meta for _, meta in pages)
+
+
+async def test_the_count_stops_at_its_cap(db_url: str, filled: Synced) -> None:
+    total = len(_expected(filled))
+    async with serving(build_app(database_url=db_url, remaining_count_cap=10)) as capped:
+        claims = _served_and_counted(await _walk(capped, "/api/v1/pods", limit="7"), total)
+    # Counted below the cap, unset at or above it (and on the last page).
+    assert claims == [(left, left if 0 < left < 10 else None) for left, _ in claims]
+    assert any(c is None for _, c in claims[:-1]) and any(c is not None for _, c in claims)
 
 
 async def test_continue_tokens_are_tamper_evident(api: Api, filled: Synced) -> None:
