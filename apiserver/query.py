@@ -29,6 +29,7 @@ from kube.selectors import (
     FieldSelector,
     LabelSelector,
     Requirement,
+    field_default,
     field_path,
 )
 from syncer.schema import change_log, resources
@@ -120,11 +121,14 @@ def field_expression(kind: str, field: str) -> ColumnElement[Any]:
 
 def _field_condition(kind: str, req: FieldRequirement) -> ColumnElement[bool]:
     expr = field_expression(kind, req.field)
-    # Kubernetes reads a missing field as "": compare with coalesce only where "" is the
-    # value asked for, so that the plain expression (and its index) serves the usual case.
-    if req.value == "":
-        blank = sa.func.coalesce(expr, "") == ""
-        return blank if req.op == "=" else sa.not_(blank)
+    # A missing field reads as its default ("" for strings, "false" or "0" where kube-apiserver
+    # renders a typed zero: kube.selectors.FIELD_DEFAULTS). Compare with coalesce only where
+    # the default is the value asked for, so that the plain expression (and its index) serves
+    # the usual case; `field_values` does the same for watches, in memory.
+    default = field_default(kind, req.field)
+    if req.value == default:
+        absent_or_equal = sa.func.coalesce(expr, default) == default
+        return absent_or_equal if req.op == "=" else sa.not_(absent_or_equal)
     return expr == req.value if req.op == "=" else expr.is_distinct_from(req.value)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -47,6 +48,38 @@ async def serving(app: web.Application) -> AsyncIterator[Api]:
             yield Api(url=url, session=session)
     finally:
         await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def watching(api: Api, path: str, headers: dict[str, str] | None = None,
+                   **params: str) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
+    """A watch whose events arrive in a queue while the body runs."""
+    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    opened = asyncio.Event()
+
+    async def read() -> None:
+        async with api.session.get(api.url + path, params={"watch": "1", **params},
+                                   headers=headers or {}) as resp:
+            assert resp.status == 200
+            opened.set()
+            buffer = b""
+            async for chunk in resp.content.iter_any():
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    queue.put_nowait(orjson.loads(line))
+
+    task = asyncio.create_task(read())
+    try:
+        await asyncio.wait_for(opened.wait(), 30)
+        yield queue
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def next_events(queue: asyncio.Queue[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    return [await asyncio.wait_for(queue.get(), 30) for _ in range(n)]
 
 
 @pytest_asyncio.fixture

@@ -2,53 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
 import asyncpg
-import orjson
 
 from syncer.ingest import Store
-from tests.apiserver.conftest import Api
+from tests.apiserver.conftest import Api, next_events, watching
 from tests.factories import PODS, event, pod
 
 Synced = dict[str, list[dict[str, Any]]]
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
-
-
-@asynccontextmanager
-async def watching(api: Api, path: str, headers: dict[str, str] | None = None,
-                   **params: str) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
-    """A watch whose events arrive in a queue while the body runs."""
-    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    opened = asyncio.Event()
-
-    async def read() -> None:
-        async with api.session.get(api.url + path, params={"watch": "1", **params},
-                                   headers=headers or {}) as resp:
-            assert resp.status == 200
-            opened.set()
-            buffer = b""
-            async for chunk in resp.content.iter_any():
-                buffer += chunk
-                *lines, buffer = buffer.split(b"\n")
-                for line in lines:
-                    queue.put_nowait(orjson.loads(line))
-
-    task = asyncio.create_task(read())
-    try:
-        await asyncio.wait_for(opened.wait(), 30)
-        yield queue
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-
-
-async def next_events(queue: asyncio.Queue[dict[str, Any]], n: int) -> list[dict[str, Any]]:
-    return [await asyncio.wait_for(queue.get(), 30) for _ in range(n)]
 
 
 def _who(e: dict[str, Any]) -> tuple[str, str, str]:
