@@ -21,7 +21,7 @@ from aiohttp import web
 
 from apiserver import pagination, render
 from apiserver.catalog import Catalog, ServedType
-from apiserver.keys import CATALOG, CONTINUE_KEY, POOL, REMAINING_CAP, SCOPE
+from apiserver.keys import CONTINUE_KEY, POOL, REMAINING_CAP, SCOPE
 from apiserver.params import ListOptions, bad_request, list_options, parse_resource_version, too_large
 from apiserver.query import (
     Target,
@@ -31,6 +31,7 @@ from apiserver.query import (
     list_statement,
     remaining_statement,
 )
+from apiserver.served import served_catalog
 from apiserver.watch import watch
 from kube.selectors import SelectorError, parse_field_selector, parse_label_selector
 from kube.status import StatusError
@@ -57,13 +58,11 @@ async def resolve(request: web.Request) -> tuple[Request, Catalog]:
     """The type, cluster, namespace and name a path names, or a 404 Status."""
     info = request.match_info
     group, version, resource = info.get("group", ""), info["version"], info["resource"]
-    catalog = await request.app[CATALOG].get()
+    catalog = await served_catalog(request)  # under /clusters/{cluster}: what that cluster serves
     rtype = catalog.find(group, version, resource)
     if rtype is None:
         raise _not_found_type(group, version, resource)
     cluster = info.get("cluster")
-    if cluster is not None and cluster not in catalog.clusters:
-        raise StatusError(404, "NotFound", f'cluster "{cluster}" not found')
     namespace = info.get("namespace")
     name = info.get("name")
     if namespace is not None and not rtype.namespaced:
