@@ -226,25 +226,22 @@ async def _stream_rows(request: web.Request, target: Target,
 
 async def _list_all(request: web.Request, req: Request, opts: ListOptions, target: Target,
                     catalog: Catalog) -> web.StreamResponse:
-    """Everything, streamed in keyset pages: memory stays flat however large the list."""
+    """Everything, in any shape, streamed in keyset pages: memory stays flat however large
+    the list."""
     rv, first = await _first(request, target, limit=STREAM_PAGE)
     _check_rv(opts, rv)
     meta = render.list_meta(resource_version=rv, continue_token=None)
-    if opts.shape:
-        rows = [r async for page in _stream_rows(request, target, first) for r in page]
-        body = render.shaped_list(opts.shape, req.rtype, meta, [(r["cluster"], r["json"]) for r in rows],
-                                  include=opts.include_object, table=_table(req, catalog))
-        response = web.Response(body=body, content_type="application/json")
-        _warned(response, catalog, req.cluster)
-        return response
+    table = _table(req, catalog)
     stream = web.StreamResponse(headers={"Content-Type": "application/json"})
     _warned(stream, catalog, req.cluster)
     await stream.prepare(request)
-    await stream.write(render.list_prefix(req.rtype, meta))
+    await stream.write(render.shaped_prefix(opts.shape, req.rtype, meta, table=table))
     separator = b""
     async for page in _stream_rows(request, target, first):
         if page:
-            await stream.write(separator + ",".join(r["json"] for r in page).encode())
+            items = render.shaped_items(opts.shape, [(r["cluster"], r["json"]) for r in page],
+                                        include=opts.include_object, table=table)
+            await stream.write(separator + items)
             separator = b","
     await stream.write(render.LIST_SUFFIX)
     await stream.write_eof()

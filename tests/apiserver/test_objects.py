@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
+import orjson
 import pytest
 
 from apiserver.app import build_app
 from kube.selectors import field_values, parse_field_selector, parse_label_selector
-from tests.apiserver.conftest import CLUSTERS, NAMESPACES, Api, serving
+from tests.apiserver.conftest import CLUSTERS, NAMESPACES, Api, fill, serving
 
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
 Synced = dict[str, list[dict[str, Any]]]
@@ -232,3 +234,36 @@ async def test_unlimited_list_streams_every_page(api: Api, filled: Synced,
     assert status == 200
     assert _keys(body["items"]) == _expected(filled)
     assert len(NAMESPACES) * len(CLUSTERS) * 12 == len(body["items"])
+
+
+PARTIAL_LIST = "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io,application/json"
+
+
+@pytest.mark.parametrize(("accept", "include"), [(TABLE, ""), (TABLE, "None"), (PARTIAL_LIST, "")])
+async def test_unlimited_shaped_lists_stream_what_pages_return(api: Api, pool: asyncpg.Pool, accept: str,
+                                                               include: str,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from apiserver import objects
+
+    await fill(pool, pods_per_namespace=40)
+    monkeypatch.setattr(objects, "STREAM_PAGE", 25)  # many internal pages
+    params = {"includeObject": include} if include else {}
+    async with api.session.get(api.url + "/api/v1/pods", params=params, headers={"Accept": accept}) as resp:
+        assert resp.status == 200
+        # Streamed: written page by page, so the length is not known when the response starts.
+        assert "Content-Length" not in resp.headers and resp.headers["Transfer-Encoding"] == "chunked"
+        whole = orjson.loads(await resp.read())
+    key = "rows" if accept == TABLE else "items"
+    paged: list[Any] = []
+    query = {"limit": "33", **params}
+    while True:
+        status, body, _ = await api.request("GET", "/api/v1/pods", params=query, headers={"Accept": accept})
+        assert status == 200 and body["kind"] == whole["kind"]
+        paged += body[key]
+        if not body["metadata"].get("continue"):
+            break
+        query = {"limit": "33", "continue": body["metadata"]["continue"], **params}
+    assert len(whole[key]) == len(paged) == 3 * 3 * 40
+    assert whole[key] == paged
+    assert whole.get("columnDefinitions") == body.get("columnDefinitions")
+    assert set(whole["metadata"]) == {"resourceVersion"}
