@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import asyncpg
@@ -10,7 +11,9 @@ import pytest
 
 from apiserver.app import build_app
 from kube.selectors import field_values, parse_field_selector, parse_label_selector
-from tests.apiserver.conftest import CLUSTERS, NAMESPACES, Api, fill, serving
+from syncer.ingest import Store
+from tests.apiserver.conftest import CLUSTERS, NAMESPACES, Api, cluster_pods, fill, serving
+from tests.factories import PODS, pod
 
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
 Synced = dict[str, list[dict[str, Any]]]
@@ -267,3 +270,34 @@ async def test_unlimited_shaped_lists_stream_what_pages_return(api: Api, pool: a
     assert whole[key] == paged
     assert whole.get("columnDefinitions") == body.get("columnDefinitions")
     assert set(whole["metadata"]) == {"resourceVersion"}
+
+
+async def _raw_get(url: str, path: str, accept: str) -> bytes:
+    """The bytes a server sends for one GET, up to the connection's end."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: {accept}\r\nConnection: close\r\n\r\n"
+                 .encode())
+    data = await asyncio.wait_for(reader.read(), 30)
+    writer.close()
+    await writer.wait_closed()
+    return data
+
+
+async def test_a_failure_after_a_stream_began_breaks_the_connection(api: Api, pool: asyncpg.Pool,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """No Status can follow the first bytes: the client must see a broken body, not a second
+    response written into the first one, nor a list that looks complete."""
+    from apiserver import objects
+
+    await fill(pool, pods_per_namespace=4)
+    # An object no kube-apiserver would accept breaks the Table printer on a later page.
+    broken = pod("zzz-broken", 1, namespace="web", status={"containerStatuses": ["not an object"]})
+    async with Store(pool).snapshot(cluster="west", rtype=PODS) as snap:
+        await snap.add([*cluster_pods("west", 4), broken])
+        await snap.end("2000")
+    monkeypatch.setattr(objects, "STREAM_PAGE", 5)
+    data = await _raw_get(api.url, "/api/v1/pods", TABLE)
+    assert data.startswith(b"HTTP/1.1 200 ") and b'"kind":"Table"' in data
+    assert data.count(b"HTTP/1.1 ") == 1
+    assert not data.endswith(b"\r\n0\r\n\r\n")  # the chunked body never ends properly
