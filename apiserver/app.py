@@ -18,7 +18,7 @@ from aiohttp import web
 from apiserver.catalog import CatalogCache
 from apiserver.clusters import list_clusters
 from apiserver.discovery import discovery_routes
-from apiserver.feed import ChangeFeed
+from apiserver.feed import TAIL_BYTES, ChangeFeed
 from apiserver.keys import CATALOG, CONTINUE_KEY, FEED, POOL, REMAINING_CAP, SCOPE
 from apiserver.objects import object_routes
 from apiserver.query import EVERYTHING_SCOPE
@@ -127,11 +127,12 @@ def _routes() -> list[web.RouteDef]:
 
 
 def build_app(*, database_url: str, push_silence_s: float = PUSH_SILENCE_S,
-              remaining_count_cap: int = REMAINING_COUNT_CAP) -> web.Application:
+              remaining_count_cap: int = REMAINING_COUNT_CAP,
+              feed_tail_bytes: int = TAIL_BYTES) -> web.Application:
     app = web.Application(middlewares=[errors_as_status])
     app[SCOPE] = EVERYTHING_SCOPE
     app[REMAINING_CAP] = remaining_count_cap
     app.cleanup_ctx.append(_store_ctx(database_url, push_silence_s=push_silence_s))
-    app.cleanup_ctx.append(ChangeFeed.context(database_url, FEED))
+    app.cleanup_ctx.append(ChangeFeed.context(database_url, FEED, tail_bytes=feed_tail_bytes))
     app.add_routes(_routes())
     return app
