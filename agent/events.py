@@ -16,42 +16,11 @@ with that checkpoint resumes the watch from it instead of listing again.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 KubeObject = dict[str, Any]
 ChangeType = Literal["ADDED", "MODIFIED", "DELETED"]
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class ResourceType:
-    """One served (group, version, resource) of a member cluster."""
-
-    group: str  # "" for the core group
-    version: str
-    resource: str  # plural, e.g. "deployments"
-    kind: str
-    namespaced: bool
-    # How discovery describes it to clients (kubectl's short names and categories): carried
-    # to the store for the aggregated discovery, not part of the type's identity.
-    singular: str = field(default="", compare=False)
-    short_names: tuple[str, ...] = field(default=(), compare=False)
-    categories: tuple[str, ...] = field(default=(), compare=False)
-
-    @property
-    def api_version(self) -> str:
-        return f"{self.group}/{self.version}" if self.group else self.version
-
-    @property
-    def key(self) -> str:
-        """Version-free identity: the store keeps one version per group/resource."""
-        return f"{self.resource}.{self.group}" if self.group else self.resource
-
-    def list_path(self, namespace: str | None = None) -> str:
-        prefix = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
-        if namespace is not None and self.namespaced:
-            return f"{prefix}/namespaces/{namespace}/{self.resource}"
-        return f"{prefix}/{self.resource}"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

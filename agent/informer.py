@@ -50,7 +50,6 @@ from agent.events import (
     ChangeType,
     InformerMessage,
     KubeObject,
-    ResourceType,
     SnapshotEnd,
     SnapshotPage,
     SnapshotStart,
@@ -58,6 +57,7 @@ from agent.events import (
 from agent.kubeclient import KubeClient
 from agent.prune import prune
 from agent.status import TypeStatus
+from kube.resources import ResourceType
 
 logger = logging.getLogger(__name__)
 

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 import orjson
 
 from agent import protocol
-from agent.events import Change, KubeObject, ResourceType
+from agent.events import Change, KubeObject
+from kube.resources import ResourceType
 
 _COMMA = 1
 

@@ -28,19 +28,12 @@ from typing import TypeVar
 
 from agent import metrics
 from agent.backoff import Backoff
-from agent.events import (
-    Bookmark,
-    Change,
-    InformerMessage,
-    ResourceType,
-    SnapshotEnd,
-    SnapshotPage,
-    SnapshotStart,
-)
+from agent.events import Bookmark, Change, InformerMessage, SnapshotEnd, SnapshotPage, SnapshotStart
 from agent.informer import Informer, InformerSettings
 from agent.kubeclient import KubeClient
 from agent.sink import Sink, SinkBusy, SinkRejected, SinkUnavailable, SnapshotLost
 from agent.status import TypeStatus
+from kube.resources import ResourceType
 
 logger = logging.getLogger(__name__)
 PROGRESS_EVERY = 10_000  # objects between snapshot progress lines

@@ -64,7 +64,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from agent.events import Change, ChangeType, KubeObject, ResourceType
+from agent.events import Change, ChangeType, KubeObject
+from kube.resources import ResourceType
 
 PREFIX = "/ingest/v1/clusters"
 GZIP_MIN = 1024

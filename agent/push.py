@@ -29,8 +29,9 @@ import aiohttp
 import orjson
 
 from agent import packing, protocol
-from agent.events import Change, KubeObject, ResourceType
+from agent.events import Change, KubeObject
 from agent.sink import SinkBusy, SinkRejected, SinkUnavailable, SnapshotLost
+from kube.resources import ResourceType
 
 # Level 1 compresses Kubernetes JSON about 8:1 (level 5: 11:1) at half the CPU: the agent runs
 # inside member clusters, where its CPU is the scarcer resource.

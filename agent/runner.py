@@ -18,13 +18,13 @@ from typing import Any
 from agent.backoff import Backoff
 from agent.discovery import Discovery, discover
 from agent.errors import KubeClientError
-from agent.events import ResourceType
 from agent.informer import InformerSettings
 from agent.kubeclient import KubeClient
 from agent.pipeline import Pipeline, PipelineSettings
 from agent.selection import Selection
 from agent.sink import Sink, SinkError
 from agent.status import TypeStatus
+from kube.resources import ResourceType
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from agent.events import Change, KubeObject, ResourceType
+from agent.events import Change, KubeObject
+from kube.resources import ResourceType
 
 
 class SinkError(Exception):

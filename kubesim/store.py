@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from kubesim.resources import ResourceType
+from kube.resources import ResourceType
 from kubesim.selectors import extract_fields
 
 JSON = dict[str, Any]

@@ -30,8 +30,8 @@ from typing import Any
 
 import orjson
 
+from kube.resources import ResourceType
 from kube.status import status_body
-from kubesim.resources import ResourceType
 from kubesim.selectors import Selector
 from kubesim.store import Entry, Event
 
@@ -138,7 +138,7 @@ class Watcher:
         meta: JSON = {"resourceVersion": str(rv)}
         if initial_end:
             meta["annotations"] = {INITIAL_EVENTS_END: "true"}
-        obj = {"kind": self.rtype.kind, "apiVersion": self.rtype.group_version, "metadata": meta}
+        obj = {"kind": self.rtype.kind, "apiVersion": self.rtype.api_version, "metadata": meta}
         return orjson.dumps({"type": "BOOKMARK", "object": obj}) + b"\n"
 
 

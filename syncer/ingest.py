@@ -34,7 +34,7 @@ from typing import Any
 
 import asyncpg
 
-from agent.events import ResourceType
+from kube.resources import ResourceType, type_key
 from syncer.db import STAGING_COLUMNS
 from syncer.guards import FenceLost, Guard, Owner, Registered, advisory_holder
 from syncer.plan import Change, Plan, StoredState, plan_batch, plan_snapshot_page
@@ -131,7 +131,7 @@ class Store:
             " WHERE cluster = $1 AND checkpoint IS NOT NULL",
             cluster,
         )
-        return {_key(r["grp"], r["resource"]): r["checkpoint"] for r in rows}
+        return {type_key(r["grp"], r["resource"]): r["checkpoint"] for r in rows}
 
     # -- watch batches --------------------------------------------------------------------
 
@@ -417,10 +417,6 @@ ON CONFLICT (cluster, grp, resource, namespace, name) DO UPDATE SET
     labels = EXCLUDED.labels, created_at = EXCLUDED.created_at,
     deleted_at = EXCLUDED.deleted_at, seq = EXCLUDED.seq, object = EXCLUDED.object
 """
-
-
-def _key(group: str, resource: str) -> str:
-    return f"{resource}.{group}" if group else resource
 
 
 async def _lock_state(conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType,

@@ -13,8 +13,9 @@ from typing import TypeVar
 
 import asyncpg
 
-from agent.events import Change, KubeObject, ResourceType
+from agent.events import Change, KubeObject
 from agent.sink import SinkRejected, SinkUnavailable, SnapshotLost
+from kube.resources import ResourceType
 from syncer.ingest import CheckpointMismatch, FenceLost, Store
 from syncer.ingest import SnapshotLost as StoreSnapshotLost
 from syncer.quota import QuotaExceeded

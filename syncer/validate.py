@@ -28,8 +28,8 @@ from typing import Any, Literal
 import orjson
 
 from agent import protocol
-from agent.events import ResourceType
 from agent.prune import prune
+from kube.resources import ResourceType
 
 MAX_OBJECT_BYTES = protocol.MAX_OBJECT_BYTES
 # Names are DNS subdomains for nearly every type. RBAC's are path segments, which Kubernetes

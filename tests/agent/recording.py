@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from agent.events import Change, KubeObject, ResourceType
+from agent.events import Change, KubeObject
 from agent.sink import SinkBusy, SinkRejected, SnapshotLost
+from kube.resources import ResourceType
 
 
 class RecordingSink:

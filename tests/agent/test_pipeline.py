@@ -7,13 +7,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from agent import metrics
-from agent.events import KubeObject, ResourceType
+from agent.events import KubeObject
 from agent.informer import InformerSettings
 from agent.kubeclient import KubeClient
 from agent.pipeline import Pipeline, PipelineSettings
 from agent.runner import Runner
 from agent.selection import Selection
 from agent.sink import SinkUnavailable, SnapshotLost
+from kube.resources import ResourceType
 from tests.agent.conftest import CONFIGMAPS, Cluster
 from tests.agent.recording import RecordingSink
 

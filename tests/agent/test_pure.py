@@ -9,9 +9,10 @@ import pytest
 
 from agent import errors, protocol
 from agent.backoff import Backoff
-from agent.events import Change, ResourceType
+from agent.events import Change
 from agent.informer import _decode_checkpoint
 from agent.jsonlines import LineSplitter, iter_lines
+from kube.resources import ResourceType
 
 
 def test_lines_split_across_chunks() -> None:

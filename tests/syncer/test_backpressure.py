@@ -22,7 +22,7 @@ import asyncpg
 
 import kubesim
 from agent import metrics
-from agent.events import Change, KubeObject, ResourceType
+from agent.events import Change, KubeObject
 from agent.informer import InformerSettings
 from agent.kubeclient import Connection, KubeClient
 from agent.pipeline import PipelineSettings
@@ -30,6 +30,7 @@ from agent.push import HttpSink
 from agent.runner import Runner
 from agent.selection import Selection
 from agent.sink import SinkBusy
+from kube.resources import ResourceType
 from kubesim.server import SimServer
 from syncer.admission import Limits
 from syncer.ingest import CHANGE_LOG_LOCK
