@@ -55,8 +55,8 @@ from agent.events import (
     SnapshotStart,
 )
 from agent.kubeclient import KubeClient
-from agent.prune import prune
 from agent.status import TypeStatus
+from kube.prune import prune
 from kube.resources import ResourceType
 
 logger = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ from typing import Any, Literal
 import orjson
 
 from agent import protocol
-from agent.prune import prune
+from kube.prune import prune
 from kube.resources import ResourceType
 
 MAX_OBJECT_BYTES = protocol.MAX_OBJECT_BYTES

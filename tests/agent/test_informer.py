@@ -14,7 +14,7 @@ from agent.events import (
 )
 from agent.informer import Informer, InformerSettings
 from agent.kubeclient import KubeClient
-from agent.prune import LAST_APPLIED
+from kube.prune import LAST_APPLIED
 from tests.agent.conftest import CONFIGMAPS, SECRETS, Cluster, take, take_until
 
 PAGED = InformerSettings(page_size=3, streaming_lists=False)
