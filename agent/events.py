@@ -17,10 +17,11 @@ with that checkpoint resumes the watch from it instead of listing again.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
+
+from kube.changes import ChangeType
 
 KubeObject = dict[str, Any]
-ChangeType = Literal["ADDED", "MODIFIED", "DELETED"]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -47,7 +47,6 @@ from agent.backoff import Backoff
 from agent.events import (
     Bookmark,
     Change,
-    ChangeType,
     InformerMessage,
     KubeObject,
     SnapshotEnd,
@@ -56,6 +55,7 @@ from agent.events import (
 )
 from agent.kubeclient import KubeClient
 from agent.status import TypeStatus
+from kube.changes import CHANGE_TYPES, ChangeType
 from kube.prune import prune
 from kube.resources import ResourceType
 
@@ -65,11 +65,7 @@ Scope = str | None  # a namespace, or None for the whole cluster
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 # Answers that mean "this server does not understand streaming lists".
 STREAMING_REJECTED = frozenset({400, 405, 415, 422, 501})
-_CHANGE_TYPES: dict[str, ChangeType] = {
-    "ADDED": "ADDED",
-    "MODIFIED": "MODIFIED",
-    "DELETED": "DELETED",
-}
+_CHANGE_TYPES: dict[str, ChangeType] = {t: t for t in CHANGE_TYPES}  # narrows a str to the Literal
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -64,7 +64,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from agent.events import Change, ChangeType, KubeObject
+from agent.events import Change, KubeObject
+from kube.changes import CHANGE_TYPES, ChangeType
 from kube.resources import ResourceType
 
 PREFIX = "/ingest/v1/clusters"
@@ -79,7 +80,6 @@ MAX_GROUP = 253  # an API group is a DNS subdomain; version, resource and kind a
 MAX_LABEL = 63
 SNAPSHOT_LOST = "SnapshotLost"
 CHECKPOINT_MISMATCH = "CheckpointMismatch"
-_CHANGE_TYPES: frozenset[str] = frozenset({"ADDED", "MODIFIED", "DELETED"})
 
 
 class ProtocolError(ValueError):
@@ -174,7 +174,7 @@ def change_to_dict(change: Change) -> dict[str, Any]:
 
 
 def change_from_dict(data: Any) -> Change:
-    if not isinstance(data, dict) or data.get("type") not in _CHANGE_TYPES:
+    if not isinstance(data, dict) or data.get("type") not in CHANGE_TYPES:
         raise ProtocolError("an event needs a type of ADDED, MODIFIED or DELETED")
     kind: ChangeType = data["type"]
     return Change(type=kind, object=_check_object(data.get("object")))

@@ -22,6 +22,7 @@ import asyncpg
 from aiohttp import web
 
 from apiserver.query import EVERYTHING_SCOPE, compiled, current_sequence, watch_statement
+from kube.changes import ChangeType
 from syncer.db import connect
 from syncer.schema import NOTIFY_CHANNEL
 from syncer.store_app import POOL
@@ -38,7 +39,7 @@ class Changed:
     """One change-log entry with the states before and after it (annotated JSON text)."""
 
     seq: int
-    type: str
+    type: ChangeType
     cluster: str
     group: str
     version: str

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from kube.changes import ChangeType
 from kube.resources import ResourceType
 from kubesim.selectors import extract_fields
 
@@ -50,7 +51,7 @@ class Event:
     """A change; for DELETED, ``new`` is the tombstone carrying the delete's RV."""
 
     rv: int
-    type: str
+    type: ChangeType
     old: Entry | None
     new: Entry
     at: float

@@ -30,6 +30,7 @@ from typing import Any
 
 import orjson
 
+from kube.changes import ChangeType
 from kube.resources import ResourceType
 from kube.status import status_body
 from kubesim.selectors import Selector
@@ -84,7 +85,7 @@ class Watcher:
             return False
         return self.labels.matches(entry.labels) and self.fields.matches(entry.fields)
 
-    def _event_type(self, event: Event) -> str | None:
+    def _event_type(self, event: Event) -> ChangeType | None:
         if not self.filtered and not self.namespace:
             return event.type
         was = self._matches(event.old)
@@ -97,7 +98,7 @@ class Watcher:
             return "ADDED"
         return "DELETED" if was else None
 
-    def encode(self, kind: str, entry: Entry, event: Event | None = None) -> bytes:
+    def encode(self, kind: ChangeType, entry: Entry, event: Event | None = None) -> bytes:
         if self.transform is not None:
             obj = self.transform(orjson.loads(entry.raw))
             return orjson.dumps({"type": kind, "object": obj}) + b"\n"

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
+from kube.changes import ChangeType
 from syncer.validate import Event, Row
 
 Key = tuple[str, str]  # (namespace, name)
-LogType = Literal["ADDED", "MODIFIED", "DELETED"]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -30,7 +29,7 @@ class StoredState:
 class Change:
     """One change-log entry."""
 
-    type: LogType
+    type: ChangeType
     namespace: str
     name: str
     uid: str
@@ -109,7 +108,7 @@ class _Applier:
         self.current[row.key] = None
         self.final[row.key] = None
 
-    def _log(self, type_: LogType, key: Key, uid: str, rv: str,
+    def _log(self, type_: ChangeType, key: Key, uid: str, rv: str,
              of: Row | StoredState | None = None, before: bytes | None = None) -> None:
         version = of.version if isinstance(of, StoredState) else ""
         kind = of.kind if isinstance(of, StoredState) else ""
