@@ -11,7 +11,7 @@ buffer is dropped instead, the informer stopped, and, once the sink answers agai
 type starts over with a fresh snapshot: nothing is lost, the state is re-derived from
 the cluster, and memory stays bounded however long the outage lasts.
 
-``SnapshotLost`` restarts with a fresh snapshot at once; ``SinkRejected`` (bad data) is
+``SinkNeedsSnapshot`` restarts with a fresh snapshot at once; ``SinkRejected`` (bad data) is
 logged with the offending items, counted, and followed by a fresh snapshot after a
 growing delay, so a poison object cannot make the agent hammer the syncer.
 """
@@ -31,7 +31,7 @@ from agent.backoff import Backoff
 from agent.events import Bookmark, Change, InformerMessage, SnapshotEnd, SnapshotPage, SnapshotStart
 from agent.informer import Informer, InformerSettings
 from agent.kubeclient import KubeClient
-from agent.sink import Sink, SinkBusy, SinkRejected, SinkUnavailable, SnapshotLost
+from agent.sink import Sink, SinkBusy, SinkNeedsSnapshot, SinkRejected, SinkUnavailable
 from agent.status import TypeStatus
 from kube.resources import ResourceType
 
@@ -201,7 +201,7 @@ class Pipeline:
                 logger.warning("sink call failed", extra={**self._extra, "error": str(exc), "delay": delay})
                 await asyncio.sleep(delay)
                 continue
-            except SnapshotLost as exc:
+            except SinkNeedsSnapshot as exc:
                 raise _Restart(f"snapshot lost: {exc}") from exc
             except SinkRejected as exc:
                 raise self._rejected(exc) from exc

@@ -26,8 +26,12 @@ class SinkBusy(SinkError):
         self.retry_after = retry_after
 
 
-class SnapshotLost(SinkError):
-    """The sink no longer knows the snapshot (restarted, expired): list again."""
+class SinkNeedsSnapshot(SinkError):
+    """The sink cannot go on from where the pipeline is: it no longer knows the snapshot
+    (restarted, expired, pages lost) or a batch does not follow its checkpoint. List again.
+
+    Over HTTP, the syncer's 409 reasons ``SnapshotLost`` and ``CheckpointMismatch`` both
+    mean this."""
 
 
 class SinkUnavailable(SinkError):
@@ -70,7 +74,7 @@ class Sink(Protocol):
 
         ``after`` is the checkpoint the batch follows (the last one acknowledged). A sink
         whose committed checkpoint is neither ``after`` nor ``resource_version`` refuses
-        the batch with ``SnapshotLost``: it is older than what is stored, or follows state
+        the batch with ``SinkNeedsSnapshot``: it is older than what is stored, or follows state
         the sink no longer has, and only a fresh snapshot is safe."""
         ...
 

@@ -14,10 +14,9 @@ from typing import TypeVar
 import asyncpg
 
 from agent.events import Change, KubeObject
-from agent.sink import SinkRejected, SinkUnavailable, SnapshotLost
+from agent.sink import SinkNeedsSnapshot, SinkRejected, SinkUnavailable
 from kube.resources import ResourceType
-from syncer.ingest import CheckpointMismatch, FenceLost, Store
-from syncer.ingest import SnapshotLost as StoreSnapshotLost
+from syncer.ingest import CheckpointMismatch, FenceLost, SnapshotLost, Store
 from syncer.quota import QuotaExceeded
 from syncer.validate import BadInput
 
@@ -38,8 +37,8 @@ async def translated(store: Store, *, cluster: str, rtype: ResourceType) -> Asyn
     """Map store exceptions to sink exceptions, keeping a type's last error on record."""
     try:
         yield
-    except (StoreSnapshotLost, CheckpointMismatch) as exc:
-        raise SnapshotLost(str(exc)) from exc
+    except (SnapshotLost, CheckpointMismatch) as exc:
+        raise SinkNeedsSnapshot(str(exc)) from exc
     except (BadInput, QuotaExceeded) as exc:
         # Objects that cannot be stored are skipped by the store; what arrives here refuses a
         # whole call, and the pipeline tries again later with a fresh snapshot.
@@ -113,5 +112,5 @@ class StoreSink:
 
 def _snapshot_id(value: str) -> int:
     if not value.isdigit():
-        raise SnapshotLost(f"unknown snapshot {value!r}")
+        raise SinkNeedsSnapshot(f"unknown snapshot {value!r}")
     return int(value)

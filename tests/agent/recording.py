@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from agent.events import Change, KubeObject
-from agent.sink import SinkBusy, SinkRejected, SnapshotLost
+from agent.sink import SinkBusy, SinkNeedsSnapshot, SinkRejected
 from kube.resources import ResourceType
 
 
@@ -52,7 +52,7 @@ class RecordingSink:
         self._enter("snapshot_page", rtype)
         current = self._snapshots.get(rtype.key)
         if current is None or current[0] != snapshot_id:
-            raise SnapshotLost(snapshot_id)
+            raise SinkNeedsSnapshot(snapshot_id)
         current[1].update({_ident(obj): obj for obj in items})
 
     async def snapshot_end(
@@ -61,7 +61,7 @@ class RecordingSink:
         self._enter("snapshot_end", rtype)
         current = self._snapshots.pop(rtype.key, None)
         if current is None or current[0] != snapshot_id:
-            raise SnapshotLost(snapshot_id)
+            raise SinkNeedsSnapshot(snapshot_id)
         assert count == len(current[1])
         self.objects[rtype.key] = current[1]
         self._commit(rtype, resource_version)

@@ -10,7 +10,7 @@ import pytest
 
 from agent.events import Change
 from agent.push import HttpSink, _is_loopback
-from agent.sink import SinkBusy, SinkUnavailable, SnapshotLost
+from agent.sink import SinkBusy, SinkNeedsSnapshot, SinkUnavailable
 from syncer.server import SLOTS
 from tests.factories import PODS, pod
 from tests.syncer.conftest import Ingest
@@ -82,11 +82,11 @@ async def test_malformed_request_is_400_and_an_unstorable_object_is_skipped(
 async def test_lost_snapshot_is_409(ingest: Ingest) -> None:
     token = await ingest.register_push("a")
     async with HttpSink(base_url=ingest.url, cluster="a", token=token) as sink:
-        with pytest.raises(SnapshotLost):
+        with pytest.raises(SinkNeedsSnapshot):
             await sink.snapshot_page(PODS, "12345", [pod("a", 1)])
         first = await sink.snapshot_start(PODS)
         await sink.snapshot_start(PODS)  # supersedes the first
-        with pytest.raises(SnapshotLost):
+        with pytest.raises(SinkNeedsSnapshot):
             await sink.snapshot_end(PODS, first, resource_version="1", count=0)
 
 
@@ -144,7 +144,7 @@ async def test_stale_batch_is_409_and_the_agent_relists(ingest: Ingest, pool: as
         await sink.changes(PODS, [Change(type="ADDED", object=pod("x", 1))], resource_version="1")
         await sink.changes(PODS, [Change(type="MODIFIED", object=pod("x", 2))], resource_version="2",
                            after="1")
-        with pytest.raises(SnapshotLost, match="CheckpointMismatch"):
+        with pytest.raises(SinkNeedsSnapshot, match="CheckpointMismatch"):
             await sink.changes(PODS, [Change(type="DELETED", object=pod("x", 3))], resource_version="3",
                                after="1")
     assert await pool.fetchval("SELECT resource_version FROM resources") == "2"
