@@ -7,7 +7,7 @@ An informer yields, for one resource type, an endless sequence of:
   in the pages up to the matching ``SnapshotEnd`` no longer exists.
 * ``SnapshotPage``: a page of objects of the snapshot, in order.
 * ``SnapshotEnd``: the snapshot is complete as of ``resource_version``.
-* ``Change``: one watch event (ADDED, MODIFIED, DELETED) after the snapshot.
+* ``WatchEvent``: one watch event (ADDED, MODIFIED, DELETED) after the snapshot.
 * ``Bookmark``: nothing changed, but the stream is now at ``resource_version``.
 
 The consumer checkpoints the last ``resource_version`` it committed; an informer started
@@ -40,7 +40,10 @@ class SnapshotEnd:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class Change:
+class WatchEvent:
+    """An event of a member cluster's watch that changes an object (a bookmark is a
+    :class:`Bookmark`)."""
+
     type: ChangeType
     object: KubeObject
 
@@ -54,4 +57,4 @@ class Bookmark:
     resource_version: str
 
 
-InformerMessage = SnapshotStart | SnapshotPage | SnapshotEnd | Change | Bookmark
+InformerMessage = SnapshotStart | SnapshotPage | SnapshotEnd | WatchEvent | Bookmark

@@ -46,12 +46,12 @@ from agent import errors
 from agent.backoff import Backoff
 from agent.events import (
     Bookmark,
-    Change,
     InformerMessage,
     KubeObject,
     SnapshotEnd,
     SnapshotPage,
     SnapshotStart,
+    WatchEvent,
 )
 from agent.kubeclient import KubeClient
 from agent.status import TypeStatus
@@ -337,7 +337,7 @@ class Informer:
         item = self._prepare(obj)
         if self._excluded(item):
             return [Bookmark(resource_version=position.checkpoint())]
-        change = Change(type=_CHANGE_TYPES[kind], object=item)
+        change = WatchEvent(type=_CHANGE_TYPES[kind], object=item)
         if position.composite:
             return [change, Bookmark(resource_version=position.checkpoint())]
         return [change]

@@ -28,7 +28,7 @@ from typing import TypeVar
 
 from agent import metrics
 from agent.backoff import Backoff
-from agent.events import Bookmark, Change, InformerMessage, SnapshotEnd, SnapshotPage, SnapshotStart
+from agent.events import Bookmark, InformerMessage, SnapshotEnd, SnapshotPage, SnapshotStart, WatchEvent
 from agent.informer import Informer, InformerSettings
 from agent.kubeclient import KubeClient
 from agent.sink import Sink, SinkBusy, SinkNeedsSnapshot, SinkRejected, SinkUnavailable
@@ -311,7 +311,7 @@ class _Shipper:
     def _rate(self) -> int:
         return round(self.count / max(time.monotonic() - self.started, 1e-6))
 
-    async def _changes(self, first: Change | Bookmark) -> None:
+    async def _changes(self, first: WatchEvent | Bookmark) -> None:
         changes, rv = await self._batch(first)
         self.pipeline._offending = _names([change.object for change in changes])
         after = self.pipeline.status.resource_version
@@ -321,19 +321,19 @@ class _Shipper:
         metrics.EVENTS_SHIPPED.labels(self.rtype.key).inc(len(changes))
         self._acked(rv)
 
-    async def _batch(self, first: Change | Bookmark) -> tuple[list[Change], str]:
+    async def _batch(self, first: WatchEvent | Bookmark) -> tuple[list[WatchEvent], str]:
         """Consecutive changes; ends at a position the informer vouched for.
 
         In composite (per-namespace) mode only a Bookmark carries the type's position, so
-        a batch never ends right after a Change: its Bookmark follows at once.
+        a batch never ends right after a WatchEvent: its Bookmark follows at once.
         """
         settings = self.pipeline.settings
         deadline = time.monotonic() + settings.batch_wait
-        changes: list[Change] = []
+        changes: list[WatchEvent] = []
         rv: str | None = None
         message: InformerMessage | None = first
         while True:
-            if isinstance(message, Change):
+            if isinstance(message, WatchEvent):
                 changes.append(message)
                 rv = None if self.composite else message.resource_version
             elif isinstance(message, Bookmark):

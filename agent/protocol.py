@@ -64,7 +64,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from agent.events import Change, KubeObject
+from agent.events import KubeObject, WatchEvent
 from kube.changes import CHANGE_TYPES, ChangeType
 from kube.resources import ResourceType
 
@@ -169,15 +169,15 @@ def _names(data: dict[str, Any], key: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-def change_to_dict(change: Change) -> dict[str, Any]:
+def change_to_dict(change: WatchEvent) -> dict[str, Any]:
     return {"type": change.type, "object": change.object}
 
 
-def change_from_dict(data: Any) -> Change:
+def change_from_dict(data: Any) -> WatchEvent:
     if not isinstance(data, dict) or data.get("type") not in CHANGE_TYPES:
         raise ProtocolError("an event needs a type of ADDED, MODIFIED or DELETED")
     kind: ChangeType = data["type"]
-    return Change(type=kind, object=_check_object(data.get("object")))
+    return WatchEvent(type=kind, object=_check_object(data.get("object")))
 
 
 def _check_object(obj: Any) -> KubeObject:
@@ -228,7 +228,7 @@ def snapshot_end_body(rtype: ResourceType, *, resource_version: str, count: int)
 
 
 def changes_body(
-    rtype: ResourceType, changes: list[Change], *, resource_version: str, after: str | None = None
+    rtype: ResourceType, changes: list[WatchEvent], *, resource_version: str, after: str | None = None
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
         "type": type_to_dict(rtype),

@@ -29,7 +29,7 @@ import aiohttp
 import orjson
 
 from agent import packing, protocol
-from agent.events import Change, KubeObject
+from agent.events import KubeObject, WatchEvent
 from agent.sink import SinkBusy, SinkNeedsSnapshot, SinkRejected, SinkUnavailable
 from kube.resources import ResourceType
 
@@ -120,7 +120,8 @@ class HttpSink:
         await self._call("POST", path, body)
 
     async def changes(
-        self, rtype: ResourceType, changes: list[Change], *, resource_version: str, after: str | None = None
+        self, rtype: ResourceType, changes: list[WatchEvent], *, resource_version: str,
+        after: str | None = None,
     ) -> None:
         bodies = await _off_loop(len(changes), lambda: packing.change_bodies(
             rtype, changes, resource_version=resource_version, after=after, limits=self._limits))

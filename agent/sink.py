@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from agent.events import Change, KubeObject
+from agent.events import KubeObject, WatchEvent
 from kube.resources import ResourceType
 
 
@@ -68,7 +68,8 @@ class Sink(Protocol):
         ...
 
     async def changes(
-        self, rtype: ResourceType, changes: list[Change], *, resource_version: str, after: str | None = None
+        self, rtype: ResourceType, changes: list[WatchEvent], *, resource_version: str,
+        after: str | None = None,
     ) -> None:
         """Apply ``changes`` (possibly none: a bookmark) and move the checkpoint.
 

@@ -35,8 +35,9 @@ READ_BATCH = 1000
 
 
 @dataclass(frozen=True, slots=True)
-class Changed:
-    """One change-log entry with the states before and after it (annotated JSON text)."""
+class LogEntry:
+    """One change-log entry as watches read it, with the states before and after it
+    (annotated JSON text)."""
 
     seq: int
     type: ChangeType
@@ -50,7 +51,7 @@ class Changed:
     after: str | None
 
     @classmethod
-    def of(cls, row: asyncpg.Record) -> Changed:
+    def of(cls, row: asyncpg.Record) -> LogEntry:
         return cls(row["seq"], row["type"], row["cluster"], row["grp"], row["version"], row["resource"],
                    row["namespace"], row["name"], row["before"], row["after"])
 
@@ -63,7 +64,7 @@ class ChangeFeed:
         self._changed = asyncio.Event()
         self._notified = asyncio.Event()
         self.latest = 0  # the newest sequence notified
-        self.tail: deque[Changed] = deque()
+        self.tail: deque[LogEntry] = deque()
         self.floor = -1  # no tail yet: every watch reads the change log itself
         self.read_upto = -1
         self.closed = False
@@ -94,7 +95,7 @@ class ChangeFeed:
             async with asyncio.timeout(seconds):
                 await ticket.wait()
 
-    def since(self, seq: int) -> list[Changed] | None:
+    def since(self, seq: int) -> list[LogEntry] | None:
         """The changes after ``seq`` from the tail, or None when the tail does not reach back."""
         if seq < self.floor or self.floor < 0:
             return None
@@ -106,7 +107,7 @@ class ChangeFeed:
             horizon = self.latest  # committed, and everything below it (commit order)
             sql, params = compiled(watch_statement(None, EVERYTHING_SCOPE, after=self.read_upto,
                                                    limit=READ_BATCH))
-            rows = [Changed.of(r) for r in await pool.fetch(sql, *params)]
+            rows = [LogEntry.of(r) for r in await pool.fetch(sql, *params)]
             self.tail.extend(rows)
             while len(self.tail) > TAIL_MAX:
                 self.floor = self.tail.popleft().seq

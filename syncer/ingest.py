@@ -37,7 +37,7 @@ import asyncpg
 from kube.resources import ResourceType, type_key
 from syncer.db import STAGING_COLUMNS
 from syncer.guards import FenceLost, Guard, Owner, Registered, advisory_holder
-from syncer.plan import Change, Plan, StoredState, plan_batch, plan_snapshot_page
+from syncer.plan import LogEntry, Plan, StoredState, plan_batch, plan_snapshot_page
 from syncer.quota import Quota, QuotaExceeded
 from syncer.schema import ANALYZE_LOCK, CHANGE_LOG_LOCK, NOTIFY_CHANNEL
 from syncer.validate import BadInput, Event, Row, Skip, to_events, to_rows
@@ -605,7 +605,7 @@ async def _write(conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType,
 
 
 async def _append_log(conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType,
-                      entries: Sequence[Change], first: int) -> None:
+                      entries: Sequence[LogEntry], first: int) -> None:
     """Numbered change-log entries with their before-images. An initial sync (only ADDED)
     goes straight in by COPY: it writes no object twice."""
     if not any(c.before_from_store for c in entries):
@@ -621,7 +621,7 @@ async def _append_log(conn: asyncpg.Connection, *, cluster: str, rtype: Resource
 
 
 def _log_records(
-    log_entries: Sequence[Change], *, first: int, cluster: str, rtype: ResourceType
+    log_entries: Sequence[LogEntry], *, first: int, cluster: str, rtype: ResourceType
 ) -> Iterable[tuple[Any, ...]]:
     for offset, c in enumerate(log_entries):
         yield (first + offset, cluster, rtype.group, c.version or rtype.version, rtype.resource,

@@ -13,7 +13,7 @@ from typing import TypeVar
 
 import asyncpg
 
-from agent.events import Change, KubeObject
+from agent.events import KubeObject, WatchEvent
 from agent.sink import SinkNeedsSnapshot, SinkRejected, SinkUnavailable
 from kube.resources import ResourceType
 from syncer.ingest import CheckpointMismatch, FenceLost, SnapshotLost, Store
@@ -99,7 +99,7 @@ class StoreSink:
             cluster=self.cluster, rtype=rtype, snapshot_id=_snapshot_id(snapshot_id),
             resource_version=resource_version, count=count))
 
-    async def changes(self, rtype: ResourceType, changes: list[Change], *, resource_version: str,
+    async def changes(self, rtype: ResourceType, changes: list[WatchEvent], *, resource_version: str,
                       after: str | None = None) -> None:
         events = [{"type": c.type, "object": c.object} for c in changes]
         await self._call(rtype, lambda: self.store.apply_batch(

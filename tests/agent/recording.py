@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from agent.events import Change, KubeObject
+from agent.events import KubeObject, WatchEvent
 from agent.sink import SinkBusy, SinkNeedsSnapshot, SinkRejected
 from kube.resources import ResourceType
 
@@ -67,7 +67,8 @@ class RecordingSink:
         self._commit(rtype, resource_version)
 
     async def changes(
-        self, rtype: ResourceType, changes: list[Change], *, resource_version: str, after: str | None = None
+        self, rtype: ResourceType, changes: list[WatchEvent], *, resource_version: str,
+        after: str | None = None,
     ) -> None:
         self._enter("changes", rtype)
         objects = self.objects.setdefault(rtype.key, {})
