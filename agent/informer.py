@@ -58,6 +58,7 @@ from agent.status import TypeStatus
 from kube.changes import CHANGE_TYPES, ChangeType
 from kube.prune import prune
 from kube.resources import ResourceType
+from kube.tasks import STOP_TIMEOUT_S, stop_tasks
 
 logger = logging.getLogger(__name__)
 
@@ -384,9 +385,7 @@ async def _merged(streams: list[AsyncIterator[InformerMessage]]) -> AsyncIterato
                 raise item
             yield item
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await stop_tasks(tasks, timeout=STOP_TIMEOUT_S, log=logger)
 
 
 def _decode_checkpoint(checkpoint: str | None, scopes: tuple[Scope, ...]) -> dict[Scope, str] | None:

@@ -34,6 +34,7 @@ from agent.kubeclient import KubeClient
 from agent.sink import Sink, SinkBusy, SinkNeedsSnapshot, SinkRejected, SinkUnavailable
 from agent.status import TypeStatus
 from kube.resources import ResourceType
+from kube.tasks import STOP_TIMEOUT_S, stop_tasks
 
 logger = logging.getLogger(__name__)
 PROGRESS_EVERY = 10_000  # objects between snapshot progress lines
@@ -181,8 +182,7 @@ class Pipeline:
             metrics.BUFFER_OVERFLOWS.labels(self.rtype.key).inc()
             raise _Restart(str(exc), wait_for_sink=True) from exc
         finally:
-            producer.cancel()
-            await asyncio.gather(producer, return_exceptions=True)
+            await stop_tasks([producer], timeout=STOP_TIMEOUT_S, log=logger)
 
     async def _deliver(self, call: Callable[[], Awaitable[T]], *, buffer: MessageBuffer | None) -> T:
         """Make one sink call, retrying while the sink is busy or unavailable."""
@@ -263,9 +263,7 @@ class _Shipper:
                 elif message is not None:
                     await self._changes(message)
         finally:
-            for task in self.in_flight:
-                task.cancel()
-            await asyncio.gather(*self.in_flight, return_exceptions=True)
+            await stop_tasks(self.in_flight, timeout=STOP_TIMEOUT_S, log=logger)
 
     async def _settle(self, *, keep: int) -> None:
         """Wait until at most ``keep`` pages are in flight; a failed page fails the shipper.

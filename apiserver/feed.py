@@ -23,6 +23,7 @@ from aiohttp import web
 
 from apiserver.query import EVERYTHING_SCOPE, compiled, current_sequence, watch_statement
 from kube.changes import ChangeType
+from kube.tasks import STOP_TIMEOUT_S, stop_tasks
 from syncer.db import connect
 from syncer.schema import NOTIFY_CHANNEL
 from syncer.store_app import POOL
@@ -158,9 +159,7 @@ class ChangeFeed:
         try:
             await asyncio.wait({reader, waiting}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (reader, waiting):
-                task.cancel()
-            await asyncio.gather(reader, waiting, return_exceptions=True)
+            await stop_tasks([reader, waiting], timeout=STOP_TIMEOUT_S, log=log)
         if reader.done() and not reader.cancelled() and reader.exception() is not None:
             raise reader.exception()  # type: ignore[misc]
 
@@ -180,7 +179,6 @@ class ChangeFeed:
             try:
                 yield
             finally:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+                await stop_tasks([task], timeout=STOP_TIMEOUT_S, log=log)
 
         return ctx
