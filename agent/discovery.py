@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.errors import KubeClientError
-from agent.events import ResourceType
 from agent.kubeclient import KubeClient
+from kube.resources import ResourceType
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ An informer yields, for one resource type, an endless sequence of:
   in the pages up to the matching ``SnapshotEnd`` no longer exists.
 * ``SnapshotPage``: a page of objects of the snapshot, in order.
 * ``SnapshotEnd``: the snapshot is complete as of ``resource_version``.
-* ``Change``: one watch event (ADDED, MODIFIED, DELETED) after the snapshot.
+* ``WatchEvent``: one watch event (ADDED, MODIFIED, DELETED) after the snapshot.
 * ``Bookmark``: nothing changed, but the stream is now at ``resource_version``.
 
 The consumer checkpoints the last ``resource_version`` it committed; an informer started
@@ -16,42 +16,12 @@ with that checkpoint resumes the watch from it instead of listing again.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any
+
+from kube.changes import ChangeType
 
 KubeObject = dict[str, Any]
-ChangeType = Literal["ADDED", "MODIFIED", "DELETED"]
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class ResourceType:
-    """One served (group, version, resource) of a member cluster."""
-
-    group: str  # "" for the core group
-    version: str
-    resource: str  # plural, e.g. "deployments"
-    kind: str
-    namespaced: bool
-    # How discovery describes it to clients (kubectl's short names and categories): carried
-    # to the store for the aggregated discovery, not part of the type's identity.
-    singular: str = field(default="", compare=False)
-    short_names: tuple[str, ...] = field(default=(), compare=False)
-    categories: tuple[str, ...] = field(default=(), compare=False)
-
-    @property
-    def api_version(self) -> str:
-        return f"{self.group}/{self.version}" if self.group else self.version
-
-    @property
-    def key(self) -> str:
-        """Version-free identity: the store keeps one version per group/resource."""
-        return f"{self.resource}.{self.group}" if self.group else self.resource
-
-    def list_path(self, namespace: str | None = None) -> str:
-        prefix = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
-        if namespace is not None and self.namespaced:
-            return f"{prefix}/namespaces/{namespace}/{self.resource}"
-        return f"{prefix}/{self.resource}"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -70,7 +40,10 @@ class SnapshotEnd:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class Change:
+class WatchEvent:
+    """An event of a member cluster's watch that changes an object (a bookmark is a
+    :class:`Bookmark`)."""
+
     type: ChangeType
     object: KubeObject
 
@@ -84,4 +57,4 @@ class Bookmark:
     resource_version: str
 
 
-InformerMessage = SnapshotStart | SnapshotPage | SnapshotEnd | Change | Bookmark
+InformerMessage = SnapshotStart | SnapshotPage | SnapshotEnd | WatchEvent | Bookmark

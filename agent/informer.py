@@ -46,18 +46,19 @@ from agent import errors
 from agent.backoff import Backoff
 from agent.events import (
     Bookmark,
-    Change,
-    ChangeType,
     InformerMessage,
     KubeObject,
-    ResourceType,
     SnapshotEnd,
     SnapshotPage,
     SnapshotStart,
+    WatchEvent,
 )
 from agent.kubeclient import KubeClient
-from agent.prune import prune
 from agent.status import TypeStatus
+from kube.changes import CHANGE_TYPES, ChangeType
+from kube.prune import prune
+from kube.resources import ResourceType
+from kube.tasks import STOP_TIMEOUT_S, stop_tasks
 
 logger = logging.getLogger(__name__)
 
@@ -65,11 +66,7 @@ Scope = str | None  # a namespace, or None for the whole cluster
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 # Answers that mean "this server does not understand streaming lists".
 STREAMING_REJECTED = frozenset({400, 405, 415, 422, 501})
-_CHANGE_TYPES: dict[str, ChangeType] = {
-    "ADDED": "ADDED",
-    "MODIFIED": "MODIFIED",
-    "DELETED": "DELETED",
-}
+_CHANGE_TYPES: dict[str, ChangeType] = {t: t for t in CHANGE_TYPES}  # narrows a str to the Literal
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -341,7 +338,7 @@ class Informer:
         item = self._prepare(obj)
         if self._excluded(item):
             return [Bookmark(resource_version=position.checkpoint())]
-        change = Change(type=_CHANGE_TYPES[kind], object=item)
+        change = WatchEvent(type=_CHANGE_TYPES[kind], object=item)
         if position.composite:
             return [change, Bookmark(resource_version=position.checkpoint())]
         return [change]
@@ -388,9 +385,7 @@ async def _merged(streams: list[AsyncIterator[InformerMessage]]) -> AsyncIterato
                 raise item
             yield item
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await stop_tasks(tasks, timeout=STOP_TIMEOUT_S, log=logger)
 
 
 def _decode_checkpoint(checkpoint: str | None, scopes: tuple[Scope, ...]) -> dict[Scope, str] | None:

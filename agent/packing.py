@@ -25,7 +25,8 @@ from dataclasses import dataclass
 import orjson
 
 from agent import protocol
-from agent.events import Change, KubeObject, ResourceType
+from agent.events import KubeObject, WatchEvent
+from kube.resources import ResourceType
 
 _COMMA = 1
 
@@ -91,7 +92,7 @@ def _spans(sizes: Sequence[int], *, fixed: int, limits: Limits) -> list[tuple[in
     return spans
 
 
-def _event(change: Change, limits: Limits) -> bytes:
+def _event(change: WatchEvent, limits: Limits) -> bytes:
     raw = orjson.dumps(change.object)
     if len(raw) <= limits.max_object:
         return b'{"type":"' + change.type.encode() + b'","object":' + raw + b"}"
@@ -103,7 +104,7 @@ def _event(change: Change, limits: Limits) -> bytes:
     return b'{"type":"' + change.type.encode() + b'","omitted":' + orjson.dumps(stand_in) + b"}"
 
 
-def change_bodies(rtype: ResourceType, changes: Sequence[Change], *, resource_version: str,
+def change_bodies(rtype: ResourceType, changes: Sequence[WatchEvent], *, resource_version: str,
                   after: str | None, limits: Limits = DEFAULT_LIMITS) -> list[ChangeBody]:
     """The bodies of ``/changes`` requests that carry ``changes`` up to ``resource_version``."""
     events = [_event(change, limits) for change in changes]
@@ -135,7 +136,7 @@ def _change_body(rtype: ResourceType, events: Sequence[bytes], *, after: str | N
     return ChangeBody(data=data, after=after, resource_version=resource_version)
 
 
-def _checkpoints(changes: Sequence[Change], *, after: str | None, final: str) -> list[str | None]:
+def _checkpoints(changes: Sequence[WatchEvent], *, after: str | None, final: str) -> list[str | None]:
     """Where the watch stands after each change (None: nowhere it could resume from)."""
     if not final.startswith("{"):
         return [str((c.object.get("metadata") or {}).get("resourceVersion") or "") or None for c in changes]

@@ -11,7 +11,7 @@ buffer is dropped instead, the informer stopped, and, once the sink answers agai
 type starts over with a fresh snapshot: nothing is lost, the state is re-derived from
 the cluster, and memory stays bounded however long the outage lasts.
 
-``SnapshotLost`` restarts with a fresh snapshot at once; ``SinkRejected`` (bad data) is
+``SinkNeedsSnapshot`` restarts with a fresh snapshot at once; ``SinkRejected`` (bad data) is
 logged with the offending items, counted, and followed by a fresh snapshot after a
 growing delay, so a poison object cannot make the agent hammer the syncer.
 """
@@ -28,19 +28,13 @@ from typing import TypeVar
 
 from agent import metrics
 from agent.backoff import Backoff
-from agent.events import (
-    Bookmark,
-    Change,
-    InformerMessage,
-    ResourceType,
-    SnapshotEnd,
-    SnapshotPage,
-    SnapshotStart,
-)
+from agent.events import Bookmark, InformerMessage, SnapshotEnd, SnapshotPage, SnapshotStart, WatchEvent
 from agent.informer import Informer, InformerSettings
 from agent.kubeclient import KubeClient
-from agent.sink import Sink, SinkBusy, SinkRejected, SinkUnavailable, SnapshotLost
+from agent.sink import Sink, SinkBusy, SinkNeedsSnapshot, SinkRejected, SinkUnavailable
 from agent.status import TypeStatus
+from kube.resources import ResourceType
+from kube.tasks import STOP_TIMEOUT_S, stop_tasks
 
 logger = logging.getLogger(__name__)
 PROGRESS_EVERY = 10_000  # objects between snapshot progress lines
@@ -188,8 +182,7 @@ class Pipeline:
             metrics.BUFFER_OVERFLOWS.labels(self.rtype.key).inc()
             raise _Restart(str(exc), wait_for_sink=True) from exc
         finally:
-            producer.cancel()
-            await asyncio.gather(producer, return_exceptions=True)
+            await stop_tasks([producer], timeout=STOP_TIMEOUT_S, log=logger)
 
     async def _deliver(self, call: Callable[[], Awaitable[T]], *, buffer: MessageBuffer | None) -> T:
         """Make one sink call, retrying while the sink is busy or unavailable."""
@@ -208,7 +201,7 @@ class Pipeline:
                 logger.warning("sink call failed", extra={**self._extra, "error": str(exc), "delay": delay})
                 await asyncio.sleep(delay)
                 continue
-            except SnapshotLost as exc:
+            except SinkNeedsSnapshot as exc:
                 raise _Restart(f"snapshot lost: {exc}") from exc
             except SinkRejected as exc:
                 raise self._rejected(exc) from exc
@@ -270,9 +263,7 @@ class _Shipper:
                 elif message is not None:
                     await self._changes(message)
         finally:
-            for task in self.in_flight:
-                task.cancel()
-            await asyncio.gather(*self.in_flight, return_exceptions=True)
+            await stop_tasks(self.in_flight, timeout=STOP_TIMEOUT_S, log=logger)
 
     async def _settle(self, *, keep: int) -> None:
         """Wait until at most ``keep`` pages are in flight; a failed page fails the shipper.
@@ -318,7 +309,7 @@ class _Shipper:
     def _rate(self) -> int:
         return round(self.count / max(time.monotonic() - self.started, 1e-6))
 
-    async def _changes(self, first: Change | Bookmark) -> None:
+    async def _changes(self, first: WatchEvent | Bookmark) -> None:
         changes, rv = await self._batch(first)
         self.pipeline._offending = _names([change.object for change in changes])
         after = self.pipeline.status.resource_version
@@ -328,19 +319,19 @@ class _Shipper:
         metrics.EVENTS_SHIPPED.labels(self.rtype.key).inc(len(changes))
         self._acked(rv)
 
-    async def _batch(self, first: Change | Bookmark) -> tuple[list[Change], str]:
+    async def _batch(self, first: WatchEvent | Bookmark) -> tuple[list[WatchEvent], str]:
         """Consecutive changes; ends at a position the informer vouched for.
 
         In composite (per-namespace) mode only a Bookmark carries the type's position, so
-        a batch never ends right after a Change: its Bookmark follows at once.
+        a batch never ends right after a WatchEvent: its Bookmark follows at once.
         """
         settings = self.pipeline.settings
         deadline = time.monotonic() + settings.batch_wait
-        changes: list[Change] = []
+        changes: list[WatchEvent] = []
         rv: str | None = None
         message: InformerMessage | None = first
         while True:
-            if isinstance(message, Change):
+            if isinstance(message, WatchEvent):
                 changes.append(message)
                 rv = None if self.composite else message.resource_version
             elif isinstance(message, Bookmark):

@@ -64,7 +64,9 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from agent.events import Change, ChangeType, KubeObject, ResourceType
+from agent.events import KubeObject, WatchEvent
+from kube.changes import CHANGE_TYPES, ChangeType
+from kube.resources import ResourceType
 
 PREFIX = "/ingest/v1/clusters"
 GZIP_MIN = 1024
@@ -78,7 +80,6 @@ MAX_GROUP = 253  # an API group is a DNS subdomain; version, resource and kind a
 MAX_LABEL = 63
 SNAPSHOT_LOST = "SnapshotLost"
 CHECKPOINT_MISMATCH = "CheckpointMismatch"
-_CHANGE_TYPES: frozenset[str] = frozenset({"ADDED", "MODIFIED", "DELETED"})
 
 
 class ProtocolError(ValueError):
@@ -168,15 +169,15 @@ def _names(data: dict[str, Any], key: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-def change_to_dict(change: Change) -> dict[str, Any]:
+def change_to_dict(change: WatchEvent) -> dict[str, Any]:
     return {"type": change.type, "object": change.object}
 
 
-def change_from_dict(data: Any) -> Change:
-    if not isinstance(data, dict) or data.get("type") not in _CHANGE_TYPES:
+def change_from_dict(data: Any) -> WatchEvent:
+    if not isinstance(data, dict) or data.get("type") not in CHANGE_TYPES:
         raise ProtocolError("an event needs a type of ADDED, MODIFIED or DELETED")
     kind: ChangeType = data["type"]
-    return Change(type=kind, object=_check_object(data.get("object")))
+    return WatchEvent(type=kind, object=_check_object(data.get("object")))
 
 
 def _check_object(obj: Any) -> KubeObject:
@@ -227,7 +228,7 @@ def snapshot_end_body(rtype: ResourceType, *, resource_version: str, count: int)
 
 
 def changes_body(
-    rtype: ResourceType, changes: list[Change], *, resource_version: str, after: str | None = None
+    rtype: ResourceType, changes: list[WatchEvent], *, resource_version: str, after: str | None = None
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
         "type": type_to_dict(rtype),

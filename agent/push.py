@@ -6,7 +6,7 @@ returns when the syncer has committed it; HTTP answers map to the sink exception
 * connection failures, timeouts, 5xx other than 503, 401/404 -> ``SinkUnavailable``
   (401/404 are configuration problems an operator fixes without restarting agents);
 * 429 and 503 -> ``SinkBusy`` with the ``Retry-After`` delay;
-* 409 ``SnapshotLost`` or ``CheckpointMismatch`` -> ``SnapshotLost``;
+* 409 ``SnapshotLost`` or ``CheckpointMismatch`` -> ``SinkNeedsSnapshot``;
 * other 4xx (a refused request, 403 exceeded quota, 413) -> ``SinkRejected``.
 
 Pages and batches go in as many bodies as the syncer's limits require (:mod:`agent.packing`).
@@ -29,8 +29,9 @@ import aiohttp
 import orjson
 
 from agent import packing, protocol
-from agent.events import Change, KubeObject, ResourceType
-from agent.sink import SinkBusy, SinkRejected, SinkUnavailable, SnapshotLost
+from agent.events import KubeObject, WatchEvent
+from agent.sink import SinkBusy, SinkNeedsSnapshot, SinkRejected, SinkUnavailable
+from kube.resources import ResourceType
 
 # Level 1 compresses Kubernetes JSON about 8:1 (level 5: 11:1) at half the CPU: the agent runs
 # inside member clusters, where its CPU is the scarcer resource.
@@ -119,7 +120,8 @@ class HttpSink:
         await self._call("POST", path, body)
 
     async def changes(
-        self, rtype: ResourceType, changes: list[Change], *, resource_version: str, after: str | None = None
+        self, rtype: ResourceType, changes: list[WatchEvent], *, resource_version: str,
+        after: str | None = None,
     ) -> None:
         bodies = await _off_loop(len(changes), lambda: packing.change_bodies(
             rtype, changes, resource_version=resource_version, after=after, limits=self._limits))
@@ -197,7 +199,7 @@ def _answer(response: aiohttp.ClientResponse, raw: bytes) -> dict[str, Any]:
     if status in (429, 503):
         raise SinkBusy(message, retry_after=_retry_after(response))
     if status == 409 and body.get("reason") in (protocol.SNAPSHOT_LOST, protocol.CHECKPOINT_MISMATCH):
-        raise SnapshotLost(message)
+        raise SinkNeedsSnapshot(message)
     if status >= 500 or status in _UNAVAILABLE:
         raise SinkUnavailable(message)
     raise SinkRejected(message, status=status)

@@ -18,13 +18,14 @@ from typing import Any
 from agent.backoff import Backoff
 from agent.discovery import Discovery, discover
 from agent.errors import KubeClientError
-from agent.events import ResourceType
 from agent.informer import InformerSettings
 from agent.kubeclient import KubeClient
 from agent.pipeline import Pipeline, PipelineSettings
 from agent.selection import Selection
 from agent.sink import Sink, SinkError
 from agent.status import TypeStatus
+from kube.resources import ResourceType
+from kube.tasks import STOP_TIMEOUT_S, stop_tasks
 
 logger = logging.getLogger(__name__)
 
@@ -140,16 +141,13 @@ class Runner:
 
     async def _stop_one(self, key: str) -> None:
         run = self._running.pop(key)
-        run.task.cancel()
-        await asyncio.gather(run.task, return_exceptions=True)
+        await stop_tasks([run.task], timeout=STOP_TIMEOUT_S, log=logger)
 
     async def stop(self) -> None:
         """Cancel every pipeline and wait for them to finish."""
         runs = list(self._running.values())
         self._running.clear()
-        for run in runs:
-            run.task.cancel()
-        await asyncio.gather(*(run.task for run in runs), return_exceptions=True)
+        await stop_tasks([run.task for run in runs], timeout=STOP_TIMEOUT_S, log=logger)
 
 
 def _with_selection(settings: InformerSettings, selection: Selection) -> InformerSettings:

@@ -34,7 +34,7 @@ from typing import Any
 
 import yaml
 
-from agent.events import ResourceType
+from kube.resources import ResourceType
 
 DEFAULT_DISCOVERY_REFRESH = 300.0
 _TOP_LEVEL_KEYS = {"resources", "namespaces", "keepSecretData", "discoveryRefreshSeconds"}

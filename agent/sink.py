@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from agent.events import Change, KubeObject, ResourceType
+from agent.events import KubeObject, WatchEvent
+from kube.resources import ResourceType
 
 
 class SinkError(Exception):
@@ -25,8 +26,12 @@ class SinkBusy(SinkError):
         self.retry_after = retry_after
 
 
-class SnapshotLost(SinkError):
-    """The sink no longer knows the snapshot (restarted, expired): list again."""
+class SinkNeedsSnapshot(SinkError):
+    """The sink cannot go on from where the pipeline is: it no longer knows the snapshot
+    (restarted, expired, pages lost) or a batch does not follow its checkpoint. List again.
+
+    Over HTTP, the syncer's 409 reasons ``SnapshotLost`` and ``CheckpointMismatch`` both
+    mean this."""
 
 
 class SinkUnavailable(SinkError):
@@ -63,13 +68,14 @@ class Sink(Protocol):
         ...
 
     async def changes(
-        self, rtype: ResourceType, changes: list[Change], *, resource_version: str, after: str | None = None
+        self, rtype: ResourceType, changes: list[WatchEvent], *, resource_version: str,
+        after: str | None = None,
     ) -> None:
         """Apply ``changes`` (possibly none: a bookmark) and move the checkpoint.
 
         ``after`` is the checkpoint the batch follows (the last one acknowledged). A sink
         whose committed checkpoint is neither ``after`` nor ``resource_version`` refuses
-        the batch with ``SnapshotLost``: it is older than what is stored, or follows state
+        the batch with ``SinkNeedsSnapshot``: it is older than what is stored, or follows state
         the sink no longer has, and only a fresh snapshot is safe."""
         ...
 

@@ -19,38 +19,15 @@ import re
 import time
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
 
-from kube.tables import PrinterColumn
+from kube.resources import PrinterColumn, ResourceType
 
 CACHE_SECONDS = 2.0
 _VERSION = re.compile(r"^v(\d+)(?:(alpha|beta)(\d+))?$")
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class ServedType:
-    """One group/version/resource as the aggregated API serves it."""
-
-    group: str
-    version: str
-    resource: str
-    kind: str
-    namespaced: bool
-    singular: str = ""
-    short_names: tuple[str, ...] = ()
-    categories: tuple[str, ...] = ()
-    objects: int = 0
-
-    @property
-    def group_version(self) -> str:
-        return f"{self.group}/{self.version}" if self.group else self.version
-
-    @property
-    def singular_name(self) -> str:
-        return self.singular or self.kind.lower()
 
 
 def version_priority(version: str) -> tuple[int, int, int]:
@@ -88,32 +65,37 @@ GVR = tuple[str, str, str]  # (group, version, resource)
 
 @dataclass(frozen=True, slots=True)
 class Catalog:
-    types: tuple[ServedType, ...] = ()
+    """The served types (each group/version/resource once), and how many objects each holds."""
+
+    types: tuple[ResourceType, ...] = ()
     clusters: dict[str, ClusterState] = field(default_factory=dict)
     # A custom resource's additionalPrinterColumns, from the synced CRD objects.
     printer_columns: dict[tuple[str, str, str], tuple[PrinterColumn, ...]] = field(default_factory=dict)
     # What each cluster serves: its types and the objects it holds of each.
     served: dict[str, dict[GVR, int]] = field(default_factory=dict)
-    _by_path: dict[GVR, ServedType] = field(default_factory=dict, repr=False)
+    _by_path: dict[GVR, ResourceType] = field(default_factory=dict, repr=False)
+    _objects: dict[GVR, int] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def of(cls, types: Iterable[ServedType], clusters: Iterable[ClusterState] = (),
+    def of(cls, types: Iterable[tuple[ResourceType, int]], clusters: Iterable[ClusterState] = (),
            printer_columns: dict[tuple[str, str, str], tuple[PrinterColumn, ...]] | None = None,
            served: dict[str, dict[GVR, int]] | None = None) -> Catalog:
-        ordered = tuple(sorted(types, key=lambda t: (t.group, t.version, t.resource)))
-        return cls(ordered, {c.name: c for c in clusters}, printer_columns or {}, served or {},
-                   {(t.group, t.version, t.resource): t for t in ordered})
+        """``types``: each served type with the number of objects stored in it."""
+        ordered = sorted(types, key=lambda t: (t[0].group, t[0].version, t[0].resource))
+        return cls(tuple(t for t, _ in ordered), {c.name: c for c in clusters}, printer_columns or {},
+                   served or {}, {(t.group, t.version, t.resource): t for t, _ in ordered},
+                   {(t.group, t.version, t.resource): n for t, n in ordered})
 
     def of_cluster(self, name: str) -> Catalog:
         """What one cluster serves, as discovery under ``/clusters/{name}`` describes it: its
         types only, and each group's preferred version by its own objects."""
         own = self.served.get(name, {})
-        types = (replace(t, objects=own[(t.group, t.version, t.resource)]) for t in self.types
+        types = ((t, own[(t.group, t.version, t.resource)]) for t in self.types
                  if (t.group, t.version, t.resource) in own)
         state = [self.clusters[name]] if name in self.clusters else []
         return Catalog.of(types, state, self.printer_columns, {name: own})
 
-    def columns_of(self, t: ServedType) -> tuple[PrinterColumn, ...]:
+    def columns_of(self, t: ResourceType) -> tuple[PrinterColumn, ...]:
         return self.printer_columns.get((t.group, t.resource, t.version), ())
 
     def warnings(self, cluster: str | None) -> list[str]:
@@ -122,20 +104,20 @@ class Catalog:
             [] if cluster is not None else list(self.clusters.values()))
         return [c.warning() for c in chosen if c.stale]
 
-    def find(self, group: str, version: str, resource: str) -> ServedType | None:
+    def find(self, group: str, version: str, resource: str) -> ResourceType | None:
         return self._by_path.get((group, version, resource))
 
     def groups(self) -> dict[str, list[str]]:
         """Each group's versions, preferred first."""
         weight: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         for t in self.types:
-            weight[t.group][t.version] += t.objects + 1
+            weight[t.group][t.version] += self._objects.get((t.group, t.version, t.resource), 0) + 1
         return {
             group: sorted(versions, key=lambda v: (versions[v], version_priority(v)), reverse=True)
             for group, versions in sorted(weight.items())
         }
 
-    def in_version(self, group: str, version: str) -> list[ServedType]:
+    def in_version(self, group: str, version: str) -> list[ResourceType]:
         return [t for t in self.types if t.group == group and t.version == version]
 
 
@@ -195,9 +177,10 @@ async def load(pool: asyncpg.Pool, *, push_silence_s: float) -> Catalog:
     for row in await pool.fetch(_SERVED):
         served[row["cluster"]][(row["grp"], row["version"], row["resource"])] = row["object_count"]
     return Catalog.of(
-        (ServedType(group=r["grp"], version=r["version"], resource=r["resource"], kind=r["kind"],
-                    namespaced=r["namespaced"], objects=r["objects"], singular=r["singular"],
-                    short_names=tuple(r["short_names"]), categories=tuple(r["categories"])) for r in rows),
+        ((ResourceType(group=r["grp"], version=r["version"], resource=r["resource"], kind=r["kind"],
+                       namespaced=r["namespaced"], singular=r["singular"],
+                       short_names=tuple(r["short_names"]), categories=tuple(r["categories"])), r["objects"])
+         for r in rows),
         (ClusterState(name=c["name"], stale=c["healthy"] is False or bool(c["silent"]),
                       age_seconds=c["age"],
                       message=c["health_message"] or ("no word from the agent" if c["silent"] else None))

@@ -16,8 +16,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from apiserver.catalog import Catalog, ServedType
+from apiserver.catalog import Catalog
 from apiserver.served import served_catalog
+from kube.resources import ResourceType
 from kube.status import StatusError
 
 JSON = dict[str, Any]
@@ -45,7 +46,7 @@ def _json(body: JSON, content_type: str = "application/json") -> web.Response:
     return response
 
 
-def _names(t: ServedType) -> JSON:
+def _names(t: ResourceType) -> JSON:
     """Short names and categories, present only when the type has them (as kube-apiserver)."""
     out: JSON = {}
     if t.short_names:
@@ -55,7 +56,7 @@ def _names(t: ServedType) -> JSON:
     return out
 
 
-def _resource(t: ServedType) -> JSON:
+def _resource(t: ResourceType) -> JSON:
     return {"name": t.resource, "singularName": t.singular_name, "namespaced": t.namespaced,
             "kind": t.kind, "verbs": list(VERBS), **_names(t)}
 
@@ -66,7 +67,7 @@ def _group(name: str, versions: list[str]) -> JSON:
             "preferredVersion": {"groupVersion": f"{name}/{versions[0]}", "version": versions[0]}}
 
 
-def _aggregated_resource(t: ServedType) -> JSON:
+def _aggregated_resource(t: ResourceType) -> JSON:
     return {"resource": t.resource,
             "responseKind": {"group": t.group, "version": t.version, "kind": t.kind},
             "scope": "Namespaced" if t.namespaced else "Cluster",

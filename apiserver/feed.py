@@ -24,6 +24,8 @@ import asyncpg
 from aiohttp import web
 
 from apiserver.query import EVERYTHING_SCOPE, compiled, current_sequence, watch_statement
+from kube.changes import ChangeType
+from kube.tasks import STOP_TIMEOUT_S, stop_tasks
 from syncer.db import connect
 from syncer.schema import NOTIFY_CHANNEL
 from syncer.store_app import POOL
@@ -37,11 +39,12 @@ READ_BATCH = 1000
 
 
 @dataclass(frozen=True, slots=True)
-class Changed:
-    """One change-log entry with the states before and after it (annotated JSON text)."""
+class LogEntry:
+    """One change-log entry as watches read it, with the states before and after it
+    (annotated JSON text)."""
 
     seq: int
-    type: str
+    type: ChangeType
     cluster: str
     group: str
     version: str
@@ -53,7 +56,7 @@ class Changed:
     size: int  # characters of JSON text held (bytes, for the ASCII that PostgreSQL's JSON mostly is)
 
     @classmethod
-    def of(cls, row: asyncpg.Record) -> Changed:
+    def of(cls, row: asyncpg.Record) -> LogEntry:
         before, after = row["before"], row["after"]
         return cls(row["seq"], row["type"], row["cluster"], row["grp"], row["version"], row["resource"],
                    row["namespace"], row["name"], before, after, len(before or "") + len(after or ""))
@@ -69,8 +72,8 @@ class ChangeFeed:
         self._changed = asyncio.Event()
         self._notified = asyncio.Event()
         self.latest = 0  # the newest sequence notified
-        self.tail: deque[Changed] = deque()
-        self.tail_size = 0  # the sum of the tail's Changed.size
+        self.tail: deque[LogEntry] = deque()
+        self.tail_size = 0  # the sum of the tail's LogEntry.size
         self.floor = -1  # no tail yet: every watch reads the change log itself
         self.read_upto = -1
         self.closed = False
@@ -101,13 +104,13 @@ class ChangeFeed:
             async with asyncio.timeout(seconds):
                 await ticket.wait()
 
-    def since(self, seq: int) -> list[Changed] | None:
+    def since(self, seq: int) -> list[LogEntry] | None:
         """The changes after ``seq`` from the tail, or None when the tail does not reach back."""
         if seq < self.floor or self.floor < 0:
             return None
         return [c for c in self.tail if c.seq > seq]
 
-    def _append(self, rows: list[Changed]) -> None:
+    def _append(self, rows: list[LogEntry]) -> None:
         """Add ``rows`` to the tail and drop the oldest beyond its bounds; a watch from before
         the new floor reads the change log itself (``since`` answers None)."""
         self.tail.extend(rows)
@@ -123,7 +126,7 @@ class ChangeFeed:
             horizon = self.latest  # committed, and everything below it (commit order)
             sql, params = compiled(watch_statement(None, EVERYTHING_SCOPE, after=self.read_upto,
                                                    limit=READ_BATCH))
-            rows = [Changed.of(r) for r in await pool.fetch(sql, *params)]
+            rows = [LogEntry.of(r) for r in await pool.fetch(sql, *params)]
             self._append(rows)
             self.read_upto = rows[-1].seq if rows else self.read_upto
             if len(rows) < READ_BATCH:
@@ -173,9 +176,7 @@ class ChangeFeed:
         try:
             await asyncio.wait({reader, waiting}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (reader, waiting):
-                task.cancel()
-            await asyncio.gather(reader, waiting, return_exceptions=True)
+            await stop_tasks([reader, waiting], timeout=STOP_TIMEOUT_S, log=log)
         if reader.done() and not reader.cancelled() and reader.exception() is not None:
             raise reader.exception()  # type: ignore[misc]
 
@@ -195,7 +196,6 @@ class ChangeFeed:
             try:
                 yield
             finally:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+                await stop_tasks([task], timeout=STOP_TIMEOUT_S, log=log)
 
         return ctx

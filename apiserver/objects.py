@@ -20,7 +20,7 @@ import asyncpg
 from aiohttp import web
 
 from apiserver import pagination, render
-from apiserver.catalog import Catalog, ServedType
+from apiserver.catalog import Catalog
 from apiserver.keys import CONTINUE_KEY, POOL, REMAINING_CAP, SCOPE
 from apiserver.params import ListOptions, bad_request, list_options, parse_resource_version, too_large
 from apiserver.query import (
@@ -33,6 +33,7 @@ from apiserver.query import (
 )
 from apiserver.served import served_catalog
 from apiserver.watch import watch
+from kube.resources import ResourceType
 from kube.selectors import SelectorError, parse_field_selector, parse_label_selector
 from kube.status import StatusError
 
@@ -42,7 +43,7 @@ GET_CANDIDATES = 10  # clusters named when a name exists in several
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Request:
-    rtype: ServedType
+    rtype: ResourceType
     cluster: str | None
     namespace: str | None
     name: str | None
@@ -255,14 +256,13 @@ async def get_object(request: web.Request) -> web.Response:
     target = target_of(req, opts)
     sql, params = compiled(get_statement(target, request.app[SCOPE], limit=GET_CANDIDATES))
     rows = await request.app[POOL].fetch(sql, *params)
-    qualified = f"{req.rtype.resource}.{req.rtype.group}" if req.rtype.group else req.rtype.resource
     if not rows:
-        raise StatusError(404, "NotFound", f'{qualified} "{req.name}" not found',
+        raise StatusError(404, "NotFound", f'{req.rtype.key} "{req.name}" not found',
                           {"name": req.name, "group": req.rtype.group, "kind": req.rtype.resource})
     if len(rows) > 1:
         names = ", ".join(r["cluster"] for r in rows)
-        raise StatusError(409, "Conflict", f'{qualified} "{req.name}" exists in several clusters ({names});'
-                          " ask one cluster: /clusters/NAME/... or its kubeconfig context",
+        raise StatusError(409, "Conflict", f'{req.rtype.key} "{req.name}" exists in several clusters'
+                          f" ({names}); ask one cluster: /clusters/NAME/... or its kubeconfig context",
                           {"name": req.name, "group": req.rtype.group, "kind": req.rtype.resource,
                            "causes": [{"reason": "FieldValueDuplicate", "field": "cluster",
                                        "message": r["cluster"]} for r in rows]})

@@ -14,9 +14,9 @@ from typing import Any
 
 import orjson
 
-from apiserver.catalog import ServedType
 from kube.media import PARTIAL, PARTIAL_LIST, TABLE
-from kube.tables import PrinterColumn, TablePrinter, printer_for
+from kube.resources import PrinterColumn, ResourceType
+from kube.tables import TablePrinter, printer_for
 
 JSON = dict[str, Any]
 CLUSTER_COLUMN = ("Cluster", "string", 0)
@@ -31,22 +31,22 @@ def list_meta(*, resource_version: int, continue_token: str | None, remaining: i
     return meta
 
 
-def list_prefix(rtype: ServedType, meta: JSON) -> bytes:
-    head = orjson.dumps({"kind": f"{rtype.kind}List", "apiVersion": rtype.group_version, "metadata": meta})
+def list_prefix(rtype: ResourceType, meta: JSON) -> bytes:
+    head = orjson.dumps({"kind": rtype.list_kind, "apiVersion": rtype.api_version, "metadata": meta})
     return head[:-1] + b',"items":['
 
 
 LIST_SUFFIX = b"]}"
 
 
-def plain_list(rtype: ServedType, meta: JSON, items: Sequence[str]) -> bytes:
+def plain_list(rtype: ResourceType, meta: JSON, items: Sequence[str]) -> bytes:
     return list_prefix(rtype, meta) + ",".join(items).encode() + LIST_SUFFIX
 
 
 class ClusterTable:
     """kubectl's columns for a type, with the object's cluster first."""
 
-    def __init__(self, rtype: ServedType, *, printer_columns: Sequence[PrinterColumn] = ()) -> None:
+    def __init__(self, rtype: ResourceType, *, printer_columns: Sequence[PrinterColumn] = ()) -> None:
         self._printer: TablePrinter = printer_for(group=rtype.group, resource=rtype.resource,
                                                   printer_columns=printer_columns)
 
@@ -70,7 +70,7 @@ def partial(obj: JSON) -> JSON:
     return {"kind": PARTIAL, "apiVersion": "meta.k8s.io/v1", "metadata": obj.get("metadata") or {}}
 
 
-def shaped_prefix(shape: str, rtype: ServedType, meta: JSON, *, table: ClusterTable) -> bytes:
+def shaped_prefix(shape: str, rtype: ResourceType, meta: JSON, *, table: ClusterTable) -> bytes:
     """A list in the negotiated shape up to its array's opening bracket."""
     if not shape:
         return list_prefix(rtype, meta)
@@ -93,7 +93,7 @@ def shaped_items(shape: str, rows: Sequence[tuple[str, str]], *, include: str, t
     return b",".join(orjson.dumps(partial(orjson.loads(text))) for _, text in rows)
 
 
-def shaped_list(shape: str, rtype: ServedType, meta: JSON, rows: Sequence[tuple[str, str]],
+def shaped_list(shape: str, rtype: ResourceType, meta: JSON, rows: Sequence[tuple[str, str]],
                 *, include: str, table: ClusterTable) -> bytes:
     """A page in the negotiated shape; ``rows`` are (cluster, object JSON text)."""
     items = shaped_items(shape, rows, include=include, table=table)

@@ -45,6 +45,7 @@ from apiserver.query import (
     list_statement,
     watch_statement,
 )
+from kube.changes import ChangeType
 from kube.media import PARTIAL, PARTIAL_LIST, TABLE
 from kube.selectors import field_values
 from kube.status import status_body
@@ -66,7 +67,7 @@ class Stream:
     target: Target
     table: render.ClusterTable | None
 
-    async def send(self, kind: str, cluster: str, text: str) -> None:
+    async def send(self, kind: ChangeType, cluster: str, text: str) -> None:
         if not self.opts.shape:
             line = b'{"type":"' + kind.encode() + b'","object":' + text.encode() + b"}\n"
         else:
@@ -104,7 +105,7 @@ def _matches(target: Target, text: str | None) -> bool:
     return target.labels.matches(labels) and target.fields.matches(field_values(target.kind, obj))
 
 
-def _event_kind(kind: str, target: Target, before: str | None, after: str | None) -> str | None:
+def _event_kind(kind: ChangeType, target: Target, before: str | None, after: str | None) -> ChangeType | None:
     """The event a selector-filtered watcher sees, or None (kube-apiserver's watch cache)."""
     now = _matches(target, after)
     if kind == "ADDED":
@@ -137,7 +138,8 @@ async def _initial(request: web.Request, stream: Stream) -> int:
     return seq
 
 
-async def _send(stream: Stream, kind: str, cluster: str, before: str | None, after: str | None) -> None:
+async def _send(stream: Stream, kind: ChangeType, cluster: str, before: str | None,
+                after: str | None) -> None:
     event = _event_kind(kind, stream.target, before, after)
     text = after if kind != "DELETED" else (before or after)
     if event is not None and text is not None:

@@ -43,8 +43,8 @@ import aiohttp
 import asyncpg
 import orjson
 
-from agent.events import ResourceType
 from benchmarks._procs import Procs, log, peak_rss_mb, read_until
+from kube.resources import ResourceType
 from syncer import embedded
 from syncer.db import connect, create_pool
 from syncer.ingest import Store

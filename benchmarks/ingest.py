@@ -25,9 +25,9 @@ from typing import Any
 import asyncpg
 import orjson
 
-from agent.events import ResourceType
 from agent.pipeline import PipelineSettings
 from benchmarks._procs import reachable_tempdir
+from kube.resources import ResourceType
 from kubesim.objects import make_pod
 from syncer import embedded
 from syncer.db import connect, create_pool

@@ -57,6 +57,7 @@ from benchmarks._procs import (
     reachable_tempdir,
     read_until,
 )
+from kube.resources import type_key
 from syncer import embedded
 
 SMALL = 10_000
@@ -98,10 +99,6 @@ def generate_spec(n: int) -> str:
     pods = max(n - others, 1)
     return (f"namespaces={namespaces},nodes={nodes},deployments={deployments},pods={pods},"
             f"configmaps={configmaps},services={services},secrets={secrets},events={events}")
-
-
-def type_key(group: str, resource: str) -> str:
-    return f"{resource}.{group}" if group else resource
 
 
 async def start_syncer(procs: Procs, data_dir: Path) -> Syncer:

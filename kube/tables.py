@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from kube.resources import PrinterColumn, type_key
+
 JSON = dict[str, Any]
 Column = tuple[str, str, int]  # name, type, priority
 Printer = Callable[[JSON], list[Any]]
-PrinterColumn = tuple[str, str, str, int]  # a CRD's additionalPrinterColumn: name, type, jsonPath, priority
 
 
 def age(timestamp: str | None, now: datetime | None = None) -> str:
@@ -284,8 +285,9 @@ def _default(obj: JSON) -> list[Any]:
 
 NAME: Column = ("Name", "string", 0)
 AGE: Column = ("Age", "string", 0)
+# By type_key: kube-apiserver has a printer per group/resource, whatever the version.
 PRINTERS: dict[str, tuple[list[Column], Printer]] = {
-    "/pods": (
+    "pods": (
         [
             NAME,
             ("Ready", "string", 0),
@@ -299,7 +301,7 @@ PRINTERS: dict[str, tuple[list[Column], Printer]] = {
         ],
         _pod,
     ),
-    "apps/deployments": (
+    "deployments.apps": (
         [
             NAME,
             ("Ready", "string", 0),
@@ -312,7 +314,7 @@ PRINTERS: dict[str, tuple[list[Column], Printer]] = {
         ],
         _deployment,
     ),
-    "/nodes": (
+    "nodes": (
         [
             NAME,
             ("Status", "string", 0),
@@ -327,7 +329,7 @@ PRINTERS: dict[str, tuple[list[Column], Printer]] = {
         ],
         _node,
     ),
-    "/services": (
+    "services": (
         [
             NAME,
             ("Type", "string", 0),
@@ -339,38 +341,38 @@ PRINTERS: dict[str, tuple[list[Column], Printer]] = {
         ],
         _service,
     ),
-    "/namespaces": ([NAME, ("Status", "string", 0), AGE], _namespace),
-    "/configmaps": ([NAME, ("Data", "integer", 0), AGE], _configmap),
-    "/secrets": ([NAME, ("Type", "string", 0), ("Data", "integer", 0), AGE], _secret),
-    "apps/replicasets": (
+    "namespaces": ([NAME, ("Status", "string", 0), AGE], _namespace),
+    "configmaps": ([NAME, ("Data", "integer", 0), AGE], _configmap),
+    "secrets": ([NAME, ("Type", "string", 0), ("Data", "integer", 0), AGE], _secret),
+    "replicasets.apps": (
         [NAME, ("Desired", "integer", 0), ("Current", "integer", 0), ("Ready", "integer", 0), AGE,
          ("Containers", "string", 1), ("Images", "string", 1), ("Selector", "string", 1)],
         _replicaset,
     ),
-    "apps/statefulsets": ([NAME, ("Ready", "string", 0), AGE], _statefulset),
-    "apps/daemonsets": (
+    "statefulsets.apps": ([NAME, ("Ready", "string", 0), AGE], _statefulset),
+    "daemonsets.apps": (
         [NAME, ("Desired", "integer", 0), ("Current", "integer", 0), ("Ready", "integer", 0),
          ("Up-to-date", "integer", 0), ("Available", "integer", 0), ("Node Selector", "string", 0), AGE,
          ("Containers", "string", 1), ("Images", "string", 1), ("Selector", "string", 1)],
         _daemonset,
     ),
-    "batch/jobs": (
+    "jobs.batch": (
         [NAME, ("Status", "string", 0), ("Completions", "string", 0), ("Duration", "string", 0), AGE,
          ("Containers", "string", 1), ("Images", "string", 1), ("Selector", "string", 1)],
         _job,
     ),
-    "batch/cronjobs": (
+    "cronjobs.batch": (
         [NAME, ("Schedule", "string", 0), ("Timezone", "string", 0), ("Suspend", "boolean", 0),
          ("Active", "integer", 0), ("Last Schedule", "string", 0), AGE,
          ("Containers", "string", 1), ("Images", "string", 1), ("Selector", "string", 1)],
         _cronjob,
     ),
-    "/events": (
+    "events": (
         [("Last Seen", "string", 0), ("Type", "string", 0), ("Reason", "string", 0),
          ("Object", "string", 0), ("Message", "string", 0)],
         _event,
     ),
-    "apiextensions.k8s.io/customresourcedefinitions": (
+    "customresourcedefinitions.apiextensions.k8s.io": (
         [NAME, ("Created At", "date", 0)], _crd,
     ),
 }
@@ -445,4 +447,4 @@ def printer_for(*, group: str, resource: str, printer_columns: Sequence[PrinterC
     """kube-apiserver's printer for a built-in type, a CRD's columns, or Name and Age."""
     if printer_columns:
         return TablePrinter(*_custom(printer_columns))
-    return TablePrinter(*PRINTERS.get(f"{group}/{resource}", ([NAME, AGE], _default)))
+    return TablePrinter(*PRINTERS.get(type_key(group, resource), ([NAME, AGE], _default)))

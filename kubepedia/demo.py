@@ -25,6 +25,7 @@ import yaml
 from agent.kubeclient import Connection, KubeClient
 from agent.push import HttpSink
 from agent.runner import Runner
+from kube.tasks import STOP_TIMEOUT_S, stop_tasks
 from kubepedia.config import read_admin_token
 from kubepedia.kubeconfig import document
 from kubepedia.serve import ServeConfig, running, stop_on_signals
@@ -98,8 +99,7 @@ async def _agent(stack: AsyncExitStack, *, sim: SimServer, ingest: str, cluster:
     try:
         yield
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await stop_tasks([task], timeout=STOP_TIMEOUT_S, log=log)
 
 
 def _instructions(kubeconfig: Path, names: list[str]) -> str:
@@ -141,7 +141,5 @@ async def demo(config: ServeConfig) -> None:
         try:
             await stop.wait()
         finally:
-            for task in churn:
-                task.cancel()
-            await asyncio.gather(*churn, return_exceptions=True)
+            await stop_tasks(churn, timeout=STOP_TIMEOUT_S, log=log)
         log.info("demo stopping")

@@ -20,9 +20,10 @@ from typing import Any
 
 import orjson
 
+from kube.resources import ResourceType
 from kubesim import errors
 from kubesim.patch import apply_patch
-from kubesim.resources import CRD_KEY, NAMESPACE_KEY, Registry, ResourceType, from_crd
+from kubesim.resources import CRD_KEY, NAMESPACE_KEY, Registry, from_crd
 from kubesim.store import Entry, Store, TypeStore
 
 JSON = dict[str, Any]
@@ -75,10 +76,10 @@ def validate_name(rtype: ResourceType, name: str) -> None:
 def _check_type(rtype: ResourceType, body: JSON) -> None:
     """A body for another kind or version is a 400, as the decoder reports it."""
     kind, api_version = body.get("kind"), body.get("apiVersion")
-    if api_version and api_version != rtype.group_version:
+    if api_version and api_version != rtype.api_version:
         raise errors.bad_request(
             f"the API version in the data ({api_version}) does not match the expected API "
-            f"version ({rtype.group_version})"
+            f"version ({rtype.api_version})"
         )
     if kind and kind != rtype.kind:
         raise errors.bad_request(
@@ -101,7 +102,7 @@ class Api:
     def get(self, rtype: ResourceType, namespace: str, name: str) -> Entry:
         entry = self.tstore(rtype).get(namespace, name)
         if entry is None:
-            raise errors.not_found(rtype.plural, name, rtype.group)
+            raise errors.not_found(rtype.resource, name, rtype.group)
         return entry
 
     def _check_body(self, rtype: ResourceType, body: Any, namespace: str) -> JSON:
@@ -121,7 +122,7 @@ class Api:
         else:
             meta.pop("namespace", None)
         body["kind"] = rtype.kind
-        body["apiVersion"] = rtype.group_version
+        body["apiVersion"] = rtype.api_version
         return body
 
     def _require_namespace(self, rtype: ResourceType, namespace: str) -> None:
@@ -143,7 +144,7 @@ class Api:
         self._require_namespace(rtype, namespace)
         tstore = self.tstore(rtype)
         if tstore.get(namespace, meta["name"]) is not None:
-            raise errors.already_exists(rtype.plural, meta["name"], rtype.group)
+            raise errors.already_exists(rtype.resource, meta["name"], rtype.group)
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = now_iso()
         meta.pop("resourceVersion", None)
@@ -164,7 +165,7 @@ class Api:
             obj.setdefault("status", {"phase": "Active"})
             labels = obj["metadata"].setdefault("labels", {})
             labels["kubernetes.io/metadata.name"] = obj["metadata"]["name"]
-        elif rtype.key == "/pods":
+        elif rtype.key == "pods":
             obj.setdefault("status", {}).setdefault("phase", "Pending")
         elif rtype.key == CRD_KEY:
             names = (obj.get("spec") or {}).get("names") or {}
@@ -197,7 +198,7 @@ class Api:
             )
         wanted_rv = meta.get("resourceVersion")
         if wanted_rv and wanted_rv != str(current.rv):
-            raise errors.conflict(rtype.plural, name, rtype.group)
+            raise errors.conflict(rtype.resource, name, rtype.group)
         return self._replace(rtype, current, obj, subresource, dry_run)
 
     def _replace(
@@ -248,7 +249,7 @@ class Api:
         obj = self._check_body(rtype, patched, namespace)
         wanted_rv = obj["metadata"].get("resourceVersion")
         if wanted_rv and wanted_rv != str(current.rv):
-            raise errors.conflict(rtype.plural, name, rtype.group)
+            raise errors.conflict(rtype.resource, name, rtype.group)
         return self._replace(rtype, current, obj, subresource, dry_run)
 
     def delete(

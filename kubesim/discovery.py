@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubesim.resources import Registry, ResourceType
+from kube.resources import ResourceType
+from kubesim.resources import Registry
 from kubesim.scale import scalable
 
 JSON = dict[str, Any]
@@ -65,7 +66,7 @@ def api_group(registry: Registry, group: str) -> JSON | None:
 
 def _resource(rtype: ResourceType) -> JSON:
     out: JSON = {
-        "name": rtype.plural,
+        "name": rtype.resource,
         "singularName": rtype.singular_name,
         "namespaced": rtype.namespaced,
         "kind": rtype.kind,
@@ -80,7 +81,7 @@ def _resource(rtype: ResourceType) -> JSON:
 
 def _status(rtype: ResourceType) -> JSON:
     return {
-        "name": f"{rtype.plural}/status",
+        "name": f"{rtype.resource}/status",
         "singularName": "",
         "namespaced": rtype.namespaced,
         "kind": rtype.kind,
@@ -90,7 +91,7 @@ def _status(rtype: ResourceType) -> JSON:
 
 def _scale(rtype: ResourceType) -> JSON:
     return {
-        "name": f"{rtype.plural}/scale",
+        "name": f"{rtype.resource}/scale",
         "singularName": "",
         "namespaced": rtype.namespaced,
         "group": "autoscaling",

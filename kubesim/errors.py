@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kube.resources import type_key
 from kube.status import StatusError as StatusError  # re-exported: kubesim raises it
 
 JSON = dict[str, Any]
@@ -23,12 +24,12 @@ def _details(kind: str, name: str, group: str) -> JSON:
 
 
 def not_found(resource: str, name: str, group: str = "") -> StatusError:
-    qualified = f"{resource}.{group}" if group else resource
+    qualified = type_key(group, resource)
     return StatusError(404, "NotFound", f'{qualified} "{name}" not found', _details(resource, name, group))
 
 
 def already_exists(resource: str, name: str, group: str = "") -> StatusError:
-    qualified = f"{resource}.{group}" if group else resource
+    qualified = type_key(group, resource)
     return StatusError(
         409,
         "AlreadyExists",
@@ -38,7 +39,7 @@ def already_exists(resource: str, name: str, group: str = "") -> StatusError:
 
 
 def conflict(resource: str, name: str, group: str = "") -> StatusError:
-    qualified = f"{resource}.{group}" if group else resource
+    qualified = type_key(group, resource)
     message = (
         f'Operation cannot be fulfilled on {qualified} "{name}": the object has been '
         "modified; please apply your changes to the latest version and try again"

@@ -10,9 +10,9 @@ import random
 from collections.abc import Mapping
 from typing import Any
 
+from kube.resources import ResourceType, type_key
 from kubesim import objects
 from kubesim.api import Api
-from kubesim.resources import ResourceType
 
 JSON = dict[str, Any]
 KNOWN = ("namespaces", "nodes", "deployments", "pods", "configmaps", "services", "events", "secrets")
@@ -30,7 +30,7 @@ def parse_counts(text: str) -> dict[str, int]:
 
 
 def _rtype(api: Api, group: str, plural: str) -> ResourceType:
-    rtype = api.registry.by_key(f"{group}/{plural}")
+    rtype = api.registry.by_key(type_key(group, plural))
     assert rtype is not None
     return rtype
 

@@ -9,10 +9,10 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from kube.resources import ResourceType
 from kubesim import errors, media
 from kubesim.faults import Faults
 from kubesim.listing import ListOptions, Page, parse_rv, validate, wait_for_rv
-from kubesim.resources import ResourceType
 from kubesim.scale import patch_scale, scalable, to_scale, write_scale
 from kubesim.selectors import parse_field_selector, parse_label_selector
 from kubesim.simulator import Simulator
@@ -252,7 +252,7 @@ class ResourceHandlers:
     def _list_bytes(self, rtype: ResourceType, page: Page) -> bytes:
         head = b'{"kind":"%s","apiVersion":"%s","metadata":%s,"items":[' % (
             rtype.list_kind.encode(),
-            rtype.group_version.encode(),
+            rtype.api_version.encode(),
             orjson.dumps(self._list_meta(page)),
         )
         return head + b",".join(e.raw for e in page.entries) + b"]}"

@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from kube.media import PARTIAL, PARTIAL_LIST, TABLE, negotiate
+from kube.resources import ResourceType
 from kube.tables import TablePrinter, printer_for
-from kubesim.resources import ResourceType
 
 JSON = dict[str, Any]
 
 
 def _printer(rtype: ResourceType) -> TablePrinter:
-    return printer_for(group=rtype.group, resource=rtype.plural, printer_columns=rtype.printer_columns)
+    return printer_for(group=rtype.group, resource=rtype.resource, printer_columns=rtype.printer_columns)
 
 
 def partial(obj: JSON) -> JSON:

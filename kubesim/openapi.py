@@ -20,8 +20,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from kube.resources import ResourceType
 from kubesim.handlers import json_response, not_found_path
-from kubesim.resources import ResourceType
 from kubesim.simulator import Simulator
 
 JSON = dict[str, Any]
@@ -48,7 +48,7 @@ def group_version_doc(types: list[ResourceType]) -> JSON:
     paths: JSON = {}
     for rtype in types:
         scope = "/namespaces/{namespace}" if rtype.namespaced else ""
-        path = f"/{_gv_path(rtype.group, rtype.version)}{scope}/{rtype.plural}/{{name}}"
+        path = f"/{_gv_path(rtype.group, rtype.version)}{scope}/{rtype.resource}/{{name}}"
         paths[path] = {"patch": _operation(rtype)}
     return {
         "openapi": "3.0.0",

@@ -6,8 +6,9 @@ reports in discovery (``kubectl api-resources -o wide`` on a real cluster).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
+
+from kube.resources import PrinterColumn, ResourceType, type_key
 
 JSON = dict[str, Any]
 
@@ -15,48 +16,30 @@ ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "up
 NO_COLLECTION_DELETE = ("create", "delete", "get", "list", "patch", "update", "watch")
 
 
-@dataclass(frozen=True)
-class ResourceType:
-    group: str
-    version: str
-    plural: str
-    kind: str
-    namespaced: bool
-    short_names: tuple[str, ...] = ()
-    categories: tuple[str, ...] = ()
-    verbs: tuple[str, ...] = ALL_VERBS
-    has_status: bool = True
-    # Kinds whose objects carry no spec: every change counts for generation.
-    singular: str = ""
-    crd_name: str = field(default="", compare=False)
-    # A CRD's additionalPrinterColumns: (name, type, jsonPath, priority).
-    printer_columns: tuple[tuple[str, str, str, int], ...] = field(default=(), compare=False)
-
-    @property
-    def key(self) -> str:
-        """Storage key prefix, as the group/resource pair kube-apiserver uses."""
-        return f"{self.group}/{self.plural}"
-
-    @property
-    def group_version(self) -> str:
-        return f"{self.group}/{self.version}" if self.group else self.version
-
-    @property
-    def singular_name(self) -> str:
-        return self.singular or self.kind.lower()
-
-    @property
-    def list_kind(self) -> str:
-        return f"{self.kind}List"
-
-    def qualified(self) -> str:
-        return f"{self.plural}.{self.group}" if self.group else self.plural
-
-
 def _core(
-    plural: str, kind: str, namespaced: bool = True, short: tuple[str, ...] = (), **kw: Any
+    resource: str, kind: str, namespaced: bool = True, short: tuple[str, ...] = (), **kw: Any
 ) -> ResourceType:
-    return ResourceType("", "v1", plural, kind, namespaced, short, **kw)
+    return _type("", resource, kind, namespaced, short, **kw)
+
+
+def _type(
+    group: str,
+    resource: str,
+    kind: str,
+    namespaced: bool,
+    short: tuple[str, ...] = (),
+    categories: tuple[str, ...] = (),
+    *,
+    verbs: tuple[str, ...] = ALL_VERBS,
+    has_status: bool = True,
+    singular: str = "",
+) -> ResourceType:
+    """A built-in v1 type; most serve every verb and a status subresource."""
+    return ResourceType(
+        group=group, version="v1", resource=resource, kind=kind, namespaced=namespaced,
+        short_names=short, categories=categories, verbs=verbs, has_status=has_status,
+        singular=singular,
+    )
 
 
 ALL = ("all",)
@@ -73,17 +56,16 @@ BUILTIN: tuple[ResourceType, ...] = (
     _core("serviceaccounts", "ServiceAccount", True, ("sa",), has_status=False),
     _core("persistentvolumes", "PersistentVolume", False, ("pv",)),
     _core("persistentvolumeclaims", "PersistentVolumeClaim", True, ("pvc",)),
-    ResourceType("apps", "v1", "deployments", "Deployment", True, ("deploy",), ALL),
-    ResourceType("apps", "v1", "replicasets", "ReplicaSet", True, ("rs",), ALL),
-    ResourceType("apps", "v1", "statefulsets", "StatefulSet", True, ("sts",), ALL),
-    ResourceType("apps", "v1", "daemonsets", "DaemonSet", True, ("ds",), ALL),
-    ResourceType("batch", "v1", "jobs", "Job", True, (), ALL),
-    ResourceType("batch", "v1", "cronjobs", "CronJob", True, ("cj",), ALL),
-    ResourceType("networking.k8s.io", "v1", "ingresses", "Ingress", True, ("ing",)),
-    ResourceType("coordination.k8s.io", "v1", "leases", "Lease", True, has_status=False),
-    ResourceType(
+    _type("apps", "deployments", "Deployment", True, ("deploy",), ALL),
+    _type("apps", "replicasets", "ReplicaSet", True, ("rs",), ALL),
+    _type("apps", "statefulsets", "StatefulSet", True, ("sts",), ALL),
+    _type("apps", "daemonsets", "DaemonSet", True, ("ds",), ALL),
+    _type("batch", "jobs", "Job", True, (), ALL),
+    _type("batch", "cronjobs", "CronJob", True, ("cj",), ALL),
+    _type("networking.k8s.io", "ingresses", "Ingress", True, ("ing",)),
+    _type("coordination.k8s.io", "leases", "Lease", True, has_status=False),
+    _type(
         "apiextensions.k8s.io",
-        "v1",
         "customresourcedefinitions",
         "CustomResourceDefinition",
         False,
@@ -92,8 +74,8 @@ BUILTIN: tuple[ResourceType, ...] = (
     ),
 )
 
-CRD_KEY = "apiextensions.k8s.io/customresourcedefinitions"
-NAMESPACE_KEY = "/namespaces"
+CRD_KEY = type_key("apiextensions.k8s.io", "customresourcedefinitions")
+NAMESPACE_KEY = type_key("", "namespaces")
 
 
 def served_version(spec: JSON) -> str | None:
@@ -119,7 +101,7 @@ def has_status_subresource(spec: JSON, version: str) -> bool:
     return False
 
 
-def printer_columns(spec: JSON, version: str) -> tuple[tuple[str, str, str, int], ...]:
+def printer_columns(spec: JSON, version: str) -> tuple[PrinterColumn, ...]:
     for item in spec.get("versions") or []:
         if item.get("name") == version:
             return tuple(
@@ -140,20 +122,21 @@ def from_crd(crd: JSON) -> ResourceType | None:
     return ResourceType(
         group=str(spec["group"]),
         version=version,
-        plural=str(names["plural"]),
+        resource=str(names["plural"]),
         kind=str(names["kind"]),
         namespaced=spec.get("scope", "Namespaced") == "Namespaced",
         short_names=tuple(names.get("shortNames") or ()),
         categories=tuple(names.get("categories") or ()),
         has_status=has_status_subresource(spec, version),
         singular=str(names.get("singular") or ""),
+        verbs=ALL_VERBS,
         crd_name=str((crd.get("metadata") or {}).get("name", "")),
         printer_columns=printer_columns(spec, version),
     )
 
 
 class Registry:
-    """Served resource types, by (group, version, plural) and by storage key."""
+    """Served resource types, by (group, version, resource) and by key (``ResourceType.key``)."""
 
     def __init__(self) -> None:
         self._by_key: dict[str, ResourceType] = {}
@@ -169,8 +152,8 @@ class Registry:
     def by_key(self, key: str) -> ResourceType | None:
         return self._by_key.get(key)
 
-    def lookup(self, group: str, version: str, plural: str) -> ResourceType | None:
-        rtype = self._by_key.get(f"{group}/{plural}")
+    def lookup(self, group: str, version: str, resource: str) -> ResourceType | None:
+        rtype = self._by_key.get(type_key(group, resource))
         if rtype is None or rtype.version != version:
             return None
         return rtype

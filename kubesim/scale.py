@@ -12,14 +12,14 @@ from typing import Any
 
 import orjson
 
+from kube.resources import ResourceType
 from kubesim import errors
 from kubesim.api import Api
 from kubesim.patch import apply_patch
-from kubesim.resources import ResourceType
 from kubesim.store import Entry
 
 JSON = dict[str, Any]
-SCALABLE = frozenset({"apps/deployments", "apps/replicasets", "apps/statefulsets"})
+SCALABLE = frozenset({"deployments.apps", "replicasets.apps", "statefulsets.apps"})
 
 
 def scalable(rtype: ResourceType) -> bool:
@@ -55,7 +55,7 @@ def write_scale(
         raise errors.bad_request("the body of the request is not a Scale")
     wanted_rv = (new_scale.get("metadata") or {}).get("resourceVersion")
     if wanted_rv and wanted_rv != str(current.rv):
-        raise errors.conflict(rtype.plural, name, rtype.group)
+        raise errors.conflict(rtype.resource, name, rtype.group)
     replicas = new_scale["spec"].get("replicas", 0)
     if not isinstance(replicas, int) or replicas < 0:
         raise errors.invalid(

@@ -12,6 +12,7 @@ import orjson
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from kube.tasks import STOP_TIMEOUT_S, stop_tasks
 from kubesim import discovery
 from kubesim.control import Control
 from kubesim.errors import StatusError, method_not_allowed
@@ -168,9 +169,7 @@ class SimServer:
         log.info("kubesim %s listening again on %s", self.sim.config.name, self.url)
 
     async def stop(self) -> None:
-        for task in list(self._restarts):
-            task.cancel()
-        await asyncio.gather(*self._restarts, return_exceptions=True)
+        await stop_tasks(self._restarts, timeout=STOP_TIMEOUT_S, log=log)
         await self.runner.cleanup()
 
 

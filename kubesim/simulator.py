@@ -6,9 +6,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from kube.resources import ResourceType
 from kubesim.api import Api
 from kubesim.listing import Lister
-from kubesim.resources import NAMESPACE_KEY, Registry, ResourceType
+from kubesim.resources import NAMESPACE_KEY, Registry
 from kubesim.store import Store
 
 JSON = dict[str, Any]
@@ -41,7 +42,7 @@ class Stats:
     def count(self, verb: str, rtype: ResourceType | None) -> None:
         self.by_verb[verb] += 1
         if rtype is not None:
-            self.by_resource.setdefault(verb, Counter())[rtype.qualified()] += 1
+            self.by_resource.setdefault(verb, Counter())[rtype.key] += 1
 
     def as_json(self) -> JSON:
         return {
@@ -83,7 +84,7 @@ class Simulator:
                     {
                         "group": rtype.group,
                         "version": rtype.version,
-                        "resource": rtype.plural,
+                        "resource": rtype.resource,
                         "kind": rtype.kind,
                         "namespace": entry.namespace,
                         "name": entry.name,

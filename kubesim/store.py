@@ -25,7 +25,8 @@ from typing import Any, Protocol
 
 import orjson
 
-from kubesim.resources import ResourceType
+from kube.changes import ChangeType
+from kube.resources import ResourceType
 from kubesim.selectors import extract_fields
 
 JSON = dict[str, Any]
@@ -50,7 +51,7 @@ class Event:
     """A change; for DELETED, ``new`` is the tombstone carrying the delete's RV."""
 
     rv: int
-    type: str
+    type: ChangeType
     old: Entry | None
     new: Entry
     at: float

@@ -30,8 +30,9 @@ from typing import Any
 
 import orjson
 
+from kube.changes import ChangeType
+from kube.resources import ResourceType
 from kube.status import status_body
-from kubesim.resources import ResourceType
 from kubesim.selectors import Selector
 from kubesim.store import Entry, Event
 
@@ -84,7 +85,7 @@ class Watcher:
             return False
         return self.labels.matches(entry.labels) and self.fields.matches(entry.fields)
 
-    def _event_type(self, event: Event) -> str | None:
+    def _event_type(self, event: Event) -> ChangeType | None:
         if not self.filtered and not self.namespace:
             return event.type
         was = self._matches(event.old)
@@ -97,7 +98,7 @@ class Watcher:
             return "ADDED"
         return "DELETED" if was else None
 
-    def encode(self, kind: str, entry: Entry, event: Event | None = None) -> bytes:
+    def encode(self, kind: ChangeType, entry: Entry, event: Event | None = None) -> bytes:
         if self.transform is not None:
             obj = self.transform(orjson.loads(entry.raw))
             return orjson.dumps({"type": kind, "object": obj}) + b"\n"
@@ -138,7 +139,7 @@ class Watcher:
         meta: JSON = {"resourceVersion": str(rv)}
         if initial_end:
             meta["annotations"] = {INITIAL_EVENTS_END: "true"}
-        obj = {"kind": self.rtype.kind, "apiVersion": self.rtype.group_version, "metadata": meta}
+        obj = {"kind": self.rtype.kind, "apiVersion": self.rtype.api_version, "metadata": meta}
         return orjson.dumps({"type": "BOOKMARK", "object": obj}) + b"\n"
 
 

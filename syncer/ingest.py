@@ -34,10 +34,10 @@ from typing import Any
 
 import asyncpg
 
-from agent.events import ResourceType
+from kube.resources import ResourceType, type_key
 from syncer.db import STAGING_COLUMNS
 from syncer.guards import FenceLost, Guard, Owner, Registered, advisory_holder
-from syncer.plan import Change, Plan, StoredState, plan_batch, plan_snapshot_page
+from syncer.plan import LogEntry, Plan, StoredState, plan_batch, plan_snapshot_page
 from syncer.quota import Quota, QuotaExceeded
 from syncer.schema import ANALYZE_LOCK, CHANGE_LOG_LOCK, NOTIFY_CHANNEL
 from syncer.validate import BadInput, Event, Row, Skip, to_events, to_rows
@@ -131,7 +131,7 @@ class Store:
             " WHERE cluster = $1 AND checkpoint IS NOT NULL",
             cluster,
         )
-        return {_key(r["grp"], r["resource"]): r["checkpoint"] for r in rows}
+        return {type_key(r["grp"], r["resource"]): r["checkpoint"] for r in rows}
 
     # -- watch batches --------------------------------------------------------------------
 
@@ -419,10 +419,6 @@ ON CONFLICT (cluster, grp, resource, namespace, name) DO UPDATE SET
 """
 
 
-def _key(group: str, resource: str) -> str:
-    return f"{resource}.{group}" if group else resource
-
-
 async def _lock_state(conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType,
                       shared: bool, quota: Quota) -> str | None:
     """Lock the type's sync state, created if new (within the types quota): one writer per
@@ -609,7 +605,7 @@ async def _write(conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType,
 
 
 async def _append_log(conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType,
-                      entries: Sequence[Change], first: int) -> None:
+                      entries: Sequence[LogEntry], first: int) -> None:
     """Numbered change-log entries with their before-images. An initial sync (only ADDED)
     goes straight in by COPY: it writes no object twice."""
     if not any(c.before_from_store for c in entries):
@@ -625,7 +621,7 @@ async def _append_log(conn: asyncpg.Connection, *, cluster: str, rtype: Resource
 
 
 def _log_records(
-    log_entries: Sequence[Change], *, first: int, cluster: str, rtype: ResourceType
+    log_entries: Sequence[LogEntry], *, first: int, cluster: str, rtype: ResourceType
 ) -> Iterable[tuple[Any, ...]]:
     for offset, c in enumerate(log_entries):
         yield (first + offset, cluster, rtype.group, c.version or rtype.version, rtype.resource,

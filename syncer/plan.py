@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
+from kube.changes import ChangeType
 from syncer.validate import Event, Row
 
 Key = tuple[str, str]  # (namespace, name)
-LogType = Literal["ADDED", "MODIFIED", "DELETED"]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -27,10 +26,10 @@ class StoredState:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class Change:
-    """One change-log entry."""
+class LogEntry:
+    """One change-log entry to write (a row of ``change_log``)."""
 
-    type: LogType
+    type: ChangeType
     namespace: str
     name: str
     uid: str
@@ -49,9 +48,9 @@ class Change:
 
 @dataclass(kw_only=True, slots=True)
 class Plan:
-    log: list[Change] = field(default_factory=list)
+    log: list[LogEntry] = field(default_factory=list)
     upserts: list[tuple[int, Row]] = field(default_factory=list)  # (log index, final row)
-    deletes: list[Change] = field(default_factory=list)
+    deletes: list[LogEntry] = field(default_factory=list)
     count_delta: int = 0
 
 
@@ -109,11 +108,11 @@ class _Applier:
         self.current[row.key] = None
         self.final[row.key] = None
 
-    def _log(self, type_: LogType, key: Key, uid: str, rv: str,
+    def _log(self, type_: ChangeType, key: Key, uid: str, rv: str,
              of: Row | StoredState | None = None, before: bytes | None = None) -> None:
         version = of.version if isinstance(of, StoredState) else ""
         kind = of.kind if isinstance(of, StoredState) else ""
-        self.plan.log.append(Change(type=type_, namespace=key[0], name=key[1], uid=uid,
+        self.plan.log.append(LogEntry(type=type_, namespace=key[0], name=key[1], uid=uid,
                                     resource_version=rv, version=version, kind=kind, before=before))
 
     def finish(self) -> Plan:
@@ -121,7 +120,7 @@ class _Applier:
             was = self.original.get(key)
             if index is None:
                 if was is not None:
-                    self.plan.deletes.append(Change(
+                    self.plan.deletes.append(LogEntry(
                         type="DELETED", namespace=key[0], name=key[1], uid=was.uid,
                         resource_version=was.resource_version))
                     self.plan.count_delta -= 1

@@ -44,6 +44,7 @@ from agent.kubeclient import Connection, KubeClient, connection_from_document
 from agent.kubeconfig_policy import KubeconfigRefused
 from agent.runner import Runner
 from agent.selection import SelectionError, parse_selection
+from kube.tasks import STOP_TIMEOUT_S, stop_tasks
 from syncer import registry
 from syncer.db import connect, pool_context
 from syncer.ingest import FenceLost, Guard, Owner, Registered, Store, advisory_holder
@@ -122,8 +123,7 @@ class PullManager:
                     yield
                 finally:
                     if task is not None:
-                        task.cancel()
-                        await asyncio.gather(task, return_exceptions=True)
+                        await stop_tasks([task], timeout=STOP_TIMEOUT_S, log=log)
                     await manager.stop_all()
 
         return ctx
@@ -230,8 +230,7 @@ class PullManager:
     async def _release(self, name: str, *, why: str, lost: bool = False) -> None:
         owned = self._owned.pop(name)
         if owned.task is not None:
-            owned.task.cancel()
-            await asyncio.gather(owned.task, return_exceptions=True)
+            await stop_tasks([owned.task], timeout=STOP_TIMEOUT_S, log=log)
         with contextlib.suppress(*UNAVAILABLE, asyncpg.PostgresError):
             await owned.lock_conn.close(timeout=2)
         extra: dict[str, Any] = {"cluster": name, "reason": why}

@@ -9,13 +9,13 @@ answered 410 Expired (docs/design.md, "The change log keeps before-images").
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 
 import asyncpg
 from aiohttp import web
 
+from kube.tasks import STOP_TIMEOUT_S, stop_tasks
 from syncer.store_app import POOL
 
 log = logging.getLogger(__name__)
@@ -72,8 +72,6 @@ def retention_ctx(*, retention_s: float) -> Callable[[web.Application], AsyncIte
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop_tasks([task], timeout=STOP_TIMEOUT_S, log=log)
 
     return ctx

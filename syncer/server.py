@@ -21,7 +21,7 @@ import asyncpg
 from aiohttp import web
 
 from agent import protocol
-from agent.events import ResourceType
+from kube.resources import ResourceType
 from syncer import registry
 from syncer.admission import SERVER_SETTINGS, Limits, WriteSlots, bearer_token, read_body, too_large
 from syncer.ingest import Registered, SnapshotLost, Store

@@ -13,10 +13,10 @@ from typing import TypeVar
 
 import asyncpg
 
-from agent.events import Change, KubeObject, ResourceType
-from agent.sink import SinkRejected, SinkUnavailable, SnapshotLost
-from syncer.ingest import CheckpointMismatch, FenceLost, Store
-from syncer.ingest import SnapshotLost as StoreSnapshotLost
+from agent.events import KubeObject, WatchEvent
+from agent.sink import SinkNeedsSnapshot, SinkRejected, SinkUnavailable
+from kube.resources import ResourceType
+from syncer.ingest import CheckpointMismatch, FenceLost, SnapshotLost, Store
 from syncer.quota import QuotaExceeded
 from syncer.validate import BadInput
 
@@ -37,8 +37,8 @@ async def translated(store: Store, *, cluster: str, rtype: ResourceType) -> Asyn
     """Map store exceptions to sink exceptions, keeping a type's last error on record."""
     try:
         yield
-    except (StoreSnapshotLost, CheckpointMismatch) as exc:
-        raise SnapshotLost(str(exc)) from exc
+    except (SnapshotLost, CheckpointMismatch) as exc:
+        raise SinkNeedsSnapshot(str(exc)) from exc
     except (BadInput, QuotaExceeded) as exc:
         # Objects that cannot be stored are skipped by the store; what arrives here refuses a
         # whole call, and the pipeline tries again later with a fresh snapshot.
@@ -99,7 +99,7 @@ class StoreSink:
             cluster=self.cluster, rtype=rtype, snapshot_id=_snapshot_id(snapshot_id),
             resource_version=resource_version, count=count))
 
-    async def changes(self, rtype: ResourceType, changes: list[Change], *, resource_version: str,
+    async def changes(self, rtype: ResourceType, changes: list[WatchEvent], *, resource_version: str,
                       after: str | None = None) -> None:
         events = [{"type": c.type, "object": c.object} for c in changes]
         await self._call(rtype, lambda: self.store.apply_batch(
@@ -112,5 +112,5 @@ class StoreSink:
 
 def _snapshot_id(value: str) -> int:
     if not value.isdigit():
-        raise SnapshotLost(f"unknown snapshot {value!r}")
+        raise SinkNeedsSnapshot(f"unknown snapshot {value!r}")
     return int(value)

@@ -23,13 +23,14 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 
 from agent import protocol
-from agent.events import ResourceType
-from agent.prune import prune
+from kube.changes import WATCH_EVENT_TYPES, WatchEventType
+from kube.prune import prune
+from kube.resources import ResourceType
 
 MAX_OBJECT_BYTES = protocol.MAX_OBJECT_BYTES
 # Names are DNS subdomains for nearly every type. RBAC's are path segments, which Kubernetes
@@ -43,8 +44,6 @@ MAX_LABEL_PREFIX, MAX_LABEL_NAME, MAX_LABEL_VALUE = 253, 63, 63
 MAX_TIMESTAMP = 64
 MAX_SHOWN = 80  # characters of a name repeated in a message
 SKIPPED_NAMESPACE = "#skipped"  # no namespace is spelled so: keys of skipped unnamed objects
-EVENT_TYPES = frozenset({"ADDED", "MODIFIED", "DELETED", "BOOKMARK"})
-ChangeKind = Literal["ADDED", "MODIFIED", "DELETED"]
 
 
 class BadInput(ValueError):
@@ -76,7 +75,7 @@ class Row:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Event:
-    type: Literal["ADDED", "MODIFIED", "DELETED", "BOOKMARK"]
+    type: WatchEventType
     row: Row | None  # None for BOOKMARK
     resource_version: str
 
@@ -354,7 +353,7 @@ def to_events(raw: Sequence[Any], *, rtype: ResourceType, keep_secret_data: bool
         if not isinstance(item, Mapping):
             raise BadInput(f"item {index}: an event must be a JSON object")
         kind = item.get("type")
-        if kind not in EVENT_TYPES:
+        if kind not in WATCH_EVENT_TYPES:
             raise BadInput(f"item {index}: unknown event type {shown(str(kind))!r}")
         obj = item.get("object")
         if kind == "BOOKMARK":

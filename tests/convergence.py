@@ -9,12 +9,9 @@ import aiohttp
 import asyncpg
 
 from agent.discovery import DEFAULT_EXCLUDED
+from kube.resources import type_key
 
 Identity = tuple[str, str, str, str, str, str]  # group, resource, namespace, name, uid, rv
-
-
-def _type_key(group: str, resource: str) -> str:
-    return f"{resource}.{group}" if group else resource
 
 
 async def cluster_state(url: str) -> set[Identity]:
@@ -23,7 +20,7 @@ async def cluster_state(url: str) -> set[Identity]:
         resp.raise_for_status()
         dump: dict[str, Any] = await resp.json()
     return {(o["group"], o["resource"], o["namespace"] or "", o["name"], o["uid"], o["resourceVersion"])
-            for o in dump["objects"] if _type_key(o["group"], o["resource"]) not in DEFAULT_EXCLUDED}
+            for o in dump["objects"] if type_key(o["group"], o["resource"]) not in DEFAULT_EXCLUDED}
 
 
 async def store_state(pool: asyncpg.Pool, cluster: str) -> set[Identity]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from agent.events import ResourceType
+from kube.resources import ResourceType
 
 PODS = ResourceType(group="", version="v1", resource="pods", kind="Pod", namespaced=True)
 DEPLOYMENTS = ResourceType(group="apps", version="v1", resource="deployments", kind="Deployment",

@@ -11,8 +11,9 @@ import aiohttp
 import orjson
 import pytest_asyncio
 
-from agent.events import InformerMessage, ResourceType
+from agent.events import InformerMessage
 from agent.kubeclient import Connection, KubeClient
+from kube.resources import ResourceType
 from kubesim.server import SimServer
 from kubesim.simulator import SimConfig, Simulator
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from agent.events import Change, KubeObject, ResourceType
-from agent.sink import SinkBusy, SinkRejected, SnapshotLost
+from agent.events import KubeObject, WatchEvent
+from agent.sink import SinkBusy, SinkNeedsSnapshot, SinkRejected
+from kube.resources import ResourceType
 
 
 class RecordingSink:
@@ -51,7 +52,7 @@ class RecordingSink:
         self._enter("snapshot_page", rtype)
         current = self._snapshots.get(rtype.key)
         if current is None or current[0] != snapshot_id:
-            raise SnapshotLost(snapshot_id)
+            raise SinkNeedsSnapshot(snapshot_id)
         current[1].update({_ident(obj): obj for obj in items})
 
     async def snapshot_end(
@@ -60,13 +61,14 @@ class RecordingSink:
         self._enter("snapshot_end", rtype)
         current = self._snapshots.pop(rtype.key, None)
         if current is None or current[0] != snapshot_id:
-            raise SnapshotLost(snapshot_id)
+            raise SinkNeedsSnapshot(snapshot_id)
         assert count == len(current[1])
         self.objects[rtype.key] = current[1]
         self._commit(rtype, resource_version)
 
     async def changes(
-        self, rtype: ResourceType, changes: list[Change], *, resource_version: str, after: str | None = None
+        self, rtype: ResourceType, changes: list[WatchEvent], *, resource_version: str,
+        after: str | None = None,
     ) -> None:
         self._enter("changes", rtype)
         objects = self.objects.setdefault(rtype.key, {})

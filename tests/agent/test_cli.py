@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from agent.cli import main
-from agent.events import ResourceType
 from agent.push import HttpSink
 from agent.sink import SinkUnavailable
+from kube.resources import ResourceType
 
 
 def test_bad_selection_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -6,15 +6,15 @@ from collections.abc import AsyncGenerator
 
 from agent.events import (
     Bookmark,
-    Change,
     InformerMessage,
     SnapshotEnd,
     SnapshotPage,
     SnapshotStart,
+    WatchEvent,
 )
 from agent.informer import Informer, InformerSettings
 from agent.kubeclient import KubeClient
-from agent.prune import LAST_APPLIED
+from kube.prune import LAST_APPLIED
 from tests.agent.conftest import CONFIGMAPS, SECRETS, Cluster, take, take_until
 
 PAGED = InformerSettings(page_size=3, streaming_lists=False)
@@ -25,13 +25,13 @@ def names(messages: list[InformerMessage]) -> list[str]:
     for message in messages:
         if isinstance(message, SnapshotPage):
             out.extend(item["metadata"]["name"] for item in message.items)
-        elif isinstance(message, Change):
+        elif isinstance(message, WatchEvent):
             out.append(f"{message.type}:{message.object['metadata']['name']}")
     return out
 
 
 def is_change(message: InformerMessage) -> bool:
-    return isinstance(message, Change)
+    return isinstance(message, WatchEvent)
 
 
 async def snapshot(stream: AsyncGenerator[InformerMessage, None]) -> list[InformerMessage]:
@@ -61,7 +61,7 @@ async def test_watch_from_list_rv_and_bookmarks(cluster: Cluster, kube: KubeClie
     await cluster.configmap("new")
     await cluster.update_configmap("new", a="b")
     await cluster.delete_configmap("before")
-    changes = [m for m in await take(stream, 10) if isinstance(m, Change)][:3]
+    changes = [m for m in await take(stream, 10) if isinstance(m, WatchEvent)][:3]
     assert names(changes) == ["ADDED:new", "MODIFIED:new", "DELETED:before"]
     assert int(changes[0].resource_version) > int(end.resource_version)
     # Bookmarks (every 0.3 s here) carry the stream's position forward.
@@ -194,7 +194,7 @@ async def test_huge_object_through_watch(cluster: Cluster, kube: KubeClient) -> 
     await cluster.configmap("huge", blob=big)
     change = (await take_until(stream, is_change))[-1]
     await stream.aclose()
-    assert isinstance(change, Change) and change.object["data"]["blob"] == big
+    assert isinstance(change, WatchEvent) and change.object["data"]["blob"] == big
 
 
 async def test_prune_applied(cluster: Cluster, kube: KubeClient) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from agent import protocol
-from agent.events import Change
+from agent.events import WatchEvent
 from agent.packing import Limits, change_bodies, page_bodies
 from tests.factories import PODS, pod
 
@@ -27,7 +27,7 @@ def test_a_small_page_or_batch_is_one_body_of_the_documented_shape() -> None:
     items = [pod("a", 1), pod("b", 2)]
     [body] = page_bodies(PODS, items)
     assert orjson.loads(body) == protocol.snapshot_page_body(PODS, items)
-    changes = [Change(type="ADDED", object=pod("a", 1)), Change(type="DELETED", object=pod("b", 2))]
+    changes = [WatchEvent(type="ADDED", object=pod("a", 1)), WatchEvent(type="DELETED", object=pod("b", 2))]
     [part] = change_bodies(PODS, changes, resource_version="2", after="0")
     assert orjson.loads(part.data) == protocol.changes_body(PODS, changes, resource_version="2", after="0")
 
@@ -50,7 +50,8 @@ def test_an_object_over_the_limit_is_sent_as_its_identity() -> None:
     assert [i["metadata"]["name"] for i in decoded["items"]] == ["a"]
     assert decoded["omitted"] == [{"kind": "Pod", "bytes": SMALL.max_object + 1, "metadata": {
         "name": "big", "namespace": "default", "uid": big["metadata"]["uid"], "resourceVersion": "7"}}]
-    [part] = change_bodies(PODS, [Change(type="MODIFIED", object=big), Change(type="DELETED", object=big)],
+    [part] = change_bodies(PODS, [WatchEvent(type="MODIFIED", object=big),
+                                  WatchEvent(type="DELETED", object=big)],
                            resource_version="8", after="6", limits=SMALL)
     modified, deleted = orjson.loads(part.data)["events"]
     assert modified["omitted"]["bytes"] == SMALL.max_object + 1 and "object" not in modified
@@ -59,7 +60,7 @@ def test_an_object_over_the_limit_is_sent_as_its_identity() -> None:
 
 
 def test_a_split_batch_chains_checkpoints_that_resume_where_each_part_ends() -> None:
-    changes = [Change(type="MODIFIED", object=_sized("a", 10 + i, 15 * 1024)) for i in range(9)]
+    changes = [WatchEvent(type="MODIFIED", object=_sized("a", 10 + i, 15 * 1024)) for i in range(9)]
     parts = change_bodies(PODS, changes, resource_version="30", after="9", limits=SMALL)
     assert len(parts) >= 3 and all(len(p.data) <= SMALL.max_body for p in parts)
     assert parts[0].after == "9" and parts[-1].resource_version == "30"
@@ -75,7 +76,7 @@ def test_a_split_batch_chains_checkpoints_that_resume_where_each_part_ends() -> 
 def test_a_composite_checkpoint_moves_each_namespace() -> None:
     after = orjson.dumps({"namespaces": {"a": "1", "b": "2"}}).decode()
     final = orjson.dumps({"namespaces": {"a": "20", "b": "21"}}).decode()
-    changes = [Change(type="MODIFIED", object=_sized(f"o{i}", 10 + i, 15 * 1024, namespace="ab"[i % 2]))
+    changes = [WatchEvent(type="MODIFIED", object=_sized(f"o{i}", 10 + i, 15 * 1024, namespace="ab"[i % 2]))
                for i in range(9)]
     parts = change_bodies(PODS, changes, resource_version=final, after=after, limits=SMALL)
     assert len(parts) >= 3 and parts[-1].resource_version == final
@@ -86,6 +87,6 @@ def test_a_composite_checkpoint_moves_each_namespace() -> None:
 
 
 def test_a_batch_is_not_split_where_its_checkpoint_would_not_move() -> None:
-    same = [Change(type="MODIFIED", object=_sized(f"o{i}", 5, 15 * 1024)) for i in range(9)]
+    same = [WatchEvent(type="MODIFIED", object=_sized(f"o{i}", 5, 15 * 1024)) for i in range(9)]
     [part] = change_bodies(PODS, same, resource_version="5", after="4", limits=SMALL)
     assert part.after == "4" and part.resource_version == "5"

@@ -7,13 +7,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from agent import metrics
-from agent.events import KubeObject, ResourceType
+from agent.events import KubeObject
 from agent.informer import InformerSettings
 from agent.kubeclient import KubeClient
 from agent.pipeline import Pipeline, PipelineSettings
 from agent.runner import Runner
 from agent.selection import Selection
-from agent.sink import SinkUnavailable, SnapshotLost
+from agent.sink import SinkNeedsSnapshot, SinkUnavailable
+from kube.resources import ResourceType
 from tests.agent.conftest import CONFIGMAPS, Cluster
 from tests.agent.recording import RecordingSink
 
@@ -120,7 +121,7 @@ async def test_snapshot_lost_and_unavailable_recover(cluster: Cluster, kube: Kub
     for i in range(4):
         await cluster.configmap(f"cm{i}")
     sink = RecordingSink()
-    sink.fail_next["snapshot_page"] = SnapshotLost("gone")
+    sink.fail_next["snapshot_page"] = SinkNeedsSnapshot("gone")
     sink.fail_next["snapshot_end"] = SinkUnavailable("refused")
     async with running(pipeline(kube, sink)):
         await sink.wait_for(lambda: "configmaps" in sink.committed)

@@ -9,9 +9,10 @@ import pytest
 
 from agent import errors, protocol
 from agent.backoff import Backoff
-from agent.events import Change, ResourceType
+from agent.events import WatchEvent
 from agent.informer import _decode_checkpoint
 from agent.jsonlines import LineSplitter, iter_lines
+from kube.resources import ResourceType
 
 
 def test_lines_split_across_chunks() -> None:
@@ -75,10 +76,10 @@ def test_protocol_round_trip() -> None:
         group="apps", version="v1", resource="deployments", kind="Deployment", namespaced=True
     )
     obj = {"metadata": {"name": "x", "resourceVersion": "5"}}
-    body = protocol.changes_body(rtype, [Change(type="ADDED", object=obj)], resource_version="5")
+    body = protocol.changes_body(rtype, [WatchEvent(type="ADDED", object=obj)], resource_version="5")
     decoded = orjson.loads(orjson.dumps(body))
     assert protocol.type_from_dict(decoded["type"]) == rtype
-    assert protocol.change_from_dict(decoded["events"][0]) == Change(type="ADDED", object=obj)
+    assert protocol.change_from_dict(decoded["events"][0]) == WatchEvent(type="ADDED", object=obj)
     assert protocol.snapshot_pages_path("c/1", "s") == "/ingest/v1/clusters/c%2F1/snapshots/s/pages"
     with pytest.raises(protocol.ProtocolError):
         protocol.type_from_dict({"group": "", "version": "v1"})

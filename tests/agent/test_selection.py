@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.events import ResourceType
 from agent.selection import Selection, SelectionError, load_selection, parse_selection
+from kube.resources import ResourceType
 
 
 def rt(resource: str, group: str = "") -> ResourceType:

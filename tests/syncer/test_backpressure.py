@@ -22,7 +22,7 @@ import asyncpg
 
 import kubesim
 from agent import metrics
-from agent.events import Change, KubeObject, ResourceType
+from agent.events import KubeObject, WatchEvent
 from agent.informer import InformerSettings
 from agent.kubeclient import Connection, KubeClient
 from agent.pipeline import PipelineSettings
@@ -30,6 +30,7 @@ from agent.push import HttpSink
 from agent.runner import Runner
 from agent.selection import Selection
 from agent.sink import SinkBusy
+from kube.resources import ResourceType
 from kubesim.server import SimServer
 from syncer.admission import Limits
 from syncer.ingest import CHANGE_LOG_LOCK
@@ -78,7 +79,7 @@ class CountingSink:
         await self._counted(rtype, self.sink.snapshot_end(
             rtype, snapshot_id, resource_version=resource_version, count=count))
 
-    async def changes(self, rtype: ResourceType, changes: list[Change], *, resource_version: str,
+    async def changes(self, rtype: ResourceType, changes: list[WatchEvent], *, resource_version: str,
                       after: str | None = None) -> None:
         await self._counted(rtype, self.sink.changes(rtype, changes, resource_version=resource_version,
                                                      after=after))
@@ -127,7 +128,7 @@ async def store_behind(ingest: Ingest, db_url: str, pool: asyncpg.Pool) -> Async
     async def block(rtype: ResourceType) -> None:
         while True:  # until admitted: a write of the agent may hold the slot for a moment
             try:
-                change = Change(type="ADDED", object=_object(rtype.kind))
+                change = WatchEvent(type="ADDED", object=_object(rtype.kind))
                 return await sink.changes(rtype, [change], resource_version="1")
             except SinkBusy:
                 await asyncio.sleep(0.1)

@@ -17,7 +17,7 @@ from aiohttp import web
 
 import kubesim
 from agent import protocol
-from agent.events import Change
+from agent.events import WatchEvent
 from agent.logs import KeyValueFormatter
 from agent.push import HttpSink
 from agent.sink import SinkRejected
@@ -46,7 +46,7 @@ async def _cli(ingest: Ingest, *args: str) -> tuple[int, str, str]:
 async def test_a_refused_push_batch_shows_in_cluster_list(ingest: Ingest) -> None:
     token = await ingest.register_push("edge")
     async with HttpSink(base_url=ingest.url, cluster="edge", token=token) as sink:
-        await sink.changes(PODS, [Change(type="ADDED", object=pod("a", 1))], resource_version="1")
+        await sink.changes(PODS, [WatchEvent(type="ADDED", object=pod("a", 1))], resource_version="1")
         malformed = {"type": protocol.type_to_dict(PODS), "resourceVersion": "2",
                      "events": [{"type": "UPSERTED", "object": pod("b", 2)}]}
         with pytest.raises(SinkRejected, match="unknown event type"):
@@ -65,7 +65,7 @@ async def test_agent_text_is_escaped_in_cluster_list(ingest: Ingest) -> None:
     token = await ingest.register_push("edge")
     async with HttpSink(base_url=ingest.url, cluster="edge", token=token) as sink:
         hostile = pod(f"x{ESC}[2J\x9b31m\u202e", 1, namespace=f"ns{ESC}]0;owned\a")
-        await sink.changes(PODS, [Change(type="ADDED", object=hostile)], resource_version="1")
+        await sink.changes(PODS, [WatchEvent(type="ADDED", object=hostile)], resource_version="1")
     for output in ("wide", "json"):
         code, out, _ = await _cli(ingest, "list", "-o", output)
         assert code == 0 and "skipped" in out

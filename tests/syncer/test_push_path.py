@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from agent import packing, protocol
-from agent.events import Change
+from agent.events import WatchEvent
 from agent.push import HttpSink
 from agent.sink import SinkUnavailable
 from tests.factories import PODS, pod
@@ -45,9 +45,9 @@ async def test_objects_of_one_to_three_mib_are_stored(ingest: Ingest, pool: asyn
         stored = await _sizes(pool)
         assert set(stored) == {"one", "two", "three", "small"}
         assert stored["three"][0] == "3" and stored["three"][1] >= limit - 1024
-        await sink.changes(PODS, [Change(type="MODIFIED", object=_sized("one", 6, limit - 1)),
-                                  Change(type="MODIFIED", object=_sized("three", 7, limit + 1)),
-                                  Change(type="DELETED", object=_sized("two", 8, 2 * limit))],
+        await sink.changes(PODS, [WatchEvent(type="MODIFIED", object=_sized("one", 6, limit - 1)),
+                                  WatchEvent(type="MODIFIED", object=_sized("three", 7, limit + 1)),
+                                  WatchEvent(type="DELETED", object=_sized("two", 8, 2 * limit))],
                            resource_version="8", after="5")
         assert await sink.checkpoints() == {"pods": "8"}
     stored = await _sizes(pool)
@@ -76,7 +76,7 @@ class _LosesAnAnswer(HttpSink):
 async def test_a_split_batch_retried_after_a_lost_answer_goes_on(ingest: Ingest, pool: asyncpg.Pool) -> None:
     token = await ingest.register_push("a")
     small = packing.Limits(max_body=64 * 1024, max_items=1000, max_object=48 * 1024)
-    changes = [Change(type="ADDED", object=_sized(f"p{i}", 10 + i, 30 * 1024)) for i in range(6)]
+    changes = [WatchEvent(type="ADDED", object=_sized(f"p{i}", 10 + i, 30 * 1024)) for i in range(6)]
     async with _LosesAnAnswer(base_url=ingest.url, cluster="a", token=token, limits=small) as sink:
         await sink.changes(PODS, [], resource_version="9")
         sink.lose = 3  # the second part of the split batch: committed, its answer lost

@@ -8,9 +8,9 @@ import asyncpg
 import orjson
 import pytest
 
-from agent.events import Change
+from agent.events import WatchEvent
 from agent.push import HttpSink, _is_loopback
-from agent.sink import SinkBusy, SinkUnavailable, SnapshotLost
+from agent.sink import SinkBusy, SinkNeedsSnapshot, SinkUnavailable
 from syncer.server import SLOTS
 from tests.factories import PODS, pod
 from tests.syncer.conftest import Ingest
@@ -24,7 +24,7 @@ async def test_push_flow(ingest: Ingest, pool: asyncpg.Pool, compress: bool) -> 
         snapshot = await sink.snapshot_start(PODS)
         await sink.snapshot_page(PODS, snapshot, [pod("a", 1), pod("b", 2)])
         await sink.snapshot_end(PODS, snapshot, resource_version="2", count=2)
-        await sink.changes(PODS, [Change(type="DELETED", object=pod("a", 3))], resource_version="3")
+        await sink.changes(PODS, [WatchEvent(type="DELETED", object=pod("a", 3))], resource_version="3")
         await sink.changes(PODS, [], resource_version="7")  # a bookmark
         assert await sink.checkpoints() == {"pods": "7"}
         names = [r["name"] for r in await pool.fetch("SELECT name FROM resources WHERE cluster = 'edge-1'")]
@@ -75,18 +75,18 @@ async def test_malformed_request_is_400_and_an_unstorable_object_is_skipped(
     assert await pool.fetchval("SELECT last_error FROM sync_state") == \
         "skipped item 1 (default/bad): metadata.uid is missing"
     async with HttpSink(base_url=ingest.url, cluster="a", token=token) as sink:
-        await sink.changes(PODS, [Change(type="ADDED", object=no_uid)], resource_version="9")
+        await sink.changes(PODS, [WatchEvent(type="ADDED", object=no_uid)], resource_version="9")
         assert await sink.checkpoints() == {"pods": "9"}, "the type goes on syncing"
 
 
 async def test_lost_snapshot_is_409(ingest: Ingest) -> None:
     token = await ingest.register_push("a")
     async with HttpSink(base_url=ingest.url, cluster="a", token=token) as sink:
-        with pytest.raises(SnapshotLost):
+        with pytest.raises(SinkNeedsSnapshot):
             await sink.snapshot_page(PODS, "12345", [pod("a", 1)])
         first = await sink.snapshot_start(PODS)
         await sink.snapshot_start(PODS)  # supersedes the first
-        with pytest.raises(SnapshotLost):
+        with pytest.raises(SinkNeedsSnapshot):
             await sink.snapshot_end(PODS, first, resource_version="1", count=0)
 
 
@@ -123,7 +123,7 @@ async def test_registry_admin(ingest: Ingest, pool: asyncpg.Pool) -> None:
     stored = await pool.fetchval("SELECT token_hash FROM clusters WHERE name = 'a'")
     assert token not in stored, "tokens are stored hashed"
     async with HttpSink(base_url=ingest.url, cluster="a", token=token) as sink:
-        await sink.changes(PODS, [Change(type="ADDED", object=pod("x", 1))], resource_version="1")
+        await sink.changes(PODS, [WatchEvent(type="ADDED", object=pod("x", 1))], resource_version="1")
     status, body = await ingest.admin("GET", "/admin/v1/clusters")
     [entry] = body["clusters"]
     assert (entry["name"], entry["mode"], entry["healthy"], entry["stale"], entry["objects"]) == \
@@ -141,11 +141,11 @@ async def test_registry_admin(ingest: Ingest, pool: asyncpg.Pool) -> None:
 async def test_stale_batch_is_409_and_the_agent_relists(ingest: Ingest, pool: asyncpg.Pool) -> None:
     token = await ingest.register_push("a")
     async with HttpSink(base_url=ingest.url, cluster="a", token=token) as sink:
-        await sink.changes(PODS, [Change(type="ADDED", object=pod("x", 1))], resource_version="1")
-        await sink.changes(PODS, [Change(type="MODIFIED", object=pod("x", 2))], resource_version="2",
+        await sink.changes(PODS, [WatchEvent(type="ADDED", object=pod("x", 1))], resource_version="1")
+        await sink.changes(PODS, [WatchEvent(type="MODIFIED", object=pod("x", 2))], resource_version="2",
                            after="1")
-        with pytest.raises(SnapshotLost, match="CheckpointMismatch"):
-            await sink.changes(PODS, [Change(type="DELETED", object=pod("x", 3))], resource_version="3",
+        with pytest.raises(SinkNeedsSnapshot, match="CheckpointMismatch"):
+            await sink.changes(PODS, [WatchEvent(type="DELETED", object=pod("x", 3))], resource_version="3",
                                after="1")
     assert await pool.fetchval("SELECT resource_version FROM resources") == "2"
 
