@@ -97,7 +97,15 @@ class ChangeFeed:
         """The changes after ``seq`` from the tail, or None when the tail does not reach back."""
         if seq < self.floor or self.floor < 0:
             return None
-        return [c for c in self.tail if c.seq > seq]
+        # From the newest back: a watch that keeps up looks at its few new changes only,
+        # not at the whole tail on every wake-up.
+        newer: list[Changed] = []
+        for c in reversed(self.tail):
+            if c.seq <= seq:
+                break
+            newer.append(c)
+        newer.reverse()
+        return newer
 
     async def _read(self, pool: asyncpg.Pool) -> None:
         """Append what was committed since the last read to the tail, once for all watches."""

@@ -116,12 +116,24 @@ _READ_API = (
         PRIMARY KEY (name))""",
 )
 
+# Objects are stored uncompressed and, up to a page, inside the row: reading a list page
+# then costs no TOAST lookups and no pglz decompression (the embedded server has no lz4),
+# and writing one no compression. Measured on 40k pods of 4.6 KB: a 500-object page
+# reads in about half the time, and a COPY runs about twice as fast; rows are about
+# twice as large. Rows written before keep their storage until they are next written.
+_UNCOMPRESSED_OBJECTS = (
+    "ALTER TABLE resources SET (toast_tuple_target = 8160)",
+    "ALTER TABLE resources ALTER COLUMN object SET STORAGE EXTERNAL",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(version=1, description="initial schema", statements=_INITIAL_SCHEMA),
     Migration(version=2, description="skipped objects and cluster errors",
               statements=_SKIPPED_AND_CLUSTER_ERRORS),
     Migration(version=3, description="the read API: list order, field indexes, before-images, discovery",
               statements=_READ_API),
+    Migration(version=4, description="objects stored uncompressed, inside the row up to a page",
+              statements=_UNCOMPRESSED_OBJECTS),
 )
 LATEST = MIGRATIONS[-1].version
 
