@@ -167,8 +167,8 @@ async def plans(pool: asyncpg.Pool, *, namespace: str, app: str, node: str, name
     async with pool.acquire() as conn:
         for key, (target, after) in targets.items():
             sql, params = compiled(list_statement(target, EVERYTHING_SCOPE, limit=PAGE + 1, after=after))
-            plan = (await conn.fetchval("EXPLAIN (FORMAT JSON) " + sql, *params))
-            nodes = _scans(orjson.loads(plan)[0]["Plan"])
+            plan = await conn.fetchval("EXPLAIN (FORMAT JSON) " + sql, *params)  # decoded by the pool
+            nodes = _scans(plan[0]["Plan"])
             found[key] = "; ".join(nodes)
             log(f"plan {key}: {found[key]}")
             assert not any(n.startswith("Seq Scan") for n in nodes), (key, nodes)
