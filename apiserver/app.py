@@ -18,8 +18,8 @@ from aiohttp import web
 from apiserver.catalog import CatalogCache
 from apiserver.clusters import list_clusters
 from apiserver.discovery import discovery_routes
-from apiserver.feed import ChangeFeed
-from apiserver.keys import CATALOG, CONTINUE_KEY, FEED, POOL, SCOPE
+from apiserver.feed import TAIL_BYTES, ChangeFeed
+from apiserver.keys import CATALOG, CONTINUE_KEY, FEED, POOL, REMAINING_CAP, SCOPE
 from apiserver.objects import object_routes
 from apiserver.query import EVERYTHING_SCOPE
 from kube.status import REASONS, StatusError, status_body
@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CLUSTER_PREFIX = "/clusters/{cluster}"
 PUSH_SILENCE_S = 300.0
+REMAINING_COUNT_CAP = 10_000  # objects counted after a page, at most, for remainingItemCount
 READ_METHODS = frozenset({"GET", "HEAD"})
 
 
@@ -45,23 +46,33 @@ def _status_response(error: StatusError) -> web.Response:
 async def errors_as_status(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
-    except StatusError as exc:
-        return _status_response(exc)
-    except web.HTTPException as exc:
-        if exc.status < 400:
+    except Exception as exc:
+        if request.writer.output_size > 0:
+            # A streamed list or a watch had begun: a Status written now would land inside
+            # that body. aiohttp logs the failure and closes the connection instead, so the
+            # client sees a broken response, never a second one or a list that looks whole.
             raise
+        return _failure(request, exc)
+
+
+def _failure(request: web.Request, exc: Exception) -> web.StreamResponse:
+    """The Status answering a request that failed before its response began."""
+    if isinstance(exc, StatusError):
+        return _status_response(exc)
+    if isinstance(exc, web.HTTPException):
+        if exc.status < 400:
+            raise exc
         reason = REASONS.get(exc.status, exc.reason.replace(" ", ""))
         message = "the server could not find the requested resource" if exc.status == 404 else exc.reason
         return web.Response(body=orjson.dumps(status_body(exc.status, reason, message)), status=exc.status,
                             content_type="application/json")
-    except (OSError, asyncpg.InterfaceError, asyncpg.PostgresError):
-        log.exception("store unavailable", extra={"path": request.path})
+    if isinstance(exc, (OSError, asyncpg.InterfaceError, asyncpg.PostgresError)):
+        log.error("store unavailable", exc_info=exc, extra={"path": request.path})
         return _status_response(StatusError(503, "ServiceUnavailable",
                                             "the store is unavailable; retry later",
                                             headers={"Retry-After": "2"}))
-    except Exception:
-        log.exception("request failed", extra={"path": request.path})
-        return _status_response(StatusError(500, "InternalError", "an internal error occurred"))
+    log.error("request failed", exc_info=exc, extra={"path": request.path})
+    return _status_response(StatusError(500, "InternalError", "an internal error occurred"))
 
 
 def _read_only(handler: Handler) -> Handler:
@@ -115,10 +126,13 @@ def _routes() -> list[web.RouteDef]:
     return routes
 
 
-def build_app(*, database_url: str, push_silence_s: float = PUSH_SILENCE_S) -> web.Application:
+def build_app(*, database_url: str, push_silence_s: float = PUSH_SILENCE_S,
+              remaining_count_cap: int = REMAINING_COUNT_CAP,
+              feed_tail_bytes: int = TAIL_BYTES) -> web.Application:
     app = web.Application(middlewares=[errors_as_status])
     app[SCOPE] = EVERYTHING_SCOPE
+    app[REMAINING_CAP] = remaining_count_cap
     app.cleanup_ctx.append(_store_ctx(database_url, push_silence_s=push_silence_s))
-    app.cleanup_ctx.append(ChangeFeed.context(database_url, FEED))
+    app.cleanup_ctx.append(ChangeFeed.context(database_url, FEED, tail_bytes=feed_tail_bytes))
     app.add_routes(_routes())
     return app

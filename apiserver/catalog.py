@@ -1,13 +1,15 @@
 """The catalog: which resource types the read API serves, from what the clusters sync.
 
 The union of every cluster's synced types (``sync_state``), with what discovery needs
-to describe them. A group/resource that clusters serve in different versions is offered
-in each of those versions, and a list at a version returns only the objects stored in it:
-an object never claims an apiVersion it was not stored in. The preferred version of a
-group is the one most of its types' objects are stored in (ties: the newest name).
+to describe them, and which of them each cluster serves (``Catalog.of_cluster`` is what
+``/clusters/{name}/...`` offers). A group/resource that clusters serve in different
+versions is offered in each of those versions, and a list at a version returns only the
+objects stored in it: an object never claims an apiVersion it was not stored in. The
+preferred version of a group is the one most of its types' objects are stored in (ties:
+the newest name).
 
-Reading the catalog is one small query; it is cached for a few seconds, so discovery and
-every request's type lookup cost nothing on the hot path.
+Reading the catalog is a few small queries; it is cached for a few seconds, so discovery
+and every request's type lookup cost nothing on the hot path.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import re
 import time
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import asyncpg
@@ -81,20 +83,35 @@ def _human(seconds: float) -> str:
     return f"{minutes}m" if hours < 2 else f"{hours}h"
 
 
+GVR = tuple[str, str, str]  # (group, version, resource)
+
+
 @dataclass(frozen=True, slots=True)
 class Catalog:
     types: tuple[ServedType, ...] = ()
     clusters: dict[str, ClusterState] = field(default_factory=dict)
     # A custom resource's additionalPrinterColumns, from the synced CRD objects.
     printer_columns: dict[tuple[str, str, str], tuple[PrinterColumn, ...]] = field(default_factory=dict)
-    _by_path: dict[tuple[str, str, str], ServedType] = field(default_factory=dict, repr=False)
+    # What each cluster serves: its types and the objects it holds of each.
+    served: dict[str, dict[GVR, int]] = field(default_factory=dict)
+    _by_path: dict[GVR, ServedType] = field(default_factory=dict, repr=False)
 
     @classmethod
     def of(cls, types: Iterable[ServedType], clusters: Iterable[ClusterState] = (),
-           printer_columns: dict[tuple[str, str, str], tuple[PrinterColumn, ...]] | None = None) -> Catalog:
+           printer_columns: dict[tuple[str, str, str], tuple[PrinterColumn, ...]] | None = None,
+           served: dict[str, dict[GVR, int]] | None = None) -> Catalog:
         ordered = tuple(sorted(types, key=lambda t: (t.group, t.version, t.resource)))
-        return cls(ordered, {c.name: c for c in clusters}, printer_columns or {},
+        return cls(ordered, {c.name: c for c in clusters}, printer_columns or {}, served or {},
                    {(t.group, t.version, t.resource): t for t in ordered})
+
+    def of_cluster(self, name: str) -> Catalog:
+        """What one cluster serves, as discovery under ``/clusters/{name}`` describes it: its
+        types only, and each group's preferred version by its own objects."""
+        own = self.served.get(name, {})
+        types = (replace(t, objects=own[(t.group, t.version, t.resource)]) for t in self.types
+                 if (t.group, t.version, t.resource) in own)
+        state = [self.clusters[name]] if name in self.clusters else []
+        return Catalog.of(types, state, self.printer_columns, {name: own})
 
     def columns_of(self, t: ServedType) -> tuple[PrinterColumn, ...]:
         return self.printer_columns.get((t.group, t.resource, t.version), ())
@@ -142,6 +159,9 @@ FROM clusters WHERE removing_at IS NULL
 """
 
 
+_SERVED = "SELECT cluster, grp, version, resource, object_count FROM sync_state"
+
+
 _CRDS = """
 SELECT DISTINCT ON (object #>> '{spec,group}', object #>> '{spec,names,plural}') object -> 'spec' AS spec
 FROM resources WHERE grp = 'apiextensions.k8s.io' AND resource = 'customresourcedefinitions'
@@ -171,6 +191,9 @@ async def load(pool: asyncpg.Pool, *, push_silence_s: float) -> Catalog:
     columns: dict[tuple[str, str, str], tuple[PrinterColumn, ...]] = {}
     for crd in await pool.fetch(_CRDS):
         columns.update(_printer_columns(crd["spec"]))
+    served: dict[str, dict[GVR, int]] = defaultdict(dict)
+    for row in await pool.fetch(_SERVED):
+        served[row["cluster"]][(row["grp"], row["version"], row["resource"])] = row["object_count"]
     return Catalog.of(
         (ServedType(group=r["grp"], version=r["version"], resource=r["resource"], kind=r["kind"],
                     namespaced=r["namespaced"], objects=r["objects"], singular=r["singular"],
@@ -179,7 +202,7 @@ async def load(pool: asyncpg.Pool, *, push_silence_s: float) -> Catalog:
                       age_seconds=c["age"],
                       message=c["health_message"] or ("no word from the agent" if c["silent"] else None))
          for c in clusters),
-        columns)
+        columns, dict(served))
 
 
 class CatalogCache:

@@ -5,7 +5,8 @@ aggregated discovery (``apidiscovery.k8s.io`` v2, and v2beta1 for kubectl 1.27-1
 answers ``/api`` and ``/apis`` in one request each
 (https://kubernetes.io/docs/concepts/overview/kubernetes-api/#aggregated-discovery).
 Every type is offered with the verbs ``get``, ``list`` and ``watch`` only: kubepedia is a
-read-only view.
+read-only view. Under ``/clusters/{cluster}`` the documents describe what that cluster
+serves, not the union (``apiserver.served``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import orjson
 from aiohttp import web
 
 from apiserver.catalog import Catalog, ServedType
-from apiserver.keys import CATALOG
+from apiserver.served import served_catalog
 from kube.status import StatusError
 
 JSON = dict[str, Any]
@@ -94,19 +95,21 @@ def _aggregated_response(catalog: Catalog, *, core: bool, version: str) -> web.R
 
 
 async def get_version(request: web.Request) -> web.Response:
+    await served_catalog(request)  # an unknown cluster: 404
     return _json(KUBERNETES_VERSION)
 
 
 async def get_api(request: web.Request) -> web.Response:
+    catalog = await served_catalog(request)
     aggregated = _aggregated(request.headers.get("Accept", ""))
     if aggregated:
-        return _aggregated_response(await request.app[CATALOG].get(), core=True, version=aggregated)
+        return _aggregated_response(catalog, core=True, version=aggregated)
     return _json({"kind": "APIVersions", "versions": ["v1"],
                   "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": request.host}]})
 
 
 async def get_apis(request: web.Request) -> web.Response:
-    catalog = await request.app[CATALOG].get()
+    catalog = await served_catalog(request)
     aggregated = _aggregated(request.headers.get("Accept", ""))
     if aggregated:
         return _aggregated_response(catalog, core=False, version=aggregated)
@@ -116,7 +119,7 @@ async def get_apis(request: web.Request) -> web.Response:
 
 async def get_group(request: web.Request) -> web.Response:
     group = request.match_info["group"]
-    versions = (await request.app[CATALOG].get()).groups().get(group)
+    versions = (await served_catalog(request)).groups().get(group)
     if not versions or not group:
         raise StatusError(404, "NotFound", "the server could not find the requested resource")
     return _json({"kind": "APIGroup", "apiVersion": "v1", **_group(group, versions)})
@@ -124,7 +127,7 @@ async def get_group(request: web.Request) -> web.Response:
 
 async def get_resources(request: web.Request) -> web.Response:
     group, version = request.match_info.get("group", ""), request.match_info["version"]
-    types = (await request.app[CATALOG].get()).in_version(group, version)
+    types = (await served_catalog(request)).in_version(group, version)
     if not types:
         raise StatusError(404, "NotFound", "the server could not find the requested resource")
     return _json({"kind": "APIResourceList", "apiVersion": "v1",

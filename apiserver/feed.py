@@ -2,8 +2,10 @@
 
 Writers NOTIFY the newest sequence number at commit (syncer.ingest); the payload is only
 that number, never an object (NOTIFY payloads are small). On each notification one task
-reads the new changes once, for every watch of this process, into a bounded in-memory
-tail; each watch filters the tail in memory. A watch that is behind the tail (it started
+reads the new changes once, for every watch of this process, into an in-memory tail
+bounded by a count of changes and by the size of the JSON they hold (objects reach
+1.5 MiB, so a count alone could hold gigabytes); the oldest are dropped first. Each watch
+filters the tail in memory. A watch that is behind the tail (it started
 from an older resourceVersion, or could not keep up) reads the change log itself until
 it catches up. A lost connection is re-made, and every watch is woken to re-read, so
 nothing is missed while it was down.
@@ -30,6 +32,7 @@ log = logging.getLogger(__name__)
 
 RECONNECT_S = 1.0
 TAIL_MAX = 20_000  # changes kept in memory for the watches of this process
+TAIL_BYTES = 64 * 1024 * 1024  # and the JSON text they hold, at most
 READ_BATCH = 1000
 
 
@@ -47,22 +50,27 @@ class Changed:
     name: str
     before: str | None
     after: str | None
+    size: int  # characters of JSON text held (bytes, for the ASCII that PostgreSQL's JSON mostly is)
 
     @classmethod
     def of(cls, row: asyncpg.Record) -> Changed:
+        before, after = row["before"], row["after"]
         return cls(row["seq"], row["type"], row["cluster"], row["grp"], row["version"], row["resource"],
-                   row["namespace"], row["name"], row["before"], row["after"])
+                   row["namespace"], row["name"], before, after, len(before or "") + len(after or ""))
 
 
 class ChangeFeed:
     """See the module docstring. ``floor < seq <= read_upto`` is what the tail holds whole."""
 
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, *, tail_max: int = TAIL_MAX, tail_bytes: int = TAIL_BYTES) -> None:
         self._url = database_url
+        self._tail_max = tail_max
+        self._tail_bytes = tail_bytes
         self._changed = asyncio.Event()
         self._notified = asyncio.Event()
         self.latest = 0  # the newest sequence notified
         self.tail: deque[Changed] = deque()
+        self.tail_size = 0  # the sum of the tail's Changed.size
         self.floor = -1  # no tail yet: every watch reads the change log itself
         self.read_upto = -1
         self.closed = False
@@ -107,6 +115,16 @@ class ChangeFeed:
         newer.reverse()
         return newer
 
+    def _append(self, rows: list[Changed]) -> None:
+        """Add ``rows`` to the tail and drop the oldest beyond its bounds; a watch from before
+        the new floor reads the change log itself (``since`` answers None)."""
+        self.tail.extend(rows)
+        self.tail_size += sum(c.size for c in rows)
+        while self.tail and (len(self.tail) > self._tail_max or self.tail_size > self._tail_bytes):
+            dropped = self.tail.popleft()
+            self.tail_size -= dropped.size
+            self.floor = dropped.seq
+
     async def _read(self, pool: asyncpg.Pool) -> None:
         """Append what was committed since the last read to the tail, once for all watches."""
         while True:
@@ -114,9 +132,7 @@ class ChangeFeed:
             sql, params = compiled(watch_statement(None, EVERYTHING_SCOPE, after=self.read_upto,
                                                    limit=READ_BATCH))
             rows = [Changed.of(r) for r in await pool.fetch(sql, *params)]
-            self.tail.extend(rows)
-            while len(self.tail) > TAIL_MAX:
-                self.floor = self.tail.popleft().seq
+            self._append(rows)
             self.read_upto = rows[-1].seq if rows else self.read_upto
             if len(rows) < READ_BATCH:
                 self.read_upto = max(self.read_upto, horizon)
@@ -150,6 +166,7 @@ class ChangeFeed:
                 with contextlib.suppress(Exception):
                     await conn.close(timeout=2)
             self.tail.clear()
+            self.tail_size = 0
             self.floor = self.read_upto = -1  # notifications were missed: watches read the log
             self._wake()
             await asyncio.sleep(RECONNECT_S)
@@ -171,10 +188,10 @@ class ChangeFeed:
             raise reader.exception()  # type: ignore[misc]
 
     @staticmethod
-    def context(database_url: str,
-                key: web.AppKey[ChangeFeed]) -> Callable[[web.Application], AsyncIterator[None]]:
+    def context(database_url: str, key: web.AppKey[ChangeFeed], *,
+                tail_bytes: int = TAIL_BYTES) -> Callable[[web.Application], AsyncIterator[None]]:
         async def ctx(app: web.Application) -> AsyncIterator[None]:
-            feed = ChangeFeed(database_url)
+            feed = ChangeFeed(database_url, tail_bytes=tail_bytes)
             app[key] = feed
 
             async def shutting_down(_app: web.Application) -> None:

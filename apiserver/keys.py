@@ -14,5 +14,7 @@ CONTINUE_KEY = web.AppKey("continue_key", bytes)
 # The caller's scope. Until access control fills it per request, it is everything.
 SCOPE = web.AppKey("scope", Scope)
 FEED = web.AppKey("feed", ChangeFeed)
+# A page's remainingItemCount is counted up to this many objects, and left unset above it.
+REMAINING_CAP = web.AppKey("remaining_count_cap", int)
 
-__all__ = ["CATALOG", "CONTINUE_KEY", "FEED", "POOL", "SCOPE"]
+__all__ = ["CATALOG", "CONTINUE_KEY", "FEED", "POOL", "REMAINING_CAP", "SCOPE"]

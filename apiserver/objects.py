@@ -11,6 +11,7 @@ changed during a paged walk. Each object keeps its member cluster's own resource
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -20,9 +21,17 @@ from aiohttp import web
 
 from apiserver import pagination, render
 from apiserver.catalog import Catalog, ServedType
-from apiserver.keys import CATALOG, CONTINUE_KEY, POOL, SCOPE
+from apiserver.keys import CONTINUE_KEY, POOL, REMAINING_CAP, SCOPE
 from apiserver.params import ListOptions, bad_request, list_options, parse_resource_version, too_large
-from apiserver.query import Target, compiled, current_sequence, get_statement, list_statement
+from apiserver.query import (
+    Target,
+    compiled,
+    current_sequence,
+    get_statement,
+    list_statement,
+    remaining_statement,
+)
+from apiserver.served import served_catalog
 from apiserver.watch import watch
 from kube.selectors import SelectorError, parse_field_selector, parse_label_selector
 from kube.status import StatusError
@@ -49,13 +58,11 @@ async def resolve(request: web.Request) -> tuple[Request, Catalog]:
     """The type, cluster, namespace and name a path names, or a 404 Status."""
     info = request.match_info
     group, version, resource = info.get("group", ""), info["version"], info["resource"]
-    catalog = await request.app[CATALOG].get()
+    catalog = await served_catalog(request)  # under /clusters/{cluster}: what that cluster serves
     rtype = catalog.find(group, version, resource)
     if rtype is None:
         raise _not_found_type(group, version, resource)
     cluster = info.get("cluster")
-    if cluster is not None and cluster not in catalog.clusters:
-        raise StatusError(404, "NotFound", f'cluster "{cluster}" not found')
     namespace = info.get("namespace")
     name = info.get("name")
     if namespace is not None and not rtype.namespaced:
@@ -105,15 +112,59 @@ async def _page(conn: asyncpg.Connection, target: Target, request: web.Request, 
     return rows
 
 
-async def _first(request: web.Request, target: Target, *, limit: int, after: tuple[str, ...] | None,
-                 rv: int | None) -> tuple[int, list[asyncpg.Record]]:
-    """A page and the sequence it reflects, read in one snapshot."""
+@contextlib.asynccontextmanager
+async def _snapshot(request: web.Request) -> AsyncIterator[tuple[asyncpg.Connection, int]]:
+    """A read-only REPEATABLE READ transaction and the change-log sequence it sees."""
     async with request.app[POOL].acquire() as conn, conn.transaction(isolation="repeatable_read",
                                                                      readonly=True):
         sql, params = compiled(current_sequence())
-        current = int(await conn.fetchval(sql, *params))
-        rows = await _page(conn, target, request, limit=limit, after=after)
-    return (rv if rv is not None else current), rows
+        yield conn, int(await conn.fetchval(sql, *params))
+
+
+async def _first(request: web.Request, target: Target, *, limit: int) -> tuple[int, list[asyncpg.Record]]:
+    """The first rows of a list and the sequence they reflect, read in one snapshot."""
+    async with _snapshot(request) as (conn, current):
+        rows = await _page(conn, target, request, limit=limit, after=None)
+    return current, rows
+
+
+def _key(row: asyncpg.Record) -> tuple[str, str, str]:
+    return (row["namespace"], row["name"], row["cluster"])
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Page:
+    """One page of a paged list, read in one snapshot."""
+
+    resource_version: int  # the list's: the sequence its first page saw
+    rows: list[asyncpg.Record]
+    more: bool  # objects follow this page
+    remaining: int | None  # how many follow, where Kubernetes says and the count is cheap
+
+
+async def _remaining(conn: asyncpg.Connection, request: web.Request, target: Target,
+                     after: tuple[str, ...]) -> int | None:
+    """remainingItemCount: the objects after ``after``, or None when the count reaches the cap."""
+    cap = request.app[REMAINING_CAP]
+    sql, params = compiled(remaining_statement(target, request.app[SCOPE], after=after, cap=cap))
+    count = int(await conn.fetchval(sql, *params))
+    return count if count < cap else None
+
+
+async def _read_page(request: web.Request, target: Target, *, limit: int,
+                     cursor: pagination.Cursor | None) -> Page:
+    """Up to ``limit`` objects after the cursor and, without selectors, how many follow them
+    (https://kubernetes.io/docs/reference/kubernetes-api/common-definitions/list-meta/:
+    unset with label or field selectors, and on the last page), in one snapshot."""
+    async with _snapshot(request) as (conn, current):
+        rows = await _page(conn, target, request, limit=limit + 1, after=cursor.after if cursor else None)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        remaining = None
+        if more and not target.selective():
+            remaining = await _remaining(conn, request, target, _key(rows[-1]))
+    rv = cursor.resource_version if cursor else current
+    return Page(resource_version=rv, rows=rows, more=more, remaining=remaining)
 
 
 def _query_fingerprint(request: web.Request, opts: ListOptions) -> str:
@@ -145,19 +196,17 @@ async def _list_page(request: web.Request, req: Request, opts: ListOptions, targ
                      catalog: Catalog) -> web.Response:
     query = _query_fingerprint(request, opts)
     cursor = _cursor(request, opts, query)
-    rv, rows = await _first(request, target, limit=opts.limit + 1, after=cursor.after if cursor else None,
-                            rv=cursor.resource_version if cursor else None)
+    page = await _read_page(request, target, limit=opts.limit, cursor=cursor)
     if cursor is None:
-        _check_rv(opts, rv)
+        _check_rv(opts, page.resource_version)
     token = None
-    if len(rows) > opts.limit:
-        rows = rows[:opts.limit]
-        last = rows[-1]
+    if page.more:
         token = pagination.encode(
-            pagination.Cursor(resource_version=rv, after=(last["namespace"], last["name"], last["cluster"])),
+            pagination.Cursor(resource_version=page.resource_version, after=_key(page.rows[-1])),
             query=query, key=request.app[CONTINUE_KEY])
-    meta = render.list_meta(resource_version=rv, continue_token=token)
-    body = render.shaped_list(opts.shape, req.rtype, meta, [(r["cluster"], r["json"]) for r in rows],
+    meta = render.list_meta(resource_version=page.resource_version, continue_token=token,
+                            remaining=page.remaining)
+    body = render.shaped_list(opts.shape, req.rtype, meta, [(r["cluster"], r["json"]) for r in page.rows],
                               include=opts.include_object, table=_table(req, catalog))
     response = web.Response(body=body, content_type="application/json")
     _warned(response, catalog, req.cluster)
@@ -171,33 +220,28 @@ async def _stream_rows(request: web.Request, target: Target,
         yield rows
         if len(rows) < STREAM_PAGE:
             return
-        last = rows[-1]
         async with request.app[POOL].acquire() as conn:
-            rows = await _page(conn, target, request, limit=STREAM_PAGE,
-                               after=(last["namespace"], last["name"], last["cluster"]))
+            rows = await _page(conn, target, request, limit=STREAM_PAGE, after=_key(rows[-1]))
 
 
 async def _list_all(request: web.Request, req: Request, opts: ListOptions, target: Target,
                     catalog: Catalog) -> web.StreamResponse:
-    """Everything, streamed in keyset pages: memory stays flat however large the list."""
-    rv, first = await _first(request, target, limit=STREAM_PAGE, after=None, rv=None)
+    """Everything, in any shape, streamed in keyset pages: memory stays flat however large
+    the list."""
+    rv, first = await _first(request, target, limit=STREAM_PAGE)
     _check_rv(opts, rv)
     meta = render.list_meta(resource_version=rv, continue_token=None)
-    if opts.shape:
-        rows = [r async for page in _stream_rows(request, target, first) for r in page]
-        body = render.shaped_list(opts.shape, req.rtype, meta, [(r["cluster"], r["json"]) for r in rows],
-                                  include=opts.include_object, table=_table(req, catalog))
-        response = web.Response(body=body, content_type="application/json")
-        _warned(response, catalog, req.cluster)
-        return response
+    table = _table(req, catalog)
     stream = web.StreamResponse(headers={"Content-Type": "application/json"})
     _warned(stream, catalog, req.cluster)
     await stream.prepare(request)
-    await stream.write(render.list_prefix(req.rtype, meta))
+    await stream.write(render.shaped_prefix(opts.shape, req.rtype, meta, table=table))
     separator = b""
     async for page in _stream_rows(request, target, first):
         if page:
-            await stream.write(separator + ",".join(r["json"] for r in page).encode())
+            items = render.shaped_items(opts.shape, [(r["cluster"], r["json"]) for r in page],
+                                        include=opts.include_object, table=table)
+            await stream.write(separator + items)
             separator = b","
     await stream.write(render.LIST_SUFFIX)
     await stream.write_eof()

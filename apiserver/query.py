@@ -29,6 +29,7 @@ from kube.selectors import (
     FieldSelector,
     LabelSelector,
     Requirement,
+    field_default,
     field_path,
 )
 from syncer.schema import change_log, resources
@@ -77,6 +78,10 @@ class Target:
     labels: LabelSelector = EVERYTHING
     fields: FieldSelector = NO_FIELDS
 
+    def selective(self) -> bool:
+        """Whether a label or field selector narrows the objects."""
+        return not (self.labels.empty() and self.fields.empty())
+
 
 # -- conditions ---------------------------------------------------------------------------------
 
@@ -116,11 +121,14 @@ def field_expression(kind: str, field: str) -> ColumnElement[Any]:
 
 def _field_condition(kind: str, req: FieldRequirement) -> ColumnElement[bool]:
     expr = field_expression(kind, req.field)
-    # Kubernetes reads a missing field as "": compare with coalesce only where "" is the
-    # value asked for, so that the plain expression (and its index) serves the usual case.
-    if req.value == "":
-        blank = sa.func.coalesce(expr, "") == ""
-        return blank if req.op == "=" else sa.not_(blank)
+    # A missing field reads as its default ("" for strings, "false" or "0" where kube-apiserver
+    # renders a typed zero: kube.selectors.FIELD_DEFAULTS). Compare with coalesce only where
+    # the default is the value asked for, so that the plain expression (and its index) serves
+    # the usual case; `field_values` does the same for watches, in memory.
+    default = field_default(kind, req.field)
+    if req.value == default:
+        absent_or_equal = sa.func.coalesce(expr, default) == default
+        return absent_or_equal if req.op == "=" else sa.not_(absent_or_equal)
     return expr == req.value if req.op == "=" else expr.is_distinct_from(req.value)
 
 
@@ -193,6 +201,11 @@ def object_json(*, aggregated_version: bool = False) -> ColumnElement[Any]:
     return annotated(resources.c.object, resources.c.cluster, resources.c.seq if aggregated_version else None)
 
 
+def _after(key: Sequence[str]) -> ColumnElement[bool]:
+    """The rows after ``key`` in the keyset order."""
+    return sa.tuple_(*ORDER_COLUMNS) > sa.tuple_(*(sa.literal(v, sa.Text) for v in key))
+
+
 def list_statement(target: Target, scope: Scope, *, limit: int | None, after: Sequence[str] | None = None,
                    aggregated_version: bool = False) -> sa.Select[Any]:
     """One page of objects in the keyset order: namespace, name, cluster and the object as
@@ -201,9 +214,23 @@ def list_statement(target: Target, scope: Scope, *, limit: int | None, after: Se
     stmt = sa.select(*ORDER_COLUMNS, sa.cast(obj, sa.Text).label("json"))
     stmt = stmt.where(*conditions(target, scope))
     if after is not None:
-        stmt = stmt.where(sa.tuple_(*ORDER_COLUMNS) > sa.tuple_(*(sa.literal(v, sa.Text) for v in after)))
+        stmt = stmt.where(_after(after))
     stmt = stmt.order_by(*ORDER_COLUMNS)
     return stmt.limit(limit) if limit is not None else stmt
+
+
+def remaining_statement(target: Target, scope: Scope, *, after: Sequence[str], cap: int) -> sa.Select[Any]:
+    """How many objects follow ``after`` in the keyset order, counted up to ``cap``: a page's
+    ``remainingItemCount``.
+
+    Only for lists without selectors (Kubernetes leaves the count unset with them): then
+    every condition is on the type, cluster and namespace, and the count walks at most
+    ``cap`` entries of the order index from ``after`` on, whatever the list's size."""
+    if target.selective():
+        raise ValueError("remainingItemCount is not counted for lists with selectors")
+    following = (sa.select(sa.literal(1)).where(*conditions(target, scope), _after(after))
+                 .limit(cap).subquery("following"))
+    return sa.select(sa.func.count()).select_from(following)
 
 
 def get_statement(target: Target, scope: Scope, *, limit: int) -> sa.Select[Any]:

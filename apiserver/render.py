@@ -2,7 +2,9 @@
 
 Objects leave PostgreSQL as JSON text with their cluster annotations already added
 (``query.object_json``), so a plain list is spliced together as bytes: no object is
-parsed or re-serialized in Python. Only Table and metadata-only shapes parse objects.
+parsed or re-serialized in Python. Only Table and metadata-only shapes parse objects, one
+page at a time: every shape is written as a prefix, pages of array members, and a suffix,
+so a list of any size and shape can be streamed.
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ JSON = dict[str, Any]
 CLUSTER_COLUMN = ("Cluster", "string", 0)
 
 
-def list_meta(*, resource_version: int, continue_token: str | None) -> JSON:
+def list_meta(*, resource_version: int, continue_token: str | None, remaining: int | None = None) -> JSON:
     meta: JSON = {"resourceVersion": str(resource_version)}
     if continue_token:
         meta["continue"] = continue_token
+    if remaining is not None:
+        meta["remainingItemCount"] = remaining
     return meta
 
 
@@ -66,16 +70,34 @@ def partial(obj: JSON) -> JSON:
     return {"kind": PARTIAL, "apiVersion": "meta.k8s.io/v1", "metadata": obj.get("metadata") or {}}
 
 
+def shaped_prefix(shape: str, rtype: ServedType, meta: JSON, *, table: ClusterTable) -> bytes:
+    """A list in the negotiated shape up to its array's opening bracket."""
+    if not shape:
+        return list_prefix(rtype, meta)
+    if shape == TABLE:
+        head = orjson.dumps({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": meta,
+                             "columnDefinitions": table.column_definitions()})
+        return head[:-1] + b',"rows":['
+    head = orjson.dumps({"kind": PARTIAL_LIST, "apiVersion": "meta.k8s.io/v1", "metadata": meta})
+    return head[:-1] + b',"items":['
+
+
+def shaped_items(shape: str, rows: Sequence[tuple[str, str]], *, include: str, table: ClusterTable) -> bytes:
+    """The array members for ``rows`` ((cluster, object JSON text)), comma separated: one
+    page of a streamed list, or all of a whole one."""
+    if not shape:
+        return ",".join(text for _, text in rows).encode()
+    if shape == TABLE:
+        return b",".join(orjson.dumps(table.row(cluster, orjson.loads(text), include))
+                         for cluster, text in rows)
+    return b",".join(orjson.dumps(partial(orjson.loads(text))) for _, text in rows)
+
+
 def shaped_list(shape: str, rtype: ServedType, meta: JSON, rows: Sequence[tuple[str, str]],
                 *, include: str, table: ClusterTable) -> bytes:
     """A page in the negotiated shape; ``rows`` are (cluster, object JSON text)."""
-    if not shape:
-        return plain_list(rtype, meta, [text for _, text in rows])
-    parsed = [(cluster, orjson.loads(text)) for cluster, text in rows]
-    if shape == TABLE:
-        return orjson.dumps(table.table(parsed, meta, include))
-    return orjson.dumps({"kind": PARTIAL_LIST, "apiVersion": "meta.k8s.io/v1", "metadata": meta,
-                         "items": [partial(obj) for _, obj in parsed]})
+    items = shaped_items(shape, rows, include=include, table=table)
+    return shaped_prefix(shape, rtype, meta, table=table) + items + LIST_SUFFIX
 
 
 def shaped_object(shape: str, cluster: str, text: str, *, include: str, table: ClusterTable) -> bytes:

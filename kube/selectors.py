@@ -276,6 +276,18 @@ EXTRA_FIELDS: dict[str, tuple[str, ...]] = {
 FIELD_PATHS: dict[tuple[str, str], tuple[str, ...]] = {
     ("Event", "source"): ("source", "component"),
     ("Pod", "status.podIPs"): ("status", "podIP"),
+    ("Job", "status.successful"): ("status", "succeeded"),  # JobToSelectableFields
+}
+# The value of a field that an object lacks. kube-apiserver renders its typed object: a
+# boolean or integer left out of the JSON (omitempty) is false or 0 there, not "".
+# Absent strings stay "" (their defaults, e.g. restartPolicy Always, are written into the
+# object by the member's kube-apiserver, so synced objects carry them).
+FIELD_DEFAULTS: dict[tuple[str, str], str] = {
+    ("Pod", "spec.hostNetwork"): "false",
+    ("Node", "spec.unschedulable"): "false",
+    ("Job", "status.successful"): "0",
+    ("ReplicaSet", "status.replicas"): "0",
+    ("ReplicationController", "status.replicas"): "0",
 }
 
 
@@ -286,6 +298,11 @@ def supported_fields(kind: str) -> tuple[str, ...]:
 def field_path(kind: str, field: str) -> tuple[str, ...]:
     """The JSON path of a selectable field within an object of ``kind``."""
     return FIELD_PATHS.get((kind, field), tuple(field.split(".")))
+
+
+def field_default(kind: str, field: str) -> str:
+    """What a selector compares with when an object of ``kind`` lacks ``field``."""
+    return FIELD_DEFAULTS.get((kind, field), "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,5 +379,9 @@ def field_text(value: Any) -> str:
 
 
 def field_values(kind: str, obj: Mapping[str, Any]) -> dict[str, str]:
-    """The selectable field values of one object, as strings."""
-    return {name: field_text(_dig(obj, field_path(kind, name))) for name in supported_fields(kind)}
+    """The selectable field values of one object, as strings (a missing field: its default)."""
+    out: dict[str, str] = {}
+    for name in supported_fields(kind):
+        value = _dig(obj, field_path(kind, name))
+        out[name] = field_default(kind, name) if value is None else field_text(value)
+    return out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -10,6 +12,7 @@ import aiohttp
 import asyncpg
 import orjson
 import pytest_asyncio
+from aiohttp import web
 
 from apiserver.app import build_app
 from syncer.ingest import Store
@@ -36,12 +39,53 @@ class Api:
         return status, body
 
 
+@contextlib.asynccontextmanager
+async def serving(app: web.Application) -> AsyncIterator[Api]:
+    """``app`` on a real port, with a client session for it."""
+    runner, url = await serve_app(app)
+    try:
+        async with aiohttp.ClientSession() as session:
+            yield Api(url=url, session=session)
+    finally:
+        await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def watching(api: Api, path: str, headers: dict[str, str] | None = None,
+                   **params: str) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
+    """A watch whose events arrive in a queue while the body runs."""
+    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    opened = asyncio.Event()
+
+    async def read() -> None:
+        async with api.session.get(api.url + path, params={"watch": "1", **params},
+                                   headers=headers or {}) as resp:
+            assert resp.status == 200
+            opened.set()
+            buffer = b""
+            async for chunk in resp.content.iter_any():
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    queue.put_nowait(orjson.loads(line))
+
+    task = asyncio.create_task(read())
+    try:
+        await asyncio.wait_for(opened.wait(), 30)
+        yield queue
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def next_events(queue: asyncio.Queue[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    return [await asyncio.wait_for(queue.get(), 30) for _ in range(n)]
+
+
 @pytest_asyncio.fixture
 async def api(db_url: str) -> AsyncIterator[Api]:
-    runner, url = await serve_app(build_app(database_url=db_url))
-    async with aiohttp.ClientSession() as session:
-        yield Api(url=url, session=session)
-    await runner.cleanup()
+    async with serving(build_app(database_url=db_url)) as served:
+        yield served
 
 
 def deployment(name: str, namespace: str, rv: int) -> dict[str, Any]:

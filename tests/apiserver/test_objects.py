@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import asyncpg
+import orjson
 import pytest
 
+from apiserver.app import build_app
 from kube.selectors import field_values, parse_field_selector, parse_label_selector
-from tests.apiserver.conftest import CLUSTERS, NAMESPACES, Api
+from syncer.ingest import Store
+from tests.apiserver.conftest import CLUSTERS, NAMESPACES, Api, cluster_pods, fill, serving
+from tests.factories import PODS, pod
 
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
 Synced = dict[str, list[dict[str, Any]]]
@@ -88,6 +94,58 @@ async def test_pages_walk_everything_once(api: Api, filled: Synced) -> None:
         params = {"limit": "7", "continue": token}
     assert seen == _expected(filled)
     assert len(versions) == 1  # every page reports the first page's resourceVersion
+
+
+async def _walk(api: Api, path: str, headers: dict[str, str] | None = None,
+                **params: str) -> list[tuple[int, dict[str, Any]]]:
+    """Every page of a paged list: (how many objects it holds, its list metadata)."""
+    pages: list[tuple[int, dict[str, Any]]] = []
+    query = dict(params)
+    while True:
+        status, body, _ = await api.request("GET", path, params=query, headers=headers)
+        assert status == 200, body
+        pages.append((len(body["items"] if "items" in body else body["rows"]), body["metadata"]))
+        if not body["metadata"].get("continue"):
+            return pages
+        query = {**params, "continue": body["metadata"]["continue"]}
+
+
+def _served_and_counted(pages: list[tuple[int, dict[str, Any]]], total: int) -> list[tuple[int, int | None]]:
+    """Per page: how many objects really follow it, and the remainingItemCount it claims."""
+    out, served = [], 0
+    for count, meta in pages:
+        served += count
+        out.append((total - served, meta.get("remainingItemCount")))
+    return out
+
+
+async def test_pages_tell_how_many_objects_follow(api: Api, filled: Synced) -> None:
+    total = len(_expected(filled))
+    pages = await _walk(api, "/api/v1/pods", limit="7")
+    claims = _served_and_counted(pages, total)
+    # Exact on every page but the last, which leaves it unset (nothing follows).
+    assert claims == [(left, left or None) for left, _ in claims] and len(claims) > 2
+    narrowed = await _walk(api, "/clusters/west/api/v1/namespaces/web/pods", limit="5")
+    assert [meta.get("remainingItemCount") for _, meta in narrowed] == [7, 2, None]
+    _, body, _ = await api.request("GET", "/api/v1/pods", params={"limit": "100"}, headers={"Accept": TABLE})
+    assert body["kind"] == "Table" and body["metadata"]["remainingItemCount"] == total - 100
+
+
+@pytest.mark.parametrize(("labels", "fields"), [("tier=back", ""), ("", "status.phase=Running")])
+async def test_pages_with_selectors_leave_the_count_unset(api: Api, filled: Synced, labels: str,
+                                                          fields: str) -> None:
+    pages = await _walk(api, "/api/v1/pods", limit="5", labelSelector=labels, fieldSelector=fields)
+    assert len(pages) > 2
+    assert all("remainingItemCount" not in meta for _, meta in pages)
+
+
+async def test_the_count_stops_at_its_cap(db_url: str, filled: Synced) -> None:
+    total = len(_expected(filled))
+    async with serving(build_app(database_url=db_url, remaining_count_cap=10)) as capped:
+        claims = _served_and_counted(await _walk(capped, "/api/v1/pods", limit="7"), total)
+    # Counted below the cap, unset at or above it (and on the last page).
+    assert claims == [(left, left if 0 < left < 10 else None) for left, _ in claims]
+    assert any(c is None for _, c in claims[:-1]) and any(c is not None for _, c in claims)
 
 
 async def test_continue_tokens_are_tamper_evident(api: Api, filled: Synced) -> None:
@@ -179,3 +237,67 @@ async def test_unlimited_list_streams_every_page(api: Api, filled: Synced,
     assert status == 200
     assert _keys(body["items"]) == _expected(filled)
     assert len(NAMESPACES) * len(CLUSTERS) * 12 == len(body["items"])
+
+
+PARTIAL_LIST = "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io,application/json"
+
+
+@pytest.mark.parametrize(("accept", "include"), [(TABLE, ""), (TABLE, "None"), (PARTIAL_LIST, "")])
+async def test_unlimited_shaped_lists_stream_what_pages_return(api: Api, pool: asyncpg.Pool, accept: str,
+                                                               include: str,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from apiserver import objects
+
+    await fill(pool, pods_per_namespace=40)
+    monkeypatch.setattr(objects, "STREAM_PAGE", 25)  # many internal pages
+    params = {"includeObject": include} if include else {}
+    async with api.session.get(api.url + "/api/v1/pods", params=params, headers={"Accept": accept}) as resp:
+        assert resp.status == 200
+        # Streamed: written page by page, so the length is not known when the response starts.
+        assert "Content-Length" not in resp.headers and resp.headers["Transfer-Encoding"] == "chunked"
+        whole = orjson.loads(await resp.read())
+    key = "rows" if accept == TABLE else "items"
+    paged: list[Any] = []
+    query = {"limit": "33", **params}
+    while True:
+        status, body, _ = await api.request("GET", "/api/v1/pods", params=query, headers={"Accept": accept})
+        assert status == 200 and body["kind"] == whole["kind"]
+        paged += body[key]
+        if not body["metadata"].get("continue"):
+            break
+        query = {"limit": "33", "continue": body["metadata"]["continue"], **params}
+    assert len(whole[key]) == len(paged) == 3 * 3 * 40
+    assert whole[key] == paged
+    assert whole.get("columnDefinitions") == body.get("columnDefinitions")
+    assert set(whole["metadata"]) == {"resourceVersion"}
+
+
+async def _raw_get(url: str, path: str, accept: str) -> bytes:
+    """The bytes a server sends for one GET, up to the connection's end."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: {accept}\r\nConnection: close\r\n\r\n"
+                 .encode())
+    data = await asyncio.wait_for(reader.read(), 30)
+    writer.close()
+    await writer.wait_closed()
+    return data
+
+
+async def test_a_failure_after_a_stream_began_breaks_the_connection(api: Api, pool: asyncpg.Pool,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """No Status can follow the first bytes: the client must see a broken body, not a second
+    response written into the first one, nor a list that looks complete."""
+    from apiserver import objects
+
+    await fill(pool, pods_per_namespace=4)
+    # An object no kube-apiserver would accept breaks the Table printer on a later page.
+    broken = pod("zzz-broken", 1, namespace="web", status={"containerStatuses": ["not an object"]})
+    async with Store(pool).snapshot(cluster="west", rtype=PODS) as snap:
+        await snap.add([*cluster_pods("west", 4), broken])
+        await snap.end("2000")
+    monkeypatch.setattr(objects, "STREAM_PAGE", 5)
+    data = await _raw_get(api.url, "/api/v1/pods", TABLE)
+    assert data.startswith(b"HTTP/1.1 200 ") and b'"kind":"Table"' in data
+    assert data.count(b"HTTP/1.1 ") == 1
+    assert not data.endswith(b"\r\n0\r\n\r\n")  # the chunked body never ends properly

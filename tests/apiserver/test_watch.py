@@ -3,52 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
 import asyncpg
-import orjson
 
+from apiserver.app import build_app
+from apiserver.keys import FEED
 from syncer.ingest import Store
-from tests.apiserver.conftest import Api
+from tests.apiserver.conftest import Api, next_events, serving, watching
 from tests.factories import PODS, event, pod
 
 Synced = dict[str, list[dict[str, Any]]]
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
-
-
-@asynccontextmanager
-async def watching(api: Api, path: str, headers: dict[str, str] | None = None,
-                   **params: str) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
-    """A watch whose events arrive in a queue while the body runs."""
-    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    opened = asyncio.Event()
-
-    async def read() -> None:
-        async with api.session.get(api.url + path, params={"watch": "1", **params},
-                                   headers=headers or {}) as resp:
-            assert resp.status == 200
-            opened.set()
-            buffer = b""
-            async for chunk in resp.content.iter_any():
-                buffer += chunk
-                *lines, buffer = buffer.split(b"\n")
-                for line in lines:
-                    queue.put_nowait(orjson.loads(line))
-
-    task = asyncio.create_task(read())
-    try:
-        await asyncio.wait_for(opened.wait(), 30)
-        yield queue
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-
-
-async def next_events(queue: asyncio.Queue[dict[str, Any]], n: int) -> list[dict[str, Any]]:
-    return [await asyncio.wait_for(queue.get(), 30) for _ in range(n)]
 
 
 def _who(e: dict[str, Any]) -> tuple[str, str, str]:
@@ -187,3 +154,31 @@ async def test_changes_within_one_batch_keep_their_states(api: Api, filled: Sync
         got = await next_events(events, 3)
     assert [e["type"] for e in got] == ["MODIFIED", "MODIFIED", "DELETED"]
     assert [e["object"]["metadata"]["labels"]["step"] for e in got] == ["one", "two", "two"]
+
+
+async def test_the_tail_is_bounded_by_size_and_watches_behind_it_read_the_log(db_url: str, filled: Synced,
+                                                                              pool: asyncpg.Pool) -> None:
+    bound = 4000  # the JSON of a few pods
+    app = build_app(database_url=db_url, feed_tail_bytes=bound)
+    async with serving(app) as small:
+        rv = await _rv(small)
+        names = [f"bulk-{i:02d}" for i in range(30)]
+        async with watching(small, "/api/v1/pods", resourceVersion=rv) as early:
+            for i, name in enumerate(names):
+                await Store(pool).apply_batch(cluster="east", rtype=PODS,
+                                              events=[event("ADDED", pod(name, 900 + i, namespace="web"))])
+            got = await next_events(early, len(names))
+        assert [_who(e) for e in got] == [("ADDED", "east", n) for n in names]
+        newest = int(got[-1]["object"]["metadata"]["resourceVersion"])
+        feed = app[FEED]
+        for _ in range(300):
+            if feed.read_upto >= newest:
+                break
+            await asyncio.sleep(0.1)
+        # Everything was read once for every watch, but only the newest changes that fit are kept.
+        assert feed.read_upto >= newest
+        assert 0 < feed.tail_size <= bound and 0 < len(feed.tail) < len(names)
+        assert feed.tail_size == sum(c.size for c in feed.tail) and feed.floor > int(rv)
+        # A watch from before the tail's floor gets every change all the same, from the log.
+        async with watching(small, "/api/v1/pods", resourceVersion=rv) as late:
+            assert [_who(e) for e in await next_events(late, len(names))] == [_who(e) for e in got]

@@ -88,6 +88,15 @@ def test_field_selectors() -> None:
     assert parse_field_selector(r"metadata.name=a\,b", "Pod").requirements[0].value == "a,b"
 
 
+def test_a_missing_field_reads_as_kubernetes_renders_it() -> None:
+    assert field_values("Pod", {"metadata": {"name": "p"}})["spec.hostNetwork"] == "false"
+    assert field_values("Node", {"metadata": {"name": "n"}})["spec.unschedulable"] == "false"
+    assert field_values("Job", {"status": {}})["status.successful"] == "0"
+    assert field_values("Job", {"status": {"succeeded": 3}})["status.successful"] == "3"
+    assert field_values("ReplicaSet", {})["status.replicas"] == "0"
+    assert field_values("Pod", {})["spec.restartPolicy"] == ""  # strings: "" (defaulted on write)
+
+
 def test_field_errors_use_kubernetes_wording() -> None:
     with pytest.raises(SelectorError, match=r"^field label not supported: spec\.nodeName$"):
         parse_field_selector("spec.nodeName=x", "ConfigMap")
