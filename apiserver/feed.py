@@ -108,7 +108,15 @@ class ChangeFeed:
         """The changes after ``seq`` from the tail, or None when the tail does not reach back."""
         if seq < self.floor or self.floor < 0:
             return None
-        return [c for c in self.tail if c.seq > seq]
+        # From the newest back: a watch that keeps up looks at its few new changes only,
+        # not at the whole tail on every wake-up.
+        newer: list[LogEntry] = []
+        for c in reversed(self.tail):
+            if c.seq <= seq:
+                break
+            newer.append(c)
+        newer.reverse()
+        return newer
 
     def _append(self, rows: list[LogEntry]) -> None:
         """Add ``rows`` to the tail and drop the oldest beyond its bounds; a watch from before

@@ -67,9 +67,9 @@ class Stream:
     target: Target
     table: render.ClusterTable | None
 
-    async def send(self, kind: ChangeType, cluster: str, text: str) -> None:
+    def encode(self, kind: ChangeType, cluster: str, text: str) -> bytes:
         if not self.opts.shape:
-            line = b'{"type":"' + kind.encode() + b'","object":' + text.encode() + b"}\n"
+            return b'{"type":"' + kind.encode() + b'","object":' + text.encode() + b"}\n"
         else:
             obj = orjson.loads(text)
             if self.opts.shape == TABLE and self.table is not None:
@@ -78,8 +78,13 @@ class Stream:
                 shaped: Any = self.table.table([(cluster, obj)], meta, self.opts.include_object)
             else:
                 shaped = render.partial(obj) if self.opts.shape in (PARTIAL, PARTIAL_LIST) else obj
-            line = orjson.dumps({"type": kind, "object": shaped}) + b"\n"
-        await self.response.write(line)
+            return orjson.dumps({"type": kind, "object": shaped}) + b"\n"
+
+    async def write(self, lines: list[bytes]) -> None:
+        """Events go out in one write per batch: each write waits for the socket to drain."""
+        if lines:
+            await self.response.write(b"".join(lines))
+            lines.clear()
 
     async def bookmark(self, seq: int, *, initial_end: bool = False) -> None:
         meta: dict[str, Any] = {"resourceVersion": str(seq)}
@@ -133,17 +138,21 @@ async def _initial(request: web.Request, stream: Stream) -> int:
         seq = int(await conn.fetchval(sql, *params))
         sql, params = compiled(list_statement(stream.target, request.app[SCOPE], limit=None,
                                               aggregated_version=True))
+        lines: list[bytes] = []
         async for row in conn.cursor(sql, *params, prefetch=BATCH):
-            await stream.send("ADDED", row["cluster"], row["json"])
+            lines.append(stream.encode("ADDED", row["cluster"], row["json"]))
+            if len(lines) >= BATCH:
+                await stream.write(lines)
+        await stream.write(lines)
     return seq
 
 
-async def _send(stream: Stream, kind: ChangeType, cluster: str, before: str | None,
-                after: str | None) -> None:
+def _encoded(stream: Stream, kind: ChangeType, cluster: str, before: str | None, after: str | None,
+             lines: list[bytes]) -> None:
     event = _event_kind(kind, stream.target, before, after)
     text = after if kind != "DELETED" else (before or after)
     if event is not None and text is not None:
-        await stream.send(event, cluster, text)
+        lines.append(stream.encode(event, cluster, text))
 
 
 async def _changes(request: web.Request, stream: Stream, after: int) -> int:
@@ -154,10 +163,12 @@ async def _changes(request: web.Request, stream: Stream, after: int) -> int:
     if tail is None:
         return await _changes_from_log(request, stream, after)
     scope = request.app[SCOPE]
+    lines: list[bytes] = []
     for c in tail:
         if identity_matches(stream.target, scope, group=c.group, version=c.version, resource=c.resource,
                             cluster=c.cluster, namespace=c.namespace, name=c.name):
-            await _send(stream, c.type, c.cluster, c.before, c.after)
+            _encoded(stream, c.type, c.cluster, c.before, c.after, lines)
+    await stream.write(lines)
     return max(after, upto)
 
 
@@ -171,9 +182,11 @@ async def _changes_from_log(request: web.Request, stream: Stream, after: int) ->
     horizon = request.app[FEED].latest
     sql, params = compiled(watch_statement(stream.target, request.app[SCOPE], after=after, limit=BATCH))
     rows = await request.app[POOL].fetch(sql, *params)
+    lines: list[bytes] = []
     for row in rows:
-        await _send(stream, row["type"], row["cluster"], row["before"], row["after"])
+        _encoded(stream, row["type"], row["cluster"], row["before"], row["after"], lines)
         after = row["seq"]
+    await stream.write(lines)
     return max(after, horizon) if len(rows) < BATCH else after
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import os
 import statistics
 import tempfile
@@ -43,8 +44,10 @@ import aiohttp
 import asyncpg
 import orjson
 
+from apiserver.query import EVERYTHING_SCOPE, Target, compiled, list_statement
 from benchmarks._procs import Procs, log, peak_rss_mb, read_until
 from kube.resources import ResourceType
+from kube.selectors import parse_field_selector, parse_label_selector
 from syncer import embedded
 from syncer.db import connect, create_pool
 from syncer.ingest import Store
@@ -54,6 +57,7 @@ PODS = ResourceType(group="", version="v1", resource="pods", kind="Pod", namespa
 PAGE = 500
 SIMS = 10
 REPEATS = 60
+LOADERS = 3
 OFFSET_SAMPLES = 40
 WATCHES = 100
 WATCH_RATE = 500
@@ -118,24 +122,64 @@ async def ingest(store: Store, cluster: str, items: Iterator[dict[str, Any]]) ->
     return count
 
 
-async def load(pool: asyncpg.Pool, sims: list[str], *, clusters: int,
-               per_cluster: int) -> list[list[dict[str, Any]]]:
-    store = Store(pool)
-    templates: list[list[dict[str, Any]]] = []
+async def templates_of(sims: list[str]) -> list[list[dict[str, Any]]]:
     async with aiohttp.ClientSession() as session:
-        for i, url in enumerate(sims):
-            templates.append(await list_all(session, url))
-            name = f"c-{i:03d}"
-            await pool.execute("INSERT INTO clusters (name, mode) VALUES ($1, 'push')", name)
-            await ingest(store, name, iter(templates[-1]))
-    for i in range(SIMS, clusters):
+        return [await list_all(session, url) for url in sims]
+
+
+async def load(pool: asyncpg.Pool, templates: list[list[dict[str, Any]]], *, clusters: int,
+               per_cluster: int) -> None:
+    """Every cluster's snapshot through the ingest core, LOADERS at a time."""
+    store = Store(pool)
+    gate = asyncio.Semaphore(LOADERS)
+    done = 0
+
+    async def one(i: int) -> None:
+        nonlocal done
         name = f"c-{i:03d}"
-        await pool.execute("INSERT INTO clusters (name, mode) VALUES ($1, 'push')", name)
-        await ingest(store, name, clone(templates[i % SIMS][:per_cluster], i))
-        if i % 10 == 9:
-            log(f"loaded {i + 1} clusters")
+        items = iter(templates[i]) if i < SIMS else clone(templates[i % SIMS][:per_cluster], i)
+        async with gate:
+            await pool.execute("INSERT INTO clusters (name, mode) VALUES ($1, 'push')", name)
+            await ingest(store, name, items)
+        done += 1
+        if done % 10 == 0:
+            log(f"loaded {done} clusters")
+
+    await asyncio.gather(*(one(i) for i in range(clusters)))
     await pool.execute("ANALYZE resources")
-    return templates
+
+
+async def plans(pool: asyncpg.Pool, *, namespace: str, app: str, node: str, name: str,
+                ten: frozenset[str]) -> dict[str, str]:
+    """The plan PostgreSQL picks for each measured query, as the API composes it: the index
+    (or the scan) at its root, outermost first. A sequential scan fails the run."""
+    pods = Target(group="", version="v1", resource="pods", kind="Pod")
+    labels, fields = parse_label_selector(f"app={app}"), parse_field_selector(f"spec.nodeName={node}", "Pod")
+    targets = {
+        "ns_list": (dataclasses.replace(pods, namespace=namespace), None),
+        "label_list": (dataclasses.replace(pods, labels=labels), None),
+        "label_ten": (dataclasses.replace(pods, labels=labels, clusters=ten), None),
+        "field_list": (dataclasses.replace(pods, fields=fields), None),
+        "get": (dataclasses.replace(pods, cluster=f"c-{SIMS + 1:03d}", namespace=namespace, name=name), None),
+        "walk_page": (pods, (namespace, name, "c-050")),
+    }
+    found: dict[str, str] = {}
+    async with pool.acquire() as conn:
+        for key, (target, after) in targets.items():
+            sql, params = compiled(list_statement(target, EVERYTHING_SCOPE, limit=PAGE + 1, after=after))
+            plan = await conn.fetchval("EXPLAIN (FORMAT JSON) " + sql, *params)  # decoded by the pool
+            nodes = _scans(plan[0]["Plan"])
+            found[key] = "; ".join(nodes)
+            log(f"plan {key}: {found[key]}")
+            assert not any(n.startswith("Seq Scan") for n in nodes), (key, nodes)
+    return found
+
+
+def _scans(node: dict[str, Any]) -> list[str]:
+    here = [f"{node['Node Type']} {node.get('Index Name', node.get('Relation Name', ''))}".strip()]
+    if "Scan" not in node["Node Type"]:
+        here = [node["Node Type"]] if node["Node Type"] in ("Sort", "Incremental Sort") else []
+    return here + [n for child in node.get("Plans", []) for n in _scans(child)]
 
 
 async def timed(session: aiohttp.ClientSession, url: str, params: dict[str, str] | None = None) -> float:
@@ -270,16 +314,20 @@ async def database(tmp: Path) -> AsyncIterator[str]:
         yield pg.url
 
 
-async def run(objects: int, clusters: int) -> dict[str, Any]:
+async def run(objects: int, clusters: int, keep: Path | None) -> dict[str, Any]:
     per_cluster = objects // clusters
     with tempfile.TemporaryDirectory(prefix="kubepedia-bench-api-") as tmp:
         os.chmod(tmp, 0o755)  # the embedded server's user must reach the data dir inside
-        async with Procs(Path(tmp)) as procs, database(Path(tmp) / "data") as url:
+        async with Procs(Path(tmp)) as procs, database(keep or Path(tmp) / "data") as url:
             sims = await start_sims(procs, per_cluster)
-            pool = await create_pool(url, min_size=1, max_size=4)
+            pool = await create_pool(url, min_size=1, max_size=LOADERS + 1)
             try:
-                log(f"loading {objects} pods in {clusters} clusters")
-                templates = await load(pool, sims, clusters=clusters, per_cluster=per_cluster)
+                templates = await templates_of(sims)
+                if await pool.fetchval("SELECT count(*) FROM clusters"):
+                    log(f"reusing the objects loaded in {keep}")
+                else:
+                    log(f"loading {objects} pods in {clusters} clusters")
+                    await load(pool, templates, clusters=clusters, per_cluster=per_cluster)
                 total = int(await pool.fetchval("SELECT count(*) FROM resources"))
                 api_proc = await procs.start("api", "-m", "benchmarks.api", "--serve-api", url,
                                              stdout_pipe=True)
@@ -296,6 +344,8 @@ async def measure(pool: asyncpg.Pool, api: str, sims: list[str], templates: list
     node = sample["spec"]["nodeName"]
     namespace = sample["metadata"]["namespace"]
     ten = ",".join(f"c-{i:03d}" for i in range(SIMS))
+    chosen = await plans(pool, namespace=namespace, app=app, node=node, name=sample["metadata"]["name"],
+                         ten=frozenset(ten.split(",")))
     async with aiohttp.ClientSession() as session:
         await timed(session, api + "/api")
         log("queries")
@@ -329,6 +379,7 @@ async def measure(pool: asyncpg.Pool, api: str, sims: list[str], templates: list
         "watch_delivery_p99_ms": pct(delivered, 0.99) if delivered else None,
         "watch_events_delivered": len(delivered),
         "api_rss_mb": round(peak_rss_mb(api_pid), 1),
+        "plans": chosen,
     }
 
 
@@ -336,12 +387,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--objects", type=int, default=1_000_000)
     parser.add_argument("--clusters", type=int, default=100)
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="keep the database here and reuse it on the next run (same --objects"
+                        " and --clusters); the default is a temporary one")
     parser.add_argument("--serve-api", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_api:
         asyncio.run(serve_api(args.serve_api))
         return
-    print(orjson.dumps(asyncio.run(run(args.objects, args.clusters))).decode())
+    print(orjson.dumps(asyncio.run(run(args.objects, args.clusters, args.data_dir))).decode())
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ CREATE TEMP TABLE IF NOT EXISTS staging (
     created_at timestamptz,
     deleted_at timestamptz,
     object jsonb NOT NULL
-) ON COMMIT DELETE ROWS
+) WITH (toast_tuple_target = 8160) ON COMMIT DELETE ROWS
 """
 # Change-log entries of one write, when some need the stored row as their before-image.
 LOG_STAGING_DDL = """
@@ -44,8 +44,12 @@ CREATE TEMP TABLE IF NOT EXISTS log_staging (
     resource_version text NOT NULL,
     type text NOT NULL,
     object jsonb
-) ON COMMIT DELETE ROWS
+) WITH (toast_tuple_target = 8160) ON COMMIT DELETE ROWS
 """
+# Objects are copied from staging as stored there: compressed in staging, they would stay
+# compressed in the store (see migration 4), so staging keeps them uncompressed too.
+STAGING_STORAGE = ("ALTER TABLE staging ALTER COLUMN object SET STORAGE EXTERNAL",
+                   "ALTER TABLE log_staging ALTER COLUMN object SET STORAGE EXTERNAL")
 STAGING_COLUMNS = ("ord", "namespace", "name", "uid", "resource_version", "owner_uid",
                    "labels", "created_at", "deleted_at", "object")
 
@@ -86,6 +90,8 @@ async def init_connection(conn: asyncpg.Connection) -> None:
     await init_codecs(conn)
     await conn.execute(STAGING_DDL)
     await conn.execute(LOG_STAGING_DDL)
+    for statement in STAGING_STORAGE:
+        await conn.execute(statement)
 
 
 async def connect(url: str, *, application_name: str = "kubepedia") -> asyncpg.Connection:

@@ -116,12 +116,38 @@ _READ_API = (
         PRIMARY KEY (name))""",
 )
 
+# Objects are stored uncompressed and, up to a page, inside the row: reading a list page
+# then costs no TOAST lookups and no pglz decompression (the embedded server has no lz4),
+# and writing one no compression. Measured on 40k pods of 4.6 KB: a 500-object page
+# reads in about half the time, and a COPY runs about twice as fast; rows are about
+# twice as large. Rows written before keep their storage until they are next written.
+#
+# The field indexes end with the list order, so that "spec.nodeName=n" across every
+# cluster reads its first page in order instead of sorting every match (50k pods on one
+# node name at 1M objects took 1.7 s); the list order carries the version, so that
+# counting what is left of a list needs no table reads.
+_UNCOMPRESSED_OBJECTS = (
+    "ALTER TABLE resources SET (toast_tuple_target = 8160)",
+    "ALTER TABLE resources ALTER COLUMN object SET STORAGE EXTERNAL",
+    "DROP INDEX resources_list_order",
+    "CREATE INDEX resources_list_order ON resources (grp, resource, namespace, name, cluster)"
+    " INCLUDE (version)",
+    "DROP INDEX resources_field_node_name",
+    "CREATE INDEX resources_field_node_name ON resources (grp, resource, (object #>> '{spec,nodeName}'),"
+    " namespace, name, cluster) WHERE (object #>> '{spec,nodeName}') IS NOT NULL",
+    "DROP INDEX resources_field_phase",
+    "CREATE INDEX resources_field_phase ON resources (grp, resource, (object #>> '{status,phase}'),"
+    " namespace, name, cluster) WHERE (object #>> '{status,phase}') IS NOT NULL",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(version=1, description="initial schema", statements=_INITIAL_SCHEMA),
     Migration(version=2, description="skipped objects and cluster errors",
               statements=_SKIPPED_AND_CLUSTER_ERRORS),
     Migration(version=3, description="the read API: list order, field indexes, before-images, discovery",
               statements=_READ_API),
+    Migration(version=4, description="objects stored uncompressed; field and list indexes in list order",
+              statements=_UNCOMPRESSED_OBJECTS),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -84,14 +84,16 @@ resources = Table(
     PrimaryKeyConstraint("cluster", "grp", "resource", "namespace", "name", name="resources_pkey"),
 )
 # Every list's keyset order, all clusters merged (the primary key serves one cluster).
+# The version is included so that counting the rest of a list reads the index alone.
 Index("resources_list_order", resources.c.grp, resources.c.resource, resources.c.namespace,
-      resources.c.name, resources.c.cluster)
-# Field selectors kubectl users send across every cluster (spec.nodeName, status.phase).
+      resources.c.name, resources.c.cluster, postgresql_include=["version"])
+# Field selectors kubectl users send across every cluster (spec.nodeName, status.phase),
+# followed by the list order so that a page of many matches is read in order, unsorted.
 # Partial: the many objects without the field cost nothing; "field = value" implies NOT NULL.
 for _name, _path in (("node_name", "{spec,nodeName}"), ("phase", "{status,phase}")):
     _field = text(f"(object #>> '{_path}')")
-    Index(f"resources_field_{_name}", resources.c.grp, resources.c.resource, _field,
-          postgresql_where=text(f"(object #>> '{_path}') IS NOT NULL"))
+    Index(f"resources_field_{_name}", resources.c.grp, resources.c.resource, _field, resources.c.namespace,
+          resources.c.name, resources.c.cluster, postgresql_where=text(f"(object #>> '{_path}') IS NOT NULL"))
 Index("resources_uid", resources.c.uid)
 Index("resources_owner_uid", resources.c.owner_uid, postgresql_where=resources.c.owner_uid.isnot(None))
 Index("resources_created_at", resources.c.grp, resources.c.resource, resources.c.created_at)

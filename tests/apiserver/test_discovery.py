@@ -8,10 +8,10 @@ from typing import Any
 import asyncpg
 import pytest
 
-from agent.events import ResourceType
 from apiserver.app import build_app
 from apiserver.keys import SCOPE
 from apiserver.query import Scope
+from kube.resources import ResourceType
 from syncer.ingest import Store
 from tests.apiserver.conftest import Api, fill, serving
 

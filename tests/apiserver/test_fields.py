@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from agent.events import ResourceType
+from kube.resources import ResourceType
 from syncer.ingest import Store
 from tests.apiserver.conftest import Api, next_events, node, watching
 from tests.factories import NODES, PODS, event, pod

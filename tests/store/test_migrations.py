@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
+import asyncpg
 import pytest
 
 from syncer.db import DatabaseUnreachable, connect
+from syncer.ingest import Store
 from syncer.migrations import LATEST, SchemaTooNew, current_version, migrate
+from tests.factories import PODS, event, pod
 
 
 async def test_fresh_database_migrates_concurrently(pg_server_url: str) -> None:
@@ -93,3 +96,19 @@ async def test_the_metadata_describes_the_migrated_schema(db_url: str) -> None:
                  for t in schema.metadata.tables.values() for c in t.columns}
     assert migrated == described
     assert {i.name for t in schema.metadata.tables.values() for i in t.indexes} <= indexes
+
+
+async def test_objects_are_stored_uncompressed_inside_the_row(store: Store, pool: asyncpg.Pool) -> None:
+    """A list page reads objects without TOAST lookups or decompression (migration 4)."""
+    padded = pod("big", 1)
+    padded["metadata"]["annotations"] = {"note": "x" * 5000}  # compresses well: pglz would take it
+    huge = pod("huge", 2)
+    huge["metadata"]["annotations"] = {"note": "y" * 20000}  # larger than a page: out of line, still raw
+    await store.apply_batch(cluster="c1", rtype=PODS, events=[event("ADDED", padded), event("ADDED", huge)])
+    rows = await pool.fetch("SELECT name, pg_column_compression(object) AS compression,"
+                            " pg_column_size(object) AS size FROM resources ORDER BY name")
+    assert [(r["name"], r["compression"]) for r in rows] == [("big", None), ("huge", None)]
+    assert rows[0]["size"] > 5000 and rows[1]["size"] > 20000
+    toast = await pool.fetchval(
+        "SELECT reltoastrelid::regclass::text FROM pg_class WHERE relname = 'resources'")
+    assert await pool.fetchval(f"SELECT count(DISTINCT chunk_id) FROM {toast}") == 1, "only the huge one"
