@@ -19,6 +19,7 @@ import asyncpg
 from aiohttp import web
 
 from apiserver import pagination, render
+from apiserver.asof import AS_OF, list_as_of
 from apiserver.catalog import Catalog, ServedType
 from apiserver.keys import CATALOG, CONTINUE_KEY, POOL, SCOPE
 from apiserver.params import ListOptions, bad_request, list_options, parse_resource_version, too_large
@@ -125,6 +126,9 @@ async def list_objects(request: web.Request) -> web.StreamResponse:
     req, catalog = await resolve(request)
     opts = list_options(request.query, request.headers.get("Accept", ""))
     target = target_of(req, opts)
+    if request.query.get(AS_OF):  # history: the list as it was at a time (apiserver.asof)
+        return await list_as_of(request, rtype=req.rtype, target=target, opts=opts,
+                                table=_table(req, catalog), warnings=catalog.warnings(req.cluster))
     if opts.watch:
         return await watch(request, opts, target, catalog, _table(req, catalog))
     if opts.limit:
