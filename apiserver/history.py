@@ -152,9 +152,7 @@ def _fingerprint(request: web.Request, wanted: ChangeFilter) -> str:
 
 def _upper_bound(wanted: ChangeFilter, window: asyncpg.Record) -> int:
     """The last sequence of a window (0: the window holds nothing): the log's head, or the
-    last change before ``before``; none at or after ``since`` leaves the window empty."""
-    if wanted.since is not None and window["lo"] is None:
-        return 0
+    last change before ``before``."""
     if wanted.before is None:
         return int(window["newest"])
     return int(window["hi"] or 0)

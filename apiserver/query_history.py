@@ -223,7 +223,7 @@ def _first_changes_after(target: Target, scope: Scope, *, seq: int,
             where.append(column == value)
     if after is not None:
         where.append(_after_key((c.namespace, c.name, c.cluster), after))
-    return (sa.select(c.namespace, c.name, c.cluster, c.version, c.type, c.object)
+    return (sa.select(c.namespace, c.name, c.cluster, c.version, c.object)
             .where(*where).ext(distinct_on(c.namespace, c.name, c.cluster))
             .order_by(c.namespace, c.name, c.cluster, c.seq).subquery("first_changes"))
 
@@ -247,9 +247,12 @@ def as_of_statement(target: Target, scope: Scope, *, seq: int, limit: int | None
     named = first.c.object["apiVersion"].astext == group_version
     stored_in = sa.case((first.c.object.has_key("apiVersion"), named),
                         else_=first.c.version == target.version)
+    # No before-image, no state at ``seq``: an ADDED has none (the object did not exist
+    # then), nor has an entry written before the log kept before-images (its state then is
+    # not known, and is left out rather than listed as null).
     left = (sa.select(first.c.namespace, first.c.name, first.c.cluster,
                       sa.cast(annotated(first.c.object, first.c.cluster), sa.Text).label("json"))
-            .where(first.c.type != "ADDED", first.c.object.isnot(None), stored_in,
+            .where(first.c.object.isnot(None), stored_in,
                    *selector_conditions(target, table=first, labels=labels)))
     if limit is not None:
         # Each part ordered and limited on its own: the current rows are then read from

@@ -257,6 +257,8 @@ async def test_a_state_is_listed_in_the_version_it_was_stored_in(api: Api, fille
 
 WIDGETS = [ResourceType(group=group, version="v1", resource="widgets", kind="Widget", namespaced=True)
            for group in ("a.example", "b.example")]
+POD_METRICS = ResourceType(group="metrics.k8s.io", version="v1beta1", resource="pods", kind="PodMetrics",
+                           namespaced=True)
 
 
 async def test_types_as_kubectl_users_name_them(api: Api, filled: Synced, pool: asyncpg.Pool) -> None:
@@ -266,6 +268,9 @@ async def test_types_as_kubectl_users_name_them(api: Api, filled: Synced, pool: 
                   "metadata": {"name": "w", "namespace": "web", "uid": f"w-{rtype.group}",
                                "resourceVersion": "1"}}
         await store.apply_batch(cluster="east", rtype=rtype, events=[event("ADDED", widget)])
+    metrics = {"apiVersion": "metrics.k8s.io/v1beta1", "kind": "PodMetrics",
+               "metadata": {"name": "m", "namespace": "web", "uid": "m", "resourceVersion": "1"}}
+    await store.apply_batch(cluster="east", rtype=POD_METRICS, events=[event("ADDED", metrics)])
     status, body = await api.get(CHANGES, types="widgets")
     assert (status, body["reason"]) == (400, "BadRequest") and "widgets.a.example" in body["message"]
     status, body = await api.get(CHANGES, types="widgets.b.example,Deployment")
@@ -273,6 +278,11 @@ async def test_types_as_kubectl_users_name_them(api: Api, filled: Synced, pool: 
                                                                     ("apps", "deployments")}
     status, body = await api.get(HISTORY, resource="widget", group="a.example", namespace="web", name="w")
     assert [i["uid"] for i in body["items"]] == ["w-a.example"]
+    # "pods" is the core group's, as kubectl reads it, though metrics.k8s.io serves pods too.
+    status, body = await api.get(CHANGES, types="pods", namespace="web", clusters="east")
+    assert status == 200 and {i["kind"] for i in body["items"]} == {"Pod"}
+    status, body = await api.get(CHANGES, types="pods.metrics.k8s.io")
+    assert [i["kind"] for i in body["items"]] == ["PodMetrics"]
     # A type no cluster serves any more keeps its history under its own name.
     status, body = await api.get(CHANGES, types="gadgets.gone.example")
     assert (status, body["items"]) == (200, [])
