@@ -262,6 +262,11 @@ async def _as_of(rec: Recorder, moment: datetime, truth: dict[tuple[str, str, st
     assert sorted(i["metadata"]["name"] for i in body["items"]) == sorted(
         name for (c, ns, name), obj in truth.items()
         if c == "east" and ns == NS and "stage" in (obj["metadata"].get("labels") or {}))
+    # A GET by name, as of then: a field selector on the states.
+    status, body = await rec.get(f"/clusters/east{CM.format(ns=NS)}", asOf=when,
+                                 fieldSelector="metadata.name=hist")
+    hist = truth.get(("east", NS, "hist"))
+    assert status == 200 and [i["data"] for i in body["items"]] == ([hist["data"]] if hist else [])
     # A negative selector, on states with no labels at all too.
     status, body = await rec.get("/clusters/west/api/v1/configmaps", asOf=when, labelSelector="!stage")
     assert sorted(i["metadata"]["name"] for i in body["items"]) == sorted(
