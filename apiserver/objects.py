@@ -210,6 +210,8 @@ async def _list_all(request: web.Request, req: Request, opts: ListOptions, targe
 
 async def get_object(request: web.Request) -> web.Response:
     req, catalog = await resolve(request)
+    if request.query.get(AS_OF):  # history: not silently the current object (apiserver.asof)
+        raise bad_request("asOf applies to lists: list with fieldSelector=metadata.name=NAME")
     include = {"includeObject": request.query["includeObject"]} if "includeObject" in request.query else {}
     opts = list_options(include, request.headers.get("Accept", ""))
     target = target_of(req, opts)

@@ -136,6 +136,7 @@ BAD = [
     ("/api/v1/pods", {"asOf": "2026-01-01", "limit": "x"}),
     ("/api/v1/pods", {"asOf": "2026-01-01", "labelSelector": "a in b"}),
     ("/api/v1/pods", {"asOf": "2026-01-01", "limit": "2", "continue": "x"}),
+    ("/api/v1/namespaces/web/pods/web-001", {"asOf": "2026-01-01"}),  # a GET
 ]
 
 
