@@ -19,6 +19,7 @@ from apiserver.catalog import CatalogCache
 from apiserver.clusters import list_clusters
 from apiserver.discovery import discovery_routes
 from apiserver.feed import TAIL_BYTES, ChangeFeed
+from apiserver.history import history_routes
 from apiserver.keys import CATALOG, CONTINUE_KEY, FEED, POOL, REMAINING_CAP, SCOPE
 from apiserver.objects import object_routes
 from apiserver.query import EVERYTHING_SCOPE
@@ -123,6 +124,7 @@ def _routes() -> list[web.RouteDef]:
     for prefix in ("", CLUSTER_PREFIX):
         pairs: list[tuple[str, Any]] = [*discovery_routes(prefix), *object_routes(prefix)]
         routes += [web.route("*", path, _read_only(handler)) for path, handler in pairs]
+    routes += [web.route("*", path, _read_only(handler)) for path, handler in history_routes()]  # history
     return routes
 
 

@@ -20,6 +20,7 @@ import asyncpg
 from aiohttp import web
 
 from apiserver import pagination, render
+from apiserver.asof import AS_OF, list_as_of
 from apiserver.catalog import Catalog
 from apiserver.keys import CONTINUE_KEY, POOL, REMAINING_CAP, SCOPE
 from apiserver.params import ListOptions, bad_request, list_options, parse_resource_version, too_large
@@ -177,6 +178,9 @@ async def list_objects(request: web.Request) -> web.StreamResponse:
     req, catalog = await resolve(request)
     opts = list_options(request.query, request.headers.get("Accept", ""))
     target = target_of(req, opts)
+    if request.query.get(AS_OF):  # history: the list as it was at a time (apiserver.asof)
+        return await list_as_of(request, rtype=req.rtype, target=target, opts=opts,
+                                table=_table(req, catalog), warnings=catalog.warnings(req.cluster))
     if opts.watch:
         return await watch(request, opts, target, catalog, _table(req, catalog))
     if opts.limit:
@@ -251,6 +255,8 @@ async def _list_all(request: web.Request, req: Request, opts: ListOptions, targe
 
 async def get_object(request: web.Request) -> web.Response:
     req, catalog = await resolve(request)
+    if request.query.get(AS_OF):  # history: not silently the current object (apiserver.asof)
+        raise bad_request("asOf applies to lists: list with fieldSelector=metadata.name=NAME")
     include = {"includeObject": request.query["includeObject"]} if "includeObject" in request.query else {}
     opts = list_options(include, request.headers.get("Accept", ""))
     target = target_of(req, opts)

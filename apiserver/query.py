@@ -85,8 +85,8 @@ class Target:
 
 # -- conditions ---------------------------------------------------------------------------------
 
-def _label_condition(req: Requirement) -> ColumnElement[bool]:
-    labels = resources.c.labels
+def _label_condition(req: Requirement,
+                     labels: ColumnElement[Any] = resources.c.labels) -> ColumnElement[bool]:
     match req.op:
         case "exists":
             has: ColumnElement[bool] = labels.has_key(req.key)
@@ -106,21 +106,23 @@ def _label_condition(req: Requirement) -> ColumnElement[bool]:
     raise AssertionError(req.op)  # pragma: no cover - the Literal is exhaustive
 
 
-def field_expression(kind: str, field: str) -> ColumnElement[Any]:
+def field_expression(kind: str, field: str, table: sa.FromClause = resources) -> ColumnElement[Any]:
     """The SQL expression of a selectable field: a column, or the field's JSON path as a
-    constant (so that an expression index on it can serve the query)."""
+    constant (so that an expression index on it can serve the query). ``table`` is
+    ``resources`` or a relation with the same ``namespace``, ``name`` and ``object``."""
     if field == "metadata.name":
-        return resources.c.name
+        return table.c.name
     if field == "metadata.namespace":
-        return resources.c.namespace
+        return table.c.namespace
     parts = field_path(kind, field)
     if not all(_PATH_PART.match(p) for p in parts):  # never: the paths are our own constants
         raise ValueError(f"unexpected field path {field!r}")
-    return resources.c.object.op("#>>")(sa.literal_column("'{" + ",".join(parts) + "}'"))
+    return table.c.object.op("#>>")(sa.literal_column("'{" + ",".join(parts) + "}'"))
 
 
-def _field_condition(kind: str, req: FieldRequirement) -> ColumnElement[bool]:
-    expr = field_expression(kind, req.field)
+def _field_condition(kind: str, req: FieldRequirement,
+                     table: sa.FromClause = resources) -> ColumnElement[bool]:
+    expr = field_expression(kind, req.field, table)
     # A missing field reads as its default ("" for strings, "false" or "0" where kube-apiserver
     # renders a typed zero: kube.selectors.FIELD_DEFAULTS). Compare with coalesce only where
     # the default is the value asked for, so that the plain expression (and its index) serves
@@ -166,6 +168,18 @@ def identity_matches(target: Target, scope: Scope, *, group: str, version: str, 
             and (target.clusters is None or cluster in target.clusters)
             and target.cluster in (None, cluster) and target.namespace in (None, namespace)
             and target.name in (None, name))
+
+
+# -- for states other than the current rows (apiserver.query_history) ---------------------------
+
+def selector_conditions(target: Target, *, table: sa.FromClause,
+                        labels: ColumnElement[Any]) -> list[ColumnElement[bool]]:
+    """A request's label and field selectors on another relation holding objects (an
+    object's state taken from the change log): ``labels`` is its labels as JSONB, never
+    NULL, and ``table`` has ``namespace``, ``name`` and ``object`` columns."""
+    where = [_label_condition(req, labels) for req in target.labels.requirements]
+    where.extend(_field_condition(target.kind, req, table) for req in target.fields.requirements)
+    return where
 
 
 def conditions(target: Target, scope: Scope) -> list[ColumnElement[bool]]:

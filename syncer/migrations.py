@@ -140,6 +140,17 @@ _UNCOMPRESSED_OBJECTS = (
     " namespace, name, cluster) WHERE (object #>> '{status,phase}') IS NOT NULL",
 )
 
+# History and as-of reads (apiserver.query_history). A namespace's changes in sequence
+# order, for "what changed in namespace x yesterday" and for lists of a namespace as they were.
+# And a change's time is read from the clock when its row is written, which is under the
+# change-log lock (syncer.ingest): a later number never gets an earlier time, so a time finds
+# its sequence by one probe of ``change_log_at``. now() is when the transaction began, which
+# for a writer that waited on the lock is before the times of numbers drawn ahead of it.
+_HISTORY = (
+    "ALTER TABLE change_log ALTER COLUMN at SET DEFAULT clock_timestamp()",
+    "CREATE INDEX change_log_namespace ON change_log (namespace, seq)",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(version=1, description="initial schema", statements=_INITIAL_SCHEMA),
     Migration(version=2, description="skipped objects and cluster errors",
@@ -148,6 +159,8 @@ MIGRATIONS: tuple[Migration, ...] = (
               statements=_READ_API),
     Migration(version=4, description="objects stored uncompressed; field and list indexes in list order",
               statements=_UNCOMPRESSED_OBJECTS),
+    Migration(version=5, description="history: change times in sequence order, a namespace's changes",
+              statements=_HISTORY),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -116,7 +116,9 @@ change_log = Table(
     Column("uid", Text, nullable=False),
     Column("resource_version", Text, nullable=False),
     Column("type", Text, nullable=False),  # ADDED | MODIFIED | DELETED
-    Column("at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    # Read when the row is written, under the change-log lock: times follow sequence order
+    # (migration 5; rows written before keep the time their transaction began).
+    Column("at", DateTime(timezone=True), nullable=False, server_default=text("clock_timestamp()")),
     # The state the object left (MODIFIED, DELETED); NULL for ADDED. The state after a
     # change is the next change's before-image, or the current row.
     Column("object", JSONB),
@@ -127,6 +129,7 @@ Index("change_log_at", change_log.c.at)
 Index("change_log_type_seq", change_log.c.grp, change_log.c.resource, change_log.c.seq)  # watches
 Index("change_log_object", change_log.c.cluster, change_log.c.grp, change_log.c.resource,
       change_log.c.namespace, change_log.c.name, change_log.c.seq)  # an object's changes in order
+Index("change_log_namespace", change_log.c.namespace, change_log.c.seq)  # a namespace's changes (history)
 
 # Secrets the read API keeps in the database so that every API process shares them
 # (the key continue tokens are signed with).
