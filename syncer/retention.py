@@ -26,8 +26,9 @@ INTERVAL_S = 60.0
 
 # Only a run of the lowest numbers goes: rows written before migration 5 carry the time
 # their transaction began, not when they drew their numbers, so deleting by time alone could
-# drop N+1 and keep N, and a watch from N would pass the 410 check and miss N+1. Everything below the oldest entry still within the
-# retention period (and below the newest entry) goes, lowest first.
+# drop N+1 and keep N, and a watch from N would pass the 410 check and miss N+1. Everything
+# below the oldest entry still within the retention period (and below the newest entry)
+# goes, lowest first.
 _PRUNE = """
 DELETE FROM change_log c
 WHERE (c.cluster, c.seq) IN (
