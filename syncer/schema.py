@@ -94,6 +94,11 @@ for _name, _path in (("node_name", "{spec,nodeName}"), ("phase", "{status,phase}
     _field = text(f"(object #>> '{_path}')")
     Index(f"resources_field_{_name}", resources.c.grp, resources.c.resource, _field, resources.c.namespace,
           resources.c.name, resources.c.cluster, postgresql_where=text(f"(object #>> '{_path}') IS NOT NULL"))
+# The label keys most lists select by, in list order too (apiserver.query.ORDERED_LABEL_KEYS).
+for _name, _key in (("app", "app"), ("app_name", "app.kubernetes.io/name")):
+    _label = text(f"(labels ->> '{_key}')")
+    Index(f"resources_label_{_name}", resources.c.grp, resources.c.resource, _label, resources.c.namespace,
+          resources.c.name, resources.c.cluster, postgresql_where=text(f"(labels ->> '{_key}') IS NOT NULL"))
 Index("resources_uid", resources.c.uid)
 Index("resources_owner_uid", resources.c.owner_uid, postgresql_where=resources.c.owner_uid.isnot(None))
 Index("resources_created_at", resources.c.grp, resources.c.resource, resources.c.created_at)

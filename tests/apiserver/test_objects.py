@@ -51,6 +51,7 @@ async def test_list_merges_every_cluster(api: Api, filled: Synced) -> None:
     ("tier=front", ""), ("app in (app1,app2),tier!=front", ""), ("!tier", ""), ("app notin (app0)", ""),
     ("", "spec.nodeName=east-node-1"), ("", "status.phase!=Running"), ("tier", "metadata.name=pay-003"),
     ("", "metadata.namespace=web,spec.nodeName!=west-node-0"),
+    ("app=app1", ""), ("app=app1,tier=front", ""), ("app=nothing", ""),  # app has an ordered index
 ])
 async def test_selectors_match_a_plain_filter(api: Api, filled: Synced, labels: str, fields: str) -> None:
     status, body = await api.get("/api/v1/pods", labelSelector=labels, fieldSelector=fields)

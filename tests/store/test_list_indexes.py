@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 
 from apiserver.query import EVERYTHING_SCOPE, Target, compiled, list_statement, remaining_statement
-from kube.selectors import parse_field_selector
+from kube.selectors import parse_field_selector, parse_label_selector
 from syncer.ingest import Store
 from tests.factories import PODS, event, pod
 
@@ -54,6 +54,20 @@ async def test_field_selected_pages_are_read_in_order(store: Store, pool: asyncp
             assert any(index in n for n in nodes), nodes
             assert not any(n.startswith("Sort") or "Incremental Sort" in n for n in nodes), nodes
             nodes = await _plan(conn, target, after=("default", "p5", "c1"))
+            assert not any("Sort" in n for n in nodes), nodes
+
+
+async def test_pages_of_a_common_label_are_read_in_order(store: Store, pool: asyncpg.Pool) -> None:
+    await _loaded(store, pool)
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL enable_seqscan = off")
+        await conn.execute("SET LOCAL enable_bitmapscan = off")
+        for selector, index in (("app=p1", "resources_label_app"),
+                                ("app.kubernetes.io/name=web", "resources_label_app_name")):
+            target = Target(group="", version="v1", resource="pods", kind="Pod",
+                            labels=parse_label_selector(selector))
+            nodes = await _plan(conn, target)
+            assert any(index in n for n in nodes), nodes
             assert not any("Sort" in n for n in nodes), nodes
 
 
