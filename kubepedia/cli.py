@@ -11,7 +11,7 @@ from pathlib import Path
 
 from agent.logs import setup_logging
 from agent.tuning import tune_gc
-from kubepedia import clusters, keys, kubeconfig
+from kubepedia import clusters, keys, kubeconfig, report
 from kubepedia.config import (
     DEFAULT_ADMIN_LISTEN,
     DEFAULT_API_LISTEN,
@@ -52,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     clusters.add_parser(sub)
     kubeconfig.add_parser(sub)
     keys.add_parser(sub)
+    report.add_parser(sub)
     return parser
 
 
@@ -109,6 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return clusters.run(args)
     if args.command == "keys":
         return keys.run(args)
+    if args.command == "report":
+        return report.run(args)
     try:
         return _run_serve(args)
     except (DatabaseUnreachable, SchemaTooNew, EmbeddedError, SecretBoxError, RegistryError,
