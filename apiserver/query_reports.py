@@ -12,7 +12,7 @@ Each report reads narrow data, never a scan of the objects (at 1M pods they are 
   index (``pod_images`` NULL, found through a partial index that is normally empty);
 * ``events``: the events whose time (``kube_event_time``) falls in the window, found by
   ``resources_event_time``; only those rows are read;
-* ``nodes``: the node rows (``resources_list_order``), parsed with ``kube_quantity``:
+* ``nodes``: the node rows (found by an index that leads with the type), parsed with ``kube_quantity``:
   nodes are a few per thousand objects;
 * ``clusters``: the registry and the per-type sync state (``sync_state``), one row a type.
 

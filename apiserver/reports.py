@@ -10,7 +10,7 @@ Statements come from ``apiserver.query_reports`` with the caller's scope.
 
 A CSV cell that a spreadsheet would run as a formula (it starts with ``=``, ``+``, ``-``,
 ``@``, a tab or a carriage return) is written with a leading ``'``: image names, event
-reasons and messages come from member clusters, and whoever opens the export must not run
+reasons and errors come from member clusters, and whoever opens the export must not run
 what a cluster put there.
 """
 
