@@ -23,6 +23,7 @@ from apiserver.history import history_routes
 from apiserver.keys import CATALOG, CONTINUE_KEY, FEED, POOL, REMAINING_CAP, SCOPE
 from apiserver.objects import object_routes
 from apiserver.query import EVERYTHING_SCOPE
+from apiserver.reports import report_routes
 from kube.status import REASONS, StatusError, status_body
 from syncer.db import create_pool
 from syncer.store_app import health_routes
@@ -125,6 +126,7 @@ def _routes() -> list[web.RouteDef]:
         pairs: list[tuple[str, Any]] = [*discovery_routes(prefix), *object_routes(prefix)]
         routes += [web.route("*", path, _read_only(handler)) for path, handler in pairs]
     routes += [web.route("*", path, _read_only(handler)) for path, handler in history_routes()]  # history
+    routes += [web.route("*", path, _read_only(handler)) for path, handler in report_routes()]  # reports
     return routes
 
 

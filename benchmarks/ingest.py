@@ -113,7 +113,7 @@ async def bench_copy(pool: asyncpg.Pool, n: int, templates: list[dict[str, Any]]
         await conn.execute("CREATE TABLE bare (LIKE resources)")
         columns = [r["column_name"] for r in await conn.fetch(
             "SELECT column_name FROM information_schema.columns WHERE table_name = 'resources'"
-            " ORDER BY ordinal_position")]
+            " AND is_generated = 'NEVER' ORDER BY ordinal_position")]  # the rows as ingest sends them
         start = time.perf_counter()
         await conn.copy_records_to_table("bare", columns=columns, records=_copy_records(n, templates))
         return time.perf_counter() - start

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from agent.logs import setup_logging
 from agent.tuning import tune_gc
-from kubepedia import clusters, keys, kubeconfig
+from kubepedia import clusters, keys, kubeconfig, report
 from kubepedia import history as history_command  # kubepedia history
 from kubepedia.config import (
     DEFAULT_ADMIN_LISTEN,
@@ -54,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     kubeconfig.add_parser(sub)
     keys.add_parser(sub)
     history_command.add_parser(sub)
+    report.add_parser(sub)
     return parser
 
 
@@ -113,6 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return keys.run(args)
     if args.command == "history":
         return history_command.run(args)
+    if args.command == "report":
+        return report.run(args)
     try:
         return _run_serve(args)
     except (DatabaseUnreachable, SchemaTooNew, EmbeddedError, SecretBoxError, RegistryError,

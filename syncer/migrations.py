@@ -157,6 +157,178 @@ _HISTORY = (
     "CREATE INDEX change_log_namespace ON change_log (namespace, seq)",
 )
 
+# -- reports (migration 6) ------------------------------------------------------------------
+# Reports read narrow data, never the objects (a scan of 1M pods reads about 5 GB): what
+# they need of a pod is kept in STORED generated columns, filled by PostgreSQL on every
+# write (ingest is unchanged), and one partial index holds all of them, so the pods and
+# images reports are index-only scans; events are found by an index on their time.
+#
+# The functions are IMMUTABLE (as generated columns and indexes require) and total: on any
+# input, a malformed object included, they return a value or NULL and never raise, since a
+# raise would refuse the object's whole batch. They run on every write of a pod, so they
+# are cheap: PL/pgSQL loops over the few containers (a SQL function with a subquery costs
+# about 40 us a call, these a few), and times and quantities are checked with one regular
+# expression match and cut at fixed places (regexp_match with capture groups costs
+# hundreds of microseconds). What goes into an index is bounded in bytes (a btree entry
+# holds at most about 2.7 KB): a pod whose images take more than 2000 bytes has pod_images
+# NULL, and the images report reads its object instead (a partial index, normally empty,
+# finds such pods). Adding the columns rewrites ``resources`` once.
+_REPORT_FUNCTIONS = (
+    # status.phase, at most 64 characters (the five phases are short; longer is "other").
+    """CREATE FUNCTION kube_pod_phase(obj JSONB) RETURNS TEXT
+        LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+        RETURN left(obj #>> '{status,phase}', 64)""",
+    # Restarts of every container that ran: app containers and init containers (a crash-
+    # looping init container is the same trouble). Numbers only, the sum in 0 .. 2^31-1.
+    """CREATE FUNCTION kube_pod_restarts(obj JSONB) RETURNS INTEGER
+        LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
+    DECLARE
+        status JSONB := obj -> 'status';  -- one lookup (and detoast) of the object
+        total NUMERIC := 0;
+        statuses JSONB;
+        restarts JSONB;
+        field TEXT;
+    BEGIN
+        FOREACH field IN ARRAY ARRAY['containerStatuses', 'initContainerStatuses'] LOOP
+            statuses := status -> field;
+            IF jsonb_typeof(statuses) = 'array' THEN
+                FOR i IN 0 .. jsonb_array_length(statuses) - 1 LOOP
+                    restarts := statuses -> i -> 'restartCount';
+                    IF jsonb_typeof(restarts) = 'number' THEN
+                        total := total + least(greatest(trunc(restarts::numeric), 0), 2147483647);
+                    END IF;
+                END LOOP;
+            END IF;
+        END LOOP;
+        RETURN least(total, 2147483647)::integer;
+    END $$""",
+    # The image of every container the pod declares (containers, initContainers and
+    # ephemeralContainers: everything its node pulls), one entry per container, byte-sorted
+    # so that pods of one template share one value; NULL over max_bytes (NULL: no limit).
+    """CREATE FUNCTION kube_pod_images(obj JSONB, max_bytes INTEGER) RETURNS TEXT[]
+        LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+    DECLARE
+        spec JSONB := obj -> 'spec';  -- one lookup (and detoast) of the object
+        images TEXT[] := '{}';
+        containers JSONB;
+        image JSONB;
+        value TEXT;
+        field TEXT;
+        n INTEGER := 0;
+        j INTEGER;
+        bytes INTEGER := 0;
+    BEGIN
+        FOREACH field IN ARRAY ARRAY['containers', 'initContainers', 'ephemeralContainers'] LOOP
+            containers := spec -> field;
+            IF jsonb_typeof(containers) = 'array' THEN
+                FOR i IN 0 .. jsonb_array_length(containers) - 1 LOOP
+                    image := containers -> i -> 'image';
+                    IF jsonb_typeof(image) = 'string' THEN
+                        value := image #>> '{}';
+                        bytes := bytes + octet_length(value) + 4;
+                        IF bytes > max_bytes THEN
+                            RETURN NULL;
+                        END IF;
+                        j := n;  -- insertion sort: a pod has a few containers
+                        WHILE j > 0 AND images[j] COLLATE "C" > value COLLATE "C" LOOP
+                            images[j + 1] := images[j];
+                            j := j - 1;
+                        END LOOP;
+                        images[j + 1] := value;
+                        n := n + 1;
+                    END IF;
+                END LOOP;
+            END IF;
+        END LOOP;
+        RETURN images;
+    END $$""",
+    # A Kubernetes quantity (https://kubernetes.io/docs/reference/kubernetes-api/common-definitions/quantity/)
+    # in base units; NULL if it is not one. At most 64 characters and a two-digit exponent,
+    # so the result always fits a numeric.
+    r"""CREATE FUNCTION kube_quantity(q TEXT) RETURNS NUMERIC
+        LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+        RETURN CASE
+            WHEN length(q) > 64
+                 OR q !~ ('^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)'
+                          '(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][+-]?[0-9][0-9]?)?$')
+                THEN NULL
+            WHEN q ~ '[eE][+-]?[0-9]+$'
+                THEN split_part(lower(q), 'e', 1)::numeric
+                     * 10::numeric ^ split_part(lower(q), 'e', 2)::integer
+            ELSE rtrim(q, 'EGKMPTikmnu')::numeric
+                 * CASE substr(q, length(rtrim(q, 'EGKMPTikmnu')) + 1)
+                       WHEN '' THEN 1::numeric WHEN 'Ki' THEN 1024::numeric WHEN 'Mi' THEN 1048576::numeric
+                       WHEN 'Gi' THEN 1073741824::numeric WHEN 'Ti' THEN 1099511627776::numeric
+                       WHEN 'Pi' THEN 1125899906842624::numeric WHEN 'Ei' THEN 1152921504606846976::numeric
+                       WHEN 'n' THEN 0.000000001 WHEN 'u' THEN 0.000001 WHEN 'm' THEN 0.001
+                       WHEN 'k' THEN 1e3 WHEN 'M' THEN 1e6 WHEN 'G' THEN 1e9 WHEN 'T' THEN 1e12
+                       WHEN 'P' THEN 1e15 WHEN 'E' THEN 1e18 END
+        END""",
+    # An RFC 3339 time as Kubernetes writes it (2006-01-02T15:04:05Z, fractions, offsets),
+    # or NULL, also for a day the month lacks. Built from its parts, each step only after the
+    # one before passed (CASE): a cast to timestamptz is only STABLE and raises on a bad
+    # date; make_date(y, m, 1) plus the days never raises.
+    r"""CREATE FUNCTION kube_time(t TEXT) RETURNS TIMESTAMPTZ
+        LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+        RETURN CASE
+            WHEN t !~ ('^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt ]([01][0-9]|2[0-3]):[0-5][0-9]:'
+                       '([0-5][0-9](\.[0-9]{1,9})?|60(\.0{1,9})?)(Z|z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$')
+                THEN NULL
+            WHEN extract(day FROM make_date(greatest(substr(t, 1, 4)::integer, 1),
+                                            substr(t, 6, 2)::integer, 1)
+                                  + (substr(t, 9, 2)::integer - 1)) <> substr(t, 9, 2)::integer
+                THEN NULL
+            ELSE to_timestamp(
+                (make_date(greatest(substr(t, 1, 4)::integer, 1), substr(t, 6, 2)::integer, 1)
+                 + (substr(t, 9, 2)::integer - 1) - DATE '1970-01-01')::float8 * 86400
+                + substr(t, 12, 2)::integer * 3600 + substr(t, 15, 2)::integer * 60
+                + substr(t, 18, length(t) - 17 - CASE WHEN upper(right(t, 1)) = 'Z' THEN 1 ELSE 6 END)::float8
+                - CASE WHEN upper(right(t, 1)) = 'Z' THEN 0
+                       ELSE (CASE WHEN substr(t, length(t) - 5, 1) = '-' THEN -1 ELSE 1 END)
+                            * (substr(t, length(t) - 4, 2)::integer * 3600 + right(t, 2)::integer * 60) END)
+        END""",
+    # When an event was last seen: its series' last observation, else its last timestamp,
+    # else when it first happened, else when the object was made (core/v1 and
+    # events.k8s.io/v1 field names both).
+    """CREATE FUNCTION kube_event_time(obj JSONB) RETURNS TIMESTAMPTZ
+        LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+        RETURN coalesce(kube_time(obj #>> '{series,lastObservedTime}'), kube_time(obj ->> 'lastTimestamp'),
+                        kube_time(obj ->> 'deprecatedLastTimestamp'), kube_time(obj ->> 'eventTime'),
+                        kube_time(obj ->> 'firstTimestamp'), kube_time(obj ->> 'deprecatedFirstTimestamp'),
+                        kube_time(obj #>> '{metadata,creationTimestamp}'))""",
+    # How many times an event happened (series.count, count, deprecatedCount), 1 .. 2^31-1.
+    """CREATE FUNCTION kube_event_count(obj JSONB) RETURNS INTEGER
+        LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+        RETURN least(greatest(trunc(coalesce(
+            CASE WHEN jsonb_typeof(obj #> '{series,count}') = 'number'
+                 THEN (obj #> '{series,count}')::numeric END,
+            CASE WHEN jsonb_typeof(obj -> 'count') = 'number' THEN (obj -> 'count')::numeric END,
+            CASE WHEN jsonb_typeof(obj -> 'deprecatedCount') = 'number'
+                 THEN (obj -> 'deprecatedCount')::numeric END,
+            1)), 1), 2147483647)::integer""",
+)
+POD_IMAGES_MAX_BYTES = 2000
+_POD = "grp = '' AND resource = 'pods'"
+_REPORTS = (
+    *_REPORT_FUNCTIONS,
+    f"""ALTER TABLE resources
+        ADD COLUMN pod_phase TEXT COLLATE "C"
+            GENERATED ALWAYS AS (CASE WHEN {_POD} THEN kube_pod_phase(object) END) STORED,
+        ADD COLUMN pod_restarts INTEGER
+            GENERATED ALWAYS AS (CASE WHEN {_POD} THEN kube_pod_restarts(object) END) STORED,
+        ADD COLUMN pod_images TEXT[] COLLATE "C"
+            GENERATED ALWAYS AS (CASE WHEN {_POD} THEN kube_pod_images(object, {POD_IMAGES_MAX_BYTES}) END)
+            STORED""",
+    # Both pod reports read only this index, in its order: per cluster (phases, restarts),
+    # and per cluster, namespace and set of images.
+    "CREATE INDEX resources_pod_report ON resources (cluster, namespace, pod_images, pod_phase, pod_restarts)"
+    f" WHERE {_POD}",
+    f"CREATE INDEX resources_pod_images_unbounded ON resources (cluster) WHERE {_POD} AND pod_images IS NULL",
+    "CREATE INDEX resources_event_time ON resources (kube_event_time(object))"
+    " WHERE grp = '' AND resource = 'events'",
+)
+# -- end reports ----------------------------------------------------------------------------
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(version=1, description="initial schema", statements=_INITIAL_SCHEMA),
     Migration(version=2, description="skipped objects and cluster errors",
@@ -167,6 +339,7 @@ MIGRATIONS: tuple[Migration, ...] = (
               statements=_UNCOMPRESSED_OBJECTS),
     Migration(version=5, description="history: change times in sequence order, a namespace's changes",
               statements=_HISTORY),
+    Migration(version=6, description="reports: pod columns, their index, event times", statements=_REPORTS),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -13,6 +13,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Computed,
     DateTime,
     Identity,
     Index,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     Sequence,
     Table,
     Text,
+    func,
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
@@ -106,6 +108,28 @@ Index("resources_labels", resources.c.labels, postgresql_using="gin",
       postgresql_ops={"labels": "jsonb_path_ops"})
 Index("resources_name_trgm", resources.c.name, postgresql_using="gin",
       postgresql_ops={"name": "gin_trgm_ops"})
+
+# -- reports (migration 6): what the pod reports need of a pod, kept by PostgreSQL beside the
+# object (STORED generated columns, NULL for every other type) and read from one partial
+# index; events are found by their time. The functions are defined by the migration.
+_POD = "grp = '' AND resource = 'pods'"
+for _column in (
+    Column("pod_phase", Text(collation="C"),
+           Computed(f"CASE WHEN {_POD} THEN kube_pod_phase(object) END", persisted=True)),
+    Column("pod_restarts", Integer,
+           Computed(f"CASE WHEN {_POD} THEN kube_pod_restarts(object) END", persisted=True)),
+    # One image per container, sorted; NULL when they take over 2000 bytes (read the object).
+    Column("pod_images", ARRAY(Text(collation="C")),
+           Computed(f"CASE WHEN {_POD} THEN kube_pod_images(object, 2000) END", persisted=True)),
+):
+    resources.append_column(_column)
+Index("resources_pod_report", resources.c.cluster, resources.c.namespace, resources.c.pod_images,
+      resources.c.pod_phase, resources.c.pod_restarts, postgresql_where=text(_POD))
+Index("resources_pod_images_unbounded", resources.c.cluster,
+      postgresql_where=text(f"{_POD} AND pod_images IS NULL"))
+Index("resources_event_time", func.kube_event_time(resources.c.object),
+      postgresql_where=text("grp = '' AND resource = 'events'"))
+# -- end reports
 
 change_log = Table(
     "change_log",
