@@ -32,7 +32,7 @@ from apiserver.keys import CATALOG, POOL, SCOPE
 from apiserver.params import MAX_CLUSTERS, bad_request
 from apiserver.query import Scope, compiled
 from apiserver.query_reports import REPORTS, Filters, Report
-from apiserver.times import parse_time
+from apiserver.times import FORMS, MAX_TEXT, parse_time
 from kube.status import StatusError
 
 PREFIX = "/kubepedia/v1/reports"
@@ -80,7 +80,8 @@ def _time(query: MultiMapping[str], key: str) -> datetime | None:
     try:
         return parse_time(text)
     except ValueError as exc:
-        raise bad_request(f"{key}: {exc}") from exc
+        shown = text[:MAX_TEXT].encode("ascii", "backslashreplace").decode()
+        raise bad_request(f"{key}: invalid time {shown!r} ({exc}); expected {FORMS}") from exc
 
 
 def parse_filters(report: Report, query: MultiMapping[str]) -> tuple[Filters, str]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import asyncpg
 
-from agent.events import ResourceType
+from kube.resources import ResourceType
 from kubesim import objects
 from syncer.ingest import Store
 from tests.factories import NODES, PODS
