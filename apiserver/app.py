@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CLUSTER_PREFIX = "/clusters/{cluster}"
+# Clusterpedia's paths for the same lists and objects, so its users' queries and
+# kubeconfigs keep working: registered before ours, whose ``/apis/{group}/...`` would
+# otherwise take them.
+CLUSTERPEDIA_PREFIX = "/apis/clusterpedia.io/v1beta1/resources"
 PUSH_SILENCE_S = 300.0
 REMAINING_COUNT_CAP = 10_000  # objects counted after a page, at most, for remainingItemCount
 READ_METHODS = frozenset({"GET", "HEAD"})
@@ -122,7 +126,7 @@ def _store_ctx(database_url: str, *,
 
 def _routes() -> list[web.RouteDef]:
     routes: list[web.RouteDef] = [*health_routes(), web.route("*", "/clusters", _read_only(list_clusters))]
-    for prefix in ("", CLUSTER_PREFIX):
+    for prefix in (CLUSTERPEDIA_PREFIX + CLUSTER_PREFIX, CLUSTERPEDIA_PREFIX, "", CLUSTER_PREFIX):
         pairs: list[tuple[str, Any]] = [*discovery_routes(prefix), *object_routes(prefix)]
         routes += [web.route("*", path, _read_only(handler)) for path, handler in pairs]
     routes += [web.route("*", path, _read_only(handler)) for path, handler in history_routes()]  # history

@@ -12,8 +12,8 @@ changed during a paged walk. Each object keeps its member cluster's own resource
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 import asyncpg
@@ -23,15 +23,25 @@ from apiserver import pagination, render
 from apiserver.asof import AS_OF, list_as_of
 from apiserver.catalog import Catalog
 from apiserver.keys import CONTINUE_KEY, POOL, REMAINING_CAP, SCOPE
-from apiserver.params import ListOptions, bad_request, list_options, parse_resource_version, too_large
+from apiserver.params import (
+    MAX_LIMIT,
+    ListOptions,
+    bad_request,
+    list_options,
+    parse_resource_version,
+    too_large,
+)
 from apiserver.query import (
     Target,
     compiled,
     current_sequence,
+    cursor_of,
     get_statement,
     list_statement,
+    order_keys,
     remaining_statement,
 )
+from apiserver.search import NO_SEARCH, check_plain, search_options
 from apiserver.served import served_catalog
 from apiserver.watch import watch
 from kube.resources import ResourceType
@@ -78,16 +88,21 @@ def _table(req: Request, catalog: Catalog) -> render.ClusterTable:
     return render.ClusterTable(req.rtype, printer_columns=catalog.columns_of(req.rtype))
 
 
-def target_of(req: Request, opts: ListOptions) -> Target:
+def target_of(req: Request, opts: ListOptions, query: Mapping[str, str] | None = None) -> Target:
+    """What a request names; with ``query``, with the search conditions (apiserver.search)."""
     try:
         labels = parse_label_selector(opts.label_selector)
         fields = parse_field_selector(opts.field_selector, req.rtype.kind)
     except SelectorError as exc:
         raise bad_request(str(exc)) from exc
+    search = NO_SEARCH
+    if query is not None:
+        search, labels = search_options(query, labels)
     return Target(group=req.rtype.group, version=req.rtype.version, resource=req.rtype.resource,
-                  kind=req.rtype.kind, cluster=req.cluster, clusters=opts.clusters,
-                  namespace=req.namespace, name=req.name,
-                  labels=labels, fields=fields)
+                  kind=req.rtype.kind, cluster=req.cluster,
+                  clusters=search.clusters if search.clusters is not None else opts.clusters,
+                  namespaces=search.namespaces, names=search.names, namespace=req.namespace, name=req.name,
+                  labels=labels, fields=fields, search=search)
 
 
 def _warned(response: web.StreamResponse, catalog: Catalog, cluster: str | None) -> None:
@@ -130,10 +145,6 @@ async def _first(request: web.Request, target: Target, *, limit: int) -> tuple[i
     return current, rows
 
 
-def _key(row: asyncpg.Record) -> tuple[str, str, str]:
-    return (row["namespace"], row["name"], row["cluster"])
-
-
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Page:
     """One page of a paged list, read in one snapshot."""
@@ -146,11 +157,17 @@ class Page:
 
 async def _remaining(conn: asyncpg.Connection, request: web.Request, target: Target,
                      after: tuple[str, ...]) -> int | None:
-    """remainingItemCount: the objects after ``after``, or None when the count reaches the cap."""
-    cap = request.app[REMAINING_CAP]
+    """remainingItemCount: the objects after ``after``; None when it is not to be told.
+
+    Asked for (``withRemainingCount=true``): counted exactly. Not asked: as Kubernetes
+    does, only without selectors, and counted up to a cap (None beyond it)."""
+    wanted = target.search.with_remaining_count
+    if wanted is False or (wanted is None and target.selective()):
+        return None
+    cap = None if wanted else request.app[REMAINING_CAP]
     sql, params = compiled(remaining_statement(target, request.app[SCOPE], after=after, cap=cap))
     count = int(await conn.fetchval(sql, *params))
-    return count if count < cap else None
+    return count if cap is None or count < cap else None
 
 
 async def _read_page(request: web.Request, target: Target, *, limit: int,
@@ -163,25 +180,32 @@ async def _read_page(request: web.Request, target: Target, *, limit: int,
         more = len(rows) > limit
         rows = rows[:limit]
         remaining = None
-        if more and not target.selective():
-            remaining = await _remaining(conn, request, target, _key(rows[-1]))
+        if more:
+            remaining = await _remaining(conn, request, target, cursor_of(order_keys(target.search.order),
+                                                                          rows[-1]))
     rv = cursor.resource_version if cursor else current
     return Page(resource_version=rv, rows=rows, more=more, remaining=remaining)
 
 
-def _query_fingerprint(request: web.Request, opts: ListOptions) -> str:
+def _query_fingerprint(request: web.Request, opts: ListOptions, target: Target) -> str:
     return pagination.fingerprint([request.path, opts.label_selector, opts.field_selector,
-                                   sorted(opts.clusters or ())])
+                                   sorted(target.clusters or ()), *target.search.fingerprint()])
 
 
 async def list_objects(request: web.Request) -> web.StreamResponse:
     req, catalog = await resolve(request)
     opts = list_options(request.query, request.headers.get("Accept", ""))
-    target = target_of(req, opts)
+    target = target_of(req, opts, request.query)
+    if target.search.limit is not None and not opts.limit and not opts.watch:
+        opts = replace(opts, limit=min(target.search.limit, MAX_LIMIT))  # ``search.clusterpedia.io/limit``
     if request.query.get(AS_OF):  # history: the list as it was at a time (apiserver.asof)
+        check_plain(target.search, what="asOf", allowed=("clusters",))
         return await list_as_of(request, rtype=req.rtype, target=target, opts=opts,
                                 table=_table(req, catalog), warnings=catalog.warnings(req.cluster))
     if opts.watch:
+        # A watch follows changes in the change log's order; conditions that need other
+        # rows (an owner) or an order do not apply to it.
+        check_plain(target.search, what="watch")
         return await watch(request, opts, target, catalog, _table(req, catalog))
     if opts.limit:
         return await _list_page(request, req, opts, target, catalog)
@@ -199,16 +223,16 @@ def _cursor(request: web.Request, opts: ListOptions, query: str) -> pagination.C
 
 async def _list_page(request: web.Request, req: Request, opts: ListOptions, target: Target,
                      catalog: Catalog) -> web.Response:
-    query = _query_fingerprint(request, opts)
+    query = _query_fingerprint(request, opts, target)
     cursor = _cursor(request, opts, query)
     page = await _read_page(request, target, limit=opts.limit, cursor=cursor)
     if cursor is None:
         _check_rv(opts, page.resource_version)
     token = None
-    if page.more:
-        token = pagination.encode(
-            pagination.Cursor(resource_version=page.resource_version, after=_key(page.rows[-1])),
-            query=query, key=request.app[CONTINUE_KEY])
+    if page.more and target.search.with_continue:
+        after = cursor_of(order_keys(target.search.order), page.rows[-1])
+        token = pagination.encode(pagination.Cursor(resource_version=page.resource_version, after=after),
+                                  query=query, key=request.app[CONTINUE_KEY])
     meta = render.list_meta(resource_version=page.resource_version, continue_token=token,
                             remaining=page.remaining)
     body = render.shaped_list(opts.shape, req.rtype, meta, [(r["cluster"], r["json"]) for r in page.rows],
@@ -226,7 +250,8 @@ async def _stream_rows(request: web.Request, target: Target,
         if len(rows) < STREAM_PAGE:
             return
         async with request.app[POOL].acquire() as conn:
-            rows = await _page(conn, target, request, limit=STREAM_PAGE, after=_key(rows[-1]))
+            after = cursor_of(order_keys(target.search.order), rows[-1])
+            rows = await _page(conn, target, request, limit=STREAM_PAGE, after=after)
 
 
 async def _list_all(request: web.Request, req: Request, opts: ListOptions, target: Target,

@@ -70,7 +70,7 @@ def parse_resource_version(text: str) -> int:
     return int(text)
 
 
-_CLUSTER_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+CLUSTER_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
 def _clusters(query: Mapping[str, str]) -> frozenset[str] | None:
@@ -81,7 +81,7 @@ def _clusters(query: Mapping[str, str]) -> frozenset[str] | None:
     if not names or len(names) > MAX_CLUSTERS:
         raise bad_request(f"clusters: give between 1 and {MAX_CLUSTERS} cluster names, comma separated")
     for name in names:
-        if not _CLUSTER_NAME.match(name):
+        if not CLUSTER_NAME.match(name):
             raise bad_request(f"clusters: {name[:80]!r} is not a cluster name")
     return frozenset(names)
 

@@ -16,12 +16,17 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
+import asyncpg
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import asyncpg as pg_dialect
 from sqlalchemy.sql.elements import ColumnElement
 
+from apiserver.search import NO_SEARCH, OrderBy, Owner, Search
 from kube.selectors import (
     EVERYTHING,
     NO_FIELDS,
@@ -78,12 +83,15 @@ class Target:
     clusters: frozenset[str] | None = None  # a set of clusters asked for (``clusters=``)
     namespace: str | None = None
     name: str | None = None
+    namespaces: frozenset[str] | None = None  # ``namespaces=``
+    names: frozenset[str] | None = None  # ``names=``
     labels: LabelSelector = EVERYTHING
     fields: FieldSelector = NO_FIELDS
+    search: Search = NO_SEARCH  # the other search conditions, the order, what a page carries
 
     def selective(self) -> bool:
-        """Whether a label or field selector narrows the objects."""
-        return not (self.labels.empty() and self.fields.empty())
+        """Whether a condition other than type, place and name list narrows the objects."""
+        return not (self.labels.empty() and self.fields.empty()) or self.search.narrows()
 
 
 # -- conditions ---------------------------------------------------------------------------------
@@ -158,8 +166,10 @@ def _identity_conditions(target: Target, scope: Scope,
         where.append(_any(c.cluster, scope.clusters))
     if scope.namespaces is not None:
         where.append(_any(c.namespace, scope.namespaces))
-    if target.clusters is not None:
-        where.append(_any(c.cluster, target.clusters))
+    for column, values in ((c.cluster, target.clusters), (c.namespace, target.namespaces),
+                           (c.name, target.names)):
+        if values is not None:
+            where.append(_any(column, values))
     narrowed = ((c.cluster, target.cluster), (c.namespace, target.namespace), (c.name, target.name))
     for column, value in narrowed:
         if value is not None:
@@ -174,6 +184,8 @@ def identity_matches(target: Target, scope: Scope, *, group: str, version: str, 
             and scope.allows_type(group, resource) and scope.allows_cluster(cluster)
             and (scope.namespaces is None or namespace in scope.namespaces)
             and (target.clusters is None or cluster in target.clusters)
+            and (target.namespaces is None or namespace in target.namespaces)
+            and (target.names is None or name in target.names)
             and target.cluster in (None, cluster) and target.namespace in (None, namespace)
             and target.name in (None, name))
 
@@ -195,7 +207,146 @@ def conditions(target: Target, scope: Scope) -> list[ColumnElement[bool]]:
     where = _identity_conditions(target, scope, resources)
     where.extend(_label_condition(req) for req in target.labels.requirements)
     where.extend(_field_condition(target.kind, req) for req in target.fields.requirements)
+    where.extend(_search_conditions(target, scope))
     return where
+
+
+# -- search conditions (apiserver.search) -------------------------------------------------------
+
+def _like_pattern(text: str) -> str:
+    """``%text%`` with LIKE's own characters in ``text`` taken literally."""
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _search_conditions(target: Target, scope: Scope) -> list[ColumnElement[bool]]:
+    search, c = target.search, resources.c
+    # Case-sensitive substrings, as Clusterpedia's LIKE: served by the trigram index
+    # ``resources_name_trgm`` from three characters on.
+    where: list[ColumnElement[bool]] = [c.name.like(_like_pattern(f), escape="\\")
+                                        for f in search.fuzzy_names]
+    if search.since is not None:
+        where.append(c.created_at >= search.since)
+    if search.before is not None:
+        where.append(c.created_at < search.before)
+    if search.owner is not None:
+        where.append(_owner_condition(target, scope, search.owner))
+    return where
+
+
+def _owner_condition(target: Target, scope: Scope, owner: Owner) -> ColumnElement[bool]:
+    """Objects whose controller (``owner_uid``) is the owner or, with seniority n, an object
+    n generations below it; an owner and its dependents are paired within one cluster.
+    Each generation is found through ``resources_owner_uid``, the owner by name through
+    ``resources_type_ns_name`` (with its type) or ``resources_name_trgm``."""
+    if owner.uid is not None and owner.seniority == 0:
+        return resources.c.owner_uid == owner.uid
+    level = resources.alias("owner0")
+    if owner.uid is not None:
+        where = [level.c.owner_uid == owner.uid]
+        generations = owner.seniority - 1
+    else:
+        where = [level.c.name == owner.name]
+        if owner.resource is not None:
+            where += [level.c.grp == (owner.group or ""), level.c.resource == owner.resource]
+            if not scope.allows_type(owner.group or "", owner.resource):
+                where.append(sa.false())
+        # An owner is in the dependents' namespace or cluster-scoped (Clusterpedia's rule).
+        namespaces = target.namespaces if target.namespace is None else frozenset({target.namespace})
+        if namespaces is not None:
+            where.append(_any(level.c.namespace, namespaces | {""}))
+        generations = owner.seniority
+    owners = sa.select(level.c.cluster, level.c.uid).where(*where, *_scope_on(level, scope))
+    for n in range(generations):
+        below = resources.alias(f"owner{n + 1}")
+        previous = owners.subquery(f"generation{n}")
+        owners = (sa.select(below.c.cluster, below.c.uid)
+                  .where(sa.tuple_(below.c.cluster, below.c.owner_uid).in_(
+                      sa.select(previous.c.cluster, previous.c.uid)), *_scope_on(below, scope)))
+    return sa.tuple_(resources.c.cluster, resources.c.owner_uid).in_(owners)
+
+
+def _scope_on(table: sa.FromClause, scope: Scope) -> list[ColumnElement[bool]]:
+    """An owner is looked for only where the caller may read."""
+    where = []
+    if scope.clusters is not None:
+        where.append(_any(table.c.cluster, scope.clusters))
+    if scope.namespaces is not None:
+        where.append(_any(table.c.namespace, scope.namespaces))
+    return where
+
+
+# -- order and keyset pages ---------------------------------------------------------------------
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class OrderKey:
+    """One column of a list's order: its expression, direction, and how a cursor carries it."""
+
+    name: str
+    expr: ColumnElement[Any]
+    desc: bool = False
+    kind: str = "text"  # text | time | number
+
+
+_NEVER: ColumnElement[Any] = sa.literal_column("'-infinity'::timestamptz")
+# Non-null expressions, so that a keyset condition is a plain row comparison: an object
+# without a creationTimestamp sorts first, one whose resourceVersion is not a number (a
+# member cluster is free to use any string) as -1.
+_ORDER_EXPRESSIONS: dict[str, tuple[ColumnElement[Any], str]] = {
+    "cluster": (resources.c.cluster, "text"),
+    "namespace": (resources.c.namespace, "text"),
+    "name": (resources.c.name, "text"),
+    "created_at": (sa.func.coalesce(resources.c.created_at, _NEVER), "time"),
+    "resource_version": (sa.case((resources.c.resource_version.regexp_match("^[0-9]{1,30}$"),
+                                  sa.cast(resources.c.resource_version, sa.Numeric)), else_=-1), "number"),
+}
+DEFAULT_ORDER = tuple(OrderKey(name=col.name, expr=col) for col in ORDER_COLUMNS)
+
+
+def order_keys(order: Sequence[OrderBy]) -> tuple[OrderKey, ...]:
+    """The full order of a list: the fields asked for, then namespace, name and cluster (those
+    not asked for) in the direction of the last field, so the order is total and an index
+    (``resources_order_created`` for created_at) can serve it in one direction."""
+    if not order:
+        return DEFAULT_ORDER
+    keys = [OrderKey(name=o.field, expr=_ORDER_EXPRESSIONS[o.field][0], desc=o.desc,
+                     kind=_ORDER_EXPRESSIONS[o.field][1]) for o in order]
+    named = {o.field for o in order}
+    keys += [OrderKey(name=col.name, expr=col, desc=order[-1].desc) for col in ORDER_COLUMNS
+             if col.name not in named]
+    return tuple(keys)
+
+
+def _cursor_value(key: OrderKey, text: str) -> ColumnElement[Any]:
+    if key.kind == "time":
+        return sa.literal(datetime.fromisoformat(text), sa.DateTime(timezone=True))
+    if key.kind == "number":
+        return sa.literal(Decimal(text), sa.Numeric)
+    return sa.literal(text, sa.Text)
+
+
+def after_condition(keys: Sequence[OrderKey], values: Sequence[str]) -> ColumnElement[bool]:
+    """The rows after the one whose sort key is ``values``. One direction: a row comparison,
+    which an index in that order takes as its bound; mixed: its expanded form."""
+    if len(values) != len(keys):
+        raise ValueError("cursor does not fit the order")
+    bounds = [_cursor_value(k, v) for k, v in zip(keys, values, strict=True)]
+    if all(k.desc == keys[0].desc for k in keys):
+        row, bound = sa.tuple_(*(k.expr for k in keys)), sa.tuple_(*bounds)
+        return row < bound if keys[0].desc else row > bound
+    alternatives = []
+    for i, key in enumerate(keys):
+        equal = [k.expr == b for k, b in zip(keys[:i], bounds[:i], strict=True)]
+        alternatives.append(sa.and_(*equal, key.expr < bounds[i] if key.desc else key.expr > bounds[i]))
+    return sa.or_(*alternatives)
+
+
+def cursor_of(keys: Sequence[OrderKey], row: asyncpg.Record) -> tuple[str, ...]:
+    """A row's sort key as text, for a continue token (see ``list_statement``'s columns)."""
+    out = []
+    for i in range(len(keys)):
+        value = row[f"k{i}"]
+        out.append(value.isoformat() if isinstance(value, datetime) else str(value))
+    return tuple(out)
 
 
 # -- statements ---------------------------------------------------------------------------------
@@ -223,36 +374,46 @@ def object_json(*, aggregated_version: bool = False) -> ColumnElement[Any]:
     return annotated(resources.c.object, resources.c.cluster, resources.c.seq if aggregated_version else None)
 
 
-def _after(key: Sequence[str]) -> ColumnElement[bool]:
-    """The rows after ``key`` in the keyset order."""
-    return sa.tuple_(*ORDER_COLUMNS) > sa.tuple_(*(sa.literal(v, sa.Text) for v in key))
+def _only_metadata(obj: ColumnElement[Any]) -> ColumnElement[Any]:
+    """``onlyMetadata=true``: the object's type and metadata, built before the annotations."""
+    return sa.type_coerce(sa.func.jsonb_build_object(
+        "apiVersion", obj["apiVersion"], "kind", obj["kind"], "metadata", obj["metadata"]), JSONB)
 
 
 def list_statement(target: Target, scope: Scope, *, limit: int | None, after: Sequence[str] | None = None,
                    aggregated_version: bool = False) -> sa.Select[Any]:
-    """One page of objects in the keyset order: namespace, name, cluster and the object as
-    JSON text."""
-    obj = object_json(aggregated_version=aggregated_version)
-    stmt = sa.select(*ORDER_COLUMNS, sa.cast(obj, sa.Text).label("json"))
+    """One page of objects in the list's order (``order_keys``): namespace, name, cluster,
+    the object as JSON text, and the sort key as ``k0``, ``k1``, ... (``cursor_of``)."""
+    keys = order_keys(target.search.order)
+    if target.search.only_metadata:
+        obj = annotated(_only_metadata(resources.c.object), resources.c.cluster,
+                        resources.c.seq if aggregated_version else None)
+    else:
+        obj = object_json(aggregated_version=aggregated_version)
+    stmt = sa.select(*ORDER_COLUMNS, sa.cast(obj, sa.Text).label("json"),
+                     *(k.expr.label(f"k{i}") for i, k in enumerate(keys)))
     stmt = stmt.where(*conditions(target, scope))
     if after is not None:
-        stmt = stmt.where(_after(after))
-    stmt = stmt.order_by(*ORDER_COLUMNS)
+        stmt = stmt.where(after_condition(keys, after))
+    stmt = stmt.order_by(*(k.expr.desc() if k.desc else k.expr for k in keys))
     return stmt.limit(limit) if limit is not None else stmt
 
 
-def remaining_statement(target: Target, scope: Scope, *, after: Sequence[str], cap: int) -> sa.Select[Any]:
-    """How many objects follow ``after`` in the keyset order, counted up to ``cap``: a page's
-    ``remainingItemCount``.
+def remaining_statement(target: Target, scope: Scope, *, after: Sequence[str],
+                        cap: int | None) -> sa.Select[Any]:
+    """How many objects follow ``after`` in the list's order, counted up to ``cap`` (None:
+    exactly, for ``withRemainingCount=true``): a page's ``remainingItemCount``.
 
-    Only for lists without selectors (Kubernetes leaves the count unset with them): then
-    every condition is on the type, cluster and namespace, and the count walks at most
-    ``cap`` entries of the order index from ``after`` on, whatever the list's size."""
-    if target.selective():
+    With a cap, only for lists without selectors (Kubernetes leaves the count unset with
+    them): then every condition is on the type, cluster and namespace, and the count
+    walks at most ``cap`` entries of the order index from ``after`` on."""
+    if cap is not None and target.selective():
         raise ValueError("remainingItemCount is not counted for lists with selectors")
-    following = (sa.select(sa.literal(1)).where(*conditions(target, scope), _after(after))
-                 .limit(cap).subquery("following"))
-    return sa.select(sa.func.count()).select_from(following)
+    following = sa.select(sa.literal(1)).where(*conditions(target, scope),
+                                               after_condition(order_keys(target.search.order), after))
+    if cap is not None:
+        following = following.limit(cap)
+    return sa.select(sa.func.count()).select_from(following.subquery("following"))
 
 
 def get_statement(target: Target, scope: Scope, *, limit: int) -> sa.Select[Any]:

@@ -328,6 +328,12 @@ _REPORTS = (
     " WHERE grp = '' AND resource = 'events'",
 )
 # -- end reports ----------------------------------------------------------------------------
+_SEARCH = (
+    # ``orderby=created_at`` (either direction) read in order, a page at a time: the sort
+    # expression of apiserver.query.order_keys, then the rest of the list order.
+    "CREATE INDEX resources_order_created ON resources (grp, resource,"
+    " coalesce(created_at, '-infinity'::timestamptz), namespace, name, cluster)",
+)
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(version=1, description="initial schema", statements=_INITIAL_SCHEMA),
@@ -340,6 +346,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(version=5, description="history: change times in sequence order, a namespace's changes",
               statements=_HISTORY),
     Migration(version=6, description="reports: pod columns, their index, event times", statements=_REPORTS),
+    Migration(version=7, description="search: lists in creation order", statements=_SEARCH),
 )
 LATEST = MIGRATIONS[-1].version
 

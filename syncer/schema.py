@@ -104,6 +104,10 @@ for _name, _key in (("app", "app"), ("app_name", "app.kubernetes.io/name")):
 Index("resources_uid", resources.c.uid)
 Index("resources_owner_uid", resources.c.owner_uid, postgresql_where=resources.c.owner_uid.isnot(None))
 Index("resources_created_at", resources.c.grp, resources.c.resource, resources.c.created_at)
+# ``orderby=created_at`` (migration 7): apiserver.query.order_keys' expression, in list order.
+Index("resources_order_created", resources.c.grp, resources.c.resource,
+      func.coalesce(resources.c.created_at, text("'-infinity'::timestamptz")), resources.c.namespace,
+      resources.c.name, resources.c.cluster)
 Index("resources_labels", resources.c.labels, postgresql_using="gin",
       postgresql_ops={"labels": "jsonb_path_ops"})
 Index("resources_name_trgm", resources.c.name, postgresql_using="gin",
