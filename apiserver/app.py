@@ -22,6 +22,7 @@ from apiserver.feed import TAIL_BYTES, ChangeFeed
 from apiserver.history import history_routes
 from apiserver.keys import CATALOG, CONTINUE_KEY, FEED, POOL, REMAINING_CAP, SCOPE
 from apiserver.objects import object_routes
+from apiserver.openapi import openapi_routes
 from apiserver.query import EVERYTHING_SCOPE
 from apiserver.reports import report_routes
 from kube.status import REASONS, StatusError, status_body
@@ -131,6 +132,7 @@ def _routes() -> list[web.RouteDef]:
         routes += [web.route("*", path, _read_only(handler)) for path, handler in pairs]
     routes += [web.route("*", path, _read_only(handler)) for path, handler in history_routes()]  # history
     routes += [web.route("*", path, _read_only(handler)) for path, handler in report_routes()]  # reports
+    routes += [web.route("*", path, _read_only(handler)) for path, handler in openapi_routes()]  # openapi
     return routes
 
 
