@@ -57,6 +57,7 @@ PODS = ResourceType(group="", version="v1", resource="pods", kind="Pod", namespa
 PAGE = 500
 SIMS = 10
 REPEATS = 60
+QUERY_REPEATS = 200  # p99 of 200 is the second slowest, not the single slowest
 LOADERS = 3
 OFFSET_SAMPLES = 12  # deep OFFSETs take tens of seconds each at 1M objects
 WATCHES = 100
@@ -191,7 +192,10 @@ async def timed(session: aiohttp.ClientSession, url: str, params: dict[str, str]
 
 
 async def latencies(session: aiohttp.ClientSession, url: str, params_of: Any) -> list[float]:
-    return [await timed(session, url, params_of(i)) for i in range(REPEATS)]
+    # One untimed request first: the query's index pages come from disk once, after which a
+    # serving database keeps them cached; the figures are for that steady state.
+    await timed(session, url, params_of(0))
+    return [await timed(session, url, params_of(i)) for i in range(QUERY_REPEATS)]
 
 
 async def full_walk(session: aiohttp.ClientSession, api: str) -> tuple[float, int]:
