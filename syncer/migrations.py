@@ -329,6 +329,16 @@ _REPORTS = (
 )
 # -- end reports ----------------------------------------------------------------------------
 
+# -- field selectors on JSON paths (migration 7) ----------------------------------------------
+# "Where does image X run?": fieldSelector=spec.containers[].image=X (apiserver.query) is
+# narrowed by this index on the images of migration 6's column, then checked exactly on the
+# objects. GIN, so that one image is found among each pod's images; partial, since every
+# other type's row has NULL there. A pod's write adds an entry per image it lists.
+_FIELD_PATHS = (
+    f"CREATE INDEX resources_pod_images ON resources USING gin (pod_images) WHERE {_POD}",
+)
+# -- end field selectors on JSON paths
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(version=1, description="initial schema", statements=_INITIAL_SCHEMA),
     Migration(version=2, description="skipped objects and cluster errors",
@@ -340,6 +350,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(version=5, description="history: change times in sequence order, a namespace's changes",
               statements=_HISTORY),
     Migration(version=6, description="reports: pod columns, their index, event times", statements=_REPORTS),
+    Migration(version=7, description="field selectors: a GIN index on pods' images", statements=_FIELD_PATHS),
 )
 LATEST = MIGRATIONS[-1].version
 
