@@ -81,7 +81,7 @@ def _table(req: Request, catalog: Catalog) -> render.ClusterTable:
 def target_of(req: Request, opts: ListOptions) -> Target:
     try:
         labels = parse_label_selector(opts.label_selector)
-        fields = parse_field_selector(opts.field_selector, req.rtype.kind)
+        fields = parse_field_selector(opts.field_selector, req.rtype.kind, json_paths=True)
     except SelectorError as exc:
         raise bad_request(str(exc)) from exc
     return Target(group=req.rtype.group, version=req.rtype.version, resource=req.rtype.resource,
