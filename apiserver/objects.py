@@ -92,7 +92,7 @@ def target_of(req: Request, opts: ListOptions, query: Mapping[str, str] | None =
     """What a request names; with ``query``, with the search conditions (apiserver.search)."""
     try:
         labels = parse_label_selector(opts.label_selector)
-        fields = parse_field_selector(opts.field_selector, req.rtype.kind)
+        fields = parse_field_selector(opts.field_selector, req.rtype.kind, json_paths=True)
     except SelectorError as exc:
         raise bad_request(str(exc)) from exc
     search = NO_SEARCH

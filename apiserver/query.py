@@ -3,7 +3,9 @@ parameterized SQL out.
 
 Handlers never write SQL. Every value from a request reaches PostgreSQL as a bound
 parameter; the only SQL text built from data is the JSON path of a selectable field,
-and those paths come from ``kube.selectors``' fixed table, checked again here.
+and those paths come from ``kube.selectors``' fixed table, checked again here. A field
+condition on any other JSON path (``kube.fieldpaths``) is a SQL/JSON path passed as a
+bound parameter, its values in a bound ``vars`` object.
 
 Order and pages: every list is ordered by ``(namespace, name, cluster)``, which is unique
 within one type and version and is served, column for column, by the index
@@ -21,16 +23,18 @@ from decimal import Decimal
 from typing import Any
 
 import asyncpg
+import orjson
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, JSONPATH
 from sqlalchemy.dialects.postgresql import asyncpg as pg_dialect
 from sqlalchemy.sql.elements import ColumnElement
 
 from apiserver.search import NO_SEARCH, OrderBy, Owner, Search
+from kube.fieldpaths import PathRequirement, Step, json_number
 from kube.selectors import (
     EVERYTHING,
     NO_FIELDS,
-    FieldRequirement,
+    AnyFieldRequirement,
     FieldSelector,
     LabelSelector,
     Requirement,
@@ -136,18 +140,116 @@ def field_expression(kind: str, field: str, table: sa.FromClause = resources) ->
     return table.c.object.op("#>>")(sa.literal_column("'{" + ",".join(parts) + "}'"))
 
 
-def _field_condition(kind: str, req: FieldRequirement,
+def _field_condition(kind: str, req: AnyFieldRequirement,
                      table: sa.FromClause = resources) -> ColumnElement[bool]:
+    if isinstance(req, PathRequirement):
+        return _path_condition(kind, req, table)
     expr = field_expression(kind, req.field, table)
     # A missing field reads as its default ("" for strings, "false" or "0" where kube-apiserver
     # renders a typed zero: kube.selectors.FIELD_DEFAULTS). Compare with coalesce only where
-    # the default is the value asked for, so that the plain expression (and its index) serves
+    # the default is a value asked for, so that the plain expression (and its index) serves
     # the usual case; `field_values` does the same for watches, in memory.
     default = field_default(kind, req.field)
-    if req.value == default:
-        absent_or_equal = sa.func.coalesce(expr, default) == default
-        return absent_or_equal if req.op == "=" else sa.not_(absent_or_equal)
-    return expr == req.value if req.op == "=" else expr.is_distinct_from(req.value)
+    choices = req.choices()
+    positive = req.op in ("=", "in")
+    if default in choices:
+        absent_or_equal = _among(sa.func.coalesce(expr, default), choices)
+        return absent_or_equal if positive else sa.not_(absent_or_equal)
+    if positive:
+        return _among(expr, choices)
+    if len(choices) == 1:
+        return expr.is_distinct_from(choices[0])
+    return sa.not_(_among(sa.func.coalesce(expr, default), choices))
+
+
+def _among(expr: ColumnElement[Any], choices: Sequence[str]) -> ColumnElement[bool]:
+    return expr == choices[0] if len(choices) == 1 else _any(expr, frozenset(choices))
+
+
+# -- conditions on any JSON path (kube.fieldpaths) -------------------------------------------
+# Each is a strict-mode SQL/JSON path, a bound parameter like its values. Strict, because
+# lax mode unwraps lists on its own ('$.spec.containers.image' would reach every image,
+# and '@ == $v' on a list compares its elements): a path reaches exactly what
+# kube.fieldpaths.reach finds. Strict mode raises where a key is missing or a step meets
+# the wrong type, and one such error would end the whole search, so each step is guarded
+# by a filter that lets only what it can step into pass: 'exists (@."k")' before a key,
+# '@.type() == "array"' before [*]. Comparisons of different types are "unknown" there,
+# which a filter drops: a string never equals a number, which is why the values come in
+# three lists, strings, numbers and booleans, each compared with its own kind.
+_PRESENT = ' ? (@.type() != "null")'
+_EQUAL = " ? (@ == $s[*] || @ == $n[*] || @ == $b[*])"
+_STRINGS = ' ? (@.type() == "string")'
+POD_IMAGES_PATH: tuple[Step, ...] = ("spec", "containers", None, "image")
+
+
+def jsonpath(path: Sequence[Step]) -> str:
+    """The SQL/JSON path of a ``kube.fieldpaths`` path; every key is a JSON string literal."""
+    out = ["strict $"]
+    for step in path:
+        if step is None:
+            out.append(' ? (@.type() == "array")[*]')
+        else:
+            key = orjson.dumps(step).decode()
+            out.append(f" ? (exists (@.{key})).{key}")
+    return "".join(out)
+
+
+def _path_exists(obj: ColumnElement[Any], path: str, variables: bytes) -> ColumnElement[bool]:
+    found: ColumnElement[bool] = sa.func.jsonb_path_exists(
+        obj, sa.cast(sa.literal(path, sa.Text), JSONPATH), sa.literal(variables, JSONB), type_=sa.Boolean)
+    return found
+
+
+def _equality_vars(values: Sequence[str]) -> bytes:
+    # Numbers as their own text (checked JSON numbers): orjson would read them as floats.
+    numbers = [orjson.Fragment(v.encode()) for v in values if json_number(v) is not None]
+    booleans = [v == "true" for v in values if v in ("true", "false")]
+    return orjson.dumps({"s": list(values), "n": numbers, "b": booleans})
+
+
+def _path_condition(kind: str, req: PathRequirement, table: sa.FromClause) -> ColumnElement[bool]:
+    obj = table.c.object
+    path = jsonpath(req.path)
+    match req.op:
+        case "exists" | "!":
+            found = _path_exists(obj, path + _PRESENT, b"{}")
+        case "=" | "in" | "!=" | "notin":
+            found = _path_exists(obj, path + _EQUAL, _equality_vars(req.values))
+        case "gt" | "lt" if req.number is not None:
+            sign = ">" if req.op == "gt" else "<"
+            bound = orjson.dumps({"n": orjson.Fragment(req.values[0].encode())})
+            found = _path_exists(obj, path + f" ? (@ {sign} $n)", bound)
+        case "gt" | "lt":
+            found = _time_compared(obj, path, req)
+    if req.op in ("!=", "notin", "!"):
+        return sa.not_(found)
+    narrowed = _pod_images(kind, req, table)
+    return found if narrowed is None else sa.and_(narrowed, found)
+
+
+def _time_compared(obj: ColumnElement[Any], path: str, req: PathRequirement) -> ColumnElement[bool]:
+    """Some string the path reaches is an RFC 3339 time after (before) the bound, both read
+    by kube_time (migration 6), which kube.fieldpaths.time_micros mirrors."""
+    strings = sa.func.jsonb_path_query(obj, sa.cast(sa.literal(path + _STRINGS, sa.Text), JSONPATH))
+    items = strings.table_valued(sa.column("item", JSONB)).render_derived(name="reached")
+    when = sa.func.kube_time(items.c.item.op("#>>")(sa.literal_column("'{}'")))
+    bound = sa.func.kube_time(sa.literal(req.values[0], sa.Text))
+    return sa.exists(sa.select(1).select_from(items).where(when > bound if req.op == "gt" else when < bound))
+
+
+def _pod_images(kind: str, req: PathRequirement, table: sa.FromClause) -> ColumnElement[bool] | None:
+    """For a pod's container image: a condition the GIN index on ``pod_images`` answers
+    (migration 8), which every match meets, or None. ``pod_images`` holds the image string
+    of every container (init and ephemeral ones too: a superset) and is NULL when they
+    are too long to index, so such pods pass to the exact check. A value that may match a
+    number or a boolean is not narrowed: the column holds strings only."""
+    if (kind != "Pod" or tuple(req.path) != POD_IMAGES_PATH or req.op not in ("=", "in")
+            or "pod_images" not in table.c
+            or any(json_number(v) is not None or v in ("true", "false") for v in req.values)):
+        return None
+    images = table.c.pod_images
+    wanted = sa.literal(sorted(req.values), ARRAY(sa.Text))
+    return sa.or_(images.overlap(wanted), images.is_(None))
 
 
 def _any(column: ColumnElement[Any], values: frozenset[str]) -> ColumnElement[bool]:

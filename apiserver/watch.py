@@ -38,6 +38,9 @@ from apiserver.catalog import Catalog
 from apiserver.keys import FEED, POOL, SCOPE
 from apiserver.params import ListOptions, parse_resource_version, too_large
 from apiserver.query import (
+    CLUSTER_ANNOTATION,
+    CLUSTERPEDIA_ANNOTATION,
+    MEMBER_VERSION_ANNOTATION,
     Target,
     compiled,
     current_sequence,
@@ -47,7 +50,6 @@ from apiserver.query import (
 )
 from kube.changes import ChangeType
 from kube.media import PARTIAL, PARTIAL_LIST, TABLE
-from kube.selectors import field_values
 from kube.status import status_body
 
 log = logging.getLogger(__name__)
@@ -107,7 +109,36 @@ def _matches(target: Target, text: str | None) -> bool:
         return True
     obj = orjson.loads(text)
     labels = (obj.get("metadata") or {}).get("labels") or {}
-    return target.labels.matches(labels) and target.fields.matches(field_values(target.kind, obj))
+    return target.labels.matches(labels) and (target.fields.empty()
+                                              or target.fields.selects(target.kind, _as_stored(obj)))
+
+
+_ADDED_ANNOTATIONS = (CLUSTER_ANNOTATION, CLUSTERPEDIA_ANNOTATION, MEMBER_VERSION_ANNOTATION)
+
+
+def _as_stored(obj: dict[str, Any]) -> dict[str, Any]:
+    """An event's object as stored, which is what lists select on (a JSON path may name
+    any field): without the annotations the read API adds, and with the member cluster's
+    resourceVersion. An object whose only annotations were those had none (Kubernetes
+    omits an empty map)."""
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict) or not isinstance(meta.get("annotations"), dict):
+        return obj
+    annotations = dict(meta["annotations"])
+    meta = dict(meta)
+    if MEMBER_VERSION_ANNOTATION in annotations:
+        version = annotations[MEMBER_VERSION_ANNOTATION]
+        if version is None:
+            meta.pop("resourceVersion", None)
+        else:
+            meta["resourceVersion"] = version
+    for key in _ADDED_ANNOTATIONS:
+        annotations.pop(key, None)
+    if annotations:
+        meta["annotations"] = annotations
+    else:
+        meta.pop("annotations")
+    return {**obj, "metadata": meta}
 
 
 def _event_kind(kind: ChangeType, target: Target, before: str | None, after: str | None) -> ChangeType | None:

@@ -12,6 +12,12 @@ and .../field-selectors/):
 * fields: ``f=v``, ``f==v``, ``f!=v`` on ``metadata.name``, ``metadata.namespace`` and
   the fields kube-apiserver registers for the kind; anything else is refused with
   ``field label not supported: f``.
+* fields on the read API (``json_paths=True``): a selector the above accepts is read
+  exactly so; any other in the grammar of ``kube.fieldpaths`` (any JSON path, ``in``,
+  ``notin``, exists, ``>``, ``<``). There a field Kubernetes selects on for the kind,
+  named by its dotted path with ``=``, ``!=``, ``in`` or ``notin``, keeps Kubernetes'
+  meaning (the field's value as kube-apiserver renders it, its default when missing:
+  ``FIELD_DEFAULTS``); every other requirement is on the JSON path as written.
 """
 
 from __future__ import annotations
@@ -21,8 +27,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from kube import fieldpaths
+from kube.fieldpaths import PathRequirement
+
 LabelOp = Literal["=", "!=", "in", "notin", "exists", "!", "gt", "lt"]
-FieldOp = Literal["=", "!="]
+FieldOp = Literal["=", "!=", "in", "notin"]
 
 MAX_SELECTOR_LENGTH = 16 * 1024  # bounded before parsing; real selectors are far shorter
 
@@ -307,25 +316,50 @@ def field_default(kind: str, field: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class FieldRequirement:
+    """A requirement on a field Kubernetes selects on; ``value`` for ``=``/``!=``, ``values``
+    for ``in``/``notin`` (read API only)."""
+
     field: str
     op: FieldOp
-    value: str
+    value: str = ""
+    values: tuple[str, ...] = ()
+
+    def choices(self) -> tuple[str, ...]:
+        return self.values if self.op in ("in", "notin") else (self.value,)
 
     def matches(self, values: Mapping[str, str]) -> bool:
-        equal = values.get(self.field, "") == self.value
-        return equal if self.op == "=" else not equal
+        found = values.get(self.field, "") in self.choices()
+        return found if self.op in ("=", "in") else not found
+
+
+AnyFieldRequirement = FieldRequirement | PathRequirement
 
 
 @dataclass(frozen=True, slots=True)
 class FieldSelector:
-    requirements: tuple[FieldRequirement, ...] = ()
+    requirements: tuple[AnyFieldRequirement, ...] = ()
     text: str = ""
 
     def empty(self) -> bool:
         return not self.requirements
 
     def matches(self, values: Mapping[str, str]) -> bool:
-        return all(req.matches(values) for req in self.requirements)
+        """On an object's selectable field values (``field_values``): for selectors of
+        Kubernetes' fields only."""
+        return all(self._standard(req).matches(values) for req in self.requirements)
+
+    def selects(self, kind: str, obj: Mapping[str, Any]) -> bool:
+        """On an object of ``kind``: every requirement, JSON paths included."""
+        standard = any(isinstance(req, FieldRequirement) for req in self.requirements)
+        values = field_values(kind, obj) if standard else {}
+        return all(req.matches(values) if isinstance(req, FieldRequirement) else req.matches(obj)
+                   for req in self.requirements)
+
+    @staticmethod
+    def _standard(req: AnyFieldRequirement) -> FieldRequirement:
+        if not isinstance(req, FieldRequirement):
+            raise TypeError("a selector with JSON path requirements matches objects: use selects()")
+        return req
 
 
 NO_FIELDS = FieldSelector()
@@ -341,12 +375,40 @@ def _field_terms(text: str) -> list[str]:
     return [t for t in re.split(r"(?<!\\),", text) if t.strip()]
 
 
-def parse_field_selector(text: str | None, kind: str) -> FieldSelector:
-    """Parse ``fieldSelector`` for objects of ``kind``, refusing fields it does not index."""
+def parse_field_selector(text: str | None, kind: str, *, json_paths: bool = False) -> FieldSelector:
+    """Parse ``fieldSelector`` for objects of ``kind``: as kube-apiserver does (refusing
+    fields it does not select on), or with ``json_paths`` as the read API does (module
+    docstring)."""
     if text is None or not text.strip():
         return NO_FIELDS
     if len(text) > MAX_SELECTOR_LENGTH:
         raise SelectorError(f"field selector is longer than {MAX_SELECTOR_LENGTH} characters")
+    if not json_paths:
+        return _kubernetes_fields(text, kind)
+    try:
+        return _kubernetes_fields(text, kind)
+    except SelectorError:
+        pass  # not Kubernetes' selector: the wider grammar says what is wrong, if anything
+    try:
+        terms = fieldpaths.parse(text)
+        requirements = tuple(_classified(term, kind) for term in terms)
+    except fieldpaths.PathSyntaxError as exc:
+        raise SelectorError(str(exc)) from exc
+    return FieldSelector(requirements, text)
+
+
+def _classified(term: fieldpaths.Term, kind: str) -> AnyFieldRequirement:
+    """A field Kubernetes selects on keeps its meaning; anything else is a JSON path."""
+    name = fieldpaths.dotted(term.path)
+    if name is not None and name in supported_fields(kind):
+        if term.op in ("=", "!="):
+            return FieldRequirement(name, "=" if term.op == "=" else "!=", term.values[0])
+        if term.op in ("in", "notin"):
+            return FieldRequirement(name, "in" if term.op == "in" else "notin", values=term.values)
+    return fieldpaths.requirement(term)
+
+
+def _kubernetes_fields(text: str, kind: str) -> FieldSelector:
     allowed = supported_fields(kind)
     requirements: list[FieldRequirement] = []
     for term in _field_terms(text):

@@ -335,6 +335,16 @@ _SEARCH = (
     " coalesce(created_at, '-infinity'::timestamptz), namespace, name, cluster)",
 )
 
+# -- field selectors on JSON paths (migration 8) ----------------------------------------------
+# "Where does image X run?": fieldSelector=spec.containers[].image=X (apiserver.query) is
+# narrowed by this index on the images of migration 6's column, then checked exactly on the
+# objects. GIN, so that one image is found among each pod's images; partial, since every
+# other type's row has NULL there. A pod's write adds an entry per image it lists.
+_FIELD_PATHS = (
+    f"CREATE INDEX resources_pod_images ON resources USING gin (pod_images) WHERE {_POD}",
+)
+# -- end field selectors on JSON paths
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(version=1, description="initial schema", statements=_INITIAL_SCHEMA),
     Migration(version=2, description="skipped objects and cluster errors",
@@ -347,6 +357,7 @@ MIGRATIONS: tuple[Migration, ...] = (
               statements=_HISTORY),
     Migration(version=6, description="reports: pod columns, their index, event times", statements=_REPORTS),
     Migration(version=7, description="search: lists in creation order", statements=_SEARCH),
+    Migration(version=8, description="field selectors: a GIN index on pods' images", statements=_FIELD_PATHS),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -135,6 +135,10 @@ Index("resources_event_time", func.kube_event_time(resources.c.object),
       postgresql_where=text("grp = '' AND resource = 'events'"))
 # -- end reports
 
+# -- field selectors on JSON paths (migration 8): a container's image among a pod's images.
+Index("resources_pod_images", resources.c.pod_images, postgresql_using="gin", postgresql_where=text(_POD))
+# -- end field selectors on JSON paths
+
 change_log = Table(
     "change_log",
     metadata,
