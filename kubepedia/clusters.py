@@ -3,34 +3,23 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import base64
 import json
-import logging
-import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import aiohttp
-import orjson
 import yaml
 
-from agent.errors import connection_problem
 from agent.logs import printable
 from kubepedia.config import DEFAULT_SERVER, default_data_dir, read_admin_token
+from kubepedia.http import JSON, CommandError, Server, call, document, run_command
 from syncer.secretfile import SecretFileError
 
 # kubeconfig fields naming a file, and the inline field that replaces each.
 _FILE_FIELDS = {"certificate-authority": "certificate-authority-data",
                 "client-certificate": "client-certificate-data", "client-key": "client-key-data",
                 "tokenFile": "token"}
-
-log = logging.getLogger(__name__)
-
-
-class CommandError(RuntimeError):
-    """A problem worth one line to the user."""
 
 
 def add_parser(sub: Any) -> None:
@@ -126,59 +115,39 @@ def _inline_files(fields: Any, *, base: Path) -> None:
                               else base64.b64encode(content).decode())
 
 
-async def _call(args: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
-    server = (args.server or DEFAULT_SERVER).rstrip("/")
+def _admin(args: argparse.Namespace) -> Server:
     token = read_admin_token(args.data_dir)
     if token is None:
         raise CommandError(f"no admin token: set KUBEPEDIA_ADMIN_TOKEN or use --data-dir of the server "
                            f"(looked in {args.data_dir})")
-    headers = {"Authorization": f"Bearer {token}"}
-    try:
-        async with aiohttp.ClientSession() as session, session.request(
-                method, server + path, data=orjson.dumps(body) if body is not None else None,
-                headers=headers) as resp:
-            raw = await resp.read()
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        log.debug("%s %s failed: %r", method, server + path, exc)
-        raise CommandError(f"cannot reach the kubepedia server at {server}: "
-                           f"{connection_problem(exc)}") from exc
-    try:
-        payload = orjson.loads(raw or b"{}")
-    except orjson.JSONDecodeError:
-        payload = None
-    if not isinstance(payload, dict):
-        raise CommandError(f"{server} is not a kubepedia admin listener (HTTP {resp.status})")
-    if resp.status >= 400:
-        raise CommandError(str(payload.get("message") or f"HTTP {resp.status}"))
-    return payload
+    return Server(url=(args.server or DEFAULT_SERVER).rstrip("/"), name="kubepedia server",
+                  role="kubepedia admin listener", headers={"Authorization": f"Bearer {token}"})
+
+
+async def _call(args: argparse.Namespace, method: str, path: str, body: Any = None) -> JSON:
+    server = _admin(args)
+    return document(server, await call(server, method, path, body=body))
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        return asyncio.run(_run(args))
-    except (CommandError, SecretFileError) as exc:
-        print(f"kubepedia: {printable(str(exc))}", file=sys.stderr)
-        return 1
+    return run_command(_run(args), failures=(SecretFileError,))
 
 
-async def _run(args: argparse.Namespace) -> int:
+async def _run(args: argparse.Namespace) -> str:
     if args.verb == "add":
         return await _add(args)
     if args.verb == "remove":
         result = await _call(args, "DELETE", f"/admin/v1/clusters/{quote(args.name, safe='')}")
-        print(f"cluster {result['name']} removed ({result['deleted']} objects deleted)")
-        return 0
+        return f"cluster {result['name']} removed ({result['deleted']} objects deleted)"
     clusters = (await _call(args, "GET", "/admin/v1/clusters"))["clusters"]
     if args.output == "json":
         # ASCII only: names and errors come from member clusters; escaped, no byte of them can
         # reach the terminal as a control sequence.
-        print(json.dumps({"clusters": clusters}, indent=2, ensure_ascii=True))
-    else:
-        print(render_table(clusters, wide=args.output == "wide"))
-    return 0
+        return json.dumps({"clusters": clusters}, indent=2, ensure_ascii=True)
+    return render_table(clusters, wide=args.output == "wide")
 
 
-async def _add(args: argparse.Namespace) -> int:
+async def _add(args: argparse.Namespace) -> str:
     labels = dict(_label(text) for text in args.label)
     settings: dict[str, Any] = {"keepSecretData": bool(args.keep_secret_data)}
     for key, value in (("maxTypes", args.max_types), ("maxObjects", args.max_objects)):
@@ -195,10 +164,8 @@ async def _add(args: argparse.Namespace) -> int:
         body["kubeconfig"] = flatten_kubeconfig(args.kubeconfig, context=args.context)
     result = await _call(args, "POST", "/admin/v1/clusters", body)
     if result.get("token"):
-        print(f"cluster {args.name} registered (push). Agent token, shown once:\n{result['token']}")
-    else:
-        print(f"cluster {args.name} registered (pull); a syncer will start syncing it within seconds")
-    return 0
+        return f"cluster {args.name} registered (push). Agent token, shown once:\n{result['token']}"
+    return f"cluster {args.name} registered (pull); a syncer will start syncing it within seconds"
 
 
 def _label(text: str) -> tuple[str, str]:

@@ -12,30 +12,18 @@ is complete or ``--limit`` entries are printed.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import csv
 import io
 import json
-import logging
-import sys
 from collections.abc import Sequence
 from typing import Any
 
-import aiohttp
-import orjson
-
-from agent.errors import connection_problem
 from agent.logs import printable
 from kubepedia.config import DEFAULT_API_SERVER
+from kubepedia.http import JSON, CommandError, Server, get_json, run_command
 
-log = logging.getLogger(__name__)
 PATH = "/kubepedia/v1/history"
 CHANGED_SHOWN = 3  # patch paths named in the CHANGED column, then "+N"
-JSON = dict[str, Any]
-
-
-class HistoryError(RuntimeError):
-    """A problem worth one line to the user."""
 
 
 def add_parser(sub: Any) -> None:
@@ -64,11 +52,11 @@ def _object_query(args: argparse.Namespace) -> dict[str, str]:
     elif len(words) == 2 and "/" not in words[0]:
         kind, name = words
     else:
-        raise HistoryError("name the object as TYPE/NAME or TYPE NAME (e.g. deploy/api)")
+        raise CommandError("name the object as TYPE/NAME or TYPE NAME (e.g. deploy/api)")
     if len(args.cluster) > 1:
-        raise HistoryError("an object's history takes one --cluster (or none: every cluster)")
+        raise CommandError("an object's history takes one --cluster (or none: every cluster)")
     if args.types or args.change_types or args.since or args.before:
-        raise HistoryError("--types, --change-types, --since and --before select changes, not an object's"
+        raise CommandError("--types, --change-types, --since and --before select changes, not an object's"
                            " history")
     query = {"resource": kind, "name": name, "namespace": args.namespace or ""}
     if args.cluster:
@@ -78,46 +66,26 @@ def _object_query(args: argparse.Namespace) -> dict[str, str]:
 
 def _changes_query(args: argparse.Namespace) -> dict[str, str]:
     if args.diff:
-        raise HistoryError("--diff shows an object's history: name the object")
+        raise CommandError("--diff shows an object's history: name the object")
     given = {"namespace": args.namespace, "clusters": ",".join(args.cluster) or None, "types": args.types,
              "changeTypes": args.change_types, "since": args.since, "before": args.before}
     return {k: v for k, v in given.items() if v}
 
 
-async def _fetch(server: str, path: str, query: dict[str, str], *, most: int | None) -> list[JSON]:
+async def _fetch(server: Server, path: str, query: dict[str, str], *, most: int | None) -> list[JSON]:
     """Every page's items, up to ``most``."""
-    url = server.rstrip("/") + path
     items: list[JSON] = []
     if most is not None:
         query = {**query, "limit": str(most)}  # the server's pages are no larger than needed
     params = dict(query)
-    try:
-        async with aiohttp.ClientSession() as session:
-            while most is None or len(items) < most:
-                async with session.get(url, params=params) as resp:
-                    body = _body(await resp.read(), resp.status, server)
-                items += body.get("items") or []
-                token = (body.get("metadata") or {}).get("continue")
-                if not token:
-                    break
-                params = {**query, "continue": token}
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        log.debug("GET %s failed: %r", url, exc)
-        raise HistoryError(f"cannot reach the kubepedia read API at {server}:"
-                           f" {connection_problem(exc)}") from exc
+    while most is None or len(items) < most:
+        body = await get_json(server, path, params=params)
+        items += body.get("items") or []
+        token = (body.get("metadata") or {}).get("continue")
+        if not token:
+            break
+        params = {**query, "continue": token}
     return items if most is None else items[:most]
-
-
-def _body(raw: bytes, status: int, server: str) -> JSON:
-    try:
-        body = orjson.loads(raw or b"{}")
-    except orjson.JSONDecodeError:
-        body = None
-    if not isinstance(body, dict):
-        raise HistoryError(f"{server} is not a kubepedia read API (HTTP {status})")
-    if status >= 400:
-        raise HistoryError(str(body.get("message") or f"HTTP {status}"))
-    return body
 
 
 def _time(entry: JSON) -> str:
@@ -178,16 +146,11 @@ async def _run(args: argparse.Namespace) -> str:
     of_object = bool(args.object)
     query = _object_query(args) if of_object else _changes_query(args)
     if args.limit is not None and args.limit <= 0:
-        raise HistoryError("--limit must be positive")
+        raise CommandError("--limit must be positive")
     path = f"{PATH}/object" if of_object else f"{PATH}/changes"
-    items = await _fetch(args.server, path, query, most=args.limit)
+    items = await _fetch(Server(url=args.server), path, query, most=args.limit)
     return render(items, output=args.output, of_object=of_object, diff=args.diff)
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        print(asyncio.run(_run(args)))
-    except HistoryError as exc:
-        print(f"kubepedia: {printable(str(exc))}", file=sys.stderr)
-        return 1
-    return 0
+    return run_command(_run(args))

@@ -18,8 +18,8 @@ from typing import Any
 
 import asyncpg
 
-from kubepedia.clusters import CommandError
 from kubepedia.config import default_data_dir
+from kubepedia.http import CommandError
 from syncer import registry, secretbox
 from syncer.db import DatabaseUnreachable, connect
 from syncer.embedded import EmbeddedPostgres

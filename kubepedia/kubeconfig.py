@@ -4,24 +4,14 @@ one per cluster (``/clusters/{name}`` on the same server)."""
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
-import sys
 from typing import Any
 
-import aiohttp
-import orjson
 import yaml
 
-from agent.errors import connection_problem
 from kubepedia.config import DEFAULT_API_SERVER
+from kubepedia.http import Server, get_json, run_command
 
 CONTEXT = "kubepedia"
-log = logging.getLogger(__name__)
-
-
-class KubeconfigError(RuntimeError):
-    """A problem worth one line to the user."""
 
 
 def add_parser(sub: Any) -> None:
@@ -43,26 +33,14 @@ def document(server: str, clusters: list[str]) -> dict[str, Any]:
 
 
 async def cluster_names(server: str) -> list[str]:
-    url = server.rstrip("/") + "/clusters"
-    try:
-        async with aiohttp.ClientSession() as session, session.get(url) as resp:
-            body = orjson.loads(await resp.read() or b"{}")
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        log.debug("GET %s failed: %r", url, exc)
-        raise KubeconfigError(f"cannot reach the kubepedia read API at {server}: "
-                              f"{connection_problem(exc)}") from exc
-    except orjson.JSONDecodeError as exc:
-        raise KubeconfigError(f"{server} is not a kubepedia read API (HTTP {resp.status})") from exc
-    if resp.status >= 400:
-        raise KubeconfigError(str(body.get("message") or f"HTTP {resp.status} from {url}"))
+    body = await get_json(Server(url=server), "/clusters")
     return [str(item["name"]) for item in body.get("items", [])]
 
 
+async def _run(args: argparse.Namespace) -> str:
+    names = await cluster_names(args.server)
+    return yaml.safe_dump(document(args.server, names), sort_keys=False).rstrip("\n")
+
+
 def run(args: argparse.Namespace) -> int:
-    try:
-        names = asyncio.run(cluster_names(args.server))
-    except KubeconfigError as exc:
-        print(f"kubepedia: {exc}", file=sys.stderr)
-        return 1
-    print(yaml.safe_dump(document(args.server, names), sort_keys=False), end="")
-    return 0
+    return run_command(_run(args))

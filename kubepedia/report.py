@@ -8,25 +8,17 @@ since names, images and reasons come from member clusters.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
 import sys
 from typing import Any
 from urllib.parse import quote
 
-import aiohttp
 import orjson
 
-from agent.errors import connection_problem
 from agent.logs import printable
 from kubepedia.config import DEFAULT_API_SERVER
+from kubepedia.http import Server, get_json, get_text, run_command
 
 PATH = "/kubepedia/v1/reports"
-log = logging.getLogger(__name__)
-
-
-class ReportError(RuntimeError):
-    """A problem worth one line to the user."""
 
 
 def add_parser(sub: Any) -> None:
@@ -48,27 +40,6 @@ def _params(args: argparse.Namespace) -> dict[str, str]:
     if args.output == "csv":
         params["format"] = "csv"
     return params
-
-
-async def fetch(server: str, path: str, params: dict[str, str]) -> tuple[int, bytes]:
-    url = server.rstrip("/") + path
-    try:
-        async with aiohttp.ClientSession() as session, session.get(url, params=params) as resp:
-            return resp.status, await resp.read()
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        log.debug("GET %s failed: %r", url, exc)
-        raise ReportError(f"cannot reach the kubepedia read API at {server}: "
-                          f"{connection_problem(exc)}") from exc
-
-
-def _failure(server: str, status: int, raw: bytes) -> ReportError:
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        body = None
-    if isinstance(body, dict) and body.get("kind") == "Status":
-        return ReportError(str(body.get("message") or f"HTTP {status}"))
-    return ReportError(f"{server} is not a kubepedia read API (HTTP {status})")
 
 
 def _text(value: Any) -> str:
@@ -108,26 +79,15 @@ def _escaped(ch: str) -> str:
     return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
 
 
-def _document(raw: bytes) -> dict[str, Any]:
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise ReportError("the read API answered something that is not JSON") from exc
-    if not isinstance(body, dict):
-        raise ReportError("the read API answered something that is not a report")
-    return body
-
-
 async def _run(args: argparse.Namespace) -> str:
+    server = Server(url=args.server)
     path = PATH if args.name is None else f"{PATH}/{quote(args.name, safe='')}"
-    status, raw = await fetch(args.server, path, _params(args) if args.name is not None else {})
-    if status >= 400:
-        raise _failure(args.server, status, raw)
+    params = _params(args) if args.name is not None else {}
     if args.output == "csv" and args.name is not None:
-        text = raw.decode("utf-8", "replace").rstrip("\r\n")
+        text = (await get_text(server, path, params=params)).rstrip("\r\n")
         # Into a file or pipe, the server's CSV as it is; onto a terminal, one inert line each.
         return "\n".join(map(printable, text.split("\r\n"))) if sys.stdout.isatty() else text
-    body = _document(raw)
+    body = await get_json(server, path, params=params)
     if args.output == "json":
         return ascii_json(body)
     if args.name is None:
@@ -137,9 +97,4 @@ async def _run(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        print(asyncio.run(_run(args)))
-    except ReportError as exc:
-        print(f"kubepedia: {printable(str(exc))}", file=sys.stderr)
-        return 1
-    return 0
+    return run_command(_run(args))

@@ -12,8 +12,16 @@ Two kinds of problem, two answers:
 
 Every message names the item (its position and, when known, namespace/name). The limits
 are Kubernetes' own where it has them (https://kubernetes.io/docs/concepts/overview/working-with-objects/names/,
-https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#syntax-and-character-set);
-they also keep every indexed key well under PostgreSQL's btree limit (about 2.7 KB a key).
+https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#syntax-and-character-set).
+
+They also keep every btree index entry under PostgreSQL's limit (2704 bytes an entry): one
+object over it would make PostgreSQL refuse its whole batch. Identities and labels are
+bounded in characters, so that an entry of them fits even when every character takes four
+bytes (narrowly: the list order's and the label indexes' entries come close to the limit
+then). What the expression indexes of :mod:`syncer.migrations` take from the object itself
+is bounded here, in bytes: the indexed fields (``spec.nodeName``, ``status.phase``), each
+alone and with the identity it is indexed with, and a pod's container images as its report
+index holds them.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -43,6 +52,25 @@ MAX_LABELS = 256  # Kubernetes sets no count; objects this labelled do not exist
 MAX_LABEL_PREFIX, MAX_LABEL_NAME, MAX_LABEL_VALUE = 253, 63, 63
 MAX_TIMESTAMP = 64
 MAX_SHOWN = 80  # characters of a name repeated in a message
+MAX_CLUSTER = 63  # a cluster name is a DNS label (syncer.registry.check_name)
+# Bytes of the values of one btree entry; PostgreSQL refuses an entry over 2704 bytes, its
+# header and each value's length and alignment included (at most about 50 bytes here).
+MAX_INDEX_ENTRY = 2600
+# Fields with an index of their own (resources_field_node_name, resources_field_phase), in
+# bytes of PostgreSQL's text of the value: a node name is a DNS subdomain (253 characters),
+# a phase a word; a sane value of either is far below.
+INDEXED_FIELDS = (("spec", "nodeName"), ("status", "phase"))
+MAX_INDEXED_FIELD = 1024
+# A pod's report entry (resources_pod_report): cluster, namespace, its images as a text
+# array (24 bytes of header, then each image with a 4-byte length, padded to 4 bytes),
+# phase (64 characters) and restarts. kube_pod_images counts 4 bytes an image, not the
+# padding, so under its limit of 2000 bytes the array can still take 2.4 KB or more.
+POD_REPORT_OTHERS = MAX_CLUSTER + MAX_LABEL_NAME + 64 * 4 + 4
+POD_IMAGES_COUNTED = 2000  # syncer.migrations.POD_IMAGES_MAX_BYTES: over it, no array at all
+POD_CONTAINER_LISTS = ("containers", "initContainers", "ephemeralContainers")
+# Padding adds at most 3 bytes an image to what is counted: up to this many images, the
+# array cannot overfill its entry, and a pod's images need not be looked at.
+FEW_IMAGES = (MAX_INDEX_ENTRY - POD_REPORT_OTHERS - 24 - POD_IMAGES_COUNTED) // 3
 SKIPPED_NAMESPACE = "#skipped"  # no namespace is spelled so: keys of skipped unnamed objects
 
 
@@ -297,6 +325,9 @@ def to_row(obj: Any, *, rtype: ResourceType, index: int, keep_secret_data: bool,
         obj = scrub_nul(obj)
         meta = obj["metadata"]
         encoded = _encode(obj, ident.where, keep_secret_data=keep_secret_data, secret=secret)
+    _indexed_fields(obj, ident, rtype=rtype)
+    if rtype.group == "" and rtype.resource == "pods":
+        _pod_images(obj, ident)
     return Row(
         namespace=ident.namespace,
         name=ident.name,
@@ -308,6 +339,80 @@ def to_row(obj: Any, *, rtype: ResourceType, index: int, keep_secret_data: bool,
         deleted_at=_timestamp(meta, "deletionTimestamp", ident.where),
         object=encoded,
     )
+
+
+def _utf8(text: str) -> int:
+    if text.isascii():  # nearly always, and a flag of the string: no encoding
+        return len(text)
+    return len(text.encode("utf-8", "surrogatepass"))  # orjson has refused surrogates by now
+
+
+def _indexed_fields(obj: dict[str, Any], ident: _Identity, *, rtype: ResourceType) -> None:
+    """Each indexed field alone, and in its entry: type, value, namespace, name, cluster."""
+    identity = (_utf8(rtype.group) + _utf8(rtype.resource) + _utf8(ident.namespace) + _utf8(ident.name)
+                + MAX_CLUSTER)
+    for section, key in INDEXED_FIELDS:
+        # As ``object #>> '{section,key}'`` finds it: nothing under anything but an object.
+        parent = obj.get(section)
+        value = parent.get(key) if isinstance(parent, dict) else None
+        if value is None:  # absent or JSON null: no entry
+            continue
+        size = _text_bytes(value, most=MAX_INDEXED_FIELD)
+        if size > MAX_INDEXED_FIELD:
+            raise BadObject(f"{ident.where}: {section}.{key} takes more than {MAX_INDEXED_FIELD} bytes,"
+                            " the limit of an indexed field")
+        if size + identity > MAX_INDEX_ENTRY:
+            raise BadObject(f"{ident.where}: {section}.{key} ({size} bytes) with the type, namespace and"
+                            f" name ({identity} bytes with the cluster's) is over the {MAX_INDEX_ENTRY}"
+                            " bytes of an index entry")
+
+
+def _text_bytes(value: Any, *, most: int) -> int:
+    """The bytes of PostgreSQL's text of a jsonb value, or more; counting stops past ``most``.
+
+    A string is its UTF-8. Anything else is JSON text with a space after each ':' and ',',
+    and numbers in full (jsonb keeps a number as numeric: 1e300 prints as 301 digits).
+    Counted without recursion: nesting as deep as the JSON parser allows must not exhaust
+    Python's stack.
+    """
+    if isinstance(value, str):
+        return _utf8(value)
+    total, stack = 0, [value]
+    while stack and total <= most:
+        item = stack.pop()
+        if isinstance(item, dict):
+            total += 2 + 4 * len(item)  # braces, ': ' and ', '
+            stack += [*item, *item.values()]
+        elif isinstance(item, list):
+            total += 2 + 2 * len(item)
+            stack += item
+        else:
+            total += _scalar_bytes(item)
+    return total
+
+
+def _scalar_bytes(value: Any) -> int:
+    """A string quoted and escaped, a number as numeric prints it, true, false or null."""
+    text = orjson.dumps(value)
+    if isinstance(value, float) and text != b"null":  # orjson writes NaN and infinities as null
+        return len(format(Decimal(text.decode()), "f"))
+    return len(text)
+
+
+def _pod_images(obj: dict[str, Any], ident: _Identity) -> None:
+    """The pod's images as kube_pod_images (syncer.migrations) keeps them: the same
+    containers, the same strings, its count and the array's real size."""
+    spec = obj.get("spec")
+    lists = [spec.get(key) for key in POD_CONTAINER_LISTS] if isinstance(spec, dict) else []
+    containers = [c for found in lists if isinstance(found, list) for c in found]
+    if len(containers) <= FEW_IMAGES:
+        return
+    images = [c["image"] for c in containers if isinstance(c, dict) and isinstance(c.get("image"), str)]
+    sizes = [_utf8(image) + 4 for image in images]
+    stored = 24 + sum((size + 3) // 4 * 4 for size in sizes)
+    if sum(sizes) <= POD_IMAGES_COUNTED and stored + POD_REPORT_OTHERS > MAX_INDEX_ENTRY:
+        raise BadObject(f"{ident.where}: its container images take {stored} bytes in the pod report's"
+                        f" index, over the {MAX_INDEX_ENTRY - POD_REPORT_OTHERS} it can hold")
 
 
 def _encode(obj: dict[str, Any], where: str, *, keep_secret_data: bool, secret: bool) -> bytes:

@@ -9,13 +9,10 @@ Python client are the independent clients.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shutil
 import subprocess
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import asyncpg
@@ -23,14 +20,8 @@ import pytest
 import pytest_asyncio
 import yaml
 
-from agent.kubeclient import Connection, KubeClient
-from agent.runner import Runner
-from apiserver.app import build_app
-from kubepedia.kubeconfig import document
-from kubesim.server import SimServer, running
-from syncer.ingest import Store
-from syncer.sink import StoreSink
-from tests.serving import serve_app
+from kubesim.server import SimServer
+from tests.apiserver.fleet import Fleet, simulated, synced
 
 GCLOUD_BIN = Path("/usr/lib/google-cloud-sdk/bin")
 KUBECTLS = [k for k in ("kubectl", str(GCLOUD_BIN / "kubectl.1.27"), str(GCLOUD_BIN / "kubectl.1.33"))
@@ -46,29 +37,6 @@ CRD = {
 }
 
 
-@dataclass
-class Fleet:
-    sims: dict[str, SimServer]
-    api: str
-    kubeconfig: Path
-    session: aiohttp.ClientSession
-
-    async def sim_call(self, cluster: str, method: str, path: str, body: Any = None,
-                       content_type: str = "application/json") -> dict[str, Any]:
-        async with self.session.request(method, self.sims[cluster].url + path, json=body,
-                                        headers={"Content-Type": content_type}) as resp:
-            data: dict[str, Any] = await resp.json()
-            assert resp.status < 300, data
-            return data
-
-    async def sim_count(self, path: str) -> int:
-        total = 0
-        for sim in self.sims.values():
-            async with self.session.get(sim.url + path) as resp:
-                total += len((await resp.json())["items"])
-        return total
-
-
 async def kubectl(fleet: Fleet, *args: str, binary: str = "kubectl") -> str:
     result = await asyncio.to_thread(subprocess.run, [binary, "--kubeconfig", str(fleet.kubeconfig), *args],
                                      capture_output=True, text=True, check=False)
@@ -76,54 +44,27 @@ async def kubectl(fleet: Fleet, *args: str, binary: str = "kubectl") -> str:
     return result.stdout
 
 
-async def _synced(pool: asyncpg.Pool, expected: dict[str, int]) -> None:
-    """Until every type of every cluster watches and the pod counts match the clusters'."""
-    for _ in range(600):
-        states = await pool.fetch("SELECT cluster, phase FROM sync_state")
-        pods = dict(await pool.fetch("SELECT cluster, count(*) FROM resources WHERE resource = 'pods'"
-                                     " GROUP BY cluster"))
-        if states and all(s["phase"] == "watching" for s in states) and pods == expected:
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"not synced: {states}, {pods} != {expected}")
-
-
-@pytest_asyncio.fixture
-async def fleet(db_url: str, pool: asyncpg.Pool, tmp_path: Path) -> AsyncIterator[Fleet]:
-    async with contextlib.AsyncExitStack() as stack:
-        sims = {name: await stack.enter_async_context(running(generate={
-            "namespaces": 2, "nodes": 3, "deployments": 3, "pods": 24, "services": 2, "configmaps": 2},
-            seed=seed)) for seed, name in enumerate(("east", "west"), start=1)}
-        session = await stack.enter_async_context(aiohttp.ClientSession())
-        async with session.post(sims["east"].url + "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+async def _gadgets(sim: SimServer) -> None:
+    """The CRD and two of its objects, before the cluster is synced."""
+    async with aiohttp.ClientSession() as session:
+        async with session.post(sim.url + "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
                                 json=CRD) as resp:
             assert resp.status == 201
         for i, color in enumerate(("red", "blue")):
             gadget = {"apiVersion": "example.com/v1", "kind": "Gadget", "spec": {"color": color},
                       "metadata": {"name": f"g{i}", "namespace": "default"}}
-            async with session.post(sims["east"].url + "/apis/example.com/v1/namespaces/default/gadgets",
+            async with session.post(sim.url + "/apis/example.com/v1/namespaces/default/gadgets",
                                     json=gadget) as resp:
                 assert resp.status == 201
-        tasks = []
-        for name, sim in sims.items():
-            await pool.execute("INSERT INTO clusters (name, mode) VALUES ($1, 'push')", name)
-            client = await stack.enter_async_context(KubeClient(connection=Connection.plain(sim.url)))
-            runner = Runner(client=client, sink=StoreSink(store=Store(pool), cluster=name))
-            tasks.append(asyncio.create_task(runner.run()))
-        try:
-            fleet = Fleet(sims=sims, api="", kubeconfig=tmp_path / "kubeconfig", session=session)
-            await _synced(pool, {n: 24 for n in sims})
-            runner_, api = await serve_app(build_app(database_url=db_url))
-            fleet.api = api
-            fleet.kubeconfig.write_text(yaml.safe_dump(document(api, sorted(sims))))
-            try:
-                yield fleet
-            finally:
-                await runner_.cleanup()
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@pytest_asyncio.fixture
+async def fleet(db_url: str, pool: asyncpg.Pool, tmp_path: Path) -> AsyncIterator[Fleet]:
+    generate = {"namespaces": 2, "nodes": 3, "deployments": 3, "pods": 24, "services": 2, "configmaps": 2}
+    async with simulated(generate) as sims:
+        await _gadgets(sims["east"])
+        async with synced(sims, db_url=db_url, pool=pool, tmp=tmp_path, counted="pods") as fleet:
+            yield fleet
 
 
 @pytest.mark.parametrize("binary", KUBECTLS)
@@ -143,7 +84,7 @@ async def test_kubectl_reads_every_cluster(fleet: Fleet, binary: str) -> None:
 
 
 async def test_kubectl_selectors_outputs_and_contexts(fleet: Fleet) -> None:
-    pods = (await fleet.sim_call("east", "GET", "/api/v1/pods"))["items"]
+    pods = (await fleet.sim("east", "GET", "/api/v1/pods"))["items"]
     sample = pods[0]
     app = sample["metadata"]["labels"]["app"]
     labelled = await kubectl(fleet, "--context", "kubepedia-east", "get", "pods", "-A", "-l", f"app={app}",
@@ -187,7 +128,7 @@ async def test_kubectl_watch_prints_a_change_made_in_a_cluster(fleet: Fleet) -> 
     assert proc.stdout is not None
     try:
         await asyncio.wait_for(proc.stdout.readline(), 60)  # the header: the list has been printed
-        await fleet.sim_call("west", "POST", "/api/v1/namespaces/default/configmaps",
+        await fleet.sim("west", "POST", "/api/v1/namespaces/default/configmaps",
                              {"metadata": {"name": "seen-by-kubectl"}, "data": {"a": "b"}})
         while True:
             line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
@@ -230,7 +171,7 @@ async def test_python_client_lists_in_pages_gets_and_watches(fleet: Fleet) -> No
 
     streaming = asyncio.create_task(asyncio.to_thread(stream))
     await asyncio.sleep(0.5)
-    await fleet.sim_call("east", "POST", "/api/v1/namespaces/default/configmaps",
+    await fleet.sim("east", "POST", "/api/v1/namespaces/default/configmaps",
                          {"metadata": {"name": "from-python"}})
     await asyncio.wait_for(streaming, 60)
     assert seen[-1] == "ADDED from-python"
@@ -241,7 +182,7 @@ async def test_a_paged_walk_under_churn_returns_what_exists_throughout_once(flee
     async def names() -> set[tuple[str, str, str]]:
         out = set()
         for cluster in fleet.sims:
-            for p in (await fleet.sim_call(cluster, "GET", "/api/v1/pods"))["items"]:
+            for p in (await fleet.sim(cluster, "GET", "/api/v1/pods"))["items"]:
                 out.add((cluster, p["metadata"]["namespace"], p["metadata"]["name"]))
         return out
 
@@ -255,11 +196,11 @@ async def test_a_paged_walk_under_churn_returns_what_exists_throughout_once(flee
             if stop.is_set():
                 return
             touched.add((cluster, ns, name))
-            await fleet.sim_call(cluster, "DELETE", f"/api/v1/namespaces/{ns}/pods/{name}")
+            await fleet.sim(cluster, "DELETE", f"/api/v1/namespaces/{ns}/pods/{name}")
             fresh = f"churn-{i}"
             touched.add((cluster, ns, fresh))
             body = {"metadata": {"name": fresh}, "spec": {"containers": [{"name": "c", "image": "x"}]}}
-            await fleet.sim_call(cluster, "POST", f"/api/v1/namespaces/{ns}/pods", body)
+            await fleet.sim(cluster, "POST", f"/api/v1/namespaces/{ns}/pods", body)
             await asyncio.sleep(0.02)
 
     churning = asyncio.create_task(churn())

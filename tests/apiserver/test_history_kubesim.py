@@ -10,27 +10,20 @@ each recorded time must equal what the clusters listed then.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
-import aiohttp
 import asyncpg
 import pytest_asyncio
 
-from agent.kubeclient import Connection, KubeClient
-from agent.runner import Runner
 from agent.selection import Selection
-from apiserver.app import build_app
 from apiserver.patches import equal
 from apiserver.times import rfc3339
-from kubesim.server import SimServer, running
-from syncer.ingest import Store
-from syncer.sink import StoreSink
+from tests.apiserver.fleet import Fleet, simulated, synced
 from tests.patching import apply_patch
-from tests.serving import serve_app
 
 CM = "/api/v1/namespaces/{ns}/configmaps"
 MERGE = "application/merge-patch+json"
@@ -40,19 +33,12 @@ JSON = dict[str, Any]
 
 @dataclass
 class Recorder:
-    sims: dict[str, SimServer]
-    api: str
-    session: aiohttp.ClientSession
-    pool: asyncpg.Pool
+    fleet: Fleet
     marks: list[tuple[datetime, dict[tuple[str, str, str], JSON]]] = field(default_factory=list)
 
-    async def sim(self, cluster: str, method: str, path: str, body: Any = None,
-                  content_type: str = "application/json") -> JSON:
-        async with self.session.request(method, self.sims[cluster].url + path, json=body,
-                                        headers={"Content-Type": content_type}) as resp:
-            data: JSON = await resp.json()
-            assert resp.status < 300, data
-            return data
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self.fleet.pool
 
     async def stored(self, cluster: str, namespace: str, name: str, rv: str | None) -> None:
         """Until the store holds this version of the object (None: holds no such object)."""
@@ -69,7 +55,8 @@ class Recorder:
                      namespace: str = NS) -> JSON:
         """Make a change in a cluster and wait until it is stored; returns the object."""
         path = CM.format(ns=namespace) + ("" if method == "POST" else f"/{name}")
-        obj = await self.sim(cluster, method, path, body, MERGE if method == "PATCH" else "application/json")
+        obj = await self.fleet.sim(cluster, method, path, body,
+                                   MERGE if method == "PATCH" else "application/json")
         gone = method == "DELETE"
         await self.stored(cluster, namespace, name, None if gone else obj["metadata"]["resourceVersion"])
         return obj
@@ -77,8 +64,8 @@ class Recorder:
     async def mark(self) -> str:
         """The server's time now, and what every cluster lists now."""
         truth = {}
-        for cluster in self.sims:
-            for item in (await self.sim(cluster, "GET", "/api/v1/configmaps"))["items"]:
+        for cluster in self.fleet.sims:
+            for item in await self.fleet.sim_items(cluster, "/api/v1/configmaps"):
                 meta = item["metadata"]
                 truth[(cluster, meta["namespace"], meta["name"])] = item
         moment: datetime = await self.pool.fetchval("SELECT clock_timestamp()")
@@ -86,51 +73,18 @@ class Recorder:
         return rfc3339(moment)
 
     async def get(self, path: str, **params: str) -> tuple[int, JSON]:
-        async with self.session.get(self.api + path, params=params) as resp:
+        async with self.fleet.session.get(self.fleet.api + path, params=params) as resp:
             body: JSON = await resp.json()
             return resp.status, body
 
 
-async def _synced(pool: asyncpg.Pool, sims: dict[str, SimServer], session: aiohttp.ClientSession) -> None:
-    expected = {}
-    for name, sim in sims.items():
-        async with session.get(sim.url + "/api/v1/configmaps") as resp:
-            expected[name] = len((await resp.json())["items"])
-    for _ in range(600):
-        states = await pool.fetch("SELECT phase FROM sync_state")
-        counts = dict(await pool.fetch("SELECT cluster, count(*) FROM resources WHERE resource = 'configmaps'"
-                                       " GROUP BY cluster"))
-        if states and all(s["phase"] == "watching" for s in states) and counts == expected:
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"not synced: {counts} != {expected}")
-
-
 @pytest_asyncio.fixture
-async def recorder(db_url: str, pool: asyncpg.Pool) -> AsyncIterator[Recorder]:
-    async with contextlib.AsyncExitStack() as stack:
-        sims = {name: await stack.enter_async_context(running(
-            generate={"namespaces": 2, "configmaps": 6, "deployments": 2, "pods": 2}, seed=seed))
-            for seed, name in enumerate(("east", "west"), start=1)}
-        session = await stack.enter_async_context(aiohttp.ClientSession())
-        tasks = []
-        for name, sim in sims.items():
-            await pool.execute("INSERT INTO clusters (name, mode) VALUES ($1, 'push')", name)
-            client = await stack.enter_async_context(KubeClient(connection=Connection.plain(sim.url)))
-            runner = Runner(client=client, sink=StoreSink(store=Store(pool), cluster=name),
-                            selection=Selection(include=("configmaps", "deployments.apps")))
-            tasks.append(asyncio.create_task(runner.run()))
-        try:
-            await _synced(pool, sims, session)
-            api_runner, api = await serve_app(build_app(database_url=db_url))
-            try:
-                yield Recorder(sims=sims, api=api, session=session, pool=pool)
-            finally:
-                await api_runner.cleanup()
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+async def recorder(db_url: str, pool: asyncpg.Pool, tmp_path: Path) -> AsyncIterator[Recorder]:
+    selection = Selection(include=("configmaps", "deployments.apps"))
+    async with simulated({"namespaces": 2, "configmaps": 6, "deployments": 2, "pods": 2}) as sims:
+        async with synced(sims, db_url=db_url, pool=pool, tmp=tmp_path, counted="configmaps",
+                          selection=selection) as fleet:
+            yield Recorder(fleet=fleet)
 
 
 def _cm(name: str, data: dict[str, str], **labels: str) -> JSON:

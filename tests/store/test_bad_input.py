@@ -5,15 +5,18 @@ refused whole and nothing of it is written."""
 
 from __future__ import annotations
 
+import random
 import re
+import string
 import threading
 from typing import Any
 
 import asyncpg
 import pytest
 
+from kube.resources import ResourceType
 from syncer.ingest import Store
-from syncer.validate import BadInput, decode_json
+from syncer.validate import MAX_CLUSTER, MAX_INDEX_ENTRY, POD_REPORT_OTHERS, BadInput, decode_json
 from tests.factories import NODES, PODS, SECRETS, bookmark, event, pod
 
 
@@ -22,6 +25,23 @@ def _without(obj: dict[str, Any], *path: str) -> dict[str, Any]:
     for part in path[:-1]:
         target = target[part]
     del target[path[-1]]
+    return obj
+
+
+def noise(n: int, *, seed: int = 0) -> str:
+    """Random letters and digits: PostgreSQL cannot compress them to fit an index entry, as it
+    would a long run of one letter."""
+    return "".join(random.Random(f"{n}-{seed}").choices(string.ascii_letters + string.digits, k=n))
+
+
+def wide(n: int, *, seed: int = 0) -> str:
+    """``n`` random characters of four UTF-8 bytes each: the most bytes ``n`` characters take."""
+    rng = random.Random(f"wide-{n}-{seed}")
+    return "".join(chr(rng.randrange(0x10000, 0x110000)) for _ in range(n))
+
+
+def _on_node(obj: dict[str, Any], node: Any) -> dict[str, Any]:
+    obj["spec"]["nodeName"] = node
     return obj
 
 
@@ -48,6 +68,15 @@ BAD = {
     "owner uid too long": (pod("bad", 2, metadata={"ownerReferences": [
         {"uid": "o" * 129, "controller": True}]}), "the controller's uid is 129 characters"),
     "NUL in a name": (pod("a\x00b", 2), "metadata.name contains U+0000"),
+    # What the store indexes of an object (syncer.migrations): over PostgreSQL's limit of a
+    # btree entry, one such object would refuse its whole batch.
+    "phase too long": (pod("bad", 2, phase=noise(6400)), "status.phase takes more than 1024 bytes"),
+    "phase an object too long": (pod("bad", 2, phase={f"k{i}": noise(100, seed=i) for i in range(150)}),  # type: ignore[arg-type]
+                                 "status.phase takes more than 1024 bytes"),
+    "node name too long": (_on_node(pod("bad", 2), noise(6400)), "spec.nodeName takes more than 1024 bytes"),
+    "app label too long": (pod("bad", 2, labels={"app": noise(6400)}), "label 'app' has a value of 6400"),
+    "app name label too long": (pod("bad", 2, labels={"app.kubernetes.io/name": noise(6400)}),
+                                "label 'app.kubernetes.io/name' has a value of 6400"),
 }
 
 
@@ -246,3 +275,75 @@ async def test_validation_runs_off_the_event_loop(store: Store) -> None:
     loop_thread = threading.current_thread().name
     for obj in watched:
         assert obj.threads and loop_thread not in obj.threads, obj.threads
+
+
+# The widest identity there can be: every part at its limit in four-byte characters (the
+# namespace and the cluster's name are DNS labels).
+WIDE = ResourceType(group=wide(253), version=wide(63), resource=wide(63), kind="Widget", namespaced=True)
+WIDE_CLUSTER, WIDE_NAMESPACE = "c" * MAX_CLUSTER, "n" * 63
+WIDE_IDENTITY = sum(len(part.encode()) for part in (WIDE.group, WIDE.resource, WIDE_NAMESPACE,
+                                                    wide(253), WIDE_CLUSTER))
+
+
+def widget(rv: int, *, node: Any = "node-1", phase: Any = "Ready") -> dict[str, Any]:
+    """A widget with the widest name (each a name of its own) and the widest app labels."""
+    return {"apiVersion": f"{WIDE.group}/{WIDE.version}", "kind": "Widget",
+            "metadata": {"name": wide(253, seed=rv), "namespace": WIDE_NAMESPACE, "uid": f"u{rv}",
+                         "resourceVersion": str(rv),
+                         "labels": {"app": wide(63, seed=rv), "app.kubernetes.io/name": wide(63, seed=-rv)}},
+            "spec": {"nodeName": node}, "status": {"phase": phase}}
+
+
+async def test_the_widest_entries_validation_allows_are_stored(store: Store, pool: asyncpg.Pool) -> None:
+    room = MAX_INDEX_ENTRY - WIDE_IDENTITY
+    objects = [widget(1, node=noise(room, seed=1), phase=noise(room, seed=2)),
+               widget(2, node={"rack": [1.5, 2.5e-7, None, True]}, phase=None),
+               widget(3, phase=noise(room + 1))]
+    result = await store.apply_batch(cluster=WIDE_CLUSTER, rtype=WIDE,
+                                     events=[event("ADDED", obj) for obj in objects])
+    assert (result.applied, result.skipped) == (2, 1)
+    assert f"status.phase ({room + 1} bytes) with the type" in (await _state(pool))["last_error"]
+    nodes = await pool.fetch("SELECT object #>> '{spec,nodeName}' FROM resources ORDER BY uid")
+    assert [r[0] for r in nodes] == [noise(room, seed=1), '{"rack": [1.5, 0.00000025, null, true]}']
+
+
+async def test_a_field_too_wide_for_its_index_entry_is_skipped(store: Store, pool: asyncpg.Pool) -> None:
+    """A phase well under the limit of a field, with an identity that leaves it no room."""
+    events = [event("ADDED", widget(1)), event("ADDED", widget(2, phase=noise(1000)))]
+    result = await store.apply_batch(cluster=WIDE_CLUSTER, rtype=WIDE, resource_version="2", events=events)
+    assert (result.applied, result.skipped, result.checkpoint) == (1, 1, "2")
+    assert await pool.fetchval("SELECT array_agg(name) FROM resources") == [wide(253, seed=1)]
+    assert "item 1" in (await _state(pool))["last_error"]
+
+
+def _pod_with_images(name: str, rv: int, images: list[str]) -> dict[str, Any]:
+    obj = pod(name, rv, namespace=WIDE_NAMESPACE, phase=wide(64))
+    obj["spec"]["containers"] = [{"name": f"c{i}", "image": image} for i, image in enumerate(images)]
+    return obj
+
+
+def _images(lengths: tuple[int, ...], *, counted: int) -> list[str]:
+    """Random images of these lengths, as many as kube_pod_images counts in ``counted`` bytes."""
+    rng, images, total = random.Random(str(lengths)), list[str](), 0
+    while total + max(lengths) + 4 <= counted:
+        image = noise(rng.choice(lengths), seed=len(images))
+        images.append(image)
+        total += len(image) + 4
+    return images
+
+
+async def test_a_pod_whose_images_overfill_its_report_entry_is_skipped(store: Store,
+                                                                        pool: asyncpg.Pool) -> None:
+    """Counted as kube_pod_images counts them (4 bytes an image) they are under its 2000 bytes,
+    but as an array (each image padded to 4 bytes) they are more than the report index holds."""
+    # Five characters: 9 bytes counted, 12 stored. As many as fit: 24 + 182 * 12 = 2208 bytes.
+    fits = _images((5,), counted=9 * ((MAX_INDEX_ENTRY - POD_REPORT_OTHERS - 24) // 12))
+    overfills = _images((5, 9, 13, 17), counted=2000)
+    result = await store.apply_batch(cluster=WIDE_CLUSTER, rtype=PODS, resource_version="3", events=[
+        event("ADDED", pod("plain", 1)), event("ADDED", _pod_with_images("fits", 2, fits)),
+        event("ADDED", _pod_with_images("overfills", 3, overfills))])
+    assert (result.applied, result.skipped, result.checkpoint) == (2, 1, "3")
+    assert await pool.fetchval("SELECT array_agg(name ORDER BY name) FROM resources") == ["fits", "plain"]
+    assert await pool.fetchval("SELECT pod_images FROM resources WHERE name = 'fits'") == sorted(fits)
+    assert "item 2 (nnnnn" in (await _state(pool))["last_error"]
+    assert "container images take" in (await _state(pool))["last_error"]
