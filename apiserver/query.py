@@ -163,7 +163,7 @@ def _field_condition(kind: str, req: AnyFieldRequirement,
 
 
 def _among(expr: ColumnElement[Any], choices: Sequence[str]) -> ColumnElement[bool]:
-    return expr == choices[0] if len(choices) == 1 else _any(expr, frozenset(choices))
+    return expr == choices[0] if len(choices) == 1 else one_of(expr, frozenset(choices))
 
 
 # -- conditions on any JSON path (kube.fieldpaths) -------------------------------------------
@@ -252,31 +252,56 @@ def _pod_images(kind: str, req: PathRequirement, table: sa.FromClause) -> Column
     return sa.or_(images.overlap(wanted), images.is_(None))
 
 
-def _any(column: ColumnElement[Any], values: frozenset[str]) -> ColumnElement[bool]:
+def one_of(column: ColumnElement[Any], values: frozenset[str]) -> ColumnElement[bool]:
     return column == sa.func.any(sa.literal(sorted(values), sa.ARRAY(sa.Text)))
+
+
+def types_condition(table: sa.FromClause, types: frozenset[tuple[str, str]]) -> ColumnElement[bool]:
+    if not types:
+        return sa.false()
+    return sa.or_(*(sa.and_(table.c.grp == group, table.c.resource == resource)
+                    for group, resource in sorted(types)))
+
+
+def scope_conditions(scope: Scope, table: sa.FromClause, *,
+                     of_type: tuple[str, str] | None = None) -> list[ColumnElement[bool]]:
+    """The caller's scope on ``resources``, ``change_log`` or any relation with their identity
+    columns. ``of_type``: the query is of one type already, so the type axis is decided here."""
+    where: list[ColumnElement[bool]] = []
+    if of_type is not None:
+        if not scope.allows_type(*of_type):
+            where.append(sa.false())
+    elif scope.types is not None:
+        where.append(types_condition(table, scope.types))
+    if scope.clusters is not None:
+        where.append(one_of(table.c.cluster, scope.clusters))
+    if scope.namespaces is not None:
+        where.append(one_of(table.c.namespace, scope.namespaces))
+    return where
+
+
+def narrowing_conditions(target: Target, table: sa.FromClause) -> list[ColumnElement[bool]]:
+    """The clusters, namespaces and names a request names, by path or parameter."""
+    c = table.c
+    where: list[ColumnElement[bool]] = []
+    for column, values in ((c.cluster, target.clusters), (c.namespace, target.namespaces),
+                           (c.name, target.names)):
+        if values is not None:
+            where.append(one_of(column, values))
+    narrowed = ((c.cluster, target.cluster), (c.namespace, target.namespace), (c.name, target.name))
+    for column, value in narrowed:
+        if value is not None:
+            where.append(column == value)
+    return where
 
 
 def _identity_conditions(target: Target, scope: Scope,
                          table: sa.Table | sa.Alias) -> list[ColumnElement[bool]]:
     """Type, scope, cluster, namespace and name: the same on ``resources`` and ``change_log``."""
     c = table.c
-    where: list[ColumnElement[bool]] = [c.grp == target.group, c.resource == target.resource,
-                                        c.version == target.version]
-    if not scope.allows_type(target.group, target.resource):
-        where.append(sa.false())
-    if scope.clusters is not None:
-        where.append(_any(c.cluster, scope.clusters))
-    if scope.namespaces is not None:
-        where.append(_any(c.namespace, scope.namespaces))
-    for column, values in ((c.cluster, target.clusters), (c.namespace, target.namespaces),
-                           (c.name, target.names)):
-        if values is not None:
-            where.append(_any(column, values))
-    narrowed = ((c.cluster, target.cluster), (c.namespace, target.namespace), (c.name, target.name))
-    for column, value in narrowed:
-        if value is not None:
-            where.append(column == value)
-    return where
+    return [c.grp == target.group, c.resource == target.resource, c.version == target.version,
+            *scope_conditions(scope, table, of_type=(target.group, target.resource)),
+            *narrowing_conditions(target, table)]
 
 
 def identity_matches(target: Target, scope: Scope, *, group: str, version: str, resource: str, cluster: str,
@@ -355,26 +380,16 @@ def _owner_condition(target: Target, scope: Scope, owner: Owner) -> ColumnElemen
         # An owner is in the dependents' namespace or cluster-scoped (Clusterpedia's rule).
         namespaces = target.namespaces if target.namespace is None else frozenset({target.namespace})
         if namespaces is not None:
-            where.append(_any(level.c.namespace, namespaces | {""}))
+            where.append(one_of(level.c.namespace, namespaces | {""}))
         generations = owner.seniority
-    owners = sa.select(level.c.cluster, level.c.uid).where(*where, *_scope_on(level, scope))
+    owners = sa.select(level.c.cluster, level.c.uid).where(*where, *scope_conditions(scope, level))
     for n in range(generations):
         below = resources.alias(f"owner{n + 1}")
         previous = owners.subquery(f"generation{n}")
         owners = (sa.select(below.c.cluster, below.c.uid)
                   .where(sa.tuple_(below.c.cluster, below.c.owner_uid).in_(
-                      sa.select(previous.c.cluster, previous.c.uid)), *_scope_on(below, scope)))
+                      sa.select(previous.c.cluster, previous.c.uid)), *scope_conditions(scope, below)))
     return sa.tuple_(resources.c.cluster, resources.c.owner_uid).in_(owners)
-
-
-def _scope_on(table: sa.FromClause, scope: Scope) -> list[ColumnElement[bool]]:
-    """An owner is looked for only where the caller may read."""
-    where = []
-    if scope.clusters is not None:
-        where.append(_any(table.c.cluster, scope.clusters))
-    if scope.namespaces is not None:
-        where.append(_any(table.c.namespace, scope.namespaces))
-    return where
 
 
 # -- order and keyset pages ---------------------------------------------------------------------

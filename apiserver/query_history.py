@@ -29,7 +29,18 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.sql.elements import ColumnElement
 
-from apiserver.query import ORDER_COLUMNS, Scope, Target, annotated, conditions, selector_conditions
+from apiserver.query import (
+    ORDER_COLUMNS,
+    Scope,
+    Target,
+    annotated,
+    conditions,
+    narrowing_conditions,
+    one_of,
+    scope_conditions,
+    selector_conditions,
+    types_condition,
+)
 from syncer.schema import change_log, resources
 
 CHANGE_TYPES = frozenset({"ADDED", "MODIFIED", "DELETED"})
@@ -61,34 +72,6 @@ class ChangeFilter:
 
 
 # -- conditions ---------------------------------------------------------------------------------
-
-def _one_of(column: ColumnElement[Any], values: frozenset[str]) -> ColumnElement[bool]:
-    return column == sa.func.any(sa.literal(sorted(values), sa.ARRAY(sa.Text)))
-
-
-def _types_condition(table: sa.FromClause, types: frozenset[tuple[str, str]]) -> ColumnElement[bool]:
-    if not types:
-        return sa.false()
-    return sa.or_(*(sa.and_(table.c.grp == group, table.c.resource == resource)
-                    for group, resource in sorted(types)))
-
-
-def scope_conditions(scope: Scope, table: sa.FromClause, *,
-                     of_type: tuple[str, str] | None = None) -> list[ColumnElement[bool]]:
-    """The caller's scope on ``change_log`` (or any relation with its identity columns).
-    ``of_type``: the query is of one type already, so the type axis is decided here."""
-    where: list[ColumnElement[bool]] = []
-    if of_type is not None:
-        if not scope.allows_type(*of_type):
-            where.append(sa.false())
-    elif scope.types is not None:
-        where.append(_types_condition(table, scope.types))
-    if scope.clusters is not None:
-        where.append(_one_of(table.c.cluster, scope.clusters))
-    if scope.namespaces is not None:
-        where.append(_one_of(table.c.namespace, scope.namespaces))
-    return where
-
 
 def _same_object(a: sa.FromClause, b: sa.FromClause) -> list[ColumnElement[bool]]:
     return [a.c.cluster == b.c.cluster, a.c.grp == b.c.grp, a.c.resource == b.c.resource,
@@ -194,11 +177,11 @@ def changes_statement(wanted: ChangeFilter, scope: Scope, *, lo: int | None, hi:
     if wanted.namespace is not None:
         where.append(log.c.namespace == wanted.namespace)
     if wanted.clusters is not None:
-        where.append(_one_of(log.c.cluster, wanted.clusters))
+        where.append(one_of(log.c.cluster, wanted.clusters))
     if wanted.types is not None:
-        where.append(_types_condition(log, wanted.types))
+        where.append(types_condition(log, wanted.types))
     if wanted.change_types is not None:
-        where.append(_one_of(log.c.type, wanted.change_types))
+        where.append(one_of(log.c.type, wanted.change_types))
     return sa.select(*(log.c[name] for name in _ENTRY_COLUMNS)).where(*where).order_by(log.c.seq).limit(limit)
 
 
@@ -215,12 +198,7 @@ def _first_changes_after(target: Target, scope: Scope, *, seq: int,
     c = log.c
     where = [c.grp == target.group, c.resource == target.resource, c.seq > seq,
              *scope_conditions(scope, log, of_type=(target.group, target.resource))]
-    if target.clusters is not None:
-        where.append(_one_of(c.cluster, target.clusters))
-    narrowed = ((c.cluster, target.cluster), (c.namespace, target.namespace), (c.name, target.name))
-    for column, value in narrowed:
-        if value is not None:
-            where.append(column == value)
+    where += narrowing_conditions(target, log)
     if after is not None:
         where.append(_after_key((c.namespace, c.name, c.cluster), after))
     return (sa.select(c.namespace, c.name, c.cluster, c.version, c.object)
