@@ -106,7 +106,9 @@ def _aggregated_response(request: web.Request, catalog: Catalog, *, core: bool,
 
 
 def _at_root(request: web.Request) -> bool:
-    return "cluster" not in request.match_info
+    """Whether the request reads the root's discovery: not one cluster's, nor the documents
+    under Clusterpedia's search prefix (which describe the synced types only)."""
+    return request.path in ("/api", "/apis")
 
 
 async def get_version(request: web.Request) -> web.Response:

@@ -369,8 +369,11 @@ async def test_discovery(api: Api, loaded: None) -> None:
     own = next(i for i in aggregated["items"] if i["metadata"]["name"] == "clusterpedia.io")
     assert [(r["resource"], r["verbs"], r["scope"]) for r in own["versions"][0]["resources"]] == [
         ("collectionresources", ["get", "list"], "Cluster")]
-    _, one = await api.get("/clusters/east/apis")  # served at the root only
-    assert "clusterpedia.io" not in {g["name"] for g in one["groups"]}
+    for path in ("/clusters/east/apis", "/apis/clusterpedia.io/v1beta1/resources/apis"):  # the root's only
+        _, other = await api.get(path)
+        assert "clusterpedia.io" not in {g["name"] for g in other["groups"]}, path
+        _, other, _ = await api.request("GET", path, headers={"Accept": accept})
+        assert "clusterpedia.io" not in {i["metadata"]["name"] for i in other["items"]}, path
 
 
 # -- scope ----------------------------------------------------------------------------------------
