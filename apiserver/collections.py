@@ -16,6 +16,11 @@ the order (group, resource, namespace, name, cluster), paged with ``limit`` and 
   ``apps/v1/deployments``; a bare ``pods`` or ``/pods`` is core).
 - A Table has the columns Cluster, Group, Version, Kind, Namespace, Name, Age (a
   collection) or Name, Resources (the list), and is read with ``onlyMetadata``.
+- Every type is filtered as its list is: each becomes a ``query.Target`` with the
+  request's ``labelSelector``, ``fieldSelector``, ``clusters=`` and Clusterpedia's search
+  conditions (``apiserver.search``: ``namespaces``, ``names``, fuzzy names, owner,
+  ``since``/``before``, as parameters or labels), within the caller's scope; ``orderby``
+  is a 400, since a collection has one order.
 
 Decided here: ``groups=``/``resources=`` narrow ``workloads`` and ``kuberesources`` too
 (Clusterpedia ignores them there); an entry that names no type of the collection that
@@ -30,7 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,8 +48,7 @@ from apiserver import pagination, render
 from apiserver.catalog import Catalog
 from apiserver.keys import CATALOG, CONTINUE_KEY, POOL, SCOPE
 from apiserver.params import (
-    FALSE,
-    TRUE,
+    MAX_LIMIT,
     ListOptions,
     bad_request,
     list_options,
@@ -53,9 +57,10 @@ from apiserver.params import (
 )
 from apiserver.query import CLUSTER_ANNOTATION, Scope, Target, compiled, current_sequence
 from apiserver.query_collections import page_statement, remaining_statement
+from apiserver.search import Search, search_options
 from kube.media import TABLE
 from kube.resources import ResourceType
-from kube.selectors import SelectorError, parse_field_selector, parse_label_selector
+from kube.selectors import LabelSelector, SelectorError, parse_field_selector, parse_label_selector
 from kube.status import StatusError
 from kube.tables import TablePrinter, age
 
@@ -201,24 +206,20 @@ def chosen_types(definition: Definition, catalog: Catalog, scope: Scope,
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Options:
-    """A collection request's parameters beyond a list's."""
+    """A collection request's parameters: a list's, its search conditions (``apiserver.search``:
+    names, namespaces, fuzzy names, owner, since/before, and what a page carries), and the
+    types it names."""
 
     lists: ListOptions
+    labels: LabelSelector  # without the search conditions given as labels
+    search: Search
     entries: tuple[Entry, ...]
     only_metadata: bool
-    with_continue: bool
-    with_remaining: bool
 
-
-def _flag(query: Mapping[str, str], name: str, default: bool) -> bool:
-    value = query.get(name)
-    if value is None:
-        return default
-    if value.lower() in TRUE:
-        return True
-    if value.lower() in FALSE:
-        return False
-    raise bad_request(f"invalid value for {name}: {value[:40]!r} (expected true or false)")
+    @property
+    def limit(self) -> int:
+        """0: everything. ``search.clusterpedia.io/limit`` stands for a missing ``limit``."""
+        return self.lists.limit or min(self.search.limit or 0, MAX_LIMIT)
 
 
 def options(request: web.Request) -> Options:
@@ -226,22 +227,30 @@ def options(request: web.Request) -> Options:
     lists = list_options(query, request.headers.get("Accept", ""))
     if lists.watch:
         raise StatusError(405, "MethodNotAllowed", f"{RESOURCE} cannot be watched: get or list them")
-    return Options(lists=lists, entries=entries(query),
-                   # A Table shows metadata only: Clusterpedia reads it with onlyMetadata.
-                   only_metadata=_flag(query, "onlyMetadata", False) or (
-                       lists.shape == TABLE and lists.include_object != "Object"),
-                   with_continue=_flag(query, "withContinue", True),
-                   with_remaining=_flag(query, "withRemainingCount", False))
-
-
-def targets(types: Iterable[ResourceType], opts: ListOptions) -> list[Target]:
-    """One list target per type, each with the request's selectors (a field selector is
-    checked against each kind, as a list of that kind would)."""
     try:
-        labels = parse_label_selector(opts.label_selector)
+        search, labels = search_options(query, parse_label_selector(lists.label_selector))
+    except SelectorError as exc:
+        raise bad_request(str(exc)) from exc
+    if search.order:
+        raise bad_request(f"orderby: not supported with {RESOURCE}: they are ordered by group, resource,"
+                          " namespace, name and cluster")
+    # A Table shows metadata only: Clusterpedia reads it with onlyMetadata.
+    table_metadata = lists.shape == TABLE and lists.include_object != "Object"
+    return Options(lists=lists, labels=labels, search=search, entries=entries(query),
+                   only_metadata=search.only_metadata or table_metadata)
+
+
+def targets(types: Iterable[ResourceType], opts: Options) -> list[Target]:
+    """One list target per type, with the request's selectors and search conditions (a
+    field selector is read for each kind, as a list of that kind reads it)."""
+    search = opts.search
+    clusters = search.clusters if search.clusters is not None else opts.lists.clusters
+    try:
         return [Target(group=t.group, version=t.version, resource=t.resource, kind=t.kind,
-                       clusters=opts.clusters, labels=labels,
-                       fields=parse_field_selector(opts.field_selector, t.kind)) for t in types]
+                       clusters=clusters, namespaces=search.namespaces, names=search.names,
+                       labels=opts.labels, search=search,
+                       fields=parse_field_selector(opts.lists.field_selector, t.kind, json_paths=True))
+                for t in types]
     except SelectorError as exc:
         raise bad_request(str(exc)) from exc
 
@@ -256,10 +265,9 @@ def _key(row: asyncpg.Record) -> Key:
 
 
 def _unselective(chosen: Sequence[Target]) -> bool:
-    """Whether every object of the types matches, bar the caller's clusters: nothing but the
-    type and ``clusters=`` is asked (whatever conditions a Target gains count as asked)."""
-    return all(t == Target(group=t.group, version=t.version, resource=t.resource, kind=t.kind,
-                           clusters=t.clusters) for t in chosen)
+    """Whether only the type, the place and names narrow the objects: conditions on the
+    columns of the list order, which a scan of it checks in the index."""
+    return not any(t.selective() for t in chosen)
 
 
 async def in_index_order(conn: asyncpg.Connection, chosen: Sequence[Target]) -> None:
@@ -323,7 +331,7 @@ async def first_page(request: web.Request, chosen: Sequence[Target], opts: Optio
                            only_metadata=opts.only_metadata)
         more, rows = len(rows) > limit, rows[:limit]
         remaining = None
-        if opts.with_remaining:
+        if opts.search.with_remaining_count:
             remaining = await _remaining(conn, request, chosen, rows[-1] if more else None)
     return Page(resource_version=cursor.resource_version if cursor else current, rows=rows, more=more,
                 remaining=remaining)
@@ -433,10 +441,12 @@ def _check_rv(opts: ListOptions, current: int) -> None:
                           " get it without resourceVersion")
 
 
-def _fingerprint(request: web.Request, opts: Options) -> str:
+def _fingerprint(request: web.Request, opts: Options, chosen: Sequence[Target]) -> str:
     wanted = sorted((e.param, e.group, e.version, e.resource) for e in opts.entries)
+    clusters = chosen[0].clusters if chosen else opts.lists.clusters
     return pagination.fingerprint([request.path, opts.lists.label_selector, opts.lists.field_selector,
-                                   sorted(opts.lists.clusters or ()), [list(w) for w in wanted]])
+                                   sorted(clusters or ()), [list(w) for w in wanted],
+                                   *opts.search.fingerprint()])
 
 
 def _cursor(request: web.Request, opts: Options, query: str) -> pagination.Cursor | None:
@@ -462,18 +472,17 @@ async def get_collection(request: web.Request) -> web.StreamResponse:
     opts = options(request)
     catalog = await request.app[CATALOG].get()
     scope = request.app[SCOPE]
-    chosen = targets(chosen_types(definition, catalog, scope, opts.entries), opts.lists)
-    query = _fingerprint(request, opts)
+    chosen = targets(chosen_types(definition, catalog, scope, opts.entries), opts)
+    query = _fingerprint(request, opts, chosen)
     cursor = _cursor(request, opts, query)
-    limit = opts.lists.limit or STREAM_PAGE
-    page = await first_page(request, chosen, opts, limit=limit, cursor=cursor)
+    page = await first_page(request, chosen, opts, limit=opts.limit or STREAM_PAGE, cursor=cursor)
     if cursor is None:
         _check_rv(opts.lists, page.resource_version)
-    if not opts.lists.limit:
+    if not opts.limit:
         return await _stream(request, definition, opts, chosen, page, catalog)
     meta = render.list_meta(resource_version=page.resource_version, continue_token=None,
                             remaining=page.remaining)
-    if page.more and opts.with_continue:
+    if page.more and opts.search.with_continue:
         meta["continue"] = pagination.encode(
             pagination.Cursor(resource_version=page.resource_version, after=_key(page.rows[-1])),
             query=query, key=request.app[CONTINUE_KEY])
@@ -491,7 +500,7 @@ async def _stream(request: web.Request, definition: Definition, opts: Options, c
                   first: Page, catalog: Catalog) -> web.StreamResponse:
     """The whole collection, written page by page: memory stays flat however large it is."""
     meta = render.list_meta(resource_version=first.resource_version, continue_token=None,
-                            remaining=0 if opts.with_remaining else None)
+                            remaining=0 if opts.search.with_remaining_count else None)
     shape = opts.lists.shape if opts.lists.shape == TABLE else ""
     stream = web.StreamResponse(headers={"Content-Type": "application/json"})
     _warnings(stream, catalog, request.app[SCOPE], opts.lists)

@@ -9,7 +9,7 @@ import random
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from kube.status import StatusError
 from kubepedia.kubeconfig import document
 from syncer.ingest import Store
 from tests.apiserver.conftest import Api, serving
+from tests.apiserver.test_openapi import _answers_as_documented
 
 BASE = "/apis/clusterpedia.io/v1beta1/collectionresources"
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"
@@ -85,7 +86,7 @@ def _objects(rng: random.Random) -> Iterator[Stored]:
                         "name": f"{rng.choice(('api', 'db', 'web'))}-{i}",
                         "uid": f"{cluster}-{rtype.resource}-{namespace}-{i}",
                         "resourceVersion": str(rng.randint(1, 999)),
-                        "creationTimestamp": "2026-01-02T03:04:05Z",
+                        "creationTimestamp": f"2026-01-0{1 + i}T03:04:05Z",
                         "labels": {"tier": rng.choice(("front", "back")), "app": rng.choice(("a", "b", "c"))}}
                     if namespace:
                         meta["namespace"] = namespace
@@ -123,7 +124,9 @@ async def loaded(pool: asyncpg.Pool) -> None:
 
 def expected(keep: Callable[[Stored], bool], labels: str = "") -> list[tuple[str, str, str, str, str]]:
     """The plain Python answer: the keys of the objects kept, in the collection's order."""
-    selector = parse_label_selector(labels)
+    parsed = parse_label_selector(labels)  # the search conditions given as labels: ``keep`` has them
+    selector = replace(parsed, requirements=tuple(r for r in parsed.requirements
+                                                  if "clusterpedia.io/" not in r.key))
     return sorted(o.key for o in OBJECTS if keep(o) and selector.matches(o.labels))
 
 
@@ -219,6 +222,17 @@ WALKS: list[tuple[str, dict[str, str], Callable[[Stored], bool]]] = [
     ("kuberesources", {"labelSelector": "tier=back,app!=c"}, _kube),
     ("workloads", {"fieldSelector": "metadata.namespace=web"},
      lambda o: _workload(o) and o.obj["metadata"].get("namespace") == "web"),
+    ("kuberesources", {"fieldSelector": "spec.n>1"}, lambda o: _kube(o) and o.obj["spec"]["n"] > 1),
+    # Clusterpedia's search conditions (apiserver.search), as URL parameters or labels.
+    ("kuberesources", {"namespaces": "web,payments", "names": "api-0,db-1"},
+     lambda o: _kube(o) and o.obj["metadata"].get("namespace") in ("web", "payments")
+     and o.obj["metadata"]["name"] in ("api-0", "db-1")),
+    ("any", {"groups": "*", "labelSelector": "internalstorage.clusterpedia.io/fuzzy-name=eb,tier=front"},
+     lambda o: "eb" in o.obj["metadata"]["name"]),
+    ("workloads", {"labelSelector": "search.clusterpedia.io/clusters in (west,edge)"},
+     lambda o: _workload(o) and o.cluster in ("west", "edge")),
+    ("workloads", {"since": "2026-01-03", "before": "2026-01-05T00:00:00Z"},
+     lambda o: _workload(o) and "2026-01-03" <= o.obj["metadata"]["creationTimestamp"] < "2026-01-05"),
 ]
 
 
@@ -306,7 +320,11 @@ BAD: list[tuple[dict[str, str], str]] = [
     ({"groups": "apps", "limit": "x"}, "limit"),
     ({"groups": "apps", "continue": "forged"}, "continue key"),
     ({"groups": "apps", "labelSelector": "a=(b"}, ""),
-    ({"groups": "apps", "fieldSelector": "status.phase=Running"}, "status.phase"),
+    ({"groups": "apps", "fieldSelector": "spec.replicas>abc"}, "fieldSelector"),
+    ({"groups": "apps", "orderby": "name desc"}, "orderby"),
+    ({"groups": "apps", "namespaces": "a b"}, "namespaces"),
+    ({"groups": "apps", "since": "yesterday"}, "since"),
+    ({"groups": "apps", "labelSelector": "search.clusterpedia.io/offset=3"}, "offset"),
     ({"groups": "apps", "onlyMetadata": "maybe"}, "onlyMetadata"),
     ({"groups": "apps", "withContinue": "2"}, "withContinue"),
     ({"groups": "apps", "withRemainingCount": "yes"}, "withRemainingCount"),
@@ -374,6 +392,17 @@ async def test_discovery(api: Api, loaded: None) -> None:
         assert "clusterpedia.io" not in {g["name"] for g in other["groups"]}, path
         _, other, _ = await api.request("GET", path, headers={"Accept": accept})
         assert "clusterpedia.io" not in {i["metadata"]["name"] for i in other["items"]}, path
+
+
+async def test_answers_are_as_the_openapi_document_says(api: Api, loaded: None) -> None:
+    for path, params, status in ((BASE, {}, 200), (f"{BASE}/workloads", {"limit": "3"}, 200),
+                                 (f"{BASE}/workloads", {"limit": "3", "withRemainingCount": "true"}, 200),
+                                 (f"{BASE}/any", {"groups": "*", "onlyMetadata": "true"}, 200),
+                                 (f"{BASE}/any", {}, 400), (f"{BASE}/nosuch", {}, 404)):
+        got, body = await api.get(path, **params)
+        assert got == status, (path, body)
+        documented = f"{BASE}/{{name}}" if path != BASE else BASE
+        _answers_as_documented(documented, status, body, "application/json")
 
 
 # -- scope ----------------------------------------------------------------------------------------
