@@ -17,6 +17,7 @@ from aiohttp import web
 
 from apiserver.catalog import CatalogCache
 from apiserver.clusters import list_clusters
+from apiserver.collections import collection_routes
 from apiserver.discovery import discovery_routes
 from apiserver.feed import TAIL_BYTES, ChangeFeed
 from apiserver.history import history_routes
@@ -127,6 +128,8 @@ def _store_ctx(database_url: str, *,
 
 def _routes() -> list[web.RouteDef]:
     routes: list[web.RouteDef] = [*health_routes(), web.route("*", "/clusters", _read_only(list_clusters))]
+    # Collections before the object paths, which would take them for a type's list and get.
+    routes += [web.route("*", path, _read_only(handler)) for path, handler in collection_routes()]
     for prefix in (CLUSTERPEDIA_PREFIX + CLUSTER_PREFIX, CLUSTERPEDIA_PREFIX, "", CLUSTER_PREFIX):
         pairs: list[tuple[str, Any]] = [*discovery_routes(prefix), *object_routes(prefix)]
         routes += [web.route("*", path, _read_only(handler)) for path, handler in pairs]

@@ -54,7 +54,8 @@ def _aggregated(body: dict[str, Any]) -> dict[str, dict[str, list[str]]]:
 
 async def test_legacy_discovery_of_one_cluster_lists_only_what_it_serves(api: Api, fleet: None) -> None:
     _, merged = await api.get("/apis")
-    assert _groups(merged) == {"apps": ["v1"], "batch": ["v1"], "example.com": ["v2", "v1"]}
+    assert _groups(merged) == {"apps": ["v1"], "batch": ["v1"], "example.com": ["v2", "v1"],
+                               "clusterpedia.io": ["v1beta1"]}  # kubepedia's own (collections)
     _, east = await api.get("/clusters/east/apis")
     assert _groups(east) == {"apps": ["v1"], "example.com": ["v1"]}
     _, west = await api.get("/clusters/west/apis")

@@ -118,12 +118,7 @@ def test_own_routes_are_the_documented_paths() -> None:
     assert _only(served(), "own") == _only(documented(), "own")
 
 
-@pytest.mark.parametrize("part", [
-    pytest.param("collections", marks=pytest.mark.xfail(strict=True, reason=(
-        "not served yet: GET /apis/clusterpedia.io/v1beta1/collectionresources and"
-        " .../collectionresources/{name}"))),
-    "search",
-])
+@pytest.mark.parametrize("part", ["collections", "search"])
 def test_clusterpedia_routes_are_the_documented_paths(part: str) -> None:
     assert _only(served(), part) == _only(documented(), part)
 
