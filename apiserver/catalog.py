@@ -98,10 +98,12 @@ class Catalog:
     def columns_of(self, t: ResourceType) -> tuple[PrinterColumn, ...]:
         return self.printer_columns.get((t.group, t.resource, t.version), ())
 
-    def warnings(self, cluster: str | None) -> list[str]:
-        """One line per stale cluster among those a request reads."""
+    def warnings(self, cluster: str | None, *, among: frozenset[str] | None = None) -> list[str]:
+        """One line per stale cluster among those a request reads: ``cluster``, or every
+        cluster (of ``among``, the clusters the request and its caller's scope allow)."""
         chosen = [self.clusters[cluster]] if cluster in self.clusters else (
-            [] if cluster is not None else list(self.clusters.values()))
+            [] if cluster is not None else
+            [c for name, c in self.clusters.items() if among is None or name in among])
         return [c.warning() for c in chosen if c.stale]
 
     def find(self, group: str, version: str, resource: str) -> ResourceType | None:

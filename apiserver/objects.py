@@ -33,6 +33,7 @@ from apiserver.params import (
 )
 from apiserver.query import (
     Target,
+    clusters_read,
     compiled,
     current_sequence,
     cursor_of,
@@ -105,8 +106,9 @@ def target_of(req: Request, opts: ListOptions, query: Mapping[str, str] | None =
                   labels=labels, fields=fields, search=search)
 
 
-def _warned(response: web.StreamResponse, catalog: Catalog, cluster: str | None) -> None:
-    for line in catalog.warnings(cluster):
+def _warned(response: web.StreamResponse, catalog: Catalog, cluster: str | None,
+            among: frozenset[str] | None) -> None:
+    for line in catalog.warnings(cluster, among=among):
         # RFC 7234 warn-code 299 is what kube-apiserver sends and kubectl prints.
         response.headers.add("Warning", '299 - "' + line.replace('"', "'") + '"')
 
@@ -200,8 +202,9 @@ async def list_objects(request: web.Request) -> web.StreamResponse:
         opts = replace(opts, limit=min(target.search.limit, MAX_LIMIT))  # ``search.clusterpedia.io/limit``
     if request.query.get(AS_OF):  # history: the list as it was at a time (apiserver.asof)
         check_plain(target.search, what="asOf", allowed=("clusters",))
+        warnings = catalog.warnings(req.cluster, among=clusters_read(target, request.app[SCOPE]))
         return await list_as_of(request, rtype=req.rtype, target=target, opts=opts,
-                                table=_table(req, catalog), warnings=catalog.warnings(req.cluster))
+                                table=_table(req, catalog), warnings=warnings)
     if opts.watch:
         # A watch follows changes in the change log's order; conditions that need other
         # rows (an owner) or an order do not apply to it.
@@ -238,7 +241,7 @@ async def _list_page(request: web.Request, req: Request, opts: ListOptions, targ
     body = render.shaped_list(opts.shape, req.rtype, meta, [(r["cluster"], r["json"]) for r in page.rows],
                               include=opts.include_object, table=_table(req, catalog))
     response = web.Response(body=body, content_type="application/json")
-    _warned(response, catalog, req.cluster)
+    _warned(response, catalog, req.cluster, clusters_read(target, request.app[SCOPE]))
     return response
 
 
@@ -263,7 +266,7 @@ async def _list_all(request: web.Request, req: Request, opts: ListOptions, targe
     meta = render.list_meta(resource_version=rv, continue_token=None)
     table = _table(req, catalog)
     stream = web.StreamResponse(headers={"Content-Type": "application/json"})
-    _warned(stream, catalog, req.cluster)
+    _warned(stream, catalog, req.cluster, clusters_read(target, request.app[SCOPE]))
     await stream.prepare(request)
     await stream.write(render.shaped_prefix(opts.shape, req.rtype, meta, table=table))
     separator = b""
@@ -301,7 +304,7 @@ async def get_object(request: web.Request) -> web.Response:
     body = render.shaped_object(opts.shape, row["cluster"], row["json"], include=opts.include_object,
                                 table=_table(req, catalog))
     response = web.Response(body=body, content_type="application/json")
-    _warned(response, catalog, row["cluster"])
+    _warned(response, catalog, row["cluster"], None)
     return response
 
 

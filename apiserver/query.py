@@ -304,6 +304,12 @@ def _identity_conditions(target: Target, scope: Scope,
             *narrowing_conditions(target, table)]
 
 
+def clusters_read(target: Target, scope: Scope) -> frozenset[str] | None:
+    """The clusters a request may read, or None for every one."""
+    chosen = [s for s in (scope.clusters, target.clusters) if s is not None]
+    return frozenset.intersection(*chosen) if chosen else None
+
+
 def identity_matches(target: Target, scope: Scope, *, group: str, version: str, resource: str, cluster: str,
                      namespace: str, name: str) -> bool:
     """``_identity_conditions`` evaluated in memory, for changes a watch takes from the tail."""

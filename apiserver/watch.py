@@ -42,6 +42,7 @@ from apiserver.query import (
     CLUSTERPEDIA_ANNOTATION,
     MEMBER_VERSION_ANNOTATION,
     Target,
+    clusters_read,
     compiled,
     current_sequence,
     identity_matches,
@@ -243,7 +244,7 @@ async def watch(request: web.Request, opts: ListOptions, target: Target, catalog
     initial, seq, expired = await _start(request, opts)
     response = web.StreamResponse(headers={"Content-Type": "application/json",
                                            "Transfer-Encoding": "chunked"})
-    for line in catalog.warnings(target.cluster):
+    for line in catalog.warnings(target.cluster, among=clusters_read(target, request.app[SCOPE])):
         response.headers.add("Warning", '299 - "' + line.replace('"', "'") + '"')
     await response.prepare(request)
     stream = Stream(response=response, opts=opts, target=target, table=table)

@@ -385,3 +385,24 @@ async def test_watch_takes_clusters_namespaces_and_names(searched: Api, pool: as
         await store.apply_batch(cluster="east", rtype=PODS, events=[{"type": "MODIFIED", "object": last}])
         (event,) = await next_events(queue, 1)
         assert event["object"]["metadata"]["annotations"]["kubepedia.io/resource-version"] == "9002"
+
+
+async def test_stale_clusters_are_warned_of_only_when_read(searched: Api, pool: asyncpg.Pool,
+                                                           db_url: str) -> None:
+    """A list's or watch's Warnings name only clusters the request and the caller's scope read."""
+    from apiserver.keys import SCOPE
+    from apiserver.query import Scope
+    await pool.execute("UPDATE clusters SET healthy = false, health_message = 'unreachable'"
+                       " WHERE name IN ('edge', 'west')")
+    app = build_app(database_url=db_url)
+    app[SCOPE] = Scope(clusters=frozenset({"east", "west"}))
+    async with serving(app) as scoped:
+        for params, warned in (({}, ["west"]), ({"clusters": "east"}, []), ({"limit": "2"}, ["west"]),
+                               ({"watch": "1", "timeoutSeconds": "1"}, ["west"]),
+                               ({"asOf": datetime.now(UTC).isoformat()}, ["west"])):
+            async with scoped.session.get(scoped.url + "/api/v1/pods", params=params) as resp:
+                assert resp.status == 200
+                await resp.read()
+                named = [w.split("cluster ")[1].split(":")[0] for w in resp.headers.getall("Warning", [])]
+                assert named == warned, (params, resp.headers.getall("Warning", []))
+
