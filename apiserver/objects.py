@@ -39,8 +39,10 @@ from apiserver.query import (
     cursor_of,
     get_statement,
     list_statement,
+    narrows_images,
     order_keys,
     remaining_statement,
+    unindexed_images_statement,
 )
 from apiserver.search import NO_SEARCH, check_plain, search_options
 from apiserver.served import served_catalog
@@ -126,6 +128,25 @@ def _check_rv(opts: ListOptions, current: int) -> None:
 
 async def _page(conn: asyncpg.Connection, target: Target, request: web.Request, *, limit: int,
                 after: tuple[str, ...] | None) -> list[asyncpg.Record]:
+    if not narrows_images(target):
+        return await _fetch_page(conn, target, request, limit=limit, after=after)
+    if conn.is_in_transaction():
+        return await _image_page(conn, target, request, limit=limit, after=after)
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        return await _image_page(conn, target, request, limit=limit, after=after)
+
+
+async def _image_page(conn: asyncpg.Connection, target: Target, request: web.Request, *, limit: int,
+                      after: tuple[str, ...] | None) -> list[asyncpg.Record]:
+    """A page with a container image condition: whether unindexed pods exist, and the page,
+    read in one snapshot (``Target.unindexed_images``)."""
+    sql, params = compiled(unindexed_images_statement())
+    target = replace(target, unindexed_images=bool(await conn.fetchval(sql, *params)))
+    return await _fetch_page(conn, target, request, limit=limit, after=after)
+
+
+async def _fetch_page(conn: asyncpg.Connection, target: Target, request: web.Request, *, limit: int,
+                      after: tuple[str, ...] | None) -> list[asyncpg.Record]:
     sql, params = compiled(list_statement(target, request.app[SCOPE], limit=limit, after=after))
     rows: list[asyncpg.Record] = await conn.fetch(sql, *params)
     return rows

@@ -92,6 +92,12 @@ class Target:
     labels: LabelSelector = EVERYTHING
     fields: FieldSelector = NO_FIELDS
     search: Search = NO_SEARCH  # the other search conditions, the order, what a page carries
+    # Whether a pod's images may be too long for ``pod_images`` (NULL there): then a container
+    # image condition must also read those pods' objects. PostgreSQL takes that "or NULL" for
+    # every row whose column is NULL (all but pods) and would walk the whole list order
+    # instead of the image index; a reader that has checked, in its snapshot, that there are
+    # no such pods says so here.
+    unindexed_images: bool = True
 
     def selective(self) -> bool:
         """Whether a condition other than type, place and name list narrows the objects."""
@@ -140,10 +146,10 @@ def field_expression(kind: str, field: str, table: sa.FromClause = resources) ->
     return table.c.object.op("#>>")(sa.literal_column("'{" + ",".join(parts) + "}'"))
 
 
-def _field_condition(kind: str, req: AnyFieldRequirement,
-                     table: sa.FromClause = resources) -> ColumnElement[bool]:
+def _field_condition(kind: str, req: AnyFieldRequirement, table: sa.FromClause = resources, *,
+                     unindexed_images: bool = True) -> ColumnElement[bool]:
     if isinstance(req, PathRequirement):
-        return _path_condition(kind, req, table)
+        return _path_condition(kind, req, table, unindexed_images=unindexed_images)
     expr = field_expression(kind, req.field, table)
     # A missing field reads as its default ("" for strings, "false" or "0" where kube-apiserver
     # renders a typed zero: kube.selectors.FIELD_DEFAULTS). Compare with coalesce only where
@@ -207,7 +213,8 @@ def _equality_vars(values: Sequence[str]) -> bytes:
     return orjson.dumps({"s": list(values), "n": numbers, "b": booleans})
 
 
-def _path_condition(kind: str, req: PathRequirement, table: sa.FromClause) -> ColumnElement[bool]:
+def _path_condition(kind: str, req: PathRequirement, table: sa.FromClause, *,
+                    unindexed_images: bool) -> ColumnElement[bool]:
     obj = table.c.object
     path = jsonpath(req.path)
     match req.op:
@@ -223,7 +230,7 @@ def _path_condition(kind: str, req: PathRequirement, table: sa.FromClause) -> Co
             found = _time_compared(obj, path, req)
     if req.op in ("!=", "notin", "!"):
         return sa.not_(found)
-    narrowed = _pod_images(kind, req, table)
+    narrowed = _pod_images(kind, req, table, unindexed=unindexed_images)
     return found if narrowed is None else sa.and_(narrowed, found)
 
 
@@ -237,7 +244,22 @@ def _time_compared(obj: ColumnElement[Any], path: str, req: PathRequirement) -> 
     return sa.exists(sa.select(1).select_from(items).where(when > bound if req.op == "gt" else when < bound))
 
 
-def _pod_images(kind: str, req: PathRequirement, table: sa.FromClause) -> ColumnElement[bool] | None:
+def narrows_images(target: Target) -> bool:
+    """Whether a request's conditions include a container image, which ``unindexed_images``
+    sharpens: see ``Target.unindexed_images``."""
+    return any(isinstance(req, PathRequirement) and _pod_images(target.kind, req, resources) is not None
+               for req in target.fields.requirements)
+
+
+def unindexed_images_statement() -> sa.Select[Any]:
+    """Whether some pod's images were too long to index (``resources_pod_images_unbounded``,
+    an index that is normally empty, answers it)."""
+    c = resources.c
+    return sa.select(sa.exists(sa.select(1).where(c.grp == "", c.resource == "pods", c.pod_images.is_(None))))
+
+
+def _pod_images(kind: str, req: PathRequirement, table: sa.FromClause, *,
+                unindexed: bool = True) -> ColumnElement[bool] | None:
     """For a pod's container image: a condition the GIN index on ``pod_images`` answers
     (migration 8), which every match meets, or None. ``pod_images`` holds the image string
     of every container (init and ephemeral ones too: a superset) and is NULL when they
@@ -249,7 +271,7 @@ def _pod_images(kind: str, req: PathRequirement, table: sa.FromClause) -> Column
         return None
     images = table.c.pod_images
     wanted = sa.literal(sorted(req.values), ARRAY(sa.Text))
-    return sa.or_(images.overlap(wanted), images.is_(None))
+    return sa.or_(images.overlap(wanted), images.is_(None)) if unindexed else images.overlap(wanted)
 
 
 def one_of(column: ColumnElement[Any], values: frozenset[str]) -> ColumnElement[bool]:
@@ -339,7 +361,8 @@ def conditions(target: Target, scope: Scope) -> list[ColumnElement[bool]]:
     """Every condition of a request on ``resources``, the scope's included."""
     where = _identity_conditions(target, scope, resources)
     where.extend(_label_condition(req) for req in target.labels.requirements)
-    where.extend(_field_condition(target.kind, req) for req in target.fields.requirements)
+    where.extend(_field_condition(target.kind, req, unindexed_images=target.unindexed_images)
+                 for req in target.fields.requirements)
     where.extend(_search_conditions(target, scope))
     return where
 

@@ -406,3 +406,22 @@ async def test_stale_clusters_are_warned_of_only_when_read(searched: Api, pool: 
                 named = [w.split("cluster ")[1].split(":")[0] for w in resp.headers.getall("Warning", [])]
                 assert named == warned, (params, resp.headers.getall("Warning", []))
 
+
+
+async def test_container_image_finds_pods_whose_images_are_too_long_to_index(searched: Api,
+                                                                             pool: asyncpg.Pool) -> None:
+    """Whether such pods exist is asked in each page's snapshot: one that appears is found."""
+    params = {"fieldSelector": "spec.containers[].image=registry.example/tool:1", "limit": "50"}
+    _, body = await searched.get("/api/v1/pods", **params)
+    assert body["items"] == []
+    containers = [{"name": f"c{i}", "image": f"registry.example/{'long-' * 20}{i}:1"} for i in range(40)]
+    containers.append({"name": "tool", "image": "registry.example/tool:1"})
+    huge = {"apiVersion": "v1", "kind": "Pod", "spec": {"containers": containers},
+            "metadata": _meta("huge", "default", "huge-uid", "77", BASE, None)}
+    await Store(pool).apply_batch(cluster="east", rtype=PODS, events=[{"type": "ADDED", "object": huge}])
+    assert await pool.fetchval("SELECT pod_images IS NULL FROM resources WHERE name = 'huge'")
+    for path in ("/api/v1/pods", "/api/v1/namespaces/default/pods"):
+        _, body = await searched.get(path, **params)
+        assert got(body) == [("east", "default", "huge")], path
+        status, body = await searched.get(path, fieldSelector=params["fieldSelector"])  # streamed
+        assert status == 200 and got(body) == [("east", "default", "huge")], path
