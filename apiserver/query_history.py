@@ -192,8 +192,10 @@ def _after_key(columns: Sequence[ColumnElement[Any]], after: Sequence[str]) -> C
 def _first_changes_after(target: Target, scope: Scope, *, seq: int,
                          after: Sequence[str] | None) -> sa.Subquery:
     """Each object's first change after ``seq`` (of the target's type and place): the
-    change whose before-image is the object's state at ``seq``. Served by
-    ``change_log_namespace`` with a namespace, else ``change_log_type_seq``."""
+    change whose before-image is the object's state at ``seq``, as the object's identity
+    and that change's sequence, in list order. Served by ``change_log_namespace`` with a
+    namespace, else ``change_log_type_seq``; narrow rows, so that ordering every change
+    since ``seq`` does not carry their objects."""
     log = change_log
     c = log.c
     where = [c.grp == target.group, c.resource == target.resource, c.seq > seq,
@@ -201,7 +203,7 @@ def _first_changes_after(target: Target, scope: Scope, *, seq: int,
     where += narrowing_conditions(target, log)
     if after is not None:
         where.append(_after_key((c.namespace, c.name, c.cluster), after))
-    return (sa.select(c.namespace, c.name, c.cluster, c.version, c.object)
+    return (sa.select(c.namespace, c.name, c.cluster, c.seq)
             .where(*where).ext(distinct_on(c.namespace, c.name, c.cluster))
             .order_by(c.namespace, c.name, c.cluster, c.seq).subquery("first_changes"))
 
@@ -218,20 +220,24 @@ def as_of_statement(target: Target, scope: Scope, *, seq: int, limit: int | None
     if after is not None:
         live = live.where(_after_key(ORDER_COLUMNS, after))
     first = _first_changes_after(target, scope, seq=seq, after=after)
-    labels = sa.func.coalesce(first.c.object[("metadata", "labels")], _EMPTY_OBJECT)
+    # Each first change's object, read by sequence only for the rows a page takes: the
+    # keys come in list order, so a limited page stops after its rows.
+    entry = change_log.alias("entry")
+    labels = sa.func.coalesce(entry.c.object[("metadata", "labels")], _EMPTY_OBJECT)
     group_version = f"{target.group}/{target.version}" if target.group else target.version
     # The version the state was stored in is the one it names: a change of stored version
     # is logged under the new one, with the old state as its before-image.
-    named = first.c.object["apiVersion"].astext == group_version
-    stored_in = sa.case((first.c.object.has_key("apiVersion"), named),
-                        else_=first.c.version == target.version)
+    named = entry.c.object["apiVersion"].astext == group_version
+    stored_in = sa.case((entry.c.object.has_key("apiVersion"), named),
+                        else_=entry.c.version == target.version)
     # No before-image, no state at ``seq``: an ADDED has none (the object did not exist
     # then), nor has an entry written before the log kept before-images (its state then is
     # not known, and is left out rather than listed as null).
     left = (sa.select(first.c.namespace, first.c.name, first.c.cluster,
-                      sa.cast(annotated(first.c.object, first.c.cluster), sa.Text).label("json"))
-            .where(first.c.object.isnot(None), stored_in,
-                   *selector_conditions(target, table=first, labels=labels)))
+                      sa.cast(annotated(entry.c.object, first.c.cluster), sa.Text).label("json"))
+            .select_from(first.join(entry, entry.c.seq == first.c.seq))
+            .where(entry.c.object.isnot(None), stored_in,
+                   *selector_conditions(target, table=entry, labels=labels)))
     if limit is not None:
         # Each part ordered and limited on its own: the current rows are then read from
         # the order index and stop after a page, whatever the planner thinks of the other
