@@ -368,6 +368,15 @@ def unapplied(query: Mapping[str, str], sql: str, params: Sequence[Any]) -> str 
     return None
 
 
+def composed_search(query: Mapping[str, str]) -> tuple[str, list[Any]] | str:
+    """A search's SQL (``search_sql``), or why the builder does not compose it yet."""
+    try:
+        sql, params = search_sql(query)
+    except StatusError as exc:
+        return f"the read API refuses it: {exc}"
+    return unapplied(query, sql, params) or (sql, params)
+
+
 def search_queries(*, piece: str, owner: str, deployment: tuple[str, str],
                    image: str) -> dict[str, dict[str, str]]:
     """Each search's parameters: a piece of a name, a ReplicaSet's uid, a (cluster,
@@ -413,16 +422,11 @@ async def plans(pool: asyncpg.Pool, facts: Facts) -> tuple[dict[str, str], dict[
     searches = search_queries(piece=substrings([facts.pods[0]["name"]], 1)[0], owner=facts.owners[0],
                               deployment=facts.deployment[:2], image=facts.images[0])
     for name, query in searches.items():
-        try:
-            sql, params = search_sql(query)
-        except StatusError as exc:
-            failed[name] = f"not composed: {exc}"
-            continue
-        problem = unapplied(query, sql, params)
-        if problem:
-            failed[name] = f"not composed: {problem}"
+        composed = composed_search(query)
+        if isinstance(composed, str):
+            failed[name] = f"not composed: {composed}"
         else:
-            statements[name] = (sql, params)
+            statements[name] = composed
     async with pool.acquire() as conn:
         await conn.execute("SET plan_cache_mode = force_custom_plan")  # as the read API plans
         sql, params = compiled(window_point(since=facts.since, before=facts.since + timedelta(days=1)))
