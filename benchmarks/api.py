@@ -63,6 +63,7 @@ OFFSET_SAMPLES = 12  # deep OFFSETs take tens of seconds each at 1M objects
 WATCHES = 100
 WATCH_RATE = 500
 WATCH_SECONDS = 20
+SCAN_SETTINGS = ("enable_indexscan", "enable_bitmapscan", "enable_indexonlyscan")
 
 
 def pct(values: list[float], q: float) -> float:
@@ -70,12 +71,12 @@ def pct(values: list[float], q: float) -> float:
     return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
 
 
-async def start_sims(procs: Procs, per_cluster: int) -> list[str]:
+async def start_sims(procs: Procs, generate: str, count: int = SIMS) -> list[str]:
+    """``count`` kubesim servers, each populated by ``--generate`` with a seed of its own."""
     urls = []
-    for i in range(SIMS):
+    for i in range(count):
         proc = await procs.start(f"sim-{i}", "-m", "kubesim", "serve", "--port", "0", "--name", f"sim-{i}",
-                                 "--seed", str(i + 1), "--generate",
-                                 f"namespaces=20,nodes=20,pods={per_cluster}", stdout_pipe=True)
+                                 "--seed", str(i + 1), "--generate", generate, stdout_pipe=True)
         urls.append((await read_until(proc, "serving on ", 300)).split()[0])
         asyncio.get_running_loop().create_task(_drain(proc))
     return urls
@@ -87,11 +88,12 @@ async def _drain(proc: asyncio.subprocess.Process) -> None:
         pass
 
 
-async def list_all(session: aiohttp.ClientSession, url: str) -> list[dict[str, Any]]:
+async def list_all(session: aiohttp.ClientSession, url: str,
+                   path: str = "/api/v1/pods") -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     params = {"limit": "1000"}
     while True:
-        async with session.get(url + "/api/v1/pods", params=params) as resp:
+        async with session.get(url + path, params=params) as resp:
             body = orjson.loads(await resp.read())
         items += body["items"]
         token = body["metadata"].get("continue")
@@ -106,9 +108,11 @@ def clone(pods: list[dict[str, Any]], cluster: int) -> Iterator[dict[str, Any]]:
         yield {**pod, "metadata": meta}
 
 
-async def ingest(store: Store, cluster: str, items: Iterator[dict[str, Any]]) -> int:
+async def ingest(store: Store, cluster: str, items: Iterator[dict[str, Any]],
+                 rtype: ResourceType = PODS) -> int:
+    """One snapshot of ``rtype`` in ``cluster``, in pages of PAGE, as an agent sends it."""
     count = 0
-    async with store.snapshot(cluster=cluster, rtype=PODS) as snap:
+    async with store.snapshot(cluster=cluster, rtype=rtype) as snap:
         page: list[dict[str, Any]] = []
         for item in items:
             page.append(item)
@@ -169,18 +173,19 @@ async def plans(pool: asyncpg.Pool, *, namespace: str, app: str, node: str, name
         for key, (target, after) in targets.items():
             sql, params = compiled(list_statement(target, EVERYTHING_SCOPE, limit=PAGE + 1, after=after))
             plan = await conn.fetchval("EXPLAIN (FORMAT JSON) " + sql, *params)  # decoded by the pool
-            nodes = _scans(plan[0]["Plan"])
+            nodes = scans(plan[0]["Plan"])
             found[key] = "; ".join(nodes)
             log(f"plan {key}: {found[key]}")
             assert not any(n.startswith("Seq Scan") for n in nodes), (key, nodes)
     return found
 
 
-def _scans(node: dict[str, Any]) -> list[str]:
+def scans(node: dict[str, Any]) -> list[str]:
+    """The scans of a plan (each with its index or table) and its sorts, outermost first."""
     here = [f"{node['Node Type']} {node.get('Index Name', node.get('Relation Name', ''))}".strip()]
     if "Scan" not in node["Node Type"]:
         here = [node["Node Type"]] if node["Node Type"] in ("Sort", "Incremental Sort") else []
-    return here + [n for child in node.get("Plans", []) for n in _scans(child)]
+    return here + [n for child in node.get("Plans", []) for n in scans(child)]
 
 
 async def timed(session: aiohttp.ClientSession, url: str, params: dict[str, str] | None = None) -> float:
@@ -296,16 +301,23 @@ async def watch_delivery(pool: asyncpg.Pool, api: str, templates: list[list[dict
 
 
 async def serve_api(url: str) -> None:
-    """Run the read API alone (``--serve-api``) and print its port."""
+    """Run the read API alone (``--serve-api``) and print its port, then the scan settings the
+    sessions of its pool run with (``enable_indexscan=on ...``): a baseline started with
+    other settings in its URL checks that they took."""
     from aiohttp import web
 
     from apiserver.app import build_app
+    from apiserver.keys import POOL
 
     runner = web.AppRunner(build_app(database_url=url), handle_signals=True, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    print(f"port={site._server.sockets[0].getsockname()[1]}", flush=True)  # type: ignore[union-attr]
+    async with runner.app[POOL].acquire() as conn:
+        settings = [f"{name}={await conn.fetchval('SELECT current_setting($1)', name)}"
+                    for name in SCAN_SETTINGS]
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    print(f"port={port} {' '.join(settings)}", flush=True)
     await asyncio.Event().wait()
 
 
@@ -323,7 +335,7 @@ async def run(objects: int, clusters: int, keep: Path | None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="kubepedia-bench-api-") as tmp:
         os.chmod(tmp, 0o755)  # the embedded server's user must reach the data dir inside
         async with Procs(Path(tmp)) as procs, database(keep or Path(tmp) / "data") as url:
-            sims = await start_sims(procs, per_cluster)
+            sims = await start_sims(procs, f"namespaces=20,nodes=20,pods={per_cluster}")
             pool = await create_pool(url, min_size=1, max_size=LOADERS + 1)
             try:
                 templates = await templates_of(sims)
