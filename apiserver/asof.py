@@ -25,6 +25,7 @@ from apiserver.keys import CONTINUE_KEY, POOL, SCOPE
 from apiserver.params import ListOptions, bad_request
 from apiserver.query import Target, compiled
 from apiserver.query_history import as_of_point, as_of_statement
+from apiserver.served import warn
 from apiserver.times import rfc3339, time_param
 from kube.resources import ResourceType
 from kube.status import StatusError
@@ -87,16 +88,11 @@ async def _pages(conn: asyncpg.Connection, request: web.Request, target: Target,
         yield page
 
 
-def _warned(response: web.StreamResponse, warnings: Sequence[str]) -> None:
-    for line in warnings:
-        response.headers.add("Warning", '299 - "' + line.replace('"', "'") + '"')
-
-
 async def _stream(request: web.Request, conn: asyncpg.Connection, target: Target, *, seq: int,
                   rtype: ResourceType, warnings: Sequence[str]) -> web.StreamResponse:
     """A plain list streamed page by page: memory stays flat however large the state."""
     stream = web.StreamResponse(headers={"Content-Type": "application/json"})
-    _warned(stream, warnings)
+    warn(stream, warnings)
     await stream.prepare(request)
     await stream.write(render.list_prefix(rtype, render.list_meta(resource_version=seq, continue_token=None)))
     separator = b""
@@ -143,5 +139,5 @@ async def list_as_of(request: web.Request, *, rtype: ResourceType, target: Targe
     body = render.shaped_list(opts.shape, rtype, meta, [(r["cluster"], r["json"]) for r in rows],
                               include=opts.include_object, table=table)
     response = web.Response(body=body, content_type="application/json")
-    _warned(response, warnings)
+    warn(response, warnings)
     return response

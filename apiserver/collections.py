@@ -51,13 +51,13 @@ from apiserver.params import (
     MAX_LIMIT,
     ListOptions,
     bad_request,
+    check_resource_version,
     list_options,
-    parse_resource_version,
-    too_large,
 )
 from apiserver.query import CLUSTER_ANNOTATION, Scope, Target, compiled, current_sequence
 from apiserver.query_collections import page_statement, remaining_statement
 from apiserver.search import Search, search_options
+from apiserver.served import warn
 from kube.media import TABLE
 from kube.resources import ResourceType
 from kube.selectors import LabelSelector, SelectorError, parse_field_selector, parse_label_selector
@@ -429,18 +429,6 @@ def _not_found(name: str) -> StatusError:
                        {"name": name[:253], "group": GROUP, "kind": RESOURCE})
 
 
-def _check_rv(opts: ListOptions, current: int) -> None:
-    """resourceVersion as a list reads it: a collection always reflects the latest state."""
-    if opts.resource_version in ("", "0"):
-        return
-    wanted = parse_resource_version(opts.resource_version)
-    if wanted > current:
-        raise too_large(wanted, current)
-    if opts.resource_version_match == "Exact" and wanted != current:
-        raise StatusError(410, "Expired", f"the collection at resourceVersion {wanted} is not retained;"
-                          " get it without resourceVersion")
-
-
 def _fingerprint(request: web.Request, opts: Options, chosen: Sequence[Target]) -> str:
     wanted = sorted((e.param, e.group, e.version, e.resource) for e in opts.entries)
     clusters = chosen[0].clusters if chosen else opts.lists.clusters
@@ -460,9 +448,9 @@ def _cursor(request: web.Request, opts: Options, query: str) -> pagination.Curso
 
 def _warnings(response: web.StreamResponse, catalog: Catalog, scope: Scope, opts: ListOptions) -> None:
     """A Warning per stale cluster the request reads (and only those the caller may read)."""
-    for name, state in sorted(catalog.clusters.items()):
-        if state.stale and scope.allows_cluster(name) and (opts.clusters is None or name in opts.clusters):
-            response.headers.add("Warning", '299 - "' + state.warning().replace('"', "'") + '"')
+    warn(response, [state.warning() for name, state in sorted(catalog.clusters.items())
+                    if state.stale and scope.allows_cluster(name)
+                    and (opts.clusters is None or name in opts.clusters)])
 
 
 async def get_collection(request: web.Request) -> web.StreamResponse:
@@ -477,7 +465,9 @@ async def get_collection(request: web.Request) -> web.StreamResponse:
     cursor = _cursor(request, opts, query)
     page = await first_page(request, chosen, opts, limit=opts.limit or STREAM_PAGE, cursor=cursor)
     if cursor is None:
-        _check_rv(opts.lists, page.resource_version)
+        # A collection always reflects the latest state, as a list does.
+        check_resource_version(opts.lists, page.resource_version, what="collection",
+                               again="get it without resourceVersion")
     if not opts.limit:
         return await _stream(request, definition, opts, chosen, page, catalog)
     meta = render.list_meta(resource_version=page.resource_version, continue_token=None,

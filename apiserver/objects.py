@@ -27,9 +27,8 @@ from apiserver.params import (
     MAX_LIMIT,
     ListOptions,
     bad_request,
+    check_resource_version,
     list_options,
-    parse_resource_version,
-    too_large,
 )
 from apiserver.query import (
     Target,
@@ -45,7 +44,7 @@ from apiserver.query import (
     unindexed_images_statement,
 )
 from apiserver.search import NO_SEARCH, check_plain, search_options
-from apiserver.served import served_catalog
+from apiserver.served import served_catalog, warn
 from apiserver.watch import watch
 from kube.resources import ResourceType
 from kube.selectors import SelectorError, parse_field_selector, parse_label_selector
@@ -110,20 +109,7 @@ def target_of(req: Request, opts: ListOptions, query: Mapping[str, str] | None =
 
 def _warned(response: web.StreamResponse, catalog: Catalog, cluster: str | None,
             among: frozenset[str] | None) -> None:
-    for line in catalog.warnings(cluster, among=among):
-        # RFC 7234 warn-code 299 is what kube-apiserver sends and kubectl prints.
-        response.headers.add("Warning", '299 - "' + line.replace('"', "'") + '"')
-
-
-def _check_rv(opts: ListOptions, current: int) -> None:
-    if not opts.resource_version or opts.resource_version == "0":
-        return
-    wanted = parse_resource_version(opts.resource_version)
-    if wanted > current:
-        raise too_large(wanted, current)
-    if opts.resource_version_match == "Exact" and wanted != current:
-        raise StatusError(410, "Expired", f"the list at resourceVersion {wanted} is not retained; list"
-                          " without resourceVersion")
+    warn(response, catalog.warnings(cluster, among=among))
 
 
 async def _page(conn: asyncpg.Connection, target: Target, request: web.Request, *, limit: int,
@@ -251,7 +237,7 @@ async def _list_page(request: web.Request, req: Request, opts: ListOptions, targ
     cursor = _cursor(request, opts, query)
     page = await _read_page(request, target, limit=opts.limit, cursor=cursor)
     if cursor is None:
-        _check_rv(opts, page.resource_version)
+        check_resource_version(opts, page.resource_version)
     token = None
     if page.more and target.search.with_continue:
         after = cursor_of(order_keys(target.search.order), page.rows[-1])
@@ -283,7 +269,7 @@ async def _list_all(request: web.Request, req: Request, opts: ListOptions, targe
     """Everything, in any shape, streamed in keyset pages: memory stays flat however large
     the list."""
     rv, first = await _first(request, target, limit=STREAM_PAGE)
-    _check_rv(opts, rv)
+    check_resource_version(opts, rv)
     meta = render.list_meta(resource_version=rv, continue_token=None)
     table = _table(req, catalog)
     stream = web.StreamResponse(headers={"Content-Type": "application/json"})

@@ -93,6 +93,19 @@ def too_large(wanted: int, current: int) -> StatusError:
                        {"causes": [cause], "retryAfterSeconds": 1}, headers={"Retry-After": "1"})
 
 
+def check_resource_version(opts: ListOptions, current: int, *, what: str = "list",
+                           again: str = "list without resourceVersion") -> None:
+    """A list's ``resourceVersion`` against the sequence ``current`` it reads: newer is a 504
+    to retry, an ``Exact`` older one a 410 (only the latest state is kept)."""
+    if not opts.resource_version or opts.resource_version == "0":
+        return
+    wanted = parse_resource_version(opts.resource_version)
+    if wanted > current:
+        raise too_large(wanted, current)
+    if opts.resource_version_match == "Exact" and wanted != current:
+        raise StatusError(410, "Expired", f"the {what} at resourceVersion {wanted} is not retained; {again}")
+
+
 def list_options(query: Mapping[str, str], accept: str) -> ListOptions:
     rv, match = query.get("resourceVersion", ""), query.get("resourceVersionMatch", "")
     token = query.get("continue", "")

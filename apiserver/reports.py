@@ -32,6 +32,7 @@ from apiserver.keys import CATALOG, POOL, SCOPE
 from apiserver.params import MAX_CLUSTERS, bad_request
 from apiserver.query import Scope, compiled
 from apiserver.query_reports import REPORTS, Filters, Report
+from apiserver.served import warn
 from apiserver.times import FORMS, MAX_TEXT, parse_time
 from kube.status import StatusError
 
@@ -198,8 +199,7 @@ async def get_report(request: web.Request) -> web.Response:
                                 headers={"Content-Disposition": f'attachment; filename="{report.name}.csv"'})
     else:
         response = web.Response(body=json_body(report, filters, items), content_type="application/json")
-    for line in _selected_stale(catalog, filters, scope):
-        response.headers.add("Warning", '299 - "' + line.replace('"', "'") + '"')
+    warn(response, _selected_stale(catalog, filters, scope))
     return response
 
 

@@ -8,6 +8,8 @@ that reads as "this cluster has nothing".
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from aiohttp import web
 
 from apiserver.catalog import Catalog
@@ -18,6 +20,13 @@ from kube.status import StatusError
 def cluster_not_found(cluster: str) -> StatusError:
     return StatusError(404, "NotFound", f'cluster "{cluster}" not found',
                        {"name": cluster, "group": "kubepedia.io", "kind": "clusters"})
+
+
+def warn(response: web.StreamResponse, lines: Iterable[str]) -> None:
+    """A ``Warning`` header per line: RFC 7234 warn-code 299, what kube-apiserver sends and
+    kubectl prints."""
+    for line in lines:
+        response.headers.add("Warning", '299 - "' + line.replace('"', "'") + '"')
 
 
 async def served_catalog(request: web.Request) -> Catalog:

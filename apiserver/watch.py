@@ -49,6 +49,7 @@ from apiserver.query import (
     list_statement,
     watch_statement,
 )
+from apiserver.served import warn
 from kube.changes import ChangeType
 from kube.media import PARTIAL, PARTIAL_LIST, TABLE
 from kube.status import status_body
@@ -244,8 +245,7 @@ async def watch(request: web.Request, opts: ListOptions, target: Target, catalog
     initial, seq, expired = await _start(request, opts)
     response = web.StreamResponse(headers={"Content-Type": "application/json",
                                            "Transfer-Encoding": "chunked"})
-    for line in catalog.warnings(target.cluster, among=clusters_read(target, request.app[SCOPE])):
-        response.headers.add("Warning", '299 - "' + line.replace('"', "'") + '"')
+    warn(response, catalog.warnings(target.cluster, among=clusters_read(target, request.app[SCOPE])))
     await response.prepare(request)
     stream = Stream(response=response, opts=opts, target=target, table=table)
     deadline = time.monotonic() + (opts.timeout_seconds or DEFAULT_TIMEOUT_S)
