@@ -79,7 +79,7 @@ def _same_object(a: sa.FromClause, b: sa.FromClause) -> list[ColumnElement[bool]
 
 
 def state_after(log: sa.FromClause) -> ColumnElement[Any]:
-    """The state a change made: the next change's before-image (``change_log_object``), or the
+    """The state a change made: the next change's before-image (``change_log_list_order``), or the
     current row (the primary key); NULL for a deletion. As ``watch_statement`` reads it."""
     later = change_log.alias("later")
     following = (sa.select(later.c.object).where(*_same_object(later, log), later.c.seq > log.c.seq)
@@ -142,7 +142,7 @@ def object_history_statement(key: ObjectKey, scope: Scope, *, upto: int, after: 
                              limit: int) -> sa.Select[Any]:
     """An object's changes up to sequence ``upto``, after ``after``, oldest first, each with
     the state it left (``before``) and the state it made (``after``) as JSON text.
-    Served by ``change_log_object`` (cluster, grp, resource, namespace, name, seq)."""
+    Served by ``change_log_list_order`` (grp, resource, namespace, name, cluster, seq)."""
     log = change_log
     where = [log.c.grp == key.group, log.c.resource == key.resource, log.c.namespace == key.namespace,
              log.c.name == key.name, log.c.seq <= upto,
@@ -193,9 +193,9 @@ def _first_changes_after(target: Target, scope: Scope, *, seq: int,
                          after: Sequence[str] | None) -> sa.Subquery:
     """Each object's first change after ``seq`` (of the target's type and place): the
     change whose before-image is the object's state at ``seq``, as the object's identity
-    and that change's sequence, in list order. Served by ``change_log_namespace`` with a
-    namespace, else ``change_log_type_seq``; narrow rows, so that ordering every change
-    since ``seq`` does not carry their objects."""
+    and that change's sequence, in list order: read in that order from ``change_log_list_order``
+    (grp, resource, namespace, name, cluster, seq), so that a page stops after its rows;
+    narrow rows, so that what is read carries no objects."""
     log = change_log
     c = log.c
     where = [c.grp == target.group, c.resource == target.resource, c.seq > seq,
@@ -238,6 +238,10 @@ def as_of_statement(target: Target, scope: Scope, *, seq: int, limit: int | None
             .select_from(first.join(entry, entry.c.seq == first.c.seq))
             .where(entry.c.object.isnot(None), stored_in,
                    *selector_conditions(target, table=entry, labels=labels)))
+    if target.namespace is not None:
+        # Said here too, the page's order (namespace, name, cluster) is the subquery's (name,
+        # cluster, seq) for PostgreSQL, which then streams it instead of sorting every change.
+        left = left.where(first.c.namespace == target.namespace)
     if limit is not None:
         # Each part ordered and limited on its own: the current rows are then read from
         # the order index and stop after a page, whatever the planner thinks of the other

@@ -353,6 +353,28 @@ _TYPE_STATISTICS = (
     "ANALYZE resources",
 )
 
+# -- search plans (migration 10) ------------------------------------------------------------
+# * The creation-order index carries the version, as the list order does: a page in that
+#   order counts what follows it (remainingItemCount, up to 10,000 entries) from the index
+#   alone, where reading each row's version cost a heap page per entry (0.1-0.8 s at 1M pods).
+# * The change log's per-object index leads with the list order (grp, resource, namespace,
+#   name, cluster): an object's changes are found as before (every column is equal), and a
+#   list "as of" a time streams each object's first later change in list order, so a page
+#   stops after its rows instead of reading every change since (0.5 s for one namespace
+#   with 3,600 changed pods at 1M objects).
+# * The pod-images GIN index is partial on "pod_images IS NOT NULL" (what an image condition
+#   implies) instead of "a pod": with the latter, the planner took the whole index as a cheap
+#   way to find pods and ANDed it into unrelated bitmap scans (0.35 s a query at 1M).
+_SEARCH_PLANS = (
+    "DROP INDEX resources_order_created",
+    "CREATE INDEX resources_order_created ON resources (grp, resource,"
+    " coalesce(created_at, '-infinity'::timestamptz), namespace, name, cluster) INCLUDE (version)",
+    "CREATE INDEX change_log_list_order ON change_log (grp, resource, namespace, name, cluster, seq)",
+    "DROP INDEX change_log_object",
+    "DROP INDEX resources_pod_images",
+    "CREATE INDEX resources_pod_images ON resources USING gin (pod_images) WHERE pod_images IS NOT NULL",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(version=1, description="initial schema", statements=_INITIAL_SCHEMA),
     Migration(version=2, description="skipped objects and cluster errors",
@@ -368,6 +390,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(version=8, description="field selectors: a GIN index on pods' images", statements=_FIELD_PATHS),
     Migration(version=9, description="statistics: a type's group, resource and version together",
               statements=_TYPE_STATISTICS),
+    Migration(version=10, description="search plans: counts in creation order, first changes in list order",
+              statements=_SEARCH_PLANS),
 )
 LATEST = MIGRATIONS[-1].version
 

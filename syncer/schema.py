@@ -104,10 +104,11 @@ for _name, _key in (("app", "app"), ("app_name", "app.kubernetes.io/name")):
 Index("resources_uid", resources.c.uid)
 Index("resources_owner_uid", resources.c.owner_uid, postgresql_where=resources.c.owner_uid.isnot(None))
 Index("resources_created_at", resources.c.grp, resources.c.resource, resources.c.created_at)
-# ``orderby=created_at`` (migration 7): apiserver.query.order_keys' expression, in list order.
+# ``orderby=created_at`` (migration 7): apiserver.query.order_keys' expression, in list order;
+# with the version, so that counting what follows a page reads the index alone (migration 10).
 Index("resources_order_created", resources.c.grp, resources.c.resource,
       func.coalesce(resources.c.created_at, text("'-infinity'::timestamptz")), resources.c.namespace,
-      resources.c.name, resources.c.cluster)
+      resources.c.name, resources.c.cluster, postgresql_include=["version"])
 Index("resources_labels", resources.c.labels, postgresql_using="gin",
       postgresql_ops={"labels": "jsonb_path_ops"})
 Index("resources_name_trgm", resources.c.name, postgresql_using="gin",
@@ -136,7 +137,9 @@ Index("resources_event_time", func.kube_event_time(resources.c.object),
 # -- end reports
 
 # -- field selectors on JSON paths (migration 8): a container's image among a pod's images.
-Index("resources_pod_images", resources.c.pod_images, postgresql_using="gin", postgresql_where=text(_POD))
+# Partial on what an image condition implies (migration 10), not on "a pod": see there.
+Index("resources_pod_images", resources.c.pod_images, postgresql_using="gin",
+      postgresql_where=resources.c.pod_images.isnot(None))
 # -- end field selectors on JSON paths
 
 change_log = Table(
@@ -164,8 +167,10 @@ change_log = Table(
 Index("change_log_seq", change_log.c.seq)  # the aggregated view reads across clusters by seq
 Index("change_log_at", change_log.c.at)
 Index("change_log_type_seq", change_log.c.grp, change_log.c.resource, change_log.c.seq)  # watches
-Index("change_log_object", change_log.c.cluster, change_log.c.grp, change_log.c.resource,
-      change_log.c.namespace, change_log.c.name, change_log.c.seq)  # an object's changes in order
+# An object's changes in order, and each object's first change after a point in list order
+# (lists as of a time; migration 10).
+Index("change_log_list_order", change_log.c.grp, change_log.c.resource, change_log.c.namespace,
+      change_log.c.name, change_log.c.cluster, change_log.c.seq)
 Index("change_log_namespace", change_log.c.namespace, change_log.c.seq)  # a namespace's changes (history)
 
 # Secrets the read API keeps in the database so that every API process shares them
