@@ -41,7 +41,7 @@ from kube.selectors import (
     field_default,
     field_path,
 )
-from syncer.schema import change_log, resources
+from syncer.schema import change_log, resource_names, resources
 
 CLUSTER_ANNOTATION = "kubepedia.io/cluster"
 CLUSTERPEDIA_ANNOTATION = "shadow.clusterpedia.io/cluster-name"
@@ -538,11 +538,60 @@ def list_statement(target: Target, scope: Scope, *, limit: int | None, after: Se
         obj = object_json(aggregated_version=aggregated_version)
     stmt = sa.select(*ORDER_COLUMNS, sa.cast(obj, sa.Text).label("json"),
                      *(k.expr.label(f"k{i}") for i, k in enumerate(keys)))
+    if limit is not None and _by_name_only(target):
+        page = _names_page(target, scope, limit=limit, after=after)
+        return (stmt.select_from(page.join(resources, sa.and_(
+                    resources.c.grp == target.group, resources.c.resource == target.resource,
+                    *(col == page.c[col.name] for col in ORDER_COLUMNS))))
+                .order_by(*ORDER_COLUMNS))
     stmt = stmt.where(*conditions(target, scope))
     if after is not None:
         stmt = stmt.where(after_condition(keys, after))
     stmt = stmt.order_by(*(k.expr.desc() if k.desc else k.expr for k in keys))
     return stmt.limit(limit) if limit is not None else stmt
+
+
+# A name search whose candidates are at most this many is answered by sorting them; beyond,
+# by walking the list order until a page matches (matches are then dense enough).
+NAME_MATCHES_SORTED = 10_000
+
+
+def _by_name_only(target: Target) -> bool:
+    """A name search in list order with no other condition than type, place and scope: its
+    page's keys can be found in ``resource_names`` alone."""
+    search = target.search
+    return (bool(search.fuzzy_names) and not search.order and search.since is None
+            and search.before is None and search.owner is None and target.labels.empty()
+            and target.fields.empty())
+
+
+def _names_page(target: Target, scope: Scope, *, limit: int, after: Sequence[str] | None) -> sa.Subquery:
+    """The keys (namespace, name, cluster) of a name search's page, from ``resource_names``.
+
+    Every candidate the trigram index finds is matched and the matches sorted, unless there
+    are more than ``NAME_MATCHES_SORTED``: then the primary key is walked in list order. The
+    choice is made on the count, in the statement, not left to the planner: PostgreSQL
+    estimates a substring's matches at a fixed fraction of the rows, and walked the list
+    order for pieces that match a few rows, or a few thousand all far down the order."""
+    n = resource_names
+    keys = tuple(OrderKey(name=col.name, expr=n.c[col.name]) for col in ORDER_COLUMNS)
+    where = [n.c.grp == target.group, n.c.resource == target.resource, n.c.version == target.version,
+             *scope_conditions(scope, n, of_type=(target.group, target.resource)),
+             *narrowing_conditions(target, n),
+             *(n.c.name.like(_like_pattern(f), escape="\\") for f in target.search.fuzzy_names)]
+    if after is not None:
+        where.append(after_condition(keys, after))
+    columns = [k.expr for k in keys]
+    # Materialized, so that it is planned for all its rows (through the trigram index) while
+    # counting reads only as many as it needs.
+    matches = sa.select(*columns).where(*where).cte("matches").prefix_with("MATERIALIZED")
+    counted = (sa.select(sa.func.count()).select_from(
+        sa.select(sa.literal(1)).select_from(matches).limit(NAME_MATCHES_SORTED + 1).subquery("counted"))
+        .scalar_subquery())
+    few = (sa.select(*(matches.c[k.name] for k in keys)).where(counted <= NAME_MATCHES_SORTED)
+           .order_by(*(matches.c[k.name] for k in keys)).limit(limit))
+    many = sa.select(*columns).where(*where, counted > NAME_MATCHES_SORTED).order_by(*columns).limit(limit)
+    return sa.union_all(few, many).subquery("page")
 
 
 def remaining_statement(target: Target, scope: Scope, *, after: Sequence[str],

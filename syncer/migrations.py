@@ -375,6 +375,54 @@ _SEARCH_PLANS = (
     "CREATE INDEX resources_pod_images ON resources USING gin (pod_images) WHERE pod_images IS NOT NULL",
 )
 
+# -- names (migration 11) --------------------------------------------------------------------
+# A name search (Clusterpedia's fuzzy name: a substring) finds its candidates through a
+# trigram index and must read each one to check it and to sort the matches into list order.
+# Read from ``resources``, whose rows hold their objects inline (about 6 KB, one or two a
+# page), a few thousand candidates cost a page read each: 0.2-5 s at 1M objects. This table
+# holds each object's identity and version only (about 80 bytes a row), kept by PostgreSQL
+# on every insert, delete and change of version, so that candidates are read and sorted
+# from it and only a page's objects are read from ``resources`` (apiserver.query).
+_NAMES = (
+    """CREATE TABLE resource_names (
+        cluster TEXT NOT NULL, grp TEXT NOT NULL, resource TEXT NOT NULL, namespace TEXT NOT NULL,
+        name TEXT NOT NULL, version TEXT NOT NULL,
+        PRIMARY KEY (grp, resource, namespace, name, cluster))""",
+    """CREATE FUNCTION kube_names_added() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO resource_names (cluster, grp, resource, namespace, name, version)
+        SELECT cluster, grp, resource, namespace, name, version FROM added;
+        RETURN NULL;
+    END $$""",
+    """CREATE FUNCTION kube_names_removed() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        DELETE FROM resource_names n USING removed r
+        WHERE n.grp = r.grp AND n.resource = r.resource AND n.namespace = r.namespace
+          AND n.name = r.name AND n.cluster = r.cluster;
+        RETURN NULL;
+    END $$""",
+    """CREATE FUNCTION kube_names_version() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        UPDATE resource_names SET version = NEW.version
+        WHERE grp = NEW.grp AND resource = NEW.resource AND namespace = NEW.namespace
+          AND name = NEW.name AND cluster = NEW.cluster;
+        RETURN NULL;
+    END $$""",
+    # Per statement, from the transition tables: one set-based write per batch. A change of
+    # version is rare, so it is a per-row trigger whose condition PostgreSQL checks without
+    # calling the function; every other update costs nothing here.
+    "CREATE TRIGGER resources_names_added AFTER INSERT ON resources REFERENCING NEW TABLE AS added"
+    " FOR EACH STATEMENT EXECUTE FUNCTION kube_names_added()",
+    "CREATE TRIGGER resources_names_removed AFTER DELETE ON resources REFERENCING OLD TABLE AS removed"
+    " FOR EACH STATEMENT EXECUTE FUNCTION kube_names_removed()",
+    "CREATE TRIGGER resources_names_version AFTER UPDATE ON resources FOR EACH ROW"
+    " WHEN (OLD.version IS DISTINCT FROM NEW.version) EXECUTE FUNCTION kube_names_version()",
+    "INSERT INTO resource_names (cluster, grp, resource, namespace, name, version)"
+    " SELECT cluster, grp, resource, namespace, name, version FROM resources",
+    "CREATE INDEX resource_names_trgm ON resource_names USING gin (name gin_trgm_ops)",
+    "ANALYZE resource_names",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(version=1, description="initial schema", statements=_INITIAL_SCHEMA),
     Migration(version=2, description="skipped objects and cluster errors",
@@ -392,6 +440,8 @@ MIGRATIONS: tuple[Migration, ...] = (
               statements=_TYPE_STATISTICS),
     Migration(version=10, description="search plans: counts in creation order, first changes in list order",
               statements=_SEARCH_PLANS),
+    Migration(version=11, description="names: a narrow table of every object's identity for name searches",
+              statements=_NAMES),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -142,6 +142,22 @@ Index("resources_pod_images", resources.c.pod_images, postgresql_using="gin",
       postgresql_where=resources.c.pod_images.isnot(None))
 # -- end field selectors on JSON paths
 
+# Each object's identity and version, kept by triggers on ``resources`` (migration 11): name
+# searches read and sort their candidates here, narrow rows, instead of the objects' rows.
+resource_names = Table(
+    "resource_names",
+    metadata,
+    Column("cluster", Text, nullable=False),
+    Column("grp", Text, nullable=False),
+    Column("resource", Text, nullable=False),
+    Column("namespace", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("version", Text, nullable=False),
+    PrimaryKeyConstraint("grp", "resource", "namespace", "name", "cluster", name="resource_names_pkey"),
+)
+Index("resource_names_trgm", resource_names.c.name, postgresql_using="gin",
+      postgresql_ops={"name": "gin_trgm_ops"})
+
 change_log = Table(
     "change_log",
     metadata,

@@ -149,11 +149,22 @@ async def test_clusters_namespaces_and_names(searched: Api) -> None:
     assert await walk(searched, PEDIA + "/api/v1/pods", params) == want, "Clusterpedia's path answers alike"
 
 
-async def test_fuzzy_name_is_a_case_sensitive_substring(searched: Api) -> None:
-    for part in ("c1-b", "b1", "API", "web_7"):
+@pytest.mark.parametrize("sorted_up_to", [10_000, 2])
+async def test_fuzzy_name_is_a_case_sensitive_substring(searched: Api, sorted_up_to: int,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A page's keys come from resource_names: all matches sorted, or beyond a count (made
+    # small here) the list order walked; both answer alike, in pages of every size.
+    monkeypatch.setattr("apiserver.query.NAME_MATCHES_SORTED", sorted_up_to)
+    for part in ("c1-b", "b1", "API", "web_7", "e"):
         want = expected("pods", lambda c, o: part in o["metadata"]["name"])  # noqa: B023
         selector = f"internalstorage.clusterpedia.io/fuzzy-name={part}"
         assert await walk(searched, PEDIA + "/api/v1/pods", {"labelSelector": selector}) == want, part
+        for limit in (1, 3):
+            assert await walk(searched, PEDIA + "/api/v1/pods", {"labelSelector": selector},
+                              limit=limit) == want, (part, limit)
+        in_one = {"labelSelector": selector, "namespaces": "payments", "clusters": "east,west"}
+        assert await walk(searched, "/api/v1/pods", in_one) == [
+            w for w in want if w[1] == "payments" and w[0] in ("east", "west")], part
     # Several fuzzy names: each must be in the name; mixed with an ordinary label.
     selector = "internalstorage.clusterpedia.io/fuzzy-name in (7f9c,c2),app=cache"
     want = expected("pods", lambda c, o: "7f9c" in o["metadata"]["name"] and "c2" in o["metadata"]["name"]
