@@ -41,7 +41,7 @@ from kube.selectors import (
     field_default,
     field_path,
 )
-from syncer.schema import change_log, resource_names, resources
+from syncer.schema import change_log, resource_keys, resources
 
 CLUSTER_ANNOTATION = "kubepedia.io/cluster"
 CLUSTERPEDIA_ANNOTATION = "shadow.clusterpedia.io/cluster-name"
@@ -538,8 +538,9 @@ def list_statement(target: Target, scope: Scope, *, limit: int | None, after: Se
         obj = object_json(aggregated_version=aggregated_version)
     stmt = sa.select(*ORDER_COLUMNS, sa.cast(obj, sa.Text).label("json"),
                      *(k.expr.label(f"k{i}") for i, k in enumerate(keys)))
-    if limit is not None and _by_name_only(target):
-        return _objects_of(stmt, target, _names_page(target, scope, limit=limit, after=after))
+    narrow = _search_keys_conditions(target) if limit is not None else None
+    if limit is not None and narrow is not None:
+        return _objects_of(stmt, target, _search_keys_page(target, scope, narrow, limit=limit, after=after))
     if limit is not None and not target.search.order and narrows_images(target):
         # The matches of an image are found through its index, out of list order, and
         # sorted: sorted as keys, and only the page's objects made into JSON (each costs
@@ -568,46 +569,59 @@ def _keys_page(target: Target, scope: Scope, *, limit: int, after: Sequence[str]
     return keys.order_by(*ORDER_COLUMNS).limit(limit).subquery("page")
 
 
-# A name search whose candidates are at most this many is answered by sorting them; beyond,
-# by walking the list order until a page matches (matches are then dense enough).
-NAME_MATCHES_SORTED = 10_000
+# A search whose candidates in ``resource_keys`` are at most this many is answered by
+# sorting them; beyond, by walking the list order until a page matches (matches are then
+# dense enough for that to stop soon).
+MATCHES_SORTED = 10_000
 
 
-def _by_name_only(target: Target) -> bool:
-    """A name search in list order with no other condition than type, place and scope: its
-    page's keys can be found in ``resource_names`` alone."""
-    search = target.search
-    return (bool(search.fuzzy_names) and not search.order and search.since is None
-            and search.before is None and search.owner is None and target.labels.empty()
-            and target.fields.empty())
+def _search_keys_conditions(target: Target) -> list[ColumnElement[bool]] | None:
+    """A search's conditions on ``resource_keys`` (migration 11) besides type, place and
+    scope, when they are all it has and are exact there: pieces of the name, and images of
+    a pod's spec.containers as strings (not when some pod's images were too long to index).
+    None when the search is not one of those, or has another condition, or another order."""
+    search, k = target.search, resource_keys.c
+    if (search.order or search.since is not None or search.before is not None or search.owner is not None
+            or not target.labels.empty()):
+        return None
+    where: list[ColumnElement[bool]] = [k.name.like(_like_pattern(f), escape="\\")
+                                        for f in search.fuzzy_names]
+    for req in target.fields.requirements:
+        if not isinstance(req, PathRequirement) or target.unindexed_images:
+            return None
+        if _pod_images(target.kind, req, resources, unindexed=False) is None:
+            return None
+        where.append(k.container_images.overlap(sa.literal(sorted(req.values), ARRAY(sa.Text))))
+    return where or None
 
 
-def _names_page(target: Target, scope: Scope, *, limit: int, after: Sequence[str] | None) -> sa.Subquery:
-    """The keys (namespace, name, cluster) of a name search's page, from ``resource_names``.
+def _search_keys_page(target: Target, scope: Scope, searched: list[ColumnElement[bool]], *, limit: int,
+                      after: Sequence[str] | None) -> sa.Subquery:
+    """The keys (namespace, name, cluster) of a search's page, from ``resource_keys``.
 
-    Every candidate the trigram index finds is matched and the matches sorted, unless there
-    are more than ``NAME_MATCHES_SORTED``: then the primary key is walked in list order. The
-    choice is made on the count, in the statement, not left to the planner: PostgreSQL
-    estimates a substring's matches at a fixed fraction of the rows, and walked the list
-    order for pieces that match a few rows, or a few thousand all far down the order."""
-    n = resource_names
+    Every candidate the search's index finds (trigram, images) is checked and the matches
+    sorted, unless there are more than ``MATCHES_SORTED``: then the primary key is walked
+    in list order. The choice is made on the count, in the statement, not left to the
+    planner: PostgreSQL estimates a substring's matches at a fixed fraction of the rows,
+    and walked the list order for pieces matching a few rows, or a few thousand far down
+    the order (an image's pods are often all in one namespace)."""
+    n = resource_keys
     keys = tuple(OrderKey(name=col.name, expr=n.c[col.name]) for col in ORDER_COLUMNS)
     where = [n.c.grp == target.group, n.c.resource == target.resource, n.c.version == target.version,
              *scope_conditions(scope, n, of_type=(target.group, target.resource)),
-             *narrowing_conditions(target, n),
-             *(n.c.name.like(_like_pattern(f), escape="\\") for f in target.search.fuzzy_names)]
+             *narrowing_conditions(target, n), *searched]
     if after is not None:
         where.append(after_condition(keys, after))
     columns = [k.expr for k in keys]
-    # Materialized, so that it is planned for all its rows (through the trigram index) while
-    # counting reads only as many as it needs.
+    # Materialized, so that it is planned for all its rows (through the search's index)
+    # while counting reads only as many as it needs.
     matches = sa.select(*columns).where(*where).cte("matches").prefix_with("MATERIALIZED")
     counted = (sa.select(sa.func.count()).select_from(
-        sa.select(sa.literal(1)).select_from(matches).limit(NAME_MATCHES_SORTED + 1).subquery("counted"))
+        sa.select(sa.literal(1)).select_from(matches).limit(MATCHES_SORTED + 1).subquery("counted"))
         .scalar_subquery())
-    few = (sa.select(*(matches.c[k.name] for k in keys)).where(counted <= NAME_MATCHES_SORTED)
+    few = (sa.select(*(matches.c[k.name] for k in keys)).where(counted <= MATCHES_SORTED)
            .order_by(*(matches.c[k.name] for k in keys)).limit(limit))
-    many = sa.select(*columns).where(*where, counted > NAME_MATCHES_SORTED).order_by(*columns).limit(limit)
+    many = sa.select(*columns).where(*where, counted > MATCHES_SORTED).order_by(*columns).limit(limit)
     return sa.union_all(few, many).subquery("page")
 
 

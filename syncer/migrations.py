@@ -375,52 +375,73 @@ _SEARCH_PLANS = (
     "CREATE INDEX resources_pod_images ON resources USING gin (pod_images) WHERE pod_images IS NOT NULL",
 )
 
-# -- names (migration 11) --------------------------------------------------------------------
-# A name search (Clusterpedia's fuzzy name: a substring) finds its candidates through a
-# trigram index and must read each one to check it and to sort the matches into list order.
+# -- search keys (migration 11) --------------------------------------------------------------
+# A search for a piece of a name (Clusterpedia's fuzzy name) or a container image finds its
+# candidates through an index and must read each to check it and sort it into list order.
 # Read from ``resources``, whose rows hold their objects inline (about 6 KB, one or two a
-# page), a few thousand candidates cost a page read each: 0.2-5 s at 1M objects. This table
-# holds each object's identity and version only (about 80 bytes a row), kept by PostgreSQL
-# on every insert, delete and change of version, so that candidates are read and sorted
-# from it and only a page's objects are read from ``resources`` (apiserver.query).
-_NAMES = (
-    """CREATE TABLE resource_names (
+# page), a few thousand candidates cost a page read each: 0.2-5 s at 1M objects, and the
+# list order walked through the objects instead when PostgreSQL expected many matches. This
+# table holds what those searches need of each object (about 100 bytes a row): identity,
+# version and a pod's container images (spec.containers only, so an image condition on
+# them is exact; NULL where ``pod_images`` is, the images being too long to index). It is
+# kept by PostgreSQL on every write, and searches read and sort their candidates here and
+# only a page's objects from ``resources`` (apiserver.query). The primary key carries the
+# rest, so that a search walking the list order reads that index alone.
+_SEARCH_KEYS = (
+    """CREATE FUNCTION kube_container_images(obj JSONB) RETURNS TEXT[]
+        LANGUAGE sql IMMUTABLE PARALLEL SAFE
+        RETURN ARRAY(SELECT c ->> 'image' FROM jsonb_array_elements(
+                         CASE WHEN jsonb_typeof(obj -> 'spec' -> 'containers') = 'array'
+                              THEN obj -> 'spec' -> 'containers' END) AS c
+                     WHERE jsonb_typeof(c -> 'image') = 'string')""",
+    """CREATE TABLE resource_keys (
         cluster TEXT NOT NULL, grp TEXT NOT NULL, resource TEXT NOT NULL, namespace TEXT NOT NULL,
-        name TEXT NOT NULL, version TEXT NOT NULL,
-        PRIMARY KEY (grp, resource, namespace, name, cluster))""",
-    """CREATE FUNCTION kube_names_added() RETURNS trigger LANGUAGE plpgsql AS $$
+        name TEXT NOT NULL, version TEXT NOT NULL, container_images TEXT[] COLLATE "C",
+        PRIMARY KEY (grp, resource, namespace, name, cluster) INCLUDE (version, container_images))""",
+    f"""CREATE FUNCTION kube_keys_added() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
-        INSERT INTO resource_names (cluster, grp, resource, namespace, name, version)
-        SELECT cluster, grp, resource, namespace, name, version FROM added;
+        INSERT INTO resource_keys (cluster, grp, resource, namespace, name, version, container_images)
+        SELECT cluster, grp, resource, namespace, name, version,
+               CASE WHEN {_POD} AND pod_images IS NOT NULL THEN kube_container_images(object) END
+        FROM added;
         RETURN NULL;
     END $$""",
-    """CREATE FUNCTION kube_names_removed() RETURNS trigger LANGUAGE plpgsql AS $$
+    """CREATE FUNCTION kube_keys_removed() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
-        DELETE FROM resource_names n USING removed r
-        WHERE n.grp = r.grp AND n.resource = r.resource AND n.namespace = r.namespace
-          AND n.name = r.name AND n.cluster = r.cluster;
+        DELETE FROM resource_keys k USING removed r
+        WHERE k.grp = r.grp AND k.resource = r.resource AND k.namespace = r.namespace
+          AND k.name = r.name AND k.cluster = r.cluster;
         RETURN NULL;
     END $$""",
-    """CREATE FUNCTION kube_names_version() RETURNS trigger LANGUAGE plpgsql AS $$
+    """CREATE FUNCTION kube_keys_changed() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
-        UPDATE resource_names SET version = NEW.version
+        UPDATE resource_keys SET version = NEW.version, container_images =
+            CASE WHEN NEW.grp = '' AND NEW.resource = 'pods' AND NEW.pod_images IS NOT NULL
+                 THEN kube_container_images(NEW.object) END
         WHERE grp = NEW.grp AND resource = NEW.resource AND namespace = NEW.namespace
           AND name = NEW.name AND cluster = NEW.cluster;
         RETURN NULL;
     END $$""",
     # Per statement, from the transition tables: one set-based write per batch. A change of
-    # version is rare, so it is a per-row trigger whose condition PostgreSQL checks without
-    # calling the function; every other update costs nothing here.
-    "CREATE TRIGGER resources_names_added AFTER INSERT ON resources REFERENCING NEW TABLE AS added"
-    " FOR EACH STATEMENT EXECUTE FUNCTION kube_names_added()",
-    "CREATE TRIGGER resources_names_removed AFTER DELETE ON resources REFERENCING OLD TABLE AS removed"
-    " FOR EACH STATEMENT EXECUTE FUNCTION kube_names_removed()",
-    "CREATE TRIGGER resources_names_version AFTER UPDATE ON resources FOR EACH ROW"
-    " WHEN (OLD.version IS DISTINCT FROM NEW.version) EXECUTE FUNCTION kube_names_version()",
-    "INSERT INTO resource_names (cluster, grp, resource, namespace, name, version)"
-    " SELECT cluster, grp, resource, namespace, name, version FROM resources",
-    "CREATE INDEX resource_names_trgm ON resource_names USING gin (name gin_trgm_ops)",
-    "ANALYZE resource_names",
+    # version or of a pod's containers (its spec is immutable but for images) is rare, so it
+    # is a per-row trigger whose condition PostgreSQL checks without calling the function;
+    # every other update costs nothing here.
+    "CREATE TRIGGER resources_keys_added AFTER INSERT ON resources REFERENCING NEW TABLE AS added"
+    " FOR EACH STATEMENT EXECUTE FUNCTION kube_keys_added()",
+    "CREATE TRIGGER resources_keys_removed AFTER DELETE ON resources REFERENCING OLD TABLE AS removed"
+    " FOR EACH STATEMENT EXECUTE FUNCTION kube_keys_removed()",
+    "CREATE TRIGGER resources_keys_changed AFTER UPDATE ON resources FOR EACH ROW"
+    " WHEN (OLD.version IS DISTINCT FROM NEW.version OR OLD.pod_images IS DISTINCT FROM NEW.pod_images"
+    " OR (NEW.grp = '' AND NEW.resource = 'pods'"
+    " AND (OLD.object -> 'spec' -> 'containers') IS DISTINCT FROM (NEW.object -> 'spec' -> 'containers')))"
+    " EXECUTE FUNCTION kube_keys_changed()",
+    "INSERT INTO resource_keys (cluster, grp, resource, namespace, name, version, container_images)"
+    f" SELECT cluster, grp, resource, namespace, name, version,"
+    f" CASE WHEN {_POD} AND pod_images IS NOT NULL THEN kube_container_images(object) END FROM resources",
+    "CREATE INDEX resource_keys_name_trgm ON resource_keys USING gin (name gin_trgm_ops)",
+    "CREATE INDEX resource_keys_container_images ON resource_keys USING gin (container_images)"
+    " WHERE container_images IS NOT NULL",
+    "ANALYZE resource_keys",
 )
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -440,8 +461,8 @@ MIGRATIONS: tuple[Migration, ...] = (
               statements=_TYPE_STATISTICS),
     Migration(version=10, description="search plans: counts in creation order, first changes in list order",
               statements=_SEARCH_PLANS),
-    Migration(version=11, description="names: a narrow table of every object's identity for name searches",
-              statements=_NAMES),
+    Migration(version=11, description="search keys: what name and image searches read, narrow",
+              statements=_SEARCH_KEYS),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -142,10 +142,10 @@ Index("resources_pod_images", resources.c.pod_images, postgresql_using="gin",
       postgresql_where=resources.c.pod_images.isnot(None))
 # -- end field selectors on JSON paths
 
-# Each object's identity and version, kept by triggers on ``resources`` (migration 11): name
-# searches read and sort their candidates here, narrow rows, instead of the objects' rows.
-resource_names = Table(
-    "resource_names",
+# What name and image searches read of each object, narrow, kept by triggers on
+# ``resources`` (migration 11): identity, version, and a pod's spec.containers images.
+resource_keys = Table(
+    "resource_keys",
     metadata,
     Column("cluster", Text, nullable=False),
     Column("grp", Text, nullable=False),
@@ -153,10 +153,14 @@ resource_names = Table(
     Column("namespace", Text, nullable=False),
     Column("name", Text, nullable=False),
     Column("version", Text, nullable=False),
-    PrimaryKeyConstraint("grp", "resource", "namespace", "name", "cluster", name="resource_names_pkey"),
+    Column("container_images", ARRAY(Text(collation="C"))),
+    PrimaryKeyConstraint("grp", "resource", "namespace", "name", "cluster", name="resource_keys_pkey",
+                         postgresql_include=["version", "container_images"]),
 )
-Index("resource_names_trgm", resource_names.c.name, postgresql_using="gin",
+Index("resource_keys_name_trgm", resource_keys.c.name, postgresql_using="gin",
       postgresql_ops={"name": "gin_trgm_ops"})
+Index("resource_keys_container_images", resource_keys.c.container_images, postgresql_using="gin",
+      postgresql_where=resource_keys.c.container_images.isnot(None))
 
 change_log = Table(
     "change_log",

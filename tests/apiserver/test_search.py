@@ -152,9 +152,9 @@ async def test_clusters_namespaces_and_names(searched: Api) -> None:
 @pytest.mark.parametrize("sorted_up_to", [10_000, 2])
 async def test_fuzzy_name_is_a_case_sensitive_substring(searched: Api, sorted_up_to: int,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    # A page's keys come from resource_names: all matches sorted, or beyond a count (made
+    # A page's keys come from resource_keys: all matches sorted, or beyond a count (made
     # small here) the list order walked; both answer alike, in pages of every size.
-    monkeypatch.setattr("apiserver.query.NAME_MATCHES_SORTED", sorted_up_to)
+    monkeypatch.setattr("apiserver.query.MATCHES_SORTED", sorted_up_to)
     for part in ("c1-b", "b1", "API", "web_7", "e"):
         want = expected("pods", lambda c, o: part in o["metadata"]["name"])  # noqa: B023
         selector = f"internalstorage.clusterpedia.io/fuzzy-name={part}"

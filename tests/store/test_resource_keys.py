@@ -1,14 +1,18 @@
-"""``resource_names`` (migration 11) holds exactly the identity and version of every row of
+"""``resource_keys`` (migration 11) holds exactly the identity, version and container images
+(a pod's spec.containers, NULL where its images are too long to index) of every row of
 ``resources``, whichever way rows come and go: watch events, a relist's pages and its
-end, deletions, a type's and a cluster's removal, COPY, and a change of stored version.
-Name searches read their candidates there (apiserver.query), so a missing or stale row
-would hide an object from a search, and an extra one would name an object that is gone."""
+end, deletions, a type's and a cluster's removal, COPY, a change of stored version and of
+a pod's images. Name and image searches read their candidates there (apiserver.query), so
+a missing or stale row would hide an object from a search, and an extra one would name an
+object that is gone."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import asyncpg
+import orjson
 
 from syncer.ingest import Store
 from tests.factories import DEPLOYMENTS, PODS, event, pod
@@ -16,14 +20,34 @@ from tests.factories import DEPLOYMENTS, PODS, event, pod
 _IDENTITY = "cluster, grp, resource, namespace, name, version"
 
 
+def _container_images(row: asyncpg.Record) -> tuple[str, ...] | None:
+    """What the table should hold for a row of ``resources``, computed here from its object."""
+    if (row["grp"], row["resource"]) != ("", "pods") or row["pod_images"] is None:
+        return None
+    obj: dict[str, Any] = orjson.loads(row["object"])
+    containers = (obj.get("spec") or {}).get("containers")
+    if not isinstance(containers, list):
+        return ()
+    return tuple(c["image"] for c in containers if isinstance(c, dict) and isinstance(c.get("image"), str))
+
+
 async def _assert_mirrored(pool: asyncpg.Pool) -> int:
-    rows = {tuple(r) for r in await pool.fetch(f"SELECT {_IDENTITY} FROM resources")}
-    names = {tuple(r) for r in await pool.fetch(f"SELECT {_IDENTITY} FROM resource_names")}
-    assert names == rows, f"missing {sorted(rows - names)[:5]}, extra {sorted(names - rows)[:5]}"
+    rows = {(*tuple(r)[:6], _container_images(r)) for r in await pool.fetch(
+        f"SELECT {_IDENTITY}, pod_images, object::text AS object FROM resources")}
+    keys = {(*tuple(r)[:6], tuple(r[6]) if r[6] is not None else None) for r in await pool.fetch(
+        f"SELECT {_IDENTITY}, container_images FROM resource_keys")}
+    missing, extra = sorted(rows - keys, key=str), sorted(keys - rows, key=str)
+    assert keys == rows, f"missing {missing[:5]}, extra {extra[:5]}"
     return len(rows)
 
 
-async def test_names_follow_every_write_path(store: Store, pool: asyncpg.Pool) -> None:
+def _imaged(name: str, rv: int, containers: list[str], init: list[str]) -> dict[str, Any]:
+    def listed(prefix: str, images: list[str]) -> list[dict[str, str]]:
+        return [{"name": f"{prefix}{i}", "image": image} for i, image in enumerate(images)]
+    return pod(name, rv, spec={"containers": listed("c", containers), "initContainers": listed("i", init)})
+
+
+async def test_keys_follow_every_write_path(store: Store, pool: asyncpg.Pool) -> None:
     for cluster in ("c1", "c2"):
         await pool.execute("INSERT INTO clusters (name, mode) VALUES ($1, 'push')", cluster)
     await store.apply_batch(cluster="c1", rtype=PODS, events=[
@@ -38,6 +62,20 @@ async def test_names_follow_every_write_path(store: Store, pool: asyncpg.Pool) -
         event("DELETED", pod("web-2", 101, namespace="ns2")),
         event("DELETED", pod("web-3", 102, namespace="ns0")),
         event("ADDED", pod("web-3", 103, namespace="ns0", uid="recreated"))])
+    assert await _assert_mirrored(pool) == 49
+
+    # A pod's images: changed, swapped with an init container's (the pod's set of images
+    # stays the same), and too long to index.
+    await store.apply_batch(cluster="c2", rtype=PODS, events=[
+        event("ADDED", _imaged("img", 50, ["a:1", "b:1"], ["init:1"])),
+        event("ADDED", _imaged("long", 51, ["x" * 3000], []))])
+    assert await _assert_mirrored(pool) == 51
+    for rv, containers, init in ((52, ["a:2", "b:1"], ["init:1"]), (53, ["init:1", "b:1"], ["a:2"])):
+        await store.apply_batch(cluster="c2", rtype=PODS, events=[
+            event("MODIFIED", _imaged("img", rv, containers, init))])
+        assert await _assert_mirrored(pool) == 51
+    await store.apply_batch(cluster="c2", rtype=PODS, events=[
+        event("DELETED", _imaged("img", 54, [], [])), event("DELETED", _imaged("long", 55, [], []))])
     assert await _assert_mirrored(pool) == 49
 
     # A relist that no longer holds most of c1's pods: its end deletes them.
@@ -56,7 +94,7 @@ async def test_names_follow_every_write_path(store: Store, pool: asyncpg.Pool) -
     await pool.execute("UPDATE resources SET version = 'v1' WHERE grp = 'apps' AND name < 'd-2'")
     await pool.execute("UPDATE resources SET resource_version = '2' WHERE grp = 'apps'")  # no version change
     assert await _assert_mirrored(pool) == 21 + 500
-    moved = "SELECT count(*) FROM resource_names WHERE grp = 'apps' AND version = 'v1'"
+    moved = "SELECT count(*) FROM resource_keys WHERE grp = 'apps' AND version = 'v1'"
     assert await pool.fetchval(moved) > 0
 
     await store.remove_type(cluster="c2", rtype=DEPLOYMENTS)
@@ -64,7 +102,7 @@ async def test_names_follow_every_write_path(store: Store, pool: asyncpg.Pool) -
     assert await _assert_mirrored(pool) == 10
 
 
-async def test_names_follow_concurrent_writers(store: Store, pool: asyncpg.Pool) -> None:
+async def test_keys_follow_concurrent_writers(store: Store, pool: asyncpg.Pool) -> None:
     clusters = [f"c{i}" for i in range(4)]
     for cluster in clusters:
         await pool.execute("INSERT INTO clusters (name, mode) VALUES ($1, 'push')", cluster)
