@@ -87,6 +87,11 @@ def yaml_text(obj: JSON) -> str:
 
 def yaml_diff(old: JSON, new: JSON, *, old_label: str, new_label: str) -> str:
     """A unified diff of the two versions' YAML (``None``: the object did not exist)."""
-    lines = difflib.unified_diff(yaml_text(old).splitlines(), yaml_text(new).splitlines(),
-                                 fromfile=old_label, tofile=new_label, lineterm="")
+    return text_diff(yaml_text(old), yaml_text(new), old_label=old_label, new_label=new_label)
+
+
+def text_diff(old: str, new: str, *, old_label: str, new_label: str) -> str:
+    """A unified diff of two texts (``yaml_text`` of two versions)."""
+    lines = difflib.unified_diff(old.splitlines(), new.splitlines(), fromfile=old_label, tofile=new_label,
+                                 lineterm="")
     return "".join(line + "\n" for line in lines)
