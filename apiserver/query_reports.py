@@ -4,8 +4,8 @@ request values only ever become bound parameters).
 
 Each report reads narrow data, never a scan of the objects (at 1M pods they are about 5 GB):
 
-* ``counts``: an index-only scan of an index that holds (cluster, group, resource,
-  namespace) in that order (the primary key or ``resources_list_order``), grouped in it;
+* ``counts``: ``object_counts``, the counts per (cluster, group, resource, namespace) that
+  triggers on ``resources`` keep (migration 12);
 * ``pods`` and ``images``: an index-only scan of ``resources_pod_report``, which holds the
   generated columns ``pod_phase``, ``pod_restarts`` and ``pod_images`` of every pod
   (migration 6). ``images`` reads the object only for pods whose images were too long to
@@ -34,7 +34,7 @@ import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
 from apiserver.query import Scope
-from syncer.schema import clusters, resources, sync_state
+from syncer.schema import clusters, object_counts, resources, sync_state
 
 PHASES = ("Pending", "Running", "Succeeded", "Failed", "Unknown")
 BIGINT_MAX = 2**63 - 1
@@ -137,12 +137,13 @@ def _bigint(value: ColumnElement[Any]) -> ColumnElement[Any]:
 # -- statements ---------------------------------------------------------------------------------
 
 def counts_statement(filters: Filters, scope: Scope) -> sa.Select[Any]:
-    """Objects per cluster, type and namespace, with the type's kind from its sync state."""
-    c = resources.c
-    keys = (c.cluster, c.grp, c.resource, c.namespace)
-    grouped = (sa.select(*keys, _count().label("objects"))
-               .where(*_place(filters, scope), *_types_in_scope(scope, c.grp, c.resource))
-               .group_by(*keys).subquery("grouped"))
+    """Objects per cluster, type and namespace (``object_counts``, kept by triggers), with
+    the type's kind from its sync state."""
+    o = object_counts.c
+    grouped = (sa.select(o.cluster, o.grp, o.resource, o.namespace, o.objects)
+               .where(*_place(filters, scope, cluster=o.cluster, namespace=o.namespace),
+                      *_types_in_scope(scope, o.grp, o.resource))
+               .subquery("grouped"))
     s, g = sync_state.c, grouped.c
     kind = (sa.select(s.kind).where(s.cluster == g.cluster, s.grp == g.grp, s.resource == g.resource)
             .scalar_subquery())

@@ -444,6 +444,49 @@ _SEARCH_KEYS = (
     "ANALYZE resource_keys",
 )
 
+# -- object counts (migration 12) --------------------------------------------------------------
+# The counts report (objects per cluster, type and namespace) grouped every row of an index
+# of ``resources``: 0.6-1.4 s at 1M objects, growing with the store. The counts are kept
+# instead, by statement-level triggers beside those of migration 11 (set-based, from the
+# transition tables; updates change no key, so they cost nothing here). Writers of one
+# cluster and type add to the same rows; they are serialized by the change-log lock
+# already (syncer.ingest), which the triggers run under.
+_OBJECT_COUNTS = (
+    """CREATE TABLE object_counts (
+        cluster TEXT NOT NULL, grp TEXT NOT NULL, resource TEXT NOT NULL, namespace TEXT NOT NULL,
+        objects BIGINT NOT NULL,
+        PRIMARY KEY (cluster, grp, resource, namespace))""",
+    """CREATE FUNCTION kube_counts_added() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO object_counts AS o (cluster, grp, resource, namespace, objects)
+        SELECT cluster, grp, resource, namespace, count(*) FROM added
+        GROUP BY cluster, grp, resource, namespace ORDER BY cluster, grp, resource, namespace
+        ON CONFLICT (cluster, grp, resource, namespace) DO UPDATE SET objects = o.objects + EXCLUDED.objects;
+        RETURN NULL;
+    END $$""",
+    """CREATE FUNCTION kube_counts_removed() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        UPDATE object_counts o SET objects = o.objects - g.n
+        FROM (SELECT cluster, grp, resource, namespace, count(*) AS n FROM removed
+              GROUP BY cluster, grp, resource, namespace) AS g
+        WHERE o.cluster = g.cluster AND o.grp = g.grp AND o.resource = g.resource
+          AND o.namespace = g.namespace;
+        -- A separate statement: one statement's parts cannot delete the rows another updates.
+        DELETE FROM object_counts o
+        USING (SELECT DISTINCT cluster, grp, resource, namespace FROM removed) AS g
+        WHERE o.objects <= 0 AND o.cluster = g.cluster AND o.grp = g.grp AND o.resource = g.resource
+          AND o.namespace = g.namespace;
+        RETURN NULL;
+    END $$""",
+    "CREATE TRIGGER resources_counts_added AFTER INSERT ON resources REFERENCING NEW TABLE AS added"
+    " FOR EACH STATEMENT EXECUTE FUNCTION kube_counts_added()",
+    "CREATE TRIGGER resources_counts_removed AFTER DELETE ON resources REFERENCING OLD TABLE AS removed"
+    " FOR EACH STATEMENT EXECUTE FUNCTION kube_counts_removed()",
+    "INSERT INTO object_counts (cluster, grp, resource, namespace, objects)"
+    " SELECT cluster, grp, resource, namespace, count(*) FROM resources"
+    " GROUP BY cluster, grp, resource, namespace",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(version=1, description="initial schema", statements=_INITIAL_SCHEMA),
     Migration(version=2, description="skipped objects and cluster errors",
@@ -463,6 +506,8 @@ MIGRATIONS: tuple[Migration, ...] = (
               statements=_SEARCH_PLANS),
     Migration(version=11, description="search keys: what name and image searches read, narrow",
               statements=_SEARCH_KEYS),
+    Migration(version=12, description="object counts per cluster, type and namespace, kept by triggers",
+              statements=_OBJECT_COUNTS),
 )
 LATEST = MIGRATIONS[-1].version
 

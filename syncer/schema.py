@@ -162,6 +162,19 @@ Index("resource_keys_name_trgm", resource_keys.c.name, postgresql_using="gin",
 Index("resource_keys_container_images", resource_keys.c.container_images, postgresql_using="gin",
       postgresql_where=resource_keys.c.container_images.isnot(None))
 
+# Objects per cluster, type and namespace, kept by triggers on ``resources`` (migration 12):
+# the counts report reads it.
+object_counts = Table(
+    "object_counts",
+    metadata,
+    Column("cluster", Text, nullable=False),
+    Column("grp", Text, nullable=False),
+    Column("resource", Text, nullable=False),
+    Column("namespace", Text, nullable=False),
+    Column("objects", BigInteger, nullable=False),
+    PrimaryKeyConstraint("cluster", "grp", "resource", "namespace", name="object_counts_pkey"),
+)
+
 change_log = Table(
     "change_log",
     metadata,

@@ -103,8 +103,7 @@ def _on_resources(nodes: list[dict[str, Any]]) -> list[tuple[str, str]]:
 
 
 @pytest.mark.parametrize(("name", "index"), [("pods", "resources_pod_report"),
-                                              ("images", "resources_pod_report"),
-                                              ("counts", None)])
+                                              ("images", "resources_pod_report")])
 async def test_pod_and_count_reports_read_only_an_index(big: asyncpg.Pool, name: str,
                                                         index: str | None) -> None:
     nodes = await _plan(big, name)
@@ -118,6 +117,12 @@ async def test_pod_and_count_reports_read_only_an_index(big: asyncpg.Pool, name:
         assert (("Index Only Scan", index)) in scans
     if name == "images":  # pods with images too long to index: found by their own (empty) index
         assert ("Index Scan", "resources_pod_images_unbounded") in scans
+
+
+async def test_the_count_report_reads_the_kept_counts(big: asyncpg.Pool) -> None:
+    nodes = await _plan(big, "counts")
+    assert not _on_resources(nodes), "counted from the objects"
+    assert any(n.get("Relation Name") == "object_counts" for n in nodes)
 
 
 async def test_events_are_found_by_their_time(big: asyncpg.Pool) -> None:

@@ -4,7 +4,8 @@
 end, deletions, a type's and a cluster's removal, COPY, a change of stored version and of
 a pod's images. Name and image searches read their candidates there (apiserver.query), so
 a missing or stale row would hide an object from a search, and an extra one would name an
-object that is gone."""
+object that is gone. ``object_counts`` (migration 12), the counts per cluster, type and
+namespace the counts report reads, is checked alike."""
 
 from __future__ import annotations
 
@@ -38,6 +39,11 @@ async def _assert_mirrored(pool: asyncpg.Pool) -> int:
         f"SELECT {_IDENTITY}, container_images FROM resource_keys")}
     missing, extra = sorted(rows - keys, key=str), sorted(keys - rows, key=str)
     assert keys == rows, f"missing {missing[:5]}, extra {extra[:5]}"
+    counted = {tuple(r) for r in await pool.fetch(
+        "SELECT cluster, grp, resource, namespace, count(*) FROM resources GROUP BY 1, 2, 3, 4")}
+    kept = {tuple(r) for r in await pool.fetch("SELECT cluster, grp, resource, namespace, objects"
+                                               " FROM object_counts")}
+    assert kept == counted, f"counts: missing {counted - kept}, extra {kept - counted}"
     return len(rows)
 
 
