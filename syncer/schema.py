@@ -139,6 +139,22 @@ Index("resources_event_time", func.kube_event_time(resources.c.object),
 Index("resources_pod_images", resources.c.pod_images, postgresql_using="gin", postgresql_where=text(_POD))
 # -- end field selectors on JSON paths
 
+# -- the images report's summary (migration 11): per cluster, namespace and image, the pods
+# that declare it and their containers with it; kept exact by statement-level triggers on
+# ``resources`` (functions defined by the migration). Pods whose ``pod_images`` is NULL are
+# not in it (the report reads those objects).
+pod_image_use = Table(
+    "pod_image_use",
+    metadata,
+    Column("cluster", Text, nullable=False),
+    Column("namespace", Text, nullable=False),
+    Column("image", Text(collation="C"), nullable=False),
+    Column("pods", BigInteger, nullable=False),
+    Column("containers", BigInteger, nullable=False),
+    PrimaryKeyConstraint("cluster", "namespace", "image", name="pod_image_use_pkey"),
+)
+# -- end the images report's summary
+
 change_log = Table(
     "change_log",
     metadata,
