@@ -34,7 +34,7 @@ import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
 from apiserver.query import Scope
-from syncer.schema import clusters, resources, sync_state
+from syncer.schema import clusters, pod_image_use, resources, sync_state
 
 PHASES = ("Pending", "Running", "Succeeded", "Failed", "Unknown")
 BIGINT_MAX = 2**63 - 1
@@ -165,28 +165,40 @@ def pods_statement(filters: Filters, scope: Scope) -> sa.Select[Any]:
 def images_statement(filters: Filters, scope: Scope) -> sa.Select[Any]:
     """Images per cluster and namespace: the pods that declare each, and their containers.
 
-    Pods are first counted per (cluster, namespace, images) straight from the index (pods
-    of one template share their images), and only those groups are split into images. A
-    pod's images are sorted, so an image it has twice follows itself: the pod counts once."""
+    Read from ``pod_image_use``, the summary the triggers of migration 11 keep, plus the pods
+    it leaves out, whose images were too long to index: those are read live from their
+    objects. A pod's images are sorted, so an image it has twice follows itself: the pod
+    counts once."""
+    u = pod_image_use.c
+    summarized = (sa.select(u.image, u.cluster, u.namespace, u.pods, u.containers)
+                  .where(*_place(filters, scope, cluster=u.cluster, namespace=u.namespace)))
+    if not scope.allows_type("", "pods"):
+        summarized = summarized.where(sa.false())
+    rows = sa.union_all(summarized, _unbounded_images(filters, scope)).subquery("rows")
+    return (sa.select(rows.c.image, rows.c.cluster, rows.c.namespace,
+                      _bigint(sa.func.sum(rows.c.pods)).label("pods"),
+                      _bigint(sa.func.sum(rows.c.containers)).label("containers"))
+            .group_by(rows.c.image, rows.c.cluster, rows.c.namespace)
+            .order_by(rows.c.image, rows.c.cluster, rows.c.namespace))
+
+
+def _unbounded_images(filters: Filters, scope: Scope) -> sa.Select[Any]:
+    """What ``pod_image_use`` leaves out, counted the same way from the objects: the pods
+    whose ``pod_images`` is NULL (``resources_pod_images_unbounded``, normally none). They
+    are grouped by their images first, which also reads each object's images once."""
     c = resources.c
-    where = [*_type("", "pods", scope), *_place(filters, scope)]
-    indexed = (sa.select(c.cluster, c.namespace, c.pod_images.label("images"), _count().label("pods"))
-               .where(*where, c.pod_images.is_not(None))
-               .group_by(c.cluster, c.namespace, c.pod_images))
-    unbounded_images = sa.func.kube_pod_images(c.object, None, type_=c.pod_images.type)
-    unbounded = (sa.select(c.cluster, c.namespace, unbounded_images.label("images"), _count().label("pods"))
-                 .where(*where, c.pod_images.is_(None))
-                 .group_by(c.cluster, c.namespace, unbounded_images))
-    combos = sa.union_all(indexed, unbounded).subquery("combos")
+    images = sa.func.kube_pod_images(c.object, None, type_=c.pod_images.type)
+    combos = (sa.select(c.cluster, c.namespace, images.label("images"), _count().label("pods"))
+              .where(*_type("", "pods", scope), *_place(filters, scope), c.pod_images.is_(None))
+              .group_by(c.cluster, c.namespace, images).subquery("combos"))
     image = (sa.func.unnest(combos.c.images).table_valued("image", with_ordinality="i")
              .render_derived(name="u").lateral())
     first = sa.or_(image.c.i == 1, combos.c.images[image.c.i - 1] != image.c.image)
     return (sa.select(image.c.image, combos.c.cluster, combos.c.namespace,
-                      _bigint(sa.func.sum(combos.c.pods).filter(first)).label("pods"),
-                      _bigint(sa.func.sum(combos.c.pods)).label("containers"))
+                      sa.func.sum(combos.c.pods).filter(first).label("pods"),
+                      sa.func.sum(combos.c.pods).label("containers"))
             .select_from(combos.join(image, sa.true()))
-            .group_by(combos.c.cluster, combos.c.namespace, image.c.image)
-            .order_by(image.c.image, combos.c.cluster, combos.c.namespace))
+            .group_by(combos.c.cluster, combos.c.namespace, image.c.image))
 
 
 def _node_figure(path: str, *, scale: int = 1) -> ColumnElement[Any]:
