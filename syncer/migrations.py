@@ -402,6 +402,9 @@ _POD_IMAGE_USE = (
         cluster TEXT NOT NULL, namespace TEXT NOT NULL, image TEXT COLLATE "C" NOT NULL,
         pods BIGINT NOT NULL, containers BIGINT NOT NULL,
         CONSTRAINT pod_image_use_pkey PRIMARY KEY (cluster, namespace, image))""",
+    # The report's order, with what it reads: the whole report is one index-only scan.
+    "CREATE INDEX pod_image_use_report_order ON pod_image_use (image, cluster, namespace)"
+    " INCLUDE (pods, containers)",
     # Pods of one template share their images: count the groups (resources_pod_report, in
     # its order), then split only the groups into images.
     f"""INSERT INTO pod_image_use ({_POD_IMAGE_USE_COLUMNS})

@@ -153,6 +153,8 @@ pod_image_use = Table(
     Column("containers", BigInteger, nullable=False),
     PrimaryKeyConstraint("cluster", "namespace", "image", name="pod_image_use_pkey"),
 )
+Index("pod_image_use_report_order", pod_image_use.c.image, pod_image_use.c.cluster, pod_image_use.c.namespace,
+      postgresql_include=["pods", "containers"])
 # -- end the images report's summary
 
 change_log = Table(
