@@ -165,32 +165,41 @@ def pods_statement(filters: Filters, scope: Scope) -> sa.Select[Any]:
 def images_statement(filters: Filters, scope: Scope) -> sa.Select[Any]:
     """Images per cluster and namespace: the pods that declare each, and their containers.
 
-    Read from ``pod_image_use``, the summary the triggers of migration 11 keep, plus the pods
-    it leaves out, whose images were too long to index: those are read live from their
-    objects. A pod's images are sorted, so an image it has twice follows itself: the pod
-    counts once."""
+    Read from ``pod_image_use``, the summary the triggers of migration 11 keep, in the order
+    of its ``pod_image_use_report_order`` index: no grouping and no sort (at 1M pods, 130k
+    rows; hashing and sorting them cost more than reading them). Pods whose images were too
+    long to index are not in the summary: when the request's place has any (normally none),
+    a second branch adds them, counted from their objects, and groups the lot instead; the
+    check is a one-time filter of each branch, so only one of them runs. Each branch is
+    ordered in itself, so that PostgreSQL merges them rather than sorting (it does not pass
+    an outer ORDER BY down into the branches of a UNION)."""
     u = pod_image_use.c
     summarized = (sa.select(u.image, u.cluster, u.namespace, u.pods, u.containers)
                   .where(*_place(filters, scope, cluster=u.cluster, namespace=u.namespace)))
     if not scope.allows_type("", "pods"):
         summarized = summarized.where(sa.false())
-    rows = sa.union_all(summarized, _unbounded_images(filters, scope)).subquery("rows")
-    return (sa.select(rows.c.image, rows.c.cluster, rows.c.namespace,
-                      _bigint(sa.func.sum(rows.c.pods)).label("pods"),
-                      _bigint(sa.func.sum(rows.c.containers)).label("containers"))
-            .group_by(rows.c.image, rows.c.cluster, rows.c.namespace)
-            .order_by(rows.c.image, rows.c.cluster, rows.c.namespace))
+    c = resources.c
+    unbounded = [*_type("", "pods", scope), *_place(filters, scope), c.pod_images.is_(None)]
+    some = sa.exists(sa.select(sa.literal(1)).where(*unbounded))
+    rows = sa.union_all(summarized, _unbounded_images(unbounded)).subquery("rows")
+    merged = (sa.select(rows.c.image, rows.c.cluster, rows.c.namespace,
+                        _bigint(sa.func.sum(rows.c.pods)).label("pods"),
+                        _bigint(sa.func.sum(rows.c.containers)).label("containers"))
+              .where(some).group_by(rows.c.image, rows.c.cluster, rows.c.namespace)
+              .order_by(rows.c.image, rows.c.cluster, rows.c.namespace))
+    alone = summarized.where(sa.not_(some)).order_by(u.image, u.cluster, u.namespace)
+    either = sa.union_all(alone, merged).subquery("images")
+    return sa.select(*either.c).order_by(either.c.image, either.c.cluster, either.c.namespace)
 
 
-def _unbounded_images(filters: Filters, scope: Scope) -> sa.Select[Any]:
+def _unbounded_images(where: list[ColumnElement[bool]]) -> sa.Select[Any]:
     """What ``pod_image_use`` leaves out, counted the same way from the objects: the pods
-    whose ``pod_images`` is NULL (``resources_pod_images_unbounded``, normally none). They
-    are grouped by their images first, which also reads each object's images once."""
+    (of ``where``) whose ``pod_images`` is NULL, found by ``resources_pod_images_unbounded``.
+    They are grouped by their images first, which also reads each object's images once."""
     c = resources.c
     images = sa.func.kube_pod_images(c.object, None, type_=c.pod_images.type)
     combos = (sa.select(c.cluster, c.namespace, images.label("images"), _count().label("pods"))
-              .where(*_type("", "pods", scope), *_place(filters, scope), c.pod_images.is_(None))
-              .group_by(c.cluster, c.namespace, images).subquery("combos"))
+              .where(*where).group_by(c.cluster, c.namespace, images).subquery("combos"))
     image = (sa.func.unnest(combos.c.images).table_valued("image", with_ordinality="i")
              .render_derived(name="u").lateral())
     first = sa.or_(image.c.i == 1, combos.c.images[image.c.i - 1] != image.c.image)

@@ -117,20 +117,37 @@ async def test_pod_and_count_reports_read_only_an_index(big: asyncpg.Pool, name:
 
 
 async def test_images_read_their_summary(big: asyncpg.Pool) -> None:
-    """The images report reads pod_image_use (migration 11), and of ``resources`` only the
-    pods whose images were too long to summarize, found by their own (empty) index."""
+    """The images report reads pod_image_use (migration 11); of ``resources`` it reads only
+    the index of pods whose images were too long to summarize (empty here), and so never
+    runs the branch that would count those from their objects."""
     nodes = await _plan(big, "images")
-    assert _on_resources(nodes) == [("Index Scan", "resources_pod_images_unbounded")]
-    summary = [n for n in nodes if n.get("Relation Name") == "pod_image_use"]
-    assert summary and sum(n["Actual Rows"] * n["Actual Loops"] for n in summary) == await big.fetchval(
-        "SELECT count(*) FROM pod_image_use")
+    scans = _on_resources(nodes)
+    assert scans and {index for _, index in scans} == {"resources_pod_images_unbounded"}, scans
+    live = [n for n in nodes if n.get("Index Name") == "resources_pod_images_unbounded" and n["Actual Loops"]]
+    assert all(n["Node Type"] == "Index Only Scan" for n in live), "only probed, never read"
+    summary = [n for n in nodes if n.get("Relation Name") == "pod_image_use" and n["Actual Loops"]]
+    assert sum(n["Actual Rows"] for n in summary) == await big.fetchval("SELECT count(*) FROM pod_image_use")
     # COPY fires the triggers too: every indexed container is in the summary.
     assert await big.fetchval("SELECT sum(containers) FROM pod_image_use") == await big.fetchval(
         "SELECT sum(cardinality(pod_images)) FROM resources WHERE grp = '' AND resource = 'pods'") > 0
     one = Filters(clusters=frozenset({"c2"}), namespaces=frozenset({"ns-03"}))
     narrowed = await _plan(big, "images", one)
-    assert ("pod_image_use_pkey", None) in [(n.get("Index Name"), n.get("Relation Name")) for n in narrowed]
+    assert "pod_image_use_pkey" in {n.get("Index Name") for n in narrowed}
     assert [s for s in _on_resources(narrowed) if s[0] not in ("Index Scan", "Index Only Scan")] == []
+
+
+async def test_a_large_summary_is_read_in_order(pool: asyncpg.Pool) -> None:
+    """At 1M pods the summary holds about 130k rows: read in the report's order from
+    ``pod_image_use_report_order``, neither hashed nor sorted."""
+    await pool.execute(
+        "INSERT INTO pod_image_use (cluster, namespace, image, pods, containers)"
+        " SELECT 'c-' || c, 'ns-' || n, 'registry.example.com/app-' || i || ':1', 1 + i % 7, 1 + i % 7"
+        " FROM generate_series(1, 100) c, generate_series(1, 20) n, generate_series(1, 65) i")
+    await pool.execute("VACUUM (ANALYZE) pod_image_use")
+    nodes = await _plan(pool, "images")
+    assert ("Index Only Scan", "pod_image_use_report_order") in [
+        (n["Node Type"], n.get("Index Name")) for n in nodes if n["Actual Rows"] == 130_000]
+    assert not [n for n in nodes if n["Node Type"] in ("Sort", "Aggregate") and n["Actual Rows"]]
 
 
 async def test_events_are_found_by_their_time(big: asyncpg.Pool) -> None:
