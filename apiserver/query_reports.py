@@ -6,10 +6,13 @@ Each report reads narrow data, never a scan of the objects (at 1M pods they are 
 
 * ``counts``: an index-only scan of an index that holds (cluster, group, resource,
   namespace) in that order (the primary key or ``resources_list_order``), grouped in it;
-* ``pods`` and ``images``: an index-only scan of ``resources_pod_report``, which holds the
-  generated columns ``pod_phase``, ``pod_restarts`` and ``pod_images`` of every pod
-  (migration 6). ``images`` reads the object only for pods whose images were too long to
-  index (``pod_images`` NULL, found through a partial index that is normally empty);
+* ``pods``: an index-only scan of ``resources_pod_report``, which holds the generated
+  columns ``pod_phase``, ``pod_restarts`` and ``pod_images`` of every pod (migration 6);
+* ``images``: ``pod_image_use``, the summary per cluster, namespace and image that triggers
+  on ``resources`` keep exact (migration 11), read in the report's order from an index that
+  holds it. Pods whose images were too long to index (``pod_images`` NULL) are not in the
+  summary: their objects are read (found through a partial index that is normally empty)
+  and added, only when the request's place has any;
 * ``events``: the events whose time (``kube_event_time``) falls in the window, found by
   ``resources_event_time``; only those rows are read;
 * ``nodes``: the node rows (found by an index that leads with the type), parsed with ``kube_quantity``:
