@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import orjson
 from aiohttp import web
 from multidict import MultiMapping
@@ -122,6 +123,18 @@ def _plain(value: Any) -> Any:
     return _rfc3339(value) if isinstance(value, datetime) else value
 
 
+def _items(report: Report, rows: Sequence[asyncpg.Record]) -> list[dict[str, Any]]:
+    """Rows as JSON objects (a statement's labels are its report's columns, in order), with
+    times in RFC 3339. Only the time columns are converted: the images report has 130k rows
+    at 1M pods, and converting every value took 0.7 s of its answer instead of 0.2."""
+    items = [dict(row) for row in rows]
+    times = [c.name for c in report.columns if c.type == "date-time"]
+    for item in items:
+        for name in times:
+            item[name] = _plain(item[name])
+    return items
+
+
 def _with_staleness(items: list[dict[str, Any]], catalog: Catalog) -> None:
     """The clusters report's staleness, as the catalog (and every Warning header) has it."""
     for item in items:
@@ -190,10 +203,10 @@ async def get_report(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn, conn.transaction(readonly=True):
         await conn.execute(_SETTINGS)
         rows = await conn.fetch(sql, *params)
-    items = [{k: _plain(v) for k, v in row.items()} for row in rows]
+    items = _items(report, rows)
     if report.name == "clusters":
         _with_staleness(items, catalog)
-    items = [{c.name: item[c.name] for c in report.columns} for item in items]  # in the columns' order
+        items = [{c.name: item[c.name] for c in report.columns} for item in items]  # in the columns' order
     if fmt == "csv":
         response = web.Response(body=csv_body(report, items), content_type="text/csv", charset="utf-8",
                                 headers={"Content-Disposition": f'attachment; filename="{report.name}.csv"'})

@@ -486,6 +486,126 @@ _OBJECT_COUNTS = (
     " SELECT cluster, grp, resource, namespace, count(*) FROM resources"
     " GROUP BY cluster, grp, resource, namespace",
 )
+# -- the images report's summary (migration 13) ------------------------------------------------
+# The images report counted every pod's images per request (333k (cluster, namespace, images)
+# groups to split at 1M pods: 2-3 s). pod_image_use keeps the answer: per cluster, namespace
+# and image, the pods that declare it (a pod with an image twice counts once) and their
+# containers with it. Statement-level triggers keep it exact on every write of ``resources``:
+# they read the statement's rows from its transition tables, so a batch of 500 pods costs one
+# function call and one upsert, not 500 (a row-level trigger's per-row call is what this
+# avoids). A statement that leaves every pod's images as they were (a status update) finds a
+# zero delta and writes nothing.
+#
+# Pods whose images are too long to index (``pod_images`` NULL) are left out: the report
+# reads them live, as before. A later migration that changes what ``pod_images`` holds, or
+# writes ``resources`` with the triggers disabled, must fill the summary again.
+#
+# Ingest writes ``resources`` only under the change-log lock (syncer.ingest), so summary
+# rows have one writer at a time; other writers are kept from deadlocking by taking the
+# rows in key order within each statement.
+_POD_IMAGE_USE_COLUMNS = "cluster, namespace, image, pods, containers"
+
+
+def _image_uses(table: str, sign: int) -> str:
+    """The delta of one transition table: per (cluster, namespace, image), ``sign`` times its
+    pods (an image counted at its first place in each pod's sorted array) and containers."""
+    return f"""SELECT r.cluster, r.namespace, u.image,
+            {sign} * count(*) FILTER (WHERE u.i = 1 OR r.pod_images[u.i - 1] <> u.image) AS pods,
+            {sign} * count(*) AS containers
+        FROM {table} r CROSS JOIN LATERAL unnest(r.pod_images) WITH ORDINALITY AS u(image, i)
+        WHERE r.grp = '' AND r.resource = 'pods'
+        GROUP BY r.cluster, r.namespace, u.image"""
+
+
+def _deltas(source: str) -> str:
+    """Non-zero deltas as one pod_image_use[] in key order (the order rows are locked in)."""
+    return f"""ARRAY(SELECT (d.cluster, d.namespace, d.image, sum(d.pods)::bigint,
+                    sum(d.containers)::bigint)::pod_image_use
+            FROM ({source}) AS d
+            GROUP BY d.cluster, d.namespace, d.image
+            HAVING sum(d.pods) <> 0 OR sum(d.containers) <> 0
+            ORDER BY d.cluster, d.namespace, d.image)"""
+
+
+_POD_IMAGE_USE = (
+    # Writers that do not know the summary yet (an older process) must not commit between
+    # the fill and the triggers; readers go on.
+    "LOCK TABLE resources IN SHARE ROW EXCLUSIVE MODE",
+    """CREATE TABLE pod_image_use (
+        cluster TEXT NOT NULL, namespace TEXT NOT NULL, image TEXT COLLATE "C" NOT NULL,
+        pods BIGINT NOT NULL, containers BIGINT NOT NULL,
+        CONSTRAINT pod_image_use_pkey PRIMARY KEY (cluster, namespace, image))""",
+    # The report's order, with what it reads: the whole report is one index-only scan.
+    "CREATE INDEX pod_image_use_report_order ON pod_image_use (image, cluster, namespace)"
+    " INCLUDE (pods, containers)",
+    # Pods of one template share their images: count the groups (resources_pod_report, in
+    # its order), then split only the groups into images.
+    f"""INSERT INTO pod_image_use ({_POD_IMAGE_USE_COLUMNS})
+        SELECT g.cluster, g.namespace, u.image,
+               sum(g.pods) FILTER (WHERE u.i = 1 OR g.pod_images[u.i - 1] <> u.image)::bigint,
+               sum(g.pods)::bigint
+        FROM (SELECT cluster, namespace, pod_images, count(*) AS pods FROM resources
+              WHERE {_POD} AND pod_images IS NOT NULL
+              GROUP BY cluster, namespace, pod_images) AS g
+        CROSS JOIN LATERAL unnest(g.pod_images) WITH ORDINALITY AS u(image, i)
+        GROUP BY g.cluster, g.namespace, u.image""",
+    # Add a delta (in key order): upsert every key, then delete the keys no pod uses any more
+    # (their rows are locked by the upsert, so they are still at zero).
+    f"""CREATE FUNCTION pod_image_use_add(delta pod_image_use[]) RETURNS void
+        LANGUAGE plpgsql AS $$
+    DECLARE
+        emptied pod_image_use[];
+    BEGIN
+        IF cardinality(delta) = 0 THEN
+            RETURN;
+        END IF;
+        WITH added AS (
+            INSERT INTO pod_image_use AS s ({_POD_IMAGE_USE_COLUMNS})
+            SELECT {_POD_IMAGE_USE_COLUMNS} FROM unnest(delta)
+            ON CONFLICT (cluster, namespace, image) DO UPDATE
+                SET pods = s.pods + EXCLUDED.pods, containers = s.containers + EXCLUDED.containers
+            RETURNING s.*)
+        SELECT array_agg((a.cluster, a.namespace, a.image, a.pods, a.containers)::pod_image_use)
+            INTO emptied FROM added a WHERE a.pods <= 0;
+        IF emptied IS NOT NULL THEN
+            DELETE FROM pod_image_use s USING unnest(emptied) e
+            WHERE s.cluster = e.cluster AND s.namespace = e.namespace AND s.image = e.image AND s.pods <= 0;
+        END IF;
+    END $$""",
+    # One function for the three events; each branch reads only the transition tables its
+    # trigger has (an INSERT has no old rows, a DELETE no new ones).
+    f"""CREATE FUNCTION pod_image_use_track() RETURNS trigger
+        LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP = 'INSERT' THEN
+            PERFORM pod_image_use_add({_deltas(_image_uses("new_rows", 1))});
+        ELSIF TG_OP = 'DELETE' THEN
+            PERFORM pod_image_use_add({_deltas(_image_uses("old_rows", -1))});
+        ELSE
+            PERFORM pod_image_use_add({_deltas(
+                f"{_image_uses('new_rows', 1)} UNION ALL {_image_uses('old_rows', -1)}")});
+        END IF;
+        RETURN NULL;
+    END $$""",
+    """CREATE FUNCTION pod_image_use_clear() RETURNS trigger
+        LANGUAGE plpgsql AS $$
+    BEGIN
+        TRUNCATE pod_image_use;
+        RETURN NULL;
+    END $$""",
+    # An INSERT ... ON CONFLICT DO UPDATE (ingest's merge) fires both the INSERT trigger (the
+    # rows it inserted) and the UPDATE trigger (the rows it updated, old and new).
+    "CREATE TRIGGER pod_image_use_insert AFTER INSERT ON resources REFERENCING NEW TABLE AS new_rows"
+    " FOR EACH STATEMENT EXECUTE FUNCTION pod_image_use_track()",
+    "CREATE TRIGGER pod_image_use_update AFTER UPDATE ON resources REFERENCING OLD TABLE AS old_rows"
+    " NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION pod_image_use_track()",
+    "CREATE TRIGGER pod_image_use_delete AFTER DELETE ON resources REFERENCING OLD TABLE AS old_rows"
+    " FOR EACH STATEMENT EXECUTE FUNCTION pod_image_use_track()",
+    "CREATE TRIGGER pod_image_use_truncate AFTER TRUNCATE ON resources"
+    " FOR EACH STATEMENT EXECUTE FUNCTION pod_image_use_clear()",
+    "ANALYZE pod_image_use",
+)
+# -- end the images report's summary
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(version=1, description="initial schema", statements=_INITIAL_SCHEMA),
@@ -508,6 +628,8 @@ MIGRATIONS: tuple[Migration, ...] = (
               statements=_SEARCH_KEYS),
     Migration(version=12, description="object counts per cluster, type and namespace, kept by triggers",
               statements=_OBJECT_COUNTS),
+    Migration(version=13, description="reports: a summary of images in use, kept by triggers",
+              statements=_POD_IMAGE_USE),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -175,6 +175,24 @@ object_counts = Table(
     PrimaryKeyConstraint("cluster", "grp", "resource", "namespace", name="object_counts_pkey"),
 )
 
+# -- the images report's summary (migration 13): per cluster, namespace and image, the pods
+# that declare it and their containers with it; kept exact by statement-level triggers on
+# ``resources`` (functions defined by the migration). Pods whose ``pod_images`` is NULL are
+# not in it (the report reads those objects).
+pod_image_use = Table(
+    "pod_image_use",
+    metadata,
+    Column("cluster", Text, nullable=False),
+    Column("namespace", Text, nullable=False),
+    Column("image", Text(collation="C"), nullable=False),
+    Column("pods", BigInteger, nullable=False),
+    Column("containers", BigInteger, nullable=False),
+    PrimaryKeyConstraint("cluster", "namespace", "image", name="pod_image_use_pkey"),
+)
+Index("pod_image_use_report_order", pod_image_use.c.image, pod_image_use.c.cluster, pod_image_use.c.namespace,
+      postgresql_include=["pods", "containers"])
+# -- end the images report's summary
+
 change_log = Table(
     "change_log",
     metadata,

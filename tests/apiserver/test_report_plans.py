@@ -79,7 +79,7 @@ async def big(pool: asyncpg.Pool) -> asyncpg.Pool:
                 "INSERT INTO sync_state (cluster, grp, resource, version, kind, namespaced, phase,"
                 " object_count) SELECT cluster, grp, resource, version, kind, namespace <> '', 'watching',"
                 " count(*) FROM resources WHERE cluster = $1 GROUP BY 1, 2, 3, 4, 5, 6", cluster)
-        await conn.execute("VACUUM (ANALYZE) resources")
+        await conn.execute("VACUUM (ANALYZE) resources, pod_image_use")
     return pool
 
 
@@ -102,9 +102,8 @@ def _on_resources(nodes: list[dict[str, Any]]) -> list[tuple[str, str]]:
     return [(n["Node Type"], n.get("Index Name", "")) for n in nodes if n.get("Relation Name") == "resources"]
 
 
-@pytest.mark.parametrize(("name", "index"), [("pods", "resources_pod_report"),
-                                              ("images", "resources_pod_report")])
-async def test_pod_and_count_reports_read_only_an_index(big: asyncpg.Pool, name: str,
+@pytest.mark.parametrize(("name", "index"), [("pods", "resources_pod_report")])
+async def test_pod_reports_read_only_an_index(big: asyncpg.Pool, name: str,
                                                         index: str | None) -> None:
     nodes = await _plan(big, name)
     scans = _on_resources(nodes)
@@ -115,8 +114,40 @@ async def test_pod_and_count_reports_read_only_an_index(big: asyncpg.Pool, name:
     assert round(read) >= len(CLUSTERS) * PODS_PER_CLUSTER
     if index is not None:
         assert (("Index Only Scan", index)) in scans
-    if name == "images":  # pods with images too long to index: found by their own (empty) index
-        assert ("Index Scan", "resources_pod_images_unbounded") in scans
+
+
+async def test_images_read_their_summary(big: asyncpg.Pool) -> None:
+    """The images report reads pod_image_use (migration 13); of ``resources`` it reads only
+    the index of pods whose images were too long to summarize (empty here), and so never
+    runs the branch that would count those from their objects."""
+    nodes = await _plan(big, "images")
+    scans = _on_resources(nodes)
+    assert scans and {index for _, index in scans} == {"resources_pod_images_unbounded"}, scans
+    live = [n for n in nodes if n.get("Index Name") == "resources_pod_images_unbounded" and n["Actual Loops"]]
+    assert all(n["Node Type"] == "Index Only Scan" for n in live), "only probed, never read"
+    summary = [n for n in nodes if n.get("Relation Name") == "pod_image_use" and n["Actual Loops"]]
+    assert sum(n["Actual Rows"] for n in summary) == await big.fetchval("SELECT count(*) FROM pod_image_use")
+    # COPY fires the triggers too: every indexed container is in the summary.
+    assert await big.fetchval("SELECT sum(containers) FROM pod_image_use") == await big.fetchval(
+        "SELECT sum(cardinality(pod_images)) FROM resources WHERE grp = '' AND resource = 'pods'") > 0
+    one = Filters(clusters=frozenset({"c2"}), namespaces=frozenset({"ns-03"}))
+    narrowed = await _plan(big, "images", one)
+    assert "pod_image_use_pkey" in {n.get("Index Name") for n in narrowed}
+    assert [s for s in _on_resources(narrowed) if s[0] not in ("Index Scan", "Index Only Scan")] == []
+
+
+async def test_a_large_summary_is_read_in_order(pool: asyncpg.Pool) -> None:
+    """At 1M pods the summary holds about 130k rows: read in the report's order from
+    ``pod_image_use_report_order``, neither hashed nor sorted."""
+    await pool.execute(
+        "INSERT INTO pod_image_use (cluster, namespace, image, pods, containers)"
+        " SELECT 'c-' || c, 'ns-' || n, 'registry.example.com/app-' || i || ':1', 1 + i % 7, 1 + i % 7"
+        " FROM generate_series(1, 100) c, generate_series(1, 20) n, generate_series(1, 65) i")
+    await pool.execute("VACUUM (ANALYZE) pod_image_use")
+    nodes = await _plan(pool, "images")
+    assert ("Index Only Scan", "pod_image_use_report_order") in [
+        (n["Node Type"], n.get("Index Name")) for n in nodes if n["Actual Rows"] == 130_000]
+    assert not [n for n in nodes if n["Node Type"] in ("Sort", "Aggregate") and n["Actual Rows"]]
 
 
 async def test_the_count_report_reads_the_kept_counts(big: asyncpg.Pool) -> None:

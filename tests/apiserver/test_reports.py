@@ -181,10 +181,29 @@ async def test_reports_keep_to_the_types_a_caller_may_read(pods_only_api: Api, s
     pods = [r for r in expected_counts(synced) if r["resource"] == "pods"]
     assert await _report(pods_only_api, "counts") == pods
     assert await _report(pods_only_api, "pods") == expected_pods(synced)
+    assert await _report(pods_only_api, "images") == expected_images(synced)
     assert await _report(pods_only_api, "nodes") == await _report(pods_only_api, "events") == []
     clusters = await _report(pods_only_api, "clusters")
     assert [(c["types"], c["objects"]) for c in clusters] == [(1, len(synced.objects[c["cluster"]]["pods"]))
                                                               for c in clusters]
+
+
+@pytest_asyncio.fixture
+async def nodes_only_api(db_url: str) -> AsyncIterator[Api]:
+    """The API for a caller who may read nodes only."""
+    app = build_app(database_url=db_url)
+    app[SCOPE] = Scope(types=frozenset({("", "nodes")}))
+    runner, url = await serve_app(app)
+    async with aiohttp.ClientSession() as session:
+        yield Api(url=url, session=session)
+    await runner.cleanup()
+
+
+async def test_pod_reports_are_empty_to_a_caller_who_may_not_read_pods(nodes_only_api: Api,
+                                                                     synced: Synced) -> None:
+    """The images report reads a summary, not the pods' rows: the scope's types still apply."""
+    assert await _report(nodes_only_api, "images") == await _report(nodes_only_api, "pods") == []
+    assert await _report(nodes_only_api, "nodes") == expected_nodes(synced)
 
 
 async def test_absurd_quantities_saturate_a_sum(api: Api, pool: asyncpg.Pool, synced: Synced) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from syncer.db import DatabaseUnreachable, connect
 from syncer.ingest import Store
-from syncer.migrations import LATEST, SchemaTooNew, current_version, migrate
+from syncer.migrations import LATEST, MIGRATIONS, SchemaTooNew, current_version, migrate
 from tests.factories import PODS, event, pod
 
 
@@ -23,7 +23,8 @@ async def test_fresh_database_migrates_concurrently(pg_server_url: str) -> None:
         found = await asyncio.gather(*(migrate(c) for c in conns))
         assert sorted(found) == [0, LATEST, LATEST, LATEST], "exactly one applied the migration"
         assert await current_version(conns[0]) == LATEST
-        assert await conns[0].fetchval("SELECT count(*) FROM schema_version") == LATEST
+        applied = await conns[0].fetchval("SELECT array_agg(version ORDER BY version) FROM schema_version")
+        assert applied == [m.version for m in MIGRATIONS]
         assert await migrate(conns[0]) == LATEST, "idempotent"
         tables = {r["t"] for r in await conns[0].fetch(
             "SELECT tablename AS t FROM pg_tables WHERE schemaname = 'public'")}
