@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -183,18 +182,9 @@ async def running(
     config: SimConfig | None = None,
 ) -> AsyncIterator[SimServer]:
     """Run a kubesim server for the duration of the block; yields the server."""
-    from kubesim.generate import populate
+    from kubesim.clusters import running_clusters
 
-    sim = Simulator(config)
-    if generate:
-        populate(sim.api, generate, seed)
-        # The generated objects live as long as the server: keep the cyclic
-        # collector from re-scanning them on every full collection.
-        gc.collect()
-        gc.freeze()
-    server = SimServer(sim, host, port)
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
+    async with running_clusters(
+        1, host, port=port, generate=generate, seed=seed, config=config
+    ) as servers:
+        yield servers[0]

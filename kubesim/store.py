@@ -249,6 +249,31 @@ class Store:
             tstore.floor = self.rv
         return entry
 
+    def write_copy(self, tstore: TypeStore, template: Entry, obj: JSON) -> Entry:
+        """Store ``obj``, a copy of another store's ``template`` that differs from it only
+        in ``metadata.uid`` (and the resourceVersion set here), without history.
+
+        The copy shares the template's key, name, namespace, labels and selectable fields
+        (no entry's are ever changed in place): a hundred clusters cloned from one pay for
+        those once."""
+        self.rv += 1
+        obj["metadata"]["resourceVersion"] = str(self.rv)
+        entry = Entry(
+            key=template.key,
+            namespace=template.namespace,
+            name=template.name,
+            uid=obj["metadata"].get("uid", ""),
+            rv=self.rv,
+            labels=template.labels,
+            fields=template.fields,
+            raw=orjson.dumps(obj),
+        )
+        if tstore.objects.get(entry.key) is None:
+            tstore.keys.insert(bisect_left(tstore.keys, entry.key), entry.key)
+        tstore.objects[entry.key] = entry
+        tstore.floor = self.rv
+        return entry
+
     def preview(self, tstore: TypeStore, obj: JSON, rv: int | None) -> Entry:
         """What a write would store, without storing it (``dryRun=All``)."""
         entry = self._entry(tstore, obj, rv or 0)
