@@ -27,6 +27,7 @@ from pathlib import Path
 
 import orjson
 
+from kubesim.churn import MAX_RATE
 from kubesim.clusters import MAX_CLUSTERS, running_clusters
 from kubesim.generate import cluster_counts, parse_counts
 from kubesim.kubeconfig import write_kubeconfig_for
@@ -50,6 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--objects-per-cluster", type=int, default=0,
                        help="about N objects in each cluster, mostly pods (instead of --generate)")
     serve.add_argument("--seed", type=int, default=0)
+    serve.add_argument("--churn", type=float, default=0.0,
+                       help="pod writes per second each cluster makes itself")
     serve.add_argument("--kubeconfig-out", default="", help="a kubeconfig with a context per cluster")
     serve.add_argument("--kubeconfig-dir", default="", help="write NAME.kubeconfig per cluster here")
     serve.add_argument("--listing-out", default="",
@@ -85,7 +88,7 @@ async def _serve(args: argparse.Namespace) -> None:
     )
     async with running_clusters(
         args.clusters, args.host, port=args.port, generate=_counts(args), seed=args.seed,
-        config=config,
+        config=config, churn=args.churn,
     ) as servers:
         write_outputs(args, servers)
         for server in servers:
@@ -149,6 +152,8 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         parser.error("--generate and --objects-per-cluster exclude each other")
     if args.objects_per_cluster < 0:
         parser.error("--objects-per-cluster must not be negative")
+    if not 0 <= args.churn <= MAX_RATE:
+        parser.error(f"--churn must be from 0 to {MAX_RATE:g} writes per second")
     if args.port and args.port + args.clusters - 1 > 65535:
         parser.error("--port and --clusters reach past port 65535")
     try:

@@ -1,7 +1,7 @@
 """Many simulated clusters from one process, one port each.
 
 Each cluster is a member cluster of its own, as if it ran alone: its own store and
-resourceVersion counter, discovery, watches, faults and control endpoints, behind
+resourceVersion counter, discovery, watches, faults, control endpoints and churn, behind
 its own listening port, so a client (kubectl, an agent, a syncer in pull mode) cannot
 tell it from a kubesim alone in its process, and one cluster's faults or restarts touch
 no other. A scale test of a hundred member clusters then fits on one machine.
@@ -9,7 +9,9 @@ no other. A scale test of a hundred member clusters then fits on one machine.
 Generated objects are made once, for the first cluster, and copied into the others with
 uids of their own (:func:`kubesim.generate.copy_objects`): the clusters hold the same
 names and contents, each copy's names, labels and selectable fields are shared with the
-first, so memory grows by about the objects' serialized bytes per cluster.
+first, so memory grows by about the objects' serialized bytes per cluster. Each
+cluster's churn has a seed of its own (``seed + index``), so the clusters drift apart
+as they change.
 """
 
 from __future__ import annotations
@@ -64,16 +66,20 @@ async def running_clusters(
     generate: Mapping[str, int] | None = None,
     seed: int = 0,
     config: SimConfig | None = None,
+    churn: float = 0.0,
 ) -> AsyncIterator[list[SimServer]]:
     """Serve ``count`` clusters for the duration of the block; yields their servers in
     order. ``port`` 0 gives each a port the kernel picks; any other port P gives the
-    clusters P, P+1, ..."""
+    clusters P, P+1, ... ``churn`` starts each cluster's in-process writes at that rate."""
     sims = make_simulators(count, generate=generate, seed=seed, config=config)
     async with AsyncExitStack() as stack:
         servers: list[SimServer] = []
         for index, sim in enumerate(sims):
-            server = SimServer(sim, host, port + index if port else 0)
+            server = SimServer(sim, host, port + index if port else 0, seed=seed + index)
             await server.start()
             stack.push_async_callback(server.stop)
             servers.append(server)
+        if churn > 0:
+            for server in servers:
+                await server.churn.start(churn)
         yield servers

@@ -13,6 +13,7 @@ from aiohttp.typedefs import Middleware
 
 from kube.tasks import STOP_TIMEOUT_S, stop_tasks
 from kubesim import discovery
+from kubesim.churn import Churn
 from kubesim.control import Control
 from kubesim.errors import StatusError, method_not_allowed
 from kubesim.faults import CONTROL_PREFIX, Faults
@@ -96,11 +97,14 @@ def _discovery_routes(sim: Simulator) -> list[web.RouteDef]:
 class SimServer:
     """One listening kubesim: ``url``, ``sim`` (the in-process state), controls."""
 
-    def __init__(self, sim: Simulator, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, sim: Simulator, host: str = "127.0.0.1", port: int = 0, *, seed: int = 0
+    ) -> None:
         self.sim = sim
         self.host = host
         self.port = port
         self.faults = Faults()
+        self.churn = Churn(sim.api, sim.registry, seed)
         self.handlers = ResourceHandlers(sim, self.faults)
         self.app = self._build_app()
         # No per-request access log: at thousands of requests per second it costs more
@@ -121,7 +125,7 @@ class SimServer:
         )
         app[SIM_KEY] = self.sim
         app[HANDLERS_KEY] = self.handlers
-        control = Control(self.sim, self.faults, self.handlers, self.schedule_restart)
+        control = Control(self.sim, self.faults, self.handlers, self.schedule_restart, self.churn)
         app.add_routes(control.routes())
         app.add_routes(_discovery_routes(self.sim))
         app.add_routes(openapi_routes(self.sim))
@@ -168,6 +172,7 @@ class SimServer:
         log.info("kubesim %s listening again on %s", self.sim.config.name, self.url)
 
     async def stop(self) -> None:
+        await self.churn.stop()
         await stop_tasks(self._restarts, timeout=STOP_TIMEOUT_S, log=log)
         await self.runner.cleanup()
 

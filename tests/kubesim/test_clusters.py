@@ -205,6 +205,7 @@ async def test_serve_many_clusters_from_one_process(
     [
         (("--clusters", "0"), "--clusters must be from 1"),
         (("--generate", "pods=1", "--objects-per-cluster", "5"), "exclude each other"),
+        (("--churn", "-1"), "--churn must be from 0"),
         (("--clusters", "3", "--port", "65534"), "past port 65535"),
     ],
 )
