@@ -290,7 +290,11 @@ class Store:
             return None
         del tstore.keys[bisect_left(tstore.keys, key)]
         self.rv += 1
-        tombstone = self._entry(tstore, orjson.loads(old.raw), self.rv)
+        obj = orjson.loads(old.raw)
+        obj["metadata"]["resourceVersion"] = str(self.rv)
+        # The last state with the delete's version: labels and fields are the old ones.
+        tombstone = Entry(old.key, old.namespace, old.name, old.uid, self.rv, old.labels,
+                          old.fields, orjson.dumps(obj))
         self._record(tstore, Event(self.rv, "DELETED", old, tombstone, 0.0))
         return tombstone
 
