@@ -335,6 +335,7 @@ class ResourceHandlers:
         except (ConnectionResetError, ConnectionError):
             pass
         finally:
+            watcher.stop_timer()
             tstore.sinks.discard(watcher)
             self.watchers.discard(watcher)
         return response

@@ -58,7 +58,9 @@ class Event:
     _line: bytes | None = None
 
     def line(self) -> bytes:
-        """The watch line, serialized once and shared by every watcher."""
+        """The watch line, serialized once and shared by every watcher it is offered to
+        at once (the store drops it then: kept in the history, it would double what
+        the history holds; a watch replaying the history makes it again)."""
         if self._line is None:
             self._line = b'{"type":"%s","object":%s}\n' % (self.type.encode(), self.new.raw)
         return self._line
@@ -304,6 +306,7 @@ class Store:
         self._trim(tstore, event.at)
         for sink in list(tstore.sinks):
             sink.offer(event)
+        event._line = None
         for waiter in self.write_waiters:
             if not waiter.done():
                 waiter.set_result(None)

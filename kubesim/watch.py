@@ -82,6 +82,9 @@ class Watcher:
         self.plain = not self.filtered and not namespace and transform is None
         self.pending: list[bytes] = []
         self._waiter: asyncio.Future[None] | None = None
+        # One timer serves many waits: re-arming it on each of them (hundreds a second on
+        # a busy type) would fill the loop's timer heap with cancelled timers.
+        self._timer: asyncio.TimerHandle | None = None
         self.closed = False
         self.overflowed = False
         # Events at or below this RV are not sent (a watch from a future RV).
@@ -138,17 +141,28 @@ class Watcher:
                 waiter.set_result(None)
 
     async def wait(self, timeout: float) -> None:  # noqa: ASYNC109
-        """Until lines are queued or the watcher is closed, at most ``timeout`` seconds."""
+        """Until lines are queued or the watcher is closed, at most ``timeout`` seconds
+        (maybe less: the caller checks what it waits for again)."""
         if self.pending or self.closed:
             return
         loop = asyncio.get_running_loop()
-        waiter = self._waiter = loop.create_future()
-        timer = loop.call_later(timeout, _resolve, waiter)
-        try:
-            await waiter
-        finally:
-            timer.cancel()
-            self._waiter = None
+        due = loop.time() + timeout
+        if self._timer is None or self._timer.when() > due:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = loop.call_at(due, self._ring)
+        self._waiter = loop.create_future()
+        await self._waiter
+
+    def _ring(self) -> None:
+        self._timer = None
+        self._wake()
+
+    def stop_timer(self) -> None:
+        """The stream ended: nothing waits any more."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def initial(self, entries: Iterable[Entry]) -> list[Entry]:
         """The current objects this watcher selects, for synthetic ADDED events."""
@@ -226,11 +240,6 @@ class SharedJoins:
             del self._joined[next(iter(self._joined))]
         self._joined[key] = (lines[0], lines[-1], joined)
         return joined
-
-
-def _resolve(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
 
 
 async def wait_for_lines(watcher: Watcher, pacer: Pacer, *, at_most: float | None = None) -> None:
