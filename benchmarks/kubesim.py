@@ -15,7 +15,9 @@ allowed) while kubesim's churn writes ``--watch-writes`` pod changes at ``--watc
 per second in-process: every write is one event for every watcher, so the events
 delivered per second are what kubesim's write and fan-out path sustains, apart from the
 cost of an HTTP client writing. Each run counts the lines the watchers receive until all
-arrived, from the first to the last; ``--runs`` runs, reported as min and median.
+arrived, from the first to the last; ``--runs`` runs, reported as min and median. The
+server's CPU time per event delivered (user and system, median) says what the figure
+costs, which the machine's other load skews less than the rate.
 Baseline, alternating with kubesim run by run: as many pod event lines (pre-encoded from
 the listed pods) sent by a minimal aiohttp server to the same watchers at the same rate
 in the same slices, so the ratio shows what kubesim's writes and fan-out cost over pure
@@ -43,6 +45,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from benchmarks._procs import cpu_seconds
 from kubesim.churn import run_paced
 
 PAGE = 500
@@ -254,9 +257,16 @@ async def watching(url: str, watchers: int) -> AsyncIterator[Delivery]:
             await asyncio.gather(*readers, return_exceptions=True)
 
 
-async def churn_run(url: str, watchers: int, rate: float, writes: int) -> float:
+@dataclass
+class RunResult:
+    events_per_s: float
+    cpu_us_per_event: float  # the server's
+
+
+async def churn_run(url: str, pid: int, watchers: int, rate: float, writes: int) -> RunResult:
     """One run: the server writes ``writes`` pod changes at ``rate``; events/s delivered."""
     async with watching(url, watchers) as delivery:
+        cpu_before = cpu_seconds(pid)
         params = {"rate": str(rate), "writes": str(writes)}
         async with aiohttp.ClientSession() as session, session.post(
                 url + "/_kubesim/churn", params=params) as resp:
@@ -265,23 +275,27 @@ async def churn_run(url: str, watchers: int, rate: float, writes: int) -> float:
         deadline = time.monotonic() + 30 + 4 * writes / rate
         while delivery.total < expected and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
+        cpu = cpu_seconds(pid) - cpu_before
     if delivery.total < expected:
         print(f"{url}: only {delivery.total} of {expected} events arrived", file=sys.stderr)
-    return delivery.per_second()
+    return RunResult(delivery.per_second(), cpu / max(delivery.total, 1) * 1e6)
 
 
-async def churn_runs(url: str, base_url: str, args: argparse.Namespace
-                     ) -> tuple[list[float], list[float]]:
-    """Alternate kubesim and baseline runs, so that load from other processes on the
-    machine skews both alike."""
-    ours: list[float] = []
-    baseline: list[float] = []
+async def churn_runs(servers: tuple[tuple[str, int], tuple[str, int]], args: argparse.Namespace
+                     ) -> tuple[list[RunResult], list[RunResult]]:
+    """Alternate kubesim and baseline runs (each given as URL and pid), so that load from
+    other processes on the machine skews both alike."""
+    ours: list[RunResult] = []
+    baseline: list[RunResult] = []
+    (url, pid), (base_url, base_pid) = servers
     for run in range(args.runs):
-        ours.append(await churn_run(url, args.watchers, args.watch_rate, args.watch_writes))
-        baseline.append(await churn_run(base_url, args.watchers, args.watch_rate,
+        ours.append(await churn_run(url, pid, args.watchers, args.watch_rate, args.watch_writes))
+        baseline.append(await churn_run(base_url, base_pid, args.watchers, args.watch_rate,
                                         args.watch_writes))
-        print(f"watch run {run + 1}: kubesim {ours[-1]:.0f} events/s, baseline "
-              f"{baseline[-1]:.0f} events/s", file=sys.stderr)
+        print(f"watch run {run + 1}: kubesim {ours[-1].events_per_s:.0f} events/s "
+              f"({ours[-1].cpu_us_per_event:.1f} us CPU each), baseline "
+              f"{baseline[-1].events_per_s:.0f} events/s "
+              f"({baseline[-1].cpu_us_per_event:.1f} us)", file=sys.stderr)
     return ours, baseline
 
 
@@ -313,7 +327,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     serve = ("-m", "kubesim", "serve", "--port", "0", "--generate", generate, "--seed",
              str(args.seed), "--watch-queue", "200000")
     started = time.perf_counter()
-    async with process(*serve) as (_, url), aiohttp.ClientSession() as session:
+    async with process(*serve) as (proc, url), aiohttp.ClientSession() as session:
         print(f"kubesim with {objects} pods up in {time.perf_counter() - started:.1f}s",
               file=sys.stderr)
         await list_all(session, url)  # warm up
@@ -321,16 +335,19 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             dump = Path(tmp) / "pods.json"
             await save_full_list(session, url, dump)
             base_args = ("-m", "benchmarks.kubesim", "--serve-baseline", str(dump))
-            async with process(*base_args) as (_, base_url):
+            async with process(*base_args) as (base_proc, base_url):
                 await list_all(session, base_url)
                 list_s, base_s, _ = await best_of(session, url, base_url, objects)
-                ours, baseline = await churn_runs(url, base_url, args)
+                ours, baseline = await churn_runs(
+                    ((url, proc.pid), (base_url, base_proc.pid)), args)
         http_events = 0.0
         if args.http_duration > 0:
             http_events = await http_load_run(url, args.watchers, args.rate,
                                               args.http_duration, args.seed)
-    watch_min, watch_median = _summary(ours)
-    base_min, base_median = _summary(baseline)
+    watch_min, watch_median = _summary([r.events_per_s for r in ours])
+    base_min, base_median = _summary([r.events_per_s for r in baseline])
+    cpu = statistics.median(r.cpu_us_per_event for r in ours)
+    base_cpu = statistics.median(r.cpu_us_per_event for r in baseline)
     return {
         "objects": objects,
         "list_all_s": round(list_s, 3),
@@ -345,6 +362,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "baseline_watch_events_per_s_min": base_min,
         "baseline_watch_events_per_s_median": base_median,
         "watch_vs_baseline": round(watch_median / base_median, 2) if base_median else 0.0,
+        "watch_cpu_us_per_event": round(cpu, 2),
+        "baseline_watch_cpu_us_per_event": round(base_cpu, 2),
         "watch_http_events_per_s": round(http_events, 1),
     }
 
