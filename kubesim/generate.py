@@ -141,7 +141,8 @@ def copy_objects(source: Api, target: Api) -> int:
     """Write a copy of every object of ``source`` into ``target`` (without history, as
     :func:`populate` writes), in the order they were written, each with a uid of its own;
     owner references point at the copies. Returns how many were copied; objects
-    ``target`` already holds (the system namespaces) are kept."""
+    ``target`` already holds (the system namespaces) are kept. Built-in types only, as
+    :func:`populate` makes them: a copied CRD would not serve its type in ``target``."""
     originals = sorted(
         ((tstore.rtype, entry) for tstore in source.store.types.values()
          for entry in tstore.objects.values()),
