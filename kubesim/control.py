@@ -18,6 +18,10 @@
   ``watch-list`` (a list by another name); ``discoveryFailures`` counts the
   failures answered per groupVersion by ``fail-discovery``.
 - ``GET /_kubesim/dump``: every object's identity and resourceVersion.
+- ``POST /_kubesim/churn?rate=R[&seconds=S][&writes=N]``: write to this cluster's pods
+  in-process, R times per second, for S seconds or N writes (or until changed; rate 0
+  stops), see :mod:`kubesim.churn`; ``GET /_kubesim/churn``: the rate, whether it runs,
+  the writes made by operation and the failed ones.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from collections.abc import Awaitable, Callable
 import orjson
 from aiohttp import web
 
+from kubesim.churn import MAX_RATE, Churn
 from kubesim.errors import bad_request
 from kubesim.faults import Faults
 from kubesim.handlers import ResourceHandlers
@@ -46,14 +51,26 @@ def _number(request: web.Request, name: str, default: float) -> float:
         raise bad_request(f"{name} must be a number") from None
 
 
+def _bounded(request: web.Request, name: str, high: float) -> float | None:
+    """An optional number in [0, high]; NaN and infinities are refused too."""
+    if name not in request.query:
+        return None
+    value = _number(request, name, 0.0)
+    if not 0 <= value <= high:
+        raise bad_request(f"{name} must be a number from 0 to {high:g}")
+    return value
+
+
 class Control:
     def __init__(
-        self, sim: Simulator, faults: Faults, handlers: ResourceHandlers, restarter: Restarter
+        self, sim: Simulator, faults: Faults, handlers: ResourceHandlers, restarter: Restarter,
+        churn: Churn,
     ) -> None:
         self.sim = sim
         self.faults = faults
         self.handlers = handlers
         self.restarter = restarter
+        self.churn = churn
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -67,6 +84,8 @@ class Control:
             web.get("/_kubesim/stats", self.stats),
             web.post("/_kubesim/stats/reset", self.reset_stats),
             web.get("/_kubesim/dump", self.dump),
+            web.post("/_kubesim/churn", self.start_churn),
+            web.get("/_kubesim/churn", self.churn_status),
         ]
 
     async def compact(self, request: web.Request) -> web.Response:
@@ -118,3 +137,17 @@ class Control:
 
     async def dump(self, request: web.Request) -> web.Response:
         return _json({"resourceVersion": str(self.sim.store.rv), "objects": self.sim.dump()})
+
+    async def start_churn(self, request: web.Request) -> web.Response:
+        rate = _bounded(request, "rate", MAX_RATE)
+        if rate is None:
+            raise bad_request("rate is required (writes per second; 0 stops)")
+        seconds = _bounded(request, "seconds", 366 * 86400.0)
+        writes = _bounded(request, "writes", 1e12)
+        await self.churn.start(
+            rate, writes=None if writes is None else int(writes), seconds=seconds
+        )
+        return _json(self.churn.status())
+
+    async def churn_status(self, request: web.Request) -> web.Response:
+        return _json(self.churn.status())

@@ -2,17 +2,25 @@
 
 Objects are written without watch history (as if etcd had compacted after
 they were created): a watch from before the population answers 410.
+
+Many clusters in one process (``kubesim serve --clusters N``) are populated once and
+copied: :func:`copy_objects` gives every copy uids of its own and shares what never
+changes (names, labels, selectable fields) with the original.
 """
 
 from __future__ import annotations
 
 import random
+import uuid
 from collections.abc import Mapping
 from typing import Any
+
+import orjson
 
 from kube.resources import ResourceType, type_key
 from kubesim import objects
 from kubesim.api import Api
+from kubesim.store import Entry
 
 JSON = dict[str, Any]
 KNOWN = ("namespaces", "nodes", "deployments", "pods", "configmaps", "services", "events", "secrets")
@@ -26,6 +34,25 @@ def parse_counts(text: str) -> dict[str, int]:
         if name not in KNOWN:
             raise ValueError(f"unknown kind to generate: {name} (known: {', '.join(KNOWN)})")
         counts[name] = int(value)
+    return counts
+
+
+def cluster_counts(total: int) -> dict[str, int]:
+    """About ``total`` objects shaped like a cluster: mostly pods, owned by ReplicaSets of
+    Deployments, with the ConfigMaps, Services, Secrets and Events that go with them."""
+    deployments = max(total // 100, 1)
+    counts = {
+        "namespaces": min(20, max(total // 50, 1)),
+        "nodes": max(total // 1000, 3),
+        "deployments": deployments,
+        "configmaps": total // 50,
+        "services": total // 100,
+        "secrets": total // 100,
+        "events": total // 50,
+    }
+    # Each Deployment comes with one ReplicaSet; every cluster has 4 system namespaces.
+    others = sum(counts.values()) + deployments + 4
+    counts["pods"] = max(total - others, 1)
     return counts
 
 
@@ -108,3 +135,43 @@ def _events(api: Api, rng: random.Random, spaces: list[str], count: int) -> None
         namespace = spaces[n % len(spaces)]
         involved = {"kind": "Pod", "apiVersion": "v1", "metadata": {"name": f"pod-{n}", "uid": ""}}
         _create(api, "", "events", objects.make_event(rng, namespace, f"event-{n}", involved))
+
+
+def copy_objects(source: Api, target: Api) -> int:
+    """Write a copy of every object of ``source`` into ``target`` (without history, as
+    :func:`populate` writes), in the order they were written, each with a uid of its own;
+    owner references point at the copies. Returns how many were copied; objects
+    ``target`` already holds (the system namespaces) are kept. Built-in types only, as
+    :func:`populate` makes them: a copied CRD would not serve its type in ``target``."""
+    originals = sorted(
+        ((tstore.rtype, entry) for tstore in source.store.types.values()
+         for entry in tstore.objects.values()),
+        key=lambda pair: pair[1].rv,
+    )
+    uids = {entry.uid: str(uuid.uuid4()) for _, entry in originals if entry.uid}
+    copied = 0
+    for rtype, entry in originals:
+        tstore = target.tstore(rtype)
+        if entry.key in tstore.objects:
+            continue
+        obj = orjson.loads(entry.raw)
+        if _rebind(obj, entry, uids):
+            target.store.write(tstore, obj, record=False)
+        else:
+            target.store.write_copy(tstore, entry, obj)
+        copied += 1
+    return copied
+
+
+def _rebind(obj: JSON, entry: Entry, uids: Mapping[str, str]) -> bool:
+    """Give ``obj`` its new uid and its owners' new uids; True when a selectable field
+    changed with them (an Event's ``involvedObject.uid``), so the copy cannot share them."""
+    meta = obj["metadata"]
+    meta["uid"] = uids.get(entry.uid, entry.uid)
+    for ref in meta.get("ownerReferences") or ():
+        ref["uid"] = uids.get(ref.get("uid", ""), ref.get("uid", ""))
+    involved = obj.get("involvedObject")
+    if isinstance(involved, dict) and involved.get("uid") in uids:
+        involved["uid"] = uids[involved["uid"]]
+        return True
+    return False

@@ -17,7 +17,14 @@ from kubesim.scale import patch_scale, scalable, to_scale, write_scale
 from kubesim.selectors import parse_field_selector, parse_label_selector
 from kubesim.simulator import Simulator
 from kubesim.store import Entry, TooOld, TypeStore
-from kubesim.watch import Pacer, Watcher, default_timeout, expired_line, wait_for_lines
+from kubesim.watch import (
+    Pacer,
+    SharedJoins,
+    Watcher,
+    default_timeout,
+    expired_line,
+    wait_for_lines,
+)
 
 JSON = dict[str, Any]
 JSON_TYPE = "application/json"
@@ -102,6 +109,7 @@ class ResourceHandlers:
         self.faults = faults
         self.watchers: weakref.WeakSet[Watcher] = weakref.WeakSet()
         self.responses: weakref.WeakSet[web.StreamResponse] = weakref.WeakSet()
+        self.joins = SharedJoins()
 
     # -- routing -----------------------------------------------------------
 
@@ -327,6 +335,7 @@ class ResourceHandlers:
         except (ConnectionResetError, ConnectionError):
             pass
         finally:
+            watcher.stop_timer()
             tstore.sinks.discard(watcher)
             self.watchers.discard(watcher)
         return response
@@ -365,7 +374,7 @@ class ResourceHandlers:
             rv = self.sim.store.rv
             lines = watcher.take()
             if lines:
-                await response.write(b"".join(lines))
+                await response.write(self.joins.join(lines) if watcher.plain else b"".join(lines))
             if pacer.bookmark_due() and not watcher.closed:
                 await response.write(watcher.bookmark(rv))
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -14,6 +13,7 @@ from aiohttp.typedefs import Middleware
 
 from kube.tasks import STOP_TIMEOUT_S, stop_tasks
 from kubesim import discovery
+from kubesim.churn import Churn
 from kubesim.control import Control
 from kubesim.errors import StatusError, method_not_allowed
 from kubesim.faults import CONTROL_PREFIX, Faults
@@ -97,11 +97,14 @@ def _discovery_routes(sim: Simulator) -> list[web.RouteDef]:
 class SimServer:
     """One listening kubesim: ``url``, ``sim`` (the in-process state), controls."""
 
-    def __init__(self, sim: Simulator, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, sim: Simulator, host: str = "127.0.0.1", port: int = 0, *, seed: int = 0
+    ) -> None:
         self.sim = sim
         self.host = host
         self.port = port
         self.faults = Faults()
+        self.churn = Churn(sim.api, sim.registry, seed)
         self.handlers = ResourceHandlers(sim, self.faults)
         self.app = self._build_app()
         # No per-request access log: at thousands of requests per second it costs more
@@ -122,7 +125,7 @@ class SimServer:
         )
         app[SIM_KEY] = self.sim
         app[HANDLERS_KEY] = self.handlers
-        control = Control(self.sim, self.faults, self.handlers, self.schedule_restart)
+        control = Control(self.sim, self.faults, self.handlers, self.schedule_restart, self.churn)
         app.add_routes(control.routes())
         app.add_routes(_discovery_routes(self.sim))
         app.add_routes(openapi_routes(self.sim))
@@ -169,6 +172,7 @@ class SimServer:
         log.info("kubesim %s listening again on %s", self.sim.config.name, self.url)
 
     async def stop(self) -> None:
+        await self.churn.stop()
         await stop_tasks(self._restarts, timeout=STOP_TIMEOUT_S, log=log)
         await self.runner.cleanup()
 
@@ -183,18 +187,9 @@ async def running(
     config: SimConfig | None = None,
 ) -> AsyncIterator[SimServer]:
     """Run a kubesim server for the duration of the block; yields the server."""
-    from kubesim.generate import populate
+    from kubesim.clusters import running_clusters
 
-    sim = Simulator(config)
-    if generate:
-        populate(sim.api, generate, seed)
-        # The generated objects live as long as the server: keep the cyclic
-        # collector from re-scanning them on every full collection.
-        gc.collect()
-        gc.freeze()
-    server = SimServer(sim, host, port)
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
+    async with running_clusters(
+        1, host, port=port, generate=generate, seed=seed, config=config
+    ) as servers:
+        yield servers[0]

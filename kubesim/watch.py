@@ -18,6 +18,13 @@ https://kubernetes.io/docs/reference/using-api/api-concepts/#efficient-detection
 Each event's line is serialized once and shared by every plain watcher; a
 watcher whose queue outgrows its bound is closed, as kube-apiserver closes
 unresponsive watchers.
+
+Delivery is batched: a write only appends its line to each watcher's queue and wakes
+the watcher's stream once (a future, not a task per wait), which then sends whatever
+the writes of that turn of the event loop queued in one chunk. So the cost per event
+and watcher is an append, and the task switches and socket writes are per batch. The
+plain watchers of a type, woken by the same writes, send the same batch: it is joined
+once for all of them (:class:`SharedJoins`).
 """
 
 from __future__ import annotations
@@ -71,8 +78,13 @@ class Watcher:
         self.max_queue = max_queue
         # Re-shapes each object (Table, PartialObjectMetadata) for this watcher.
         self.transform = transform
+        # Every event goes to this watcher as the store's shared line (the fast path).
+        self.plain = not self.filtered and not namespace and transform is None
         self.pending: list[bytes] = []
-        self.wakeup = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None
+        # One timer serves many waits: re-arming it on each of them (hundreds a second on
+        # a busy type) would fill the loop's timer heap with cancelled timers.
+        self._timer: asyncio.TimerHandle | None = None
         self.closed = False
         self.overflowed = False
         # Events at or below this RV are not sent (a watch from a future RV).
@@ -109,14 +121,48 @@ class Watcher:
     def offer(self, event: Event) -> None:
         if self.closed or event.rv <= self.after:
             return
-        kind = self._event_type(event)
-        if kind is None:
-            return
-        self.pending.append(self.encode(kind, event.new, event))
+        if self.plain:
+            self.pending.append(event.line())
+        else:
+            kind = self._event_type(event)
+            if kind is None:
+                return
+            self.pending.append(self.encode(kind, event.new, event))
         if len(self.pending) > self.max_queue:
             self.overflowed = True
             self.close()
-        self.wakeup.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def wait(self, timeout: float) -> None:  # noqa: ASYNC109
+        """Until lines are queued or the watcher is closed, at most ``timeout`` seconds
+        (maybe less: the caller checks what it waits for again)."""
+        if self.pending or self.closed:
+            return
+        loop = asyncio.get_running_loop()
+        due = loop.time() + timeout
+        if self._timer is None or self._timer.when() > due:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = loop.call_at(due, self._ring)
+        self._waiter = loop.create_future()
+        await self._waiter
+
+    def _ring(self) -> None:
+        self._timer = None
+        self._wake()
+
+    def stop_timer(self) -> None:
+        """The stream ended: nothing waits any more."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def initial(self, entries: Iterable[Entry]) -> list[Entry]:
         """The current objects this watcher selects, for synthetic ADDED events."""
@@ -128,12 +174,11 @@ class Watcher:
 
     def take(self) -> list[bytes]:
         lines, self.pending = self.pending, []
-        self.wakeup.clear()
         return lines
 
     def close(self) -> None:
         self.closed = True
-        self.wakeup.set()
+        self._wake()
 
     def bookmark(self, rv: int, initial_end: bool = False) -> bytes:
         meta: JSON = {"resourceVersion": str(rv)}
@@ -170,13 +215,35 @@ class Pacer:
         return True
 
 
+class SharedJoins:
+    """The last few batches joined, for plain watchers sending the same batch.
+
+    A plain watcher queues the shared line of every event of its type after its start,
+    so two plain watchers' batches with the same first and last line (the same objects,
+    by identity: kept alive here, their ids are not reused) and the same length hold the
+    same lines. Other watchers' batches must not be joined here."""
+
+    KEEP = 4
+
+    def __init__(self) -> None:
+        self._joined: dict[tuple[int, int, int], tuple[bytes, bytes, bytes]] = {}
+
+    def join(self, lines: list[bytes]) -> bytes:
+        if not lines:
+            return b""
+        key = (id(lines[0]), id(lines[-1]), len(lines))
+        found = self._joined.get(key)
+        if found is not None:
+            return found[2]
+        joined = b"".join(lines)
+        if len(self._joined) >= self.KEEP:
+            del self._joined[next(iter(self._joined))]
+        self._joined[key] = (lines[0], lines[-1], joined)
+        return joined
+
+
 async def wait_for_lines(watcher: Watcher, pacer: Pacer, *, at_most: float | None = None) -> None:
     """Until lines are queued, the watcher is closed, or a bookmark or the end is due (or
     ``at_most`` seconds pass)."""
-    if watcher.pending or watcher.closed:
-        return
     wait = pacer.wait_time() if at_most is None else min(pacer.wait_time(), at_most)
-    try:
-        await asyncio.wait_for(watcher.wakeup.wait(), wait)
-    except TimeoutError:
-        pass
+    await watcher.wait(wait)

@@ -11,6 +11,7 @@ from kubesim.errors import StatusError
 from kubesim.media import negotiate
 from kubesim.patch import json_patch, merge_patch, strategic_merge
 from kubesim.selectors import parse_field_selector, parse_label_selector
+from kubesim.watch import SharedJoins
 
 
 def test_merge_patch_rfc7386() -> None:
@@ -78,3 +79,20 @@ def test_age_like_kubectl() -> None:
     assert age(stamp, now) == "90s"
     stamp = (now - timedelta(hours=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert age(stamp, now) == "30h"
+
+
+def test_shared_joins_join_each_batch_once() -> None:
+    lines = [b'{"n":%d}\n' % n for n in range(6)]
+    joins = SharedJoins()
+    first = joins.join(lines[:3])
+    assert first == b"".join(lines[:3])
+    assert joins.join(list(lines[:3])) is first  # another watcher's list of the same lines
+    assert joins.join(lines[1:4]) == b"".join(lines[1:4])
+    # The same ends and length with other bytes (equal but other objects) are not taken
+    # for the same batch.
+    copies = [bytes(bytearray(line)) for line in lines[:3]]
+    assert joins.join(copies) is not first
+    for n in range(SharedJoins.KEEP + 1):
+        joins.join(lines[n : n + 1])
+    assert joins.join(list(lines[:3])) is not first  # pushed out by later batches
+    assert joins.join([]) == b""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import aiohttp
 import orjson
@@ -282,3 +283,45 @@ async def test_streaming_list_from_a_future_version_times_out_in_the_stream(
     status = events[0]["object"]
     assert (status["code"], status["reason"]) == (504, "Timeout")
     assert status["details"]["causes"][0]["reason"] == "ResourceVersionTooLarge"
+
+
+async def test_watchers_of_one_burst_each_get_their_own_events_in_order(
+    sim: SimServer, http: aiohttp.ClientSession
+) -> None:
+    """Writes made in one turn of the event loop reach each watcher as one batch: plain
+    watchers share its joined lines, filtered, namespaced and Table watchers do not."""
+    rv = await _list_rv(sim, http)
+    table = "application/json;as=Table;g=meta.k8s.io;v=v1,application/json"
+
+    def start(count: int, path: str = PODS, **params: Any) -> asyncio.Task[list[dict[str, Any]]]:
+        return asyncio.create_task(watch_lines(http, sim.url + path, count=count,
+                                               resourceVersion=rv, **params))
+
+    tasks = {"plain": start(5), "plain-too": start(5), "team-a": start(3, labelSelector="team=a"),
+             "table": start(5, headers={"Accept": table})}
+    in_default = start(4, DEFAULT_PODS)
+    pods = sim.sim.registry.by_key("pods")
+    assert pods is not None
+    tstore = sim.sim.api.tstore(pods)
+    await wait_until(lambda: len(tstore.sinks) == 5)
+    api = sim.sim.api
+    api.create(pods, "default", pod_body("a1", {"team": "a"}))  # no await: one batch
+    api.create(pods, "ns-000", {**pod_body("a2", {"team": "a"}), "metadata": {
+        "name": "a2", "namespace": "ns-000", "labels": {"team": "a"}}})
+    api.create(pods, "default", pod_body("b1", {"team": "b"}))
+    api.patch(pods, "default", "a1", MERGE, {"metadata": {"labels": {"team": "b"}}})
+    api.delete(pods, "default", "b1")
+    seen = {name: await task for name, task in tasks.items()}
+    every = [("ADDED", "a1"), ("ADDED", "a2"), ("ADDED", "b1"), ("MODIFIED", "a1"),
+             ("DELETED", "b1")]
+    for name in ("plain", "plain-too"):
+        assert [(e["type"], e["object"]["metadata"]["name"]) for e in seen[name]] == every
+        versions = [int(e["object"]["metadata"]["resourceVersion"]) for e in seen[name]]
+        assert versions == list(range(int(rv) + 1, int(rv) + 6))
+    # a1 left the selection: the filtered watcher sees it deleted.
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in seen["team-a"]] == [
+        ("ADDED", "a1"), ("ADDED", "a2"), ("DELETED", "a1")]
+    assert [e["object"]["kind"] for e in seen["table"]] == ["Table"] * 5
+    assert [e["object"]["rows"][0]["cells"][0] for e in seen["table"]] == [n for _, n in every]
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in await in_default] == [
+        ("ADDED", "a1"), ("ADDED", "b1"), ("MODIFIED", "a1"), ("DELETED", "b1")]
