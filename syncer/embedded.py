@@ -247,11 +247,23 @@ def _check(args: list[str], *, user: str | None, what: str, env: dict[str, str] 
     return str(result.stdout)
 
 
+def shared_buffers_mb(memory_bytes: int | None = None) -> int:
+    """PostgreSQL's cache: a quarter of the machine's memory (its documented starting
+    point), at least 128 MB and at most 8 GB. With a fixed 256 MB, the narrow tables and
+    indexes searches read were evicted by every page of objects read meanwhile."""
+    if memory_bytes is None:
+        try:
+            memory_bytes = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError):
+            memory_bytes = 0
+    return max(128, min(8192, memory_bytes // 4 // 2**20))
+
+
 def _server_options(port: int, pgdata: Path) -> str:
     # Durability is kept (fsync on); what is tuned is what a single-node inventory needs.
     return (
         f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={pgdata} "
-        "-c max_connections=200 -c shared_buffers=256MB -c wal_compression=on "
+        f"-c max_connections=200 -c shared_buffers={shared_buffers_mb()}MB -c wal_compression=on "
         "-c max_wal_size=2GB -c synchronous_commit=on"
     )
 
