@@ -607,9 +607,7 @@ def _search_keys_page(target: Target, scope: Scope, searched: list[ColumnElement
     the order (an image's pods are often all in one namespace)."""
     n = resource_keys
     keys = tuple(OrderKey(name=col.name, expr=n.c[col.name]) for col in ORDER_COLUMNS)
-    where = [n.c.grp == target.group, n.c.resource == target.resource, n.c.version == target.version,
-             *scope_conditions(scope, n, of_type=(target.group, target.resource)),
-             *narrowing_conditions(target, n), *searched]
+    where = [*_identity_conditions(target, scope, n), *searched]
     if after is not None:
         where.append(after_condition(keys, after))
     columns = [k.expr for k in keys]
