@@ -261,14 +261,18 @@ class KubeClient:
 
     async def get_json(self, path: str, params: Mapping[str, str] | None = None) -> dict[str, Any]:
         """GET ``path`` and decode the JSON object it answers; raise mapped errors."""
+        return decode_object(await self.get_bytes(path, params))
+
+    async def get_bytes(self, path: str, params: Mapping[str, str] | None = None) -> bytes:
+        """GET ``path`` and return the body of a successful answer; raise mapped errors."""
         timeout = aiohttp.ClientTimeout(total=self._request_timeout, sock_connect=self._connect_timeout)
         try:
             async with self._request(path, params, timeout=timeout, retried=False) as response:
-                return await _read_object(await self._checked(response))
+                return await (await self._checked(response)).read()
         except errors.Unauthorized:
             await self.connection.auth_headers(force=True)
             async with self._request(path, params, timeout=timeout, retried=True) as response:
-                return await _read_object(await self._checked(response))
+                return await (await self._checked(response)).read()
 
     async def watch(
         self,
@@ -386,8 +390,8 @@ def _decode_event(line: bytes) -> dict[str, Any]:
     return event
 
 
-async def _read_object(response: aiohttp.ClientResponse) -> dict[str, Any]:
-    data = await response.read()
+def decode_object(data: bytes) -> dict[str, Any]:
+    """The JSON object ``data`` holds, or :class:`errors.InvalidResponse`."""
     try:
         body = orjson.loads(data)
     except orjson.JSONDecodeError as exc:

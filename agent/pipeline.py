@@ -22,13 +22,22 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
 from agent import metrics
 from agent.backoff import Backoff
-from agent.events import Bookmark, InformerMessage, SnapshotEnd, SnapshotPage, SnapshotStart, WatchEvent
+from agent.events import (
+    AnyObject,
+    Bookmark,
+    InformerMessage,
+    RawObject,
+    SnapshotEnd,
+    SnapshotPage,
+    SnapshotStart,
+    WatchEvent,
+)
 from agent.informer import Informer, InformerSettings
 from agent.kubeclient import KubeClient
 from agent.sink import Sink, SinkBusy, SinkNeedsSnapshot, SinkRejected, SinkUnavailable
@@ -361,10 +370,13 @@ class _Shipper:
         return await self.pipeline._deliver(call, buffer=self.buffer)
 
 
-def _names(objects: list[dict[str, object]]) -> str:
+def _names(objects: Sequence[AnyObject]) -> str:
     """A short list of object names for a rejection log line."""
     names = []
     for obj in objects[:20]:
+        if isinstance(obj, RawObject):
+            names.append(f"{obj.namespace or ''}/{obj.name}")
+            continue
         meta = obj.get("metadata")
         if isinstance(meta, dict):
             names.append(f"{meta.get('namespace') or ''}/{meta.get('name')}")
