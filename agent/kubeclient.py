@@ -40,6 +40,8 @@ from agent.jsonlines import LineSplitter
 logger = logging.getLogger(__name__)
 
 SSLArg = ssl.SSLContext | Literal[False]
+READ_CHUNK = 64 * 1024  # bytes of a watch stream taken at once
+READ_BUFFER = 16 * 1024
 
 
 class Connection:
@@ -255,6 +257,9 @@ class KubeClient:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(ssl=self.connection.ssl, limit=0),
+                # What a stream buffers before reading pauses; above this aiohttp's flow control
+                # let most of a megabyte pile up per watch while a streaming list poured in.
+                read_bufsize=READ_BUFFER,
                 json_serialize=lambda obj: orjson.dumps(obj).decode(),
             )
         return self._session
@@ -370,7 +375,10 @@ class _Request:
 async def _read_chunk(response: aiohttp.ClientResponse, *, idle: float | None) -> bytes:
     try:
         async with asyncio.timeout(idle):
-            return await response.content.readany()
+            # At most READ_CHUNK: readany() hands over everything buffered at once (most of a
+            # megabyte while the events of a streaming list pour in), which the line splitter
+            # then holds twice more.
+            return await response.content.read(READ_CHUNK)
     except TimeoutError as exc:
         raise errors.StreamInterrupted(f"no data for {idle}s on a watch") from exc
 
