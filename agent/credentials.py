@@ -87,7 +87,8 @@ def from_kubeconfig(path: str, *, context: str | None = None) -> Credentials:
         raise CredentialsError(f"{path} is not YAML") from exc
     if not isinstance(config, dict):
         raise CredentialsError(f"{path} holds no kubeconfig")
-    return from_config(config, context=context, base=Path(path).resolve().parent)
+    # Relative paths are read from the kubeconfig's directory as named, symbolic links not followed.
+    return from_config(config, context=context, base=Path(os.path.abspath(os.path.dirname(path))))
 
 
 def from_config(config: Mapping[str, Any], *, context: str | None, base: Path) -> Credentials:
