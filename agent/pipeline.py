@@ -227,19 +227,21 @@ class _Shipper:
         return message or await self.buffer.get()
 
     async def _ship(self, message: InformerMessage | None) -> None:
+        """Send ``message`` on; what it held is let go once the sink acknowledged it."""
+        if message is None:
+            return
         if isinstance(message, SnapshotPage):
-            await self._page(message)
+            await self._page(message)  # its delivery lets go of it
             return
         await self._settle(keep=0)  # everything else waits for the pages before it
         if isinstance(message, SnapshotStart):
             await self._start()
         elif isinstance(message, SnapshotEnd):
             await self._end(message)
-        elif message is not None:
-            await self._changes(message)
-            return  # the batch let go of what it took
-        if message is not None:
-            self.buffer.done(size(message))
+        else:
+            await self._changes(message)  # lets go of every message of its batch
+            return
+        self.buffer.done(size(message))
 
     async def _settle(self, *, keep: int) -> None:
         """Wait until at most ``keep`` pages are in flight; a failed page fails the shipper.

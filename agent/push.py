@@ -32,7 +32,7 @@ import aiohttp
 import orjson
 
 from agent import packing, protocol
-from agent.events import AnyObject, WatchEvent
+from agent.events import AnyObject, RawObject, WatchEvent
 from agent.sink import SinkBusy, SinkNeedsSnapshot, SinkRejected, SinkUnavailable
 from kube.resources import ResourceType
 
@@ -111,7 +111,7 @@ class HttpSink:
 
     async def snapshot_page(self, rtype: ResourceType, snapshot_id: str, items: Sequence[AnyObject]) -> None:
         path = protocol.snapshot_pages_path(self.cluster, snapshot_id)
-        bodies = await _off_loop(len(items), lambda: packing.page_parts(rtype, items, self._limits))
+        bodies = await _off_loop(_to_encode(items), lambda: packing.page_parts(rtype, items, self._limits))
         for body in bodies:
             await self._call("POST", path, body)  # a part sent again is a replay: harmless
 
@@ -126,7 +126,7 @@ class HttpSink:
         self, rtype: ResourceType, changes: list[WatchEvent], *, resource_version: str,
         after: str | None = None,
     ) -> None:
-        bodies = await _off_loop(len(changes), lambda: packing.change_bodies(
+        bodies = await _off_loop(_to_encode([c.object for c in changes]), lambda: packing.change_bodies(
             rtype, changes, resource_version=resource_version, after=after, limits=self._limits))
         done = 0
         progress = self._progress.get(rtype.key)
@@ -169,7 +169,12 @@ def _is_loopback(url: str) -> bool:
         return False
 
 
-_BIG_BATCH = 100  # objects: pack bigger pages and batches off the event loop
+_BIG_BATCH = 100  # objects to encode: pack bigger pages and batches off the event loop
+
+
+def _to_encode(objects: Sequence[AnyObject]) -> int:
+    """How many of ``objects`` packing must encode (the informer's are JSON already)."""
+    return sum(1 for obj in objects if not isinstance(obj, RawObject))
 
 
 async def _off_loop(size: int, pack: Callable[[], T]) -> T:
