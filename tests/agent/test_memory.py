@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.buffer import Budget, MessageBuffer, Overflowed
+from agent.buffer import Budget, MessageBuffer, Overflowed, size
 from agent.events import AnyObject, RawObject, SnapshotPage, WatchEvent
 from agent.informer import InformerSettings
 from agent.kubeclient import Connection, KubeClient
@@ -67,7 +67,7 @@ async def test_the_budget_is_shared_and_every_type_progresses() -> None:
     assert not blocked.done()
     taken = await first.get()
     assert taken is not None and not blocked.done(), "taken is still held until acknowledged"
-    first.done(2 * (1000 + 512))
+    first.done(size(taken))
     await asyncio.wait_for(blocked, 5)
     second.close()
     first.close()
