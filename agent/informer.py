@@ -28,6 +28,15 @@ With ``namespaces_include``, a namespaced type is listed and watched per namespa
 RBAC may be namespace-scoped); the snapshot covers all of them, and the position is a
 composite checkpoint ``{"namespaces": {"ns": "rv", ...}}`` (opaque to the sink). Every
 change is then followed by a ``Bookmark`` carrying that composite position.
+
+Memory: every object is decoded on its own, pruned, and kept only as its JSON
+(:class:`agent.events.RawObject`); no decoded page outlives its conversion, and no page is
+held by the informer while the next is read. Pages are bounded by bytes (``page_bytes``) as
+well as by count (``page_size``): a paged LIST asks for as many objects as the average
+object size seen so far lets fit in ``page_bytes`` (the first page of a type: at most
+``FIRST_PAGE``, since nothing is known of its objects yet; CRDs of 300 KB exist). Decoding a
+LIST answer briefly takes about 17 times its size (orjson's parse tree, then the objects),
+which is what ``page_bytes`` bounds; a streaming list decodes one object at a time.
 """
 
 from __future__ import annotations
@@ -48,12 +57,13 @@ from agent.events import (
     Bookmark,
     InformerMessage,
     KubeObject,
+    RawObject,
     SnapshotEnd,
     SnapshotPage,
     SnapshotStart,
     WatchEvent,
 )
-from agent.kubeclient import KubeClient
+from agent.kubeclient import KubeClient, decode_object
 from agent.status import TypeStatus
 from kube.changes import CHANGE_TYPES, ChangeType
 from kube.prune import prune
@@ -67,11 +77,14 @@ INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 # Answers that mean "this server does not understand streaming lists".
 STREAMING_REJECTED = frozenset({400, 405, 415, 422, 501})
 _CHANGE_TYPES: dict[str, ChangeType] = {t: t for t in CHANGE_TYPES}  # narrows a str to the Literal
+FIRST_PAGE = 10  # objects asked for by a type's first LIST page, before their size is known
 
 
 @dataclass(frozen=True, kw_only=True)
 class InformerSettings:
-    page_size: int = 500
+    page_size: int = 500  # objects per snapshot page, at most
+    # JSON bytes per snapshot page, about: a LIST page is decoded whole, at ~17 times its size.
+    page_bytes: int = 1024 * 1024
     # Server-side timeoutSeconds of one watch request (jittered up to +10%).
     watch_timeout: float = 300.0
     # No bytes for this long: reconnect. Above the apiserver's ~1 min bookmark interval.
@@ -126,6 +139,7 @@ class Informer:
         self.settings = settings or InformerSettings()
         self.status = status or TypeStatus(key=rtype.key)
         self._log_extra = {"resource": rtype.key}
+        self._object_bytes = 0.0  # average JSON size of the objects listed so far; 0: none yet
 
     @property
     def scopes(self) -> tuple[Scope, ...]:
@@ -211,29 +225,49 @@ class Informer:
         for scope in position.scopes:
             token: str | None = None
             while True:
-                params = {"limit": str(self.settings.page_size)}
+                params = {"limit": str(self._limit())}
                 if token:
                     params["continue"] = token
-                body = await self.client.get_json(self.rtype.list_path(scope), params)
-                items = [self._prepare(item) for item in body.get("items") or []]
-                kept = [item for item in items if not self._excluded(item)]
-                self.status.saw(len(items))
-                if kept:
-                    yield SnapshotPage(items=kept)
-                meta = body.get("metadata") or {}
-                token = meta.get("continue") or None
+                message, token, rv = self._list_page(
+                    await self.client.get_bytes(self.rtype.list_path(scope), params))
+                if message is not None:
+                    yield message
+                    message = None  # the pipeline has the page: not held here while the next is read
                 if token is None:
-                    rvs[scope] = _required_rv(meta.get("resourceVersion"))
+                    rvs[scope] = _required_rv(rv)
                     break
         position.rvs = rvs
         yield SnapshotEnd(resource_version=position.checkpoint())
+
+    def _list_page(self, data: bytes) -> tuple[SnapshotPage | None, str | None, Any]:
+        """One LIST answer as a page of raw objects (None if none is kept), the continue
+        token and the list's resourceVersion; the decoded answer dies here."""
+        body = decode_object(data)
+        items = body.get("items") or []
+        if not isinstance(items, list):
+            raise errors.InvalidResponse("a list whose items are not a list")
+        self.status.saw(len(items))
+        if items:
+            self._object_bytes = len(data) / len(items)
+        kept = [raw for item in items if (raw := self._accept(item)) is not None]
+        meta = body.get("metadata") or {}
+        page = SnapshotPage(items=kept) if kept else None
+        return page, meta.get("continue") or None, meta.get("resourceVersion")
+
+    def _limit(self) -> int:
+        """Objects to ask for: as many as fit ``page_bytes`` at the average size seen."""
+        if not self._object_bytes:
+            return min(self.settings.page_size, FIRST_PAGE)
+        fitting = int(self.settings.page_bytes / self._object_bytes)
+        return max(1, min(self.settings.page_size, fitting))
 
     async def _streaming_list(self, position: _Position) -> AsyncIterator[InformerMessage]:
         params = {
             "sendInitialEvents": "true",
             "resourceVersionMatch": "NotOlderThan",
         }
-        page: list[KubeObject] = []
+        page: list[RawObject] = []
+        size = 0
         yield SnapshotStart()
         events = self._watch_request(None, params, idle=self.settings.streaming_idle)
         try:
@@ -242,12 +276,13 @@ class Informer:
                 obj = event.get("object") or {}
                 if kind == "ADDED":
                     self.status.saw()
-                    item = self._prepare(obj)
-                    if not self._excluded(item):
+                    item = self._accept(obj)
+                    if item is not None:
                         page.append(item)
-                    if len(page) >= self.settings.page_size:
+                        size += len(item.json)
+                    if len(page) >= self.settings.page_size or size >= self.settings.page_bytes:
                         yield SnapshotPage(items=page)
-                        page = []
+                        page, size = [], 0
                 elif kind == "BOOKMARK" and _is_initial_end(obj):
                     if page:
                         yield SnapshotPage(items=page)
@@ -335,8 +370,8 @@ class Informer:
                 logger.warning("unknown watch event type", extra=self._extra(kind))
 
     def _change(self, kind: str, obj: KubeObject, position: _Position) -> list[InformerMessage]:
-        item = self._prepare(obj)
-        if self._excluded(item):
+        item = self._accept(obj)
+        if item is None:
             return [Bookmark(resource_version=position.checkpoint())]
         change = WatchEvent(type=_CHANGE_TYPES[kind], object=item)
         if position.composite:
@@ -345,15 +380,18 @@ class Informer:
 
     # --- objects -----------------------------------------------------------------------
 
-    def _prepare(self, obj: KubeObject) -> KubeObject:
+    def _accept(self, obj: Any) -> RawObject | None:
+        """The object as it is passed on (typed, pruned, as JSON); None when its namespace
+        is excluded."""
+        if not isinstance(obj, dict):
+            raise errors.InvalidResponse("an object that is not a JSON object")
+        namespace = (obj.get("metadata") or {}).get("namespace")
+        if namespace and self.settings.namespace_excluded(namespace):
+            return None
         # List items carry no apiVersion/kind; the store and prune() need them.
         obj.setdefault("apiVersion", self.rtype.api_version)
         obj.setdefault("kind", self.rtype.kind)
-        return prune(obj, keep_secret_data=self.settings.keep_secret_data)
-
-    def _excluded(self, obj: KubeObject) -> bool:
-        namespace = (obj.get("metadata") or {}).get("namespace")
-        return bool(namespace) and self.settings.namespace_excluded(namespace)
+        return RawObject.encode(prune(obj, keep_secret_data=self.settings.keep_secret_data))
 
     def _extra(self, error: object, **more: Any) -> dict[str, Any]:
         return {**self._log_extra, "error": str(error), **more}

@@ -15,6 +15,10 @@ sent as several bodies when it must be, each object encoded once:
 An object whose JSON is over ``protocol.MAX_OBJECT_BYTES`` cannot be stored anyway: in its
 place goes its identity (``protocol.omitted``), so the syncer reports it and a snapshot's
 count still adds up; a deletion needs only the identity, and is sent with it alone.
+
+A body is a :class:`Body`: the objects' own JSON (:class:`agent.events.RawObject`) between
+the bytes that frame it, never joined into one copy, so that sending a page costs no memory
+beyond the page (:mod:`agent.push` streams the parts).
 """
 
 from __future__ import annotations
@@ -25,10 +29,33 @@ from dataclasses import dataclass
 import orjson
 
 from agent import protocol
-from agent.events import KubeObject, WatchEvent
+from agent.events import AnyObject, WatchEvent, as_raw
 from kube.resources import ResourceType
 
 _COMMA = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Body:
+    """A request body as the parts it is the concatenation of."""
+
+    parts: tuple[bytes, ...]
+
+    @property
+    def size(self) -> int:
+        return sum(len(part) for part in self.parts)
+
+    def join(self) -> bytes:
+        return b"".join(self.parts)
+
+
+def _separated(items: Sequence[bytes], separator: bytes = b",") -> list[bytes]:
+    parts: list[bytes] = []
+    for index, item in enumerate(items):
+        if index:
+            parts.append(separator)
+        parts.append(item)
+    return parts
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -45,37 +72,46 @@ DEFAULT_LIMITS = Limits()
 class ChangeBody:
     """One batch of a split one: its body and the checkpoints it follows and reaches."""
 
-    data: bytes
+    body: Body
     after: str | None
     resource_version: str
+
+    @property
+    def data(self) -> bytes:
+        return self.body.join()
 
 
 def _head(rtype: ResourceType) -> bytes:
     return b'{"type":' + orjson.dumps(protocol.type_to_dict(rtype))
 
 
-def page_bodies(rtype: ResourceType, items: Sequence[KubeObject],
+def page_bodies(rtype: ResourceType, items: Sequence[AnyObject],
                 limits: Limits = DEFAULT_LIMITS) -> list[bytes]:
     """The bodies of ``/snapshots/{id}/pages`` requests that carry ``items``."""
+    return [body.join() for body in page_parts(rtype, items, limits)]
+
+
+def page_parts(rtype: ResourceType, items: Sequence[AnyObject],
+               limits: Limits = DEFAULT_LIMITS) -> list[Body]:
+    """:func:`page_bodies` as :class:`Body` parts."""
     kept: list[bytes] = []
     omitted: list[bytes] = []
-    for item in items:
-        raw = orjson.dumps(item)
-        if len(raw) > limits.max_object:
-            omitted.append(orjson.dumps(protocol.omitted(item, len(raw))))
+    for item in map(as_raw, items):
+        if len(item.json) > limits.max_object:
+            omitted.append(orjson.dumps(protocol.omitted(item.decode(), len(item.json))))
         else:
-            kept.append(raw)
+            kept.append(item.json)
     head = _head(rtype) + b',"items":['
     fixed = len(head) + len(b'],"omitted":[]}')
     parts = [(raw, False) for raw in kept] + [(raw, True) for raw in omitted]
     bodies = []
     for start, end in _spans([len(raw) for raw, _ in parts], fixed=fixed, limits=limits):
         chunk = parts[start:end]
-        body = head + b",".join(raw for raw, o in chunk if not o) + b"]"
+        pieces = [head, *_separated([raw for raw, o in chunk if not o]), b"]"]
         stand_ins = [raw for raw, o in chunk if o]
         if stand_ins:
-            body += b',"omitted":[' + b",".join(stand_ins) + b"]"
-        bodies.append(body + b"}")
+            pieces += [b',"omitted":[', *_separated(stand_ins), b"]"]
+        bodies.append(Body((*pieces, b"}")))
     return bodies
 
 
@@ -92,63 +128,67 @@ def _spans(sizes: Sequence[int], *, fixed: int, limits: Limits) -> list[tuple[in
     return spans
 
 
-def _event(change: WatchEvent, limits: Limits) -> bytes:
-    raw = orjson.dumps(change.object)
-    if len(raw) <= limits.max_object:
-        return b'{"type":"' + change.type.encode() + b'","object":' + raw + b"}"
-    stand_in = protocol.omitted(change.object, len(raw))
+def _event(change: WatchEvent, limits: Limits) -> tuple[bytes, ...]:
+    obj = as_raw(change.object)
+    if len(obj.json) <= limits.max_object:
+        return b'{"type":"' + change.type.encode() + b'","object":', obj.json, b"}"
+    stand_in = protocol.omitted(obj.decode(), len(obj.json))
     if change.type == "DELETED":  # a deletion is applied from the identity alone
-        identity = {"apiVersion": change.object.get("apiVersion"), "kind": stand_in["kind"],
-                    "metadata": stand_in["metadata"]}
-        return b'{"type":"DELETED","object":' + orjson.dumps(identity) + b"}"
-    return b'{"type":"' + change.type.encode() + b'","omitted":' + orjson.dumps(stand_in) + b"}"
+        identity = {"apiVersion": obj.api_version, "kind": stand_in["kind"], "metadata": stand_in["metadata"]}
+        return (b'{"type":"DELETED","object":' + orjson.dumps(identity) + b"}",)
+    return (b'{"type":"' + change.type.encode() + b'","omitted":' + orjson.dumps(stand_in) + b"}",)
 
 
 def change_bodies(rtype: ResourceType, changes: Sequence[WatchEvent], *, resource_version: str,
                   after: str | None, limits: Limits = DEFAULT_LIMITS) -> list[ChangeBody]:
     """The bodies of ``/changes`` requests that carry ``changes`` up to ``resource_version``."""
     events = [_event(change, limits) for change in changes]
+    sizes = [sum(len(part) for part in event) for event in events]
     # The type, both checkpoints (a split's are about as long as the last) and the keys.
     fixed = len(_head(rtype)) + 64 + 2 * max(len(orjson.dumps(resource_version)), len(orjson.dumps(after)))
-    total = fixed + sum(len(e) + _COMMA for e in events)
+    total = fixed + sum(size + _COMMA for size in sizes)
     if total <= limits.max_body and len(events) <= limits.max_items:
         return [_change_body(rtype, events, after=after, resource_version=resource_version)]
     checkpoints = _checkpoints(changes, after=after, final=resource_version)
     bodies: list[ChangeBody] = []
     start, used, follows = 0, fixed, after
-    for index, event in enumerate(events):
-        full = used + len(event) + _COMMA > limits.max_body or index - start >= limits.max_items
+    for index, size in enumerate(sizes):
+        full = used + size + _COMMA > limits.max_body or index - start >= limits.max_items
         reached = checkpoints[index - 1] if index > start else None
         if full and reached is not None and reached not in (follows, resource_version):
             bodies.append(_change_body(rtype, events[start:index], after=follows, resource_version=reached))
             start, used, follows = index, fixed, reached
-        used += len(event) + _COMMA
+        used += size + _COMMA
     bodies.append(_change_body(rtype, events[start:], after=follows, resource_version=resource_version))
     return bodies
 
 
-def _change_body(rtype: ResourceType, events: Sequence[bytes], *, after: str | None,
+def _change_body(rtype: ResourceType, events: Sequence[tuple[bytes, ...]], *, after: str | None,
                  resource_version: str) -> ChangeBody:
-    data = _head(rtype) + b',"resourceVersion":' + orjson.dumps(resource_version)
+    head = _head(rtype) + b',"resourceVersion":' + orjson.dumps(resource_version)
     if after is not None:
-        data += b',"after":' + orjson.dumps(after)
-    data += b',"events":[' + b",".join(events) + b"]}"
-    return ChangeBody(data=data, after=after, resource_version=resource_version)
+        head += b',"after":' + orjson.dumps(after)
+    parts = [head + b',"events":[']
+    for index, event in enumerate(events):
+        if index:
+            parts.append(b",")
+        parts.extend(event)
+    parts.append(b"]}")
+    return ChangeBody(body=Body(tuple(parts)), after=after, resource_version=resource_version)
 
 
 def _checkpoints(changes: Sequence[WatchEvent], *, after: str | None, final: str) -> list[str | None]:
     """Where the watch stands after each change (None: nowhere it could resume from)."""
+    objects = [as_raw(change.object) for change in changes]
     if not final.startswith("{"):
-        return [str((c.object.get("metadata") or {}).get("resourceVersion") or "") or None for c in changes]
+        return [obj.resource_version for obj in objects]
     rvs = _namespaces(after)
     if rvs is None:
         return [None] * len(changes)
     positions: list[str | None] = []
-    for change in changes:
-        meta = change.object.get("metadata") or {}
-        namespace, rv = meta.get("namespace"), meta.get("resourceVersion")
-        if namespace in rvs and isinstance(rv, str) and rv:
-            rvs[namespace] = rv
+    for obj in objects:
+        if obj.namespace in rvs and obj.resource_version:
+            rvs[obj.namespace] = obj.resource_version
         positions.append(orjson.dumps({"namespaces": dict(sorted(rvs.items()))}).decode())
     return positions
 

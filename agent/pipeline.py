@@ -1,8 +1,14 @@
 """One resource type's path from informer to sink, with bounded memory.
 
-The informer runs as a producer task into a :class:`MessageBuffer` (bounded by a count
-of objects); a shipper drains it and calls the sink, one acknowledged call at a time,
-batching consecutive changes (up to ``batch_max`` events or ``batch_wait`` seconds).
+The informer runs as a producer task into a :class:`~agent.buffer.MessageBuffer` (bounded by
+bytes of objects, and by their count); a shipper drains it and calls the sink, one
+acknowledged call at a time, batching consecutive changes (up to ``batch_max`` events or
+``batch_wait`` seconds). Snapshot pages are the exception: up to ``pages_in_flight`` are sent
+before the oldest is acknowledged. What one type holds is thus at most the buffer, the page
+the informer is putting into it, the page the shipper took and the pages in flight (with the
+defaults, about 4 + 4 x 1 MiB of JSON), and what all types hold together at most
+``in_flight_bytes`` (the runner's :class:`~agent.buffer.Budget`), from the moment a message
+is put until the sink acknowledged it.
 
 While the sink is healthy but slower than the cluster, a full buffer simply blocks the
 informer (and with it the watch connection: TCP backpressure toward the apiserver).
@@ -21,14 +27,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
 from agent import metrics
 from agent.backoff import Backoff
-from agent.events import Bookmark, InformerMessage, SnapshotEnd, SnapshotPage, SnapshotStart, WatchEvent
+from agent.buffer import Budget, MessageBuffer, Overflowed, size
+from agent.events import (
+    AnyObject,
+    Bookmark,
+    InformerMessage,
+    RawObject,
+    SnapshotEnd,
+    SnapshotPage,
+    SnapshotStart,
+    WatchEvent,
+)
 from agent.informer import Informer, InformerSettings
 from agent.kubeclient import KubeClient
 from agent.sink import Sink, SinkBusy, SinkNeedsSnapshot, SinkRejected, SinkUnavailable
@@ -43,9 +58,13 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, kw_only=True)
 class PipelineSettings:
-    # Objects (a page counts its items, a bookmark one). Decoded objects are many times their
-    # JSON size, so this bound is what keeps the agent's memory flat as clusters grow.
+    # Objects (a page counts its items, a bookmark one) and bytes (their JSON, and
+    # OBJECT_OVERHEAD each) waiting for the shipper: these bounds keep the agent's memory
+    # flat as clusters and their objects grow.
     buffer_limit: int = 1_000
+    buffer_bytes: int = 4 * 1024 * 1024
+    # Bytes all the pipelines of one runner hold at once, put and not yet acknowledged.
+    in_flight_bytes: int = 16 * 1024 * 1024
     pages_in_flight: int = 2  # snapshot pages sent before the previous one is acknowledged
     batch_max: int = 500
     batch_wait: float = 0.05
@@ -55,10 +74,6 @@ class PipelineSettings:
     reject_backoff_cap: float = 300.0
 
 
-class Overflowed(Exception):
-    """The buffer was dropped while the sink could not keep up."""
-
-
 class _Restart(Exception):
     """Start the type over with a fresh snapshot; ``wait_for_sink``: once it answers."""
 
@@ -66,58 +81,6 @@ class _Restart(Exception):
         super().__init__(reason)
         self.wait_for_sink = wait_for_sink
         self.delay = delay
-
-
-def _weight(message: InformerMessage) -> int:
-    return max(1, len(message.items)) if isinstance(message, SnapshotPage) else 1
-
-
-class MessageBuffer:
-    """A bounded FIFO between an informer and a shipper; see the module docstring."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.size = 0
-        self.sink_failing = False
-        self.overflowed = False
-        self._items: deque[InformerMessage] = deque()
-        self._changed = asyncio.Condition()
-
-    async def put(self, message: InformerMessage) -> None:
-        weight = _weight(message)
-        async with self._changed:
-            await self._changed.wait_for(
-                lambda: not self._items or self.size + weight <= self.limit or self.sink_failing
-            )
-            if self._items and self.size + weight > self.limit:
-                self._items.clear()
-                self.size = 0
-                self.overflowed = True
-                self._changed.notify_all()
-                raise Overflowed(f"more than {self.limit} objects waiting for the sink")
-            self._items.append(message)
-            self.size += weight
-            self._changed.notify_all()
-
-    async def get(self, *, wait: float | None = None) -> InformerMessage | None:
-        """The next message; None after ``wait`` seconds without one."""
-        async with self._changed:
-            try:
-                async with asyncio.timeout(wait):
-                    await self._changed.wait_for(lambda: bool(self._items) or self.overflowed)
-            except TimeoutError:
-                return None
-            if self.overflowed:
-                raise Overflowed("buffer dropped")
-            message = self._items.popleft()
-            self.size -= _weight(message)
-            self._changed.notify_all()
-            return message
-
-    async def set_sink_failing(self, failing: bool) -> None:
-        async with self._changed:
-            self.sink_failing = failing
-            self._changed.notify_all()
 
 
 class Pipeline:
@@ -132,12 +95,15 @@ class Pipeline:
         informer_settings: InformerSettings | None = None,
         settings: PipelineSettings | None = None,
         status: TypeStatus | None = None,
+        budget: Budget | None = None,
     ) -> None:
+        """``budget`` is shared by the pipelines of a runner; None: one of this pipeline's own."""
         self.client = client
         self.sink = sink
         self.rtype = rtype
         self.informer_settings = informer_settings or InformerSettings()
         self.settings = settings or PipelineSettings()
+        self.budget = budget or Budget(self.settings.in_flight_bytes)
         self.status = status or TypeStatus(key=rtype.key)
         self._sink_backoff = Backoff(base=self.settings.sink_backoff_base, cap=self.settings.sink_backoff_cap)
         self._reject_backoff = Backoff(
@@ -173,7 +139,7 @@ class Pipeline:
             settings=self.informer_settings,
             status=self.status,
         )
-        buffer = MessageBuffer(self.settings.buffer_limit)
+        buffer = MessageBuffer(self.settings.buffer_limit, self.settings.buffer_bytes, self.budget)
         stream = informer.stream(checkpoint=checkpoint)
         producer = asyncio.create_task(_produce(stream, buffer), name=f"informer {self.rtype.key}")
         try:
@@ -183,6 +149,7 @@ class Pipeline:
             raise _Restart(str(exc), wait_for_sink=True) from exc
         finally:
             await stop_tasks([producer], timeout=STOP_TIMEOUT_S, log=logger)
+            buffer.close()
 
     async def _deliver(self, call: Callable[[], Awaitable[T]], *, buffer: MessageBuffer | None) -> T:
         """Make one sink call, retrying while the sink is busy or unavailable."""
@@ -226,6 +193,7 @@ async def _produce(stream: AsyncGenerator[InformerMessage, None], buffer: Messag
     try:
         async for message in stream:
             await buffer.put(message)
+            del message  # in the buffer: not held here too while the informer reads the next
     except Overflowed:
         pass  # the shipper sees buffer.overflowed and restarts the type
     finally:
@@ -250,20 +218,30 @@ class _Shipper:
     async def run(self) -> None:
         try:
             while True:
-                message = self.pending or await self.buffer.get()
-                self.pending = None
-                if isinstance(message, SnapshotPage):
-                    await self._page(message)
-                    continue
-                await self._settle(keep=0)  # everything else waits for the pages before it
-                if isinstance(message, SnapshotStart):
-                    await self._start()
-                elif isinstance(message, SnapshotEnd):
-                    await self._end(message)
-                elif message is not None:
-                    await self._changes(message)
+                await self._ship(await self._next())
         finally:
             await stop_tasks(self.in_flight, timeout=STOP_TIMEOUT_S, log=logger)
+
+    async def _next(self) -> InformerMessage | None:
+        message, self.pending = self.pending, None
+        return message or await self.buffer.get()
+
+    async def _ship(self, message: InformerMessage | None) -> None:
+        """Send ``message`` on; what it held is let go once the sink acknowledged it."""
+        if message is None:
+            return
+        if isinstance(message, SnapshotPage):
+            await self._page(message)  # its delivery lets go of it
+            return
+        await self._settle(keep=0)  # everything else waits for the pages before it
+        if isinstance(message, SnapshotStart):
+            await self._start()
+        elif isinstance(message, SnapshotEnd):
+            await self._end(message)
+        else:
+            await self._changes(message)  # lets go of every message of its batch
+            return
+        self.buffer.done(size(message))
 
     async def _settle(self, *, keep: int) -> None:
         """Wait until at most ``keep`` pages are in flight; a failed page fails the shipper.
@@ -286,14 +264,17 @@ class _Shipper:
         snapshot_id = self._snapshot()
         await self._settle(keep=self.pipeline.settings.pages_in_flight - 1)
         self.pipeline._offending = _names(page.items)
-        self.in_flight.append(asyncio.create_task(
-            self._deliver(lambda: self.sink.snapshot_page(self.rtype, snapshot_id, page.items)),
-            name=f"page {self.rtype.key}"))
+        task = asyncio.create_task(self._send(page, snapshot_id), name=f"page {self.rtype.key}")
+        self.in_flight.append(task)
         before, self.count = self.count, self.count + len(page.items)
         metrics.OBJECTS_SNAPSHOTTED.labels(self.rtype.key).inc(len(page.items))
         if before // PROGRESS_EVERY != self.count // PROGRESS_EVERY:
             logger.info("snapshot progress", extra={**self.pipeline._extra, "objects": self.count,
                                                     "per_s": self._rate()})
+
+    async def _send(self, page: SnapshotPage, snapshot_id: str) -> None:
+        await self._deliver(lambda: self.sink.snapshot_page(self.rtype, snapshot_id, page.items))
+        self.buffer.done(size(page))
 
     async def _end(self, end: SnapshotEnd) -> None:
         snapshot_id = self._snapshot()
@@ -310,17 +291,19 @@ class _Shipper:
         return round(self.count / max(time.monotonic() - self.started, 1e-6))
 
     async def _changes(self, first: WatchEvent | Bookmark) -> None:
-        changes, rv = await self._batch(first)
+        changes, rv, taken = await self._batch(first)
         self.pipeline._offending = _names([change.object for change in changes])
         after = self.pipeline.status.resource_version
         await self._deliver(
             lambda: self.sink.changes(self.rtype, changes, resource_version=rv, after=after)
         )
+        self.buffer.done(taken)
         metrics.EVENTS_SHIPPED.labels(self.rtype.key).inc(len(changes))
         self._acked(rv)
 
-    async def _batch(self, first: WatchEvent | Bookmark) -> tuple[list[WatchEvent], str]:
-        """Consecutive changes; ends at a position the informer vouched for.
+    async def _batch(self, first: WatchEvent | Bookmark) -> tuple[list[WatchEvent], str, int]:
+        """Consecutive changes; ends at a position the informer vouched for. Also returns
+        the bytes of the messages it took.
 
         In composite (per-namespace) mode only a Bookmark carries the type's position, so
         a batch never ends right after a WatchEvent: its Bookmark follows at once.
@@ -329,13 +312,16 @@ class _Shipper:
         deadline = time.monotonic() + settings.batch_wait
         changes: list[WatchEvent] = []
         rv: str | None = None
+        taken = 0
         message: InformerMessage | None = first
         while True:
             if isinstance(message, WatchEvent):
                 changes.append(message)
                 rv = None if self.composite else message.resource_version
+                taken += size(message)
             elif isinstance(message, Bookmark):
                 rv = message.resource_version
+                taken += size(message)
             elif message is not None:
                 self.pending = message  # a snapshot message ends the batch
                 break
@@ -347,7 +333,7 @@ class _Shipper:
             if message is None and rv is not None:
                 break
         assert rv is not None
-        return changes, rv
+        return changes, rv, taken
 
     def _snapshot(self) -> str:
         if self.snapshot_id is None:
@@ -361,10 +347,13 @@ class _Shipper:
         return await self.pipeline._deliver(call, buffer=self.buffer)
 
 
-def _names(objects: list[dict[str, object]]) -> str:
+def _names(objects: Sequence[AnyObject]) -> str:
     """A short list of object names for a rejection log line."""
     names = []
     for obj in objects[:20]:
+        if isinstance(obj, RawObject):
+            names.append(f"{obj.namespace or ''}/{obj.name}")
+            continue
         meta = obj.get("metadata")
         if isinstance(meta, dict):
             names.append(f"{meta.get('namespace') or ''}/{meta.get('name')}")

@@ -13,15 +13,18 @@ Pages and batches go in as many bodies as the syncer's limits require (:mod:`age
 A split batch remembers how far it got: the pipeline retries a failed call with the same
 batch, and the parts already committed are not sent again (their checkpoints would no
 longer follow the committed one).
+
+A body is never copied whole: uncompressed, its parts (the objects' own JSON) are written
+in chunks of at most :data:`CHUNK` bytes with their total as ``Content-Length``; compressed,
+they are fed to one compressor, whose output is about an eighth of the body.
 """
 
 from __future__ import annotations
 
 import asyncio
-import gzip
-import io
 import ipaddress
-from collections.abc import Callable
+import zlib
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -29,7 +32,7 @@ import aiohttp
 import orjson
 
 from agent import packing, protocol
-from agent.events import KubeObject, WatchEvent
+from agent.events import AnyObject, RawObject, WatchEvent
 from agent.sink import SinkBusy, SinkNeedsSnapshot, SinkRejected, SinkUnavailable
 from kube.resources import ResourceType
 
@@ -37,7 +40,7 @@ from kube.resources import ResourceType
 # inside member clusters, where its CPU is the scarcer resource.
 GZIP_LEVEL = 1
 GZIP_IN_THREAD = 256 * 1024  # compress big bodies off the event loop
-BYTESIO_ABOVE = 512 * 1024
+CHUNK = 64 * 1024  # bytes handed to the connection at once: what it may copy into its buffer
 DEFAULT_RETRY_AFTER = 1.0
 T = TypeVar("T")
 _UNAVAILABLE = frozenset({401, 404})
@@ -106,9 +109,9 @@ class HttpSink:
         except protocol.ProtocolError as exc:
             raise SinkUnavailable(f"bad snapshot answer: {exc}") from exc
 
-    async def snapshot_page(self, rtype: ResourceType, snapshot_id: str, items: list[KubeObject]) -> None:
+    async def snapshot_page(self, rtype: ResourceType, snapshot_id: str, items: Sequence[AnyObject]) -> None:
         path = protocol.snapshot_pages_path(self.cluster, snapshot_id)
-        bodies = await _off_loop(len(items), lambda: packing.page_bodies(rtype, items, self._limits))
+        bodies = await _off_loop(_to_encode(items), lambda: packing.page_parts(rtype, items, self._limits))
         for body in bodies:
             await self._call("POST", path, body)  # a part sent again is a replay: harmless
 
@@ -123,14 +126,14 @@ class HttpSink:
         self, rtype: ResourceType, changes: list[WatchEvent], *, resource_version: str,
         after: str | None = None,
     ) -> None:
-        bodies = await _off_loop(len(changes), lambda: packing.change_bodies(
+        bodies = await _off_loop(_to_encode([c.object for c in changes]), lambda: packing.change_bodies(
             rtype, changes, resource_version=resource_version, after=after, limits=self._limits))
         done = 0
         progress = self._progress.get(rtype.key)
         if progress is not None and progress[:2] == (after, resource_version):
             done = progress[2]
         for index in range(done, len(bodies)):
-            await self._call("POST", protocol.changes_path(self.cluster), bodies[index].data)
+            await self._call("POST", protocol.changes_path(self.cluster), bodies[index].body)
             self._progress[rtype.key] = (after, resource_version, index + 1)
         self._progress.pop(rtype.key, None)
 
@@ -140,13 +143,12 @@ class HttpSink:
 
     # --- transport ---------------------------------------------------------------------
 
-    async def _call(self, method: str, path: str, body: dict[str, Any] | bytes | None) -> dict[str, Any]:
+    async def _call(self, method: str, path: str, body: dict[str, Any] | packing.Body | None
+                    ) -> dict[str, Any]:
         headers = dict(self._headers)
-        data: bytes | io.BytesIO | None = None
+        data: bytes | AsyncIterator[bytes | memoryview] | None = None
         if body is not None:
             data = await _encode(body, headers, compress=self._compress)
-            if len(data) > BYTESIO_ABOVE:
-                data = io.BytesIO(data)  # aiohttp warns that big raw bytes block the loop
         try:
             async with self.session.request(
                 method, self.base_url + path, data=data, headers=headers
@@ -167,22 +169,61 @@ def _is_loopback(url: str) -> bool:
         return False
 
 
-_BIG_BATCH = 100  # objects: pack bigger pages and batches off the event loop
+_BIG_BATCH = 100  # objects to encode: pack bigger pages and batches off the event loop
+
+
+def _to_encode(objects: Sequence[AnyObject]) -> int:
+    """How many of ``objects`` packing must encode (the informer's are JSON already)."""
+    return sum(1 for obj in objects if not isinstance(obj, RawObject))
 
 
 async def _off_loop(size: int, pack: Callable[[], T]) -> T:
     return await asyncio.to_thread(pack) if size > _BIG_BATCH else pack()
 
 
-async def _encode(body: dict[str, Any] | bytes, headers: dict[str, str], *, compress: bool) -> bytes:
-    data = body if isinstance(body, bytes) else orjson.dumps(body)
+async def _encode(body: dict[str, Any] | packing.Body, headers: dict[str, str], *, compress: bool
+                  ) -> bytes | AsyncIterator[bytes | memoryview]:
+    """What aiohttp sends for ``body``, its headers set: bytes, or chunks of known total length."""
+    parts = body.parts if isinstance(body, packing.Body) else (orjson.dumps(body),)
+    size = sum(len(part) for part in parts)
     headers["Content-Type"] = "application/json"
-    if not compress or len(data) <= protocol.GZIP_MIN:
-        return data
-    headers["Content-Encoding"] = "gzip"
-    if len(data) > GZIP_IN_THREAD:
-        return await asyncio.to_thread(gzip.compress, data, GZIP_LEVEL)
-    return gzip.compress(data, GZIP_LEVEL)
+    if compress and size > protocol.GZIP_MIN:
+        headers["Content-Encoding"] = "gzip"
+        if size > GZIP_IN_THREAD:
+            return await asyncio.to_thread(_gzip, parts)
+        return _gzip(parts)
+    if len(parts) == 1 and size <= CHUNK:
+        return parts[0]
+    # With a Content-Length set, aiohttp sends the chunks as they are (not chunked encoding).
+    headers["Content-Length"] = str(size)
+    return _chunks(parts)
+
+
+def _gzip(parts: Sequence[bytes]) -> bytes:
+    compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 16 + zlib.MAX_WBITS)  # gzip framing
+    out = [compressor.compress(part) for part in parts]
+    out.append(compressor.flush())
+    return b"".join(out)
+
+
+async def _chunks(parts: Sequence[bytes]) -> AsyncIterator[bytes | memoryview]:
+    """``parts`` as chunks of at most :data:`CHUNK` bytes: small parts joined, big ones cut
+    (``memoryview``: no copy)."""
+    pending: list[bytes] = []
+    held = 0
+    for part in parts:
+        if held + len(part) > CHUNK and pending:
+            yield b"".join(pending)
+            pending, held = [], 0
+        if len(part) > CHUNK:
+            view = memoryview(part)
+            for start in range(0, len(part), CHUNK):
+                yield view[start:start + CHUNK]
+            continue
+        pending.append(part)
+        held += len(part)
+    if pending:
+        yield b"".join(pending)
 
 
 def _answer(response: aiohttp.ClientResponse, raw: bytes) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from agent.backoff import Backoff
+from agent.buffer import Budget
 from agent.discovery import Discovery, discover
 from agent.errors import KubeClientError
 from agent.informer import InformerSettings
@@ -54,6 +55,8 @@ class Runner:
         self.selection = selection or Selection()
         self.informer_settings = _with_selection(informer_settings or InformerSettings(), self.selection)
         self.pipeline_settings = pipeline_settings or PipelineSettings()
+        # What every pipeline holds counts against one bound: per-type bounds add up.
+        self.budget = Budget(self.pipeline_settings.in_flight_bytes)
         self._running: dict[str, _Running] = {}
         self._removals: dict[str, ResourceType] = {}  # gone types whose removal is not yet acknowledged
         self._backoff = Backoff(base=1.0, cap=60.0)
@@ -133,6 +136,7 @@ class Runner:
             informer_settings=self.informer_settings,
             settings=self.pipeline_settings,
             status=status,
+            budget=self.budget,
         )
         task = asyncio.create_task(pipeline.run(checkpoint=checkpoint), name=f"sync {rtype.key}")
         task.add_done_callback(_log_crash)

@@ -8,9 +8,10 @@ checkpoint never runs ahead of what is stored.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
-from agent.events import KubeObject, WatchEvent
+from agent.events import AnyObject, WatchEvent
 from kube.resources import ResourceType
 
 
@@ -59,7 +60,10 @@ class Sink(Protocol):
         """Begin a snapshot of ``rtype``; returns its id."""
         ...
 
-    async def snapshot_page(self, rtype: ResourceType, snapshot_id: str, items: list[KubeObject]) -> None: ...
+    async def snapshot_page(self, rtype: ResourceType, snapshot_id: str, items: Sequence[AnyObject]) -> None:
+        """Add ``items`` to the snapshot: the informer's :class:`agent.events.RawObject`, or
+        decoded objects."""
+        ...
 
     async def snapshot_end(
         self, rtype: ResourceType, snapshot_id: str, *, resource_version: str, count: int

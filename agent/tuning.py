@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import gc
 
-# Decoding a page of 500 pods allocates ~10^5 containers. With CPython's default threshold
-# (700) that triggers hundreds of young collections per page, and every tenth promotion
-# round a full collection that walks every live object: with thousands of decoded objects
-# held in buffers, decoding gets several times slower. Collecting less often costs a little
-# peak memory and saves most of that time.
+# Decoding a LIST page of 250 pods allocates ~18,000 containers at once, and a streaming list
+# ~70 per object, thousands of times a second. With CPython's default threshold (700) that
+# is a young collection every ten objects and a full one every thousand. Collecting less
+# often saves that time and, measured with the agent at 10,000 and 100,000 objects, costs no
+# memory: decoded objects die young (the agent keeps objects as their JSON, in bytes, which
+# the collector does not track), so nothing piles up between collections; the agent's peak
+# RSS was the same with 700.
 GEN0_THRESHOLD = 50_000
 
 

@@ -1,6 +1,6 @@
 """End-to-end sync: agent -> syncer -> PostgreSQL, against kubesim member clusters.
 
-    python -m benchmarks.sync [--objects N] [--duration S] [--rates 1000,5000]
+    python -m benchmarks.sync [--objects N] [--duration S] [--rates 1000,5000] [--agent-rss-only]
 
 Every component runs as its own process, as deployed: kubesim (the member cluster), the
 ``kubepedia serve`` syncer on a fresh embedded PostgreSQL, one ``kubepedia agent`` per
@@ -19,7 +19,9 @@ cluster (registered in push mode through the admin API), and the load writers.
     one monotonic clock across processes).
 (c) Agent peak RSS (VmHWM of the agent process) once its initial sync has completed and
     it has watched for a few seconds: a 10000-object cluster and the N-object cluster of
-    (a), each with its own fresh kubesim and agent.
+    (a), each with its own fresh kubesim and agent. ``--agent-rss-only`` measures this
+    alone: the initial syncs run (the agent needs its syncer), the COPY baseline of (a)
+    and (b) do not.
 
 Also reported: the writes/s the writers achieved (``achieved_rate_R``), writes never seen
 within 30 s (``freshness_missing_R``), and the CPU seconds each process spent during the
@@ -389,8 +391,8 @@ async def freshness(procs: Procs, syncer: Syncer, member: Member, rate: float, d
 
 # -- the run -------------------------------------------------------------------------------------
 
-async def run(objects: int, rates: list[float], duration: float, seed: int, keep: str
-              ) -> dict[str, Any]:
+async def run(objects: int, rates: list[float], duration: float, seed: int, keep: str,
+              rss_only: bool = False) -> dict[str, Any]:
     result: dict[str, Any] = {"objects": objects}
     with contextlib.ExitStack() as cleanup:
         if keep:
@@ -405,18 +407,22 @@ async def run(objects: int, rates: list[float], duration: float, seed: int, keep
                 # (a) and the big cluster of (c)
                 big = await start_member(procs, work, "big", objects, seed)
                 agent, sync_s, rss_big, cpu = await initial_sync(procs, syncer, db, big)
-                rows, copy_s = await copy_baseline(db, big.name)
-                sync_rate, copy_rate = big.expected / sync_s, rows / copy_s
+                sync_rate = big.expected / sync_s
                 result.update({
                     "synced_objects": big.expected,
                     "initial_sync_s": round(sync_s, 2),
                     "initial_sync_objects_per_s": round(sync_rate),
-                    "copy_objects_per_s": round(copy_rate),
-                    "initial_sync_vs_copy": round(sync_rate / copy_rate, 3),
                     "initial_sync_cpu_s": cpu,
                 })
+                if not rss_only:
+                    rows, copy_s = await copy_baseline(db, big.name)
+                    copy_rate = rows / copy_s
+                    result.update({
+                        "copy_objects_per_s": round(copy_rate),
+                        "initial_sync_vs_copy": round(sync_rate / copy_rate, 3),
+                    })
                 # (b) on the same cluster, agent watching
-                for rate in rates:
+                for rate in [] if rss_only else rates:
                     fresh = await freshness(procs, syncer, big, rate, duration, work, seed)
                     key = int(rate)
                     result.update({
@@ -425,7 +431,8 @@ async def run(objects: int, rates: list[float], duration: float, seed: int, keep
                         f"achieved_rate_{key}": round(fresh["achieved"]),
                         f"freshness_missing_{key}": fresh["missing"],
                     })
-                result["agent_rss_mb_after_load"] = round(peak_rss_mb(agent.pid), 1)
+                if not rss_only:
+                    result["agent_rss_mb_after_load"] = round(peak_rss_mb(agent.pid), 1)
                 await procs.stop(agent)
                 await procs.stop(big.proc)
                 # (c) the small cluster
@@ -449,6 +456,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--work-dir", default="",
                         help="keep logs and the database in this new directory (default: a temp dir)")
+    parser.add_argument("--agent-rss-only", action="store_true",
+                        help="measure (c) only: the agent's peak RSS at 10000 and N objects")
     parser.add_argument("--write-load", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.write_load:
@@ -458,7 +467,8 @@ def main() -> None:
     rates = [float(r) for r in args.rates.split(",") if r]
     if args.work_dir:
         Path(args.work_dir).mkdir(parents=True, exist_ok=False)
-    result = asyncio.run(run(args.objects, rates, args.duration, args.seed, args.work_dir))
+    result = asyncio.run(run(args.objects, rates, args.duration, args.seed, args.work_dir,
+                             rss_only=args.agent_rss_only))
     print(orjson.dumps(result).decode())
 
 

@@ -1,129 +1,27 @@
-"""The ``kubepedia`` command: a thin face wiring the rooms together."""
+"""The ``kubepedia`` command: a thin face wiring the rooms together.
+
+``kubepedia agent`` runs inside member clusters, where its memory is what an operator
+budgets for: it is handed to :mod:`agent.cli` before anything of the syncer, the read API
+or the other commands is imported (SQLAlchemy, asyncpg and the command modules cost the
+agent about 25 MB it would never use). Every other command lives in
+:mod:`kubepedia.commands`.
+"""
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
-
-from agent.logs import setup_logging
-from agent.tuning import tune_gc
-from kubepedia import clusters, keys, kubeconfig, report
-from kubepedia import history as history_command  # kubepedia history
-from kubepedia.config import (
-    DEFAULT_ADMIN_LISTEN,
-    DEFAULT_API_LISTEN,
-    DEFAULT_INGEST_LISTEN,
-    default_data_dir,
-    parse_duration,
-    parse_listen,
-)
-from syncer.db import DatabaseUnreachable
-from syncer.embedded import EmbeddedError
-from syncer.migrations import SchemaTooNew
-from syncer.registry import RegistryError
-from syncer.secretbox import SecretBoxError
-
-
-def _duration(value: str) -> float:
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
-
-
-def _listen(value: str) -> tuple[str, int]:
-    try:
-        return parse_listen(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kubepedia", description=__doc__)
-    parser.add_argument("--log-level", default=os.environ.get("KUBEPEDIA_LOG_LEVEL", "info"),
-                        choices=["debug", "info", "warning", "error"])
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name, summary in (("serve", "run the syncer and the read API"),
-                          ("demo", "run three simulated clusters, synced and served, for kubectl")):
-        _serve_options(sub.add_parser(name, help=summary))
-    clusters.add_parser(sub)
-    kubeconfig.add_parser(sub)
-    keys.add_parser(sub)
-    history_command.add_parser(sub)
-    report.add_parser(sub)
-    return parser
-
-
-def _serve_options(serve: argparse.ArgumentParser) -> None:
-    serve.add_argument("--database-url", default=os.environ.get("KUBEPEDIA_DATABASE_URL"),
-                       help="PostgreSQL URL (default: an embedded server in the data dir)")
-    serve.add_argument("--data-dir", type=Path, default=default_data_dir())
-    serve.add_argument("--api-listen", type=_listen, default=DEFAULT_API_LISTEN)
-    serve.add_argument("--change-log-retention", type=_duration, default="7d", metavar="DURATION",
-                       help="how long changes are kept for watches and history (default %(default)s)")
-    serve.add_argument("--ingest-listen", type=_listen, default=DEFAULT_INGEST_LISTEN,
-                       help="agents push here (default %(default)s)")
-    serve.add_argument("--admin-listen", type=_listen, default=DEFAULT_ADMIN_LISTEN,
-                       help="the registry's admin API, for `kubepedia cluster` (default %(default)s)")
-    keys.add_key_file_argument(serve)
-    serve.add_argument("--allow-kubeconfig-exec", action="store_true",
-                       default=_env_flag("KUBEPEDIA_ALLOW_KUBECONFIG_EXEC"),
-                       help="let registered kubeconfigs run exec/auth-provider plugins and read files "
-                            "on this machine (only if everyone holding the admin token may run code here)")
-
-
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
-
-
-def _run_serve(args: argparse.Namespace) -> int:
-    from kubepedia.demo import DemoError, demo
-    from kubepedia.serve import ServeConfig, serve
-
-    config = ServeConfig(database_url=args.database_url, data_dir=args.data_dir,
-                         api_listen=args.api_listen, ingest_listen=args.ingest_listen,
-                         admin_listen=args.admin_listen, secret_key_file=args.secret_key_file,
-                         allow_kubeconfig_exec=args.allow_kubeconfig_exec,
-                         change_log_retention_s=args.change_log_retention)
-    tune_gc()
-    try:
-        asyncio.run(demo(config) if args.command == "demo" else serve(config))
-    except DemoError as exc:
-        print(f"kubepedia: {exc}", file=sys.stderr)
-        return 1
-    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["agent"]:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["agent"]:
         from agent.cli import main as agent_main
 
-        return agent_main(argv[1:])
-    args = _parser().parse_args(argv)
-    setup_logging(args.log_level)
-    if args.command == "kubeconfig":
-        return kubeconfig.run(args)
-    if args.command == "cluster":
-        return clusters.run(args)
-    if args.command == "keys":
-        return keys.run(args)
-    if args.command == "history":
-        return history_command.run(args)
-    if args.command == "report":
-        return report.run(args)
-    try:
-        return _run_serve(args)
-    except (DatabaseUnreachable, SchemaTooNew, EmbeddedError, SecretBoxError, RegistryError,
-            OSError) as exc:  # OSError: address in use
-        print(f"kubepedia: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+        return agent_main(args[1:])
+    from kubepedia.commands import main as commands_main
+
+    return commands_main(args)
 
 
 if __name__ == "__main__":

@@ -7,13 +7,13 @@ store's failures into what the agent's pipeline knows how to handle.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
 import asyncpg
 
-from agent.events import KubeObject, WatchEvent
+from agent.events import AnyObject, WatchEvent, as_dict
 from agent.sink import SinkNeedsSnapshot, SinkRejected, SinkUnavailable
 from kube.resources import ResourceType
 from syncer.ingest import CheckpointMismatch, FenceLost, SnapshotLost, Store
@@ -88,10 +88,11 @@ class StoreSink:
             rtype, lambda: self.store.snapshot_start(cluster=self.cluster, rtype=rtype))
         return str(snapshot_id)
 
-    async def snapshot_page(self, rtype: ResourceType, snapshot_id: str, items: list[KubeObject]) -> None:
+    async def snapshot_page(self, rtype: ResourceType, snapshot_id: str, items: Sequence[AnyObject]) -> None:
+        # The informer hands its objects over as JSON; the store reads them decoded.
         await self._call(rtype, lambda: self.store.snapshot_page(
-            cluster=self.cluster, rtype=rtype, snapshot_id=_snapshot_id(snapshot_id), items=items,
-            keep_secret_data=self.keep_secret_data))
+            cluster=self.cluster, rtype=rtype, snapshot_id=_snapshot_id(snapshot_id),
+            items=[as_dict(item) for item in items], keep_secret_data=self.keep_secret_data))
 
     async def snapshot_end(self, rtype: ResourceType, snapshot_id: str, *, resource_version: str,
                            count: int) -> None:
@@ -101,7 +102,7 @@ class StoreSink:
 
     async def changes(self, rtype: ResourceType, changes: list[WatchEvent], *, resource_version: str,
                       after: str | None = None) -> None:
-        events = [{"type": c.type, "object": c.object} for c in changes]
+        events = [{"type": c.type, "object": as_dict(c.object)} for c in changes]
         await self._call(rtype, lambda: self.store.apply_batch(
             cluster=self.cluster, rtype=rtype, events=events, resource_version=resource_version,
             after=after, keep_secret_data=self.keep_secret_data))
