@@ -85,6 +85,17 @@ def method_not_allowed(message: str = "the server does not allow this method") -
     return StatusError(405, "MethodNotAllowed", message)
 
 
+def unsupported_body_type(content_type: str, *, accepted: tuple[str, ...]) -> StatusError:
+    """A create or update body in a format the server does not read (kube-apiserver's
+    wording for an input serializer it cannot negotiate)."""
+    return StatusError(
+        415,
+        "UnsupportedMediaType",
+        "the body of the request was in an unknown format - accepted media types include: "
+        f"{', '.join(accepted)}; got {content_type}",
+    )
+
+
 def unsupported_media_type(content_type: str) -> StatusError:
     return StatusError(
         415,

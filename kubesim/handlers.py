@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+import yaml
 from aiohttp import web
 
 from kube.resources import ResourceType
@@ -28,6 +29,8 @@ from kubesim.watch import (
 
 JSON = dict[str, Any]
 JSON_TYPE = "application/json"
+YAML_TYPE = "application/yaml"
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 INITIAL_CHUNK = 500
 # How often an idle watch checks that its client is still connected. aiohttp does not
 # cancel a handler whose client went away; kube-apiserver ends such a watch at once, and
@@ -213,7 +216,15 @@ class ResourceHandlers:
 
     @staticmethod
     async def _body(request: web.Request) -> Any:
+        media_type = request.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+        # A patch's media type names its kind of patch (kubesim.patch dispatches on it); its
+        # body is JSON. An object's body is JSON or YAML here; kube-apiserver also takes
+        # protobuf for built-in types (kubectl create sends it), which kubesim does not speak.
+        if request.method != "PATCH" and media_type not in ("", JSON_TYPE, YAML_TYPE):
+            raise errors.unsupported_body_type(media_type, accepted=(JSON_TYPE, YAML_TYPE))
         raw = await request.read()
+        if media_type == YAML_TYPE:
+            return _yaml_body(raw)
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -390,3 +401,12 @@ def _sends_initial(opts: ListOptions) -> bool:
     if opts.send_initial_events is not None:
         return opts.send_initial_events
     return opts.resource_version in ("", "0")
+
+
+def _yaml_body(raw: bytes) -> Any:
+    """One YAML document, read with the safe loader (plain data, no tags that build objects)."""
+    try:
+        return yaml.load(raw, Loader=_YAML_LOADER)
+    except yaml.YAMLError as exc:
+        raise errors.bad_request(f"the body of the request is not valid YAML: {exc}") from None
+

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import aiohttp
+import orjson
 
 from kubesim.server import SimServer
 from tests.kubesim.conftest import call, pod_body, watch_lines
@@ -190,3 +191,24 @@ async def test_body_of_another_kind_is_rejected(sim: SimServer, http: aiohttp.Cl
     body = {"apiVersion": "apps/v1beta1", "kind": "Deployment", "metadata": {"name": "k"}}
     status, out = await call(http, "POST", sim.url + DEPLOYS, body)
     assert status == 400 and "API version" in out["message"]
+
+
+async def test_create_body_media_types(sim: SimServer, http: aiohttp.ClientSession) -> None:
+    """JSON and YAML bodies create; a body in another format is 415 and creates nothing."""
+    configmaps = sim.url + "/api/v1/namespaces/default/configmaps"
+    yaml_body = b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: from-yaml}\ndata: {k: v}\n"
+    async with http.post(configmaps, data=yaml_body, headers={"Content-Type": "application/yaml"}) as resp:
+        assert resp.status == 201
+        assert orjson.loads(await resp.read())["data"] == {"k": "v"}
+    proto = b"k8s\x00\n\x0f\n\x02v1\x12\tConfigMap"
+    headers = {"Content-Type": "application/vnd.kubernetes.protobuf"}
+    async with http.post(configmaps, data=proto, headers=headers) as resp:
+        body = orjson.loads(await resp.read())
+        assert (resp.status, body["reason"]) == (415, "UnsupportedMediaType")
+        assert "application/json, application/yaml" in body["message"]
+    bad_yaml = b"metadata: ["
+    async with http.post(configmaps, data=bad_yaml, headers={"Content-Type": "application/yaml"}) as resp:
+        body = orjson.loads(await resp.read())
+        assert (resp.status, body["reason"]) == (400, "BadRequest") and "not valid YAML" in body["message"]
+    _, listed = await call(http, "GET", configmaps)
+    assert [c["metadata"]["name"] for c in listed["items"]] == ["from-yaml"]
