@@ -25,6 +25,8 @@ async def test_each_write_is_one_event_in_order(sim: SimServer, http: aiohttp.Cl
     # Nothing else writes: the churn's writes are the versions after the list's, in order.
     assert [int(e["object"]["metadata"]["resourceVersion"]) for e in events] == list(
         range(rv + 1, rv + 301))
+    # The watcher may see the last write before the churn task has ended.
+    await wait_until(lambda: not sim.churn.status()["running"])
     _, churn = await call(http, "GET", sim.url + "/_kubesim/churn")
     assert churn["writes"] == 300 and churn["errors"] == 0 and not churn["running"]
     ops = churn["byOperation"]
