@@ -1,11 +1,11 @@
 """The ingest listener: agents push their clusters' changes here (see ``agent.protocol``).
 
-Only the agent protocol and health checks are served here; the registry's admin API has a
-listener of its own (``syncer.admin``), so that opening this one to agents in other networks
-exposes no registration. Every error is a Kubernetes ``Status`` (``syncer.status``). A write
-is authenticated before anything else, then admitted and bounded as ``syncer.admission``
-describes; a write refused as a whole (a malformed request, a quota) is kept in the type's
-last error, where ``kubepedia cluster list`` shows it.
+Only the agent protocol, health checks and metrics (``syncer.metrics``) are served here; the
+registry's admin API has a listener of its own (``syncer.admin``), so that opening this one to
+agents in other networks exposes no registration. Every error is a Kubernetes ``Status``
+(``syncer.status``). A write is authenticated before anything else, then admitted and bounded
+as ``syncer.admission`` describes; a write refused as a whole (a malformed request, a quota)
+is kept in the type's last error, where ``kubepedia cluster list`` shows it.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from kube.resources import ResourceType
 from syncer import registry
 from syncer.admission import SERVER_SETTINGS, Limits, WriteSlots, bearer_token, read_body, too_large
 from syncer.ingest import Registered, SnapshotLost, Store
+from syncer.metrics import loop_lag_ctx, metrics_routes
 from syncer.pull import PullManager
 from syncer.quota import Quota, QuotaExceeded
 from syncer.retention import DEFAULT_RETENTION_S, retention_ctx
@@ -179,6 +180,7 @@ def routes() -> list[web.RouteDef]:
     return [
         web.route("*", "/admin/{tail:.*}", admin_elsewhere),
         *health_routes(),
+        *metrics_routes(),
         web.get(base + "/checkpoints", get_checkpoints),
         web.post(base + "/snapshots", post_snapshot),
         web.post(base + "/snapshots/{snapshot}/pages", post_snapshot_page),
@@ -202,5 +204,6 @@ def build_app(*, database_url: str, kubeconfigs: registry.Kubeconfigs, pull: boo
     app.cleanup_ctx.append(PullManager.context(database_url=database_url, key=PULL, kubeconfigs=kubeconfigs,
                                                enabled=pull))
     app.cleanup_ctx.append(retention_ctx(retention_s=retention_s))
+    app.cleanup_ctx.append(loop_lag_ctx())
     app.add_routes(routes())
     return app
