@@ -572,20 +572,24 @@ _LOCKED_AT: ContextVar[float | None] = ContextVar("change_log_locked_at", defaul
 
 @asynccontextmanager
 async def _transaction(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
-    """A write transaction on a pooled connection, timed (``syncer.metrics``): its length,
-    and how long it held the change-log lock, which is released only when it ends."""
-    started = time.perf_counter()
-    token = _LOCKED_AT.set(None)
-    try:
-        async with pool.acquire() as conn, conn.transaction():
-            yield conn
-    finally:
-        ended = time.perf_counter()
-        locked = _LOCKED_AT.get()
-        _LOCKED_AT.reset(token)
-        metrics.WRITE_TRANSACTION.observe(ended - started)
-        if locked is not None:
-            metrics.LOCK_HOLD.observe(ended - locked)
+    """A write transaction on a pooled connection, timed (``syncer.metrics``): the wait for
+    the connection, the transaction's length, and how long it held the change-log lock,
+    which is released only when it ends."""
+    asked = time.perf_counter()
+    async with pool.acquire() as conn:
+        started = time.perf_counter()
+        metrics.CONNECTION_WAIT.observe(started - asked)
+        token = _LOCKED_AT.set(None)
+        try:
+            async with conn.transaction():
+                yield conn
+        finally:
+            ended = time.perf_counter()
+            locked = _LOCKED_AT.get()
+            _LOCKED_AT.reset(token)
+            metrics.WRITE_TRANSACTION.observe(ended - started)
+            if locked is not None:
+                metrics.LOCK_HOLD.observe(ended - locked)
 
 
 async def _lock_change_log(conn: asyncpg.Connection) -> None:

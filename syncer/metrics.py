@@ -37,8 +37,10 @@ LOCK_WAIT = Histogram("kubepedia_change_log_lock_wait_seconds",
 LOCK_HOLD = Histogram("kubepedia_change_log_lock_hold_seconds",
                       "Time a write transaction held the change-log lock, until its commit or rollback",
                       buckets=_SECONDS)
+CONNECTION_WAIT = Histogram("kubepedia_store_connection_wait_seconds",
+                            "Time a write waited for a connection of its pool", buckets=_SECONDS)
 WRITE_TRANSACTION = Histogram("kubepedia_store_write_transaction_seconds",
-                              "Time of a store write transaction, from taking a connection to its end",
+                              "Time of a store write transaction, from its connection's taking to its end",
                               buckets=_SECONDS)
 LOOP_LAG = Histogram("kubepedia_event_loop_lag_seconds",
                      "How late the event loop ran a periodic callback", buckets=_SECONDS)
