@@ -43,7 +43,7 @@ from syncer.guards import FenceLost, Guard, Owner, Registered, advisory_holder
 from syncer.plan import LogEntry, Plan, StoredState, plan_batch, plan_snapshot_page
 from syncer.quota import Quota, QuotaExceeded
 from syncer.schema import ANALYZE_LOCK, CHANGE_LOG_LOCK, NOTIFY_CHANNEL
-from syncer.validate import BadInput, Event, Row, Skip, to_events, to_rows
+from syncer.validate import BadInput, Batch, Event, Page, Row, Skip, decode_json, to_events, to_rows
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +163,7 @@ class Store:
         one bad object cannot hold the type back. A malformed batch (``BadInput``) or one
         that would pass the cluster's objects quota (``QuotaExceeded``) is refused whole.
         """
-        batch = await asyncio.to_thread(to_events, events, rtype=rtype, keep_secret_data=keep_secret_data)
+        batch = await asyncio.to_thread(_to_events, events, rtype=rtype, keep_secret_data=keep_secret_data)
         parsed = batch.events
         checkpoint = resource_version or (parsed[-1].resource_version if parsed else None)
         async with _transaction(self._pool) as conn:
@@ -230,7 +230,7 @@ class Store:
         and keeps (does not delete) a version of them stored earlier. ``omitted`` are objects
         the sender left out for their size (``agent.protocol``), skipped the same way. The
         result's ``accepted`` counts every object of the page, skipped ones included."""
-        page = await asyncio.to_thread(to_rows, items, rtype=rtype, keep_secret_data=keep_secret_data,
+        page = await asyncio.to_thread(_to_rows, items, rtype=rtype, keep_secret_data=keep_secret_data,
                                        omitted=omitted)
         rows = page.rows
         async with _transaction(self._pool) as conn:
@@ -348,6 +348,30 @@ class Snapshot:
         return await self.store.snapshot_end(
             cluster=self.cluster, rtype=self.rtype, snapshot_id=self.snapshot_id,
             resource_version=resource_version, count=self.count)
+
+
+# -- decoding and validation (in a worker thread) ---------------------------------------
+
+# Objects may come as their JSON (``bytes``: pull mode's informers keep them so). They are
+# decoded here, in the worker thread, one at a time: orjson holds the GIL for a whole call,
+# and one call per object lets the event loop run between objects, where decoding a whole
+# page on the loop (or in one call) would stop it for as long as the page takes.
+
+def _decoded(value: Any, *, what: str) -> Any:
+    return decode_json(value, what=what) if isinstance(value, bytes) else value
+
+
+def _to_rows(items: Sequence[Any], *, rtype: ResourceType, keep_secret_data: bool,
+             omitted: Sequence[Any]) -> Page:
+    objects = [_decoded(item, what=f"item {index}") for index, item in enumerate(items)]
+    return to_rows(objects, rtype=rtype, keep_secret_data=keep_secret_data, omitted=omitted)
+
+
+def _to_events(events: Sequence[Any], *, rtype: ResourceType, keep_secret_data: bool) -> Batch:
+    decoded = [{**event, "object": _decoded(event["object"], what=f"item {index}")}
+               if isinstance(event, dict) and isinstance(event.get("object"), bytes) else event
+               for index, event in enumerate(events)]
+    return to_events(decoded, rtype=rtype, keep_secret_data=keep_secret_data)
 
 
 # -- SQL -------------------------------------------------------------------------------------
