@@ -198,8 +198,9 @@ async def scrape(syncer: Syncer) -> Histograms:
     for family in text_string_to_metric_families(text):
         if family.type != "histogram":
             continue
-        values = out.setdefault(family.name, {})
         for sample in family.samples:
+            values = out.setdefault(family.name + "".join(f"/{v}" for k, v in sorted(sample.labels.items())
+                                                          if k != "le"), {})
             if sample.name.endswith("_bucket"):
                 values[sample.labels["le"]] = values.get(sample.labels["le"], 0.0) + sample.value
             elif sample.name.endswith("_sum"):
@@ -230,6 +231,7 @@ def lock_figures(after: Histograms, before: Histograms) -> dict[str, float]:
     write = delta(after, before, "kubepedia_store_write_transaction_seconds")
     lag = delta(after, before, "kubepedia_event_loop_lag_seconds")
     connection = delta(after, before, "kubepedia_store_connection_wait_seconds")
+    gc_pauses = [delta(after, before, f"kubepedia_gc_pause_seconds/{g}") for g in range(3)]
     locks = max(wait.get("count", 0.0), 1.0)
     return {
         "lock_takes": wait.get("count", 0.0),
@@ -244,6 +246,9 @@ def lock_figures(after: Histograms, before: Histograms) -> dict[str, float]:
         "connection_wait_s": round(connection.get("sum", 0.0), 2),
         "loop_lag_p99_ms": 1000 * bucket_quantile(lag, 0.99),
         "loop_lag_max_ms": 1000 * bucket_quantile(lag, 1.0),
+        "gc_pause_s": round(sum(p.get("sum", 0.0) for p in gc_pauses), 2),
+        "gc_full_collections": gc_pauses[2].get("count", 0.0),
+        "gc_full_pause_max_ms": 1000 * bucket_quantile(gc_pauses[2], 1.0),
     }
 
 
@@ -377,11 +382,14 @@ def summary(clusters: int, solo: dict[str, Any], copy_rate: float, main: dict[st
         "initial_sync_loop_lag_max_ms": main["loop_lag_max_ms"],
         "churn_loop_lag_p99_ms": churn["loop_lag_p99_ms"],
         "churn_loop_lag_max_ms": churn["loop_lag_max_ms"],
+        "initial_sync_gc": {k: main[k] for k in _GC_KEYS},
+        "churn_gc": {k: churn[k] for k in _GC_KEYS},
         "initial_sync_lock": {k: main[k] for k in _LOCK_KEYS},
         "churn_lock": {k: churn[k] for k in _LOCK_KEYS},
     }
 
 
+_GC_KEYS = ("gc_pause_s", "gc_full_collections", "gc_full_pause_max_ms")
 _LOCK_KEYS = ("lock_takes", "lock_wait_mean_ms", "lock_wait_p99_ms", "lock_hold_mean_ms", "lock_hold_p99_ms",
               "write_transactions", "write_transaction_s", "lock_wait_share", "lock_hold_share",
               "connection_wait_s", "lock_held_share",

@@ -18,6 +18,7 @@ counters (``agent.metrics``) are in the same registry and served here too.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -47,6 +48,10 @@ LOOP_LAG = Histogram("kubepedia_event_loop_lag_seconds",
 LOOP_LAG_MAX = Gauge("kubepedia_event_loop_lag_max_seconds",
                      "The longest event-loop lag seen since the process started")
 
+GC_PAUSE = Histogram("kubepedia_gc_pause_seconds",
+                     "Time a cyclic garbage collection stopped every thread", ["generation"],
+                     buckets=_SECONDS)
+
 LAG_INTERVAL_S = 0.05  # often enough to see a 50 ms stall, cheap enough to run always
 
 
@@ -74,14 +79,33 @@ class LoopLag:
             self.record(self._clock() - asked - self.interval)
 
 
+class GcPauses:
+    """Times the garbage collector's runs (``gc.callbacks``): a full collection walks every
+    tracked object and holds the GIL throughout, so it shows as loop lag too; this says
+    which part of the lag it is."""
+
+    def __init__(self) -> None:
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            GC_PAUSE.labels(str(info["generation"])).observe(time.perf_counter() - self._started)
+
+
 def loop_lag_ctx(*, interval: float = LAG_INTERVAL_S) -> Callable[[web.Application], AsyncIterator[None]]:
-    """A cleanup context that measures the loop's lag while the application runs."""
+    """A cleanup context that measures the loop's lag, and the collector's pauses, while the
+    application runs."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         task = asyncio.create_task(LoopLag(interval=interval).run(), name="event-loop lag")
+        pauses = GcPauses()
+        gc.callbacks.append(pauses)
         try:
             yield
         finally:
+            gc.callbacks.remove(pauses)
             await stop_tasks([task], timeout=STOP_TIMEOUT_S, log=log)
 
     return ctx
