@@ -39,6 +39,7 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
+from agent.buffer import Budget
 from agent.errors import KubeClientError
 from agent.kubeclient import Connection, KubeClient, connection_from_document
 from agent.kubeconfig_policy import KubeconfigRefused
@@ -57,6 +58,11 @@ POLL_INTERVAL_S = 2.0
 POLL_ENV = "KUBEPEDIA_PULL_POLL_SECONDS"
 LOST_PAUSE_ROUNDS = 3  # polls a process waits before owning again a cluster it lost
 PULL_POOL_SIZE = 6
+# Bytes of objects every pulled cluster together holds between its informers and the store.
+# An agent bounds its own (``agent.buffer.Budget``, 16 MiB); one such budget per pulled
+# cluster would add up with the clusters (100 clusters: 1.6 GB) while they all wait for the
+# same few connections, which take pages no faster for more of them waiting.
+PULL_IN_FLIGHT_BYTES = 64 * 1024 * 1024
 LOCK_CHECK_TIMEOUT_S = 5.0
 HEALTH_INTERVAL_S = 5.0
 IDENTITY = f"{socket.gethostname()}:{os.getpid()}"
@@ -105,6 +111,7 @@ class PullManager:
         self._paused: dict[str, float] = {}  # lost clusters -> loop time they may be owned again
         self.identity = IDENTITY
         self._wake = asyncio.Event()
+        self._budget = Budget(PULL_IN_FLIGHT_BYTES)
 
     @staticmethod
     def context(*, database_url: str, key: web.AppKey[PullManager], kubeconfigs: registry.Kubeconfigs,
@@ -212,6 +219,7 @@ class PullManager:
         async with KubeClient(connection=connection) as client:
             owned.runner = Runner(client=client, sink=sink,
                                   selection=selection.overridden(keep_secret_data=keep))
+            owned.runner.budget = self._budget  # one bound for every pulled cluster, see above
             await owned.runner.run()
 
     def _connection(self, cluster: registry.Cluster) -> Connection:
