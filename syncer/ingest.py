@@ -13,8 +13,8 @@ An object that cannot be stored (``syncer.validate``) is skipped; the rest of it
 page is applied. The type's ``sync_state`` counts skipped objects since its last snapshot
 began and its ``last_error`` names the latest; a skipped object still counts as seen by its
 snapshot, so the snapshot's count adds up and a stored older version of it is kept (stale,
-and reported) rather than deleted as if the object were gone. Validation runs in a worker
-thread, off the event loop. Writes that would pass the cluster's quota (``syncer.quota``)
+and reported) rather than deleted as if the object were gone. Validation runs off the event
+loop (a worker thread, or a decoder process for large pages: ``syncer.decoding``). Writes that would pass the cluster's quota (``syncer.quota``)
 are refused whole.
 
 Every change appends to ``change_log``. Its sequence numbers are taken only while
@@ -25,7 +25,6 @@ number committed later (docs/design.md, "Sequence numbers commit in order").
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -39,6 +38,7 @@ import asyncpg
 from kube.resources import ResourceType, type_key
 from syncer import metrics
 from syncer.db import STAGING_COLUMNS
+from syncer.decoding import json_bytes, off_loop
 from syncer.guards import FenceLost, Guard, Owner, Registered, advisory_holder
 from syncer.plan import LogEntry, Plan, StoredState, plan_batch, plan_snapshot_page
 from syncer.quota import Quota, QuotaExceeded
@@ -163,7 +163,8 @@ class Store:
         one bad object cannot hold the type back. A malformed batch (``BadInput``) or one
         that would pass the cluster's objects quota (``QuotaExceeded``) is refused whole.
         """
-        batch = await asyncio.to_thread(_to_events, events, rtype=rtype, keep_secret_data=keep_secret_data)
+        batch = await off_loop(_to_events, events, rtype=rtype, keep_secret_data=keep_secret_data,
+                               size=json_bytes(events))
         parsed = batch.events
         checkpoint = resource_version or (parsed[-1].resource_version if parsed else None)
         async with _transaction(self._pool) as conn:
@@ -230,8 +231,8 @@ class Store:
         and keeps (does not delete) a version of them stored earlier. ``omitted`` are objects
         the sender left out for their size (``agent.protocol``), skipped the same way. The
         result's ``accepted`` counts every object of the page, skipped ones included."""
-        page = await asyncio.to_thread(_to_rows, items, rtype=rtype, keep_secret_data=keep_secret_data,
-                                       omitted=omitted)
+        page = await off_loop(_to_rows, items, rtype=rtype, keep_secret_data=keep_secret_data,
+                              omitted=omitted, size=json_bytes(items))
         rows = page.rows
         async with _transaction(self._pool) as conn:
             # Pages of one snapshot touch disjoint objects and may run concurrently: their
@@ -352,10 +353,9 @@ class Snapshot:
 
 # -- decoding and validation (in a worker thread) ---------------------------------------
 
-# Objects may come as their JSON (``bytes``: pull mode's informers keep them so). They are
-# decoded here, in the worker thread, one at a time: orjson holds the GIL for a whole call,
-# and one call per object lets the event loop run between objects, where decoding a whole
-# page on the loop (or in one call) would stop it for as long as the page takes.
+# Objects may come as their JSON (``bytes``: pull mode's informers keep them so, and large
+# request bodies arrive so): they are decoded where they are validated, away from the event
+# loop (``syncer.decoding``), never on it, where a page would stop it for as long as it takes.
 
 def _decoded(value: Any, *, what: str) -> Any:
     return decode_json(value, what=what) if isinstance(value, bytes) else value

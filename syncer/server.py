@@ -10,7 +10,6 @@ is kept in the type's last error, where ``kubepedia cluster list`` shows it.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,6 +23,7 @@ from agent import protocol
 from kube.resources import ResourceType
 from syncer import registry
 from syncer.admission import SERVER_SETTINGS, Limits, WriteSlots, bearer_token, read_body, too_large
+from syncer.decoding import decode_body
 from syncer.ingest import Registered, SnapshotLost, Store
 from syncer.metrics import loop_lag_ctx, metrics_routes
 from syncer.pull import PullManager
@@ -32,7 +32,7 @@ from syncer.retention import DEFAULT_RETENTION_S, retention_ctx
 from syncer.sink import UNAVAILABLE
 from syncer.status import Refused, errors_as_status, ok
 from syncer.store_app import POOL, health_routes, pool_ctx
-from syncer.validate import BadInput, decode_object
+from syncer.validate import BadInput
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +66,14 @@ class Write:
 @asynccontextmanager
 async def _write(request: web.Request) -> AsyncIterator[Write]:
     """Authenticate, take the cluster's slot, read the body, take a store slot, parse (off
-    the event loop); a refusal of the whole write is recorded in the type's last error."""
+    the event loop, ``syncer.decoding``); a refusal of the whole write is recorded in the
+    type's last error."""
     cluster = await _cluster(request)
     slots, limits = request.app[SLOTS], request.app[LIMITS]
     async with slots.cluster(cluster.name):
         raw = await read_body(request, limits)
         async with slots.store():
-            body = await asyncio.to_thread(decode_object, raw, what="request body")
+            body = await decode_body(raw)
             rtype = protocol.type_from_dict(body.get("type"))
             store = _store(request, cluster)
             async with _recorded(store, cluster=cluster.name, rtype=rtype):

@@ -1,28 +1,32 @@
-"""The event loop keeps running while the store takes a large page (pull mode's path).
+"""The event loop keeps running while a large page is decoded and validated.
 
-Pull mode's informers run on the syncer's event loop beside every agent's requests; the
-page they hand to the store (``syncer.sink.StoreSink``) must not stop that loop while it is
-decoded and validated. Measured against itself, not a clock: the lag the loop shows while a
-page is stored must be well under the lag the same page decoded on the loop causes.
-"""
+Pull mode's informers run on the syncer's event loop beside every agent's requests; neither
+a page they hand to the store (``syncer.sink.StoreSink``) nor a large body an agent pushes
+may stop that loop while it is decoded and validated (``syncer.decoding``). Measured against
+itself, not a clock: the lag the loop shows while a page is stored must be well under the
+lag the same page decoded on the loop causes."""
 
 from __future__ import annotations
 
 import asyncio
+import io
 import random
 from collections.abc import Awaitable, Callable
 
 import asyncpg
 import orjson
 
+from agent import protocol
 from agent.events import RawObject, as_dict
 from kubesim import objects
 from syncer.ingest import Store
 from syncer.metrics import LoopLag
 from syncer.sink import StoreSink
 from tests.factories import PODS
+from tests.syncer.conftest import Ingest
 
-OBJECTS = 1000  # kubesim's pods, about 3.5 MB of JSON: what one request may carry (4 MiB)
+OBJECTS = 1000  # kubesim's pods, about 4 MB of JSON
+PUSHED = 900  # as many as one request body may carry (4 MiB)
 
 
 def _pod(rng: random.Random, index: int) -> RawObject:
@@ -67,6 +71,33 @@ async def test_a_large_pulled_page_does_not_stop_the_loop(pool: asyncpg.Pool) ->
                    for _ in range(3)])
     assert await pool.fetchval("SELECT count(*) FROM resources WHERE cluster = 'c1'") == OBJECTS
     assert storing < decoding / 2, (storing, decoding)
+
+
+async def test_a_large_pushed_body_does_not_stop_the_loop(ingest: Ingest, pool: asyncpg.Pool) -> None:
+    """Over real HTTP: the server is in this process, on this loop, as in ``kubepedia serve``."""
+    token = await ingest.register_push("a")
+    headers = {"Authorization": f"Bearer {token}"}
+    base = f"{ingest.url}{protocol.PREFIX}/a/snapshots"
+    kind = protocol.type_to_dict(PODS)
+    async with ingest.session.post(base, data=orjson.dumps({"type": kind}), headers=headers) as resp:
+        snapshot = orjson.loads(await resp.read())["snapshot"]
+    items = [as_dict(item) for item in _page()[:PUSHED]]
+    body = orjson.dumps({"type": kind, "items": items})
+    assert 3 * 1024 * 1024 < len(body) <= protocol.MAX_BODY_BYTES
+
+    async def decode() -> None:
+        orjson.loads(body)
+
+    async def post() -> None:
+        # A file-like body: aiohttp would copy plain bytes this large on the loop.
+        async with ingest.session.post(f"{base}/{snapshot}/pages", data=io.BytesIO(body),
+                                       headers=headers) as resp:
+            assert resp.status == 200, await resp.read()
+
+    decoding = min([await _lag_while(decode) for _ in range(3)])
+    posting = min([await _lag_while(post) for _ in range(3)])
+    assert await pool.fetchval("SELECT count(*) FROM resources WHERE cluster = 'a'") == PUSHED
+    assert posting < decoding / 2, (posting, decoding)
 
 
 def test_objects_arrive_as_json_and_are_decoded_alike() -> None:
