@@ -292,9 +292,22 @@ class LockSampler:
 
 # -- the phases ------------------------------------------------------------------------------------
 
+def decoder_pids(syncer_pid: int) -> list[int]:
+    """The syncer's decoder processes (``syncer.decoding``): its children that multiprocessing spawned."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if entry.name.isdigit() and b"multiprocessing" in (entry / "cmdline").read_bytes():
+                stat = (entry / "stat").read_text()
+                if int(stat[stat.rindex(")") + 2:].split()[1]) == syncer_pid:
+                    pids.append(int(entry.name))
+    return pids
+
+
 def cpu_now(syncer: Syncer, fleet: Fleet) -> dict[str, float]:
-    return {"syncer": cpu_seconds(syncer.pid), "kubesim": cpu_seconds(fleet.pid),
-            "postgres": cpu_seconds(syncer.postgres_pid, children=True)}
+    """CPU seconds so far; the syncer's include its decoder processes (while they live)."""
+    return {"syncer": cpu_seconds(syncer.pid) + sum(cpu_seconds(p) for p in decoder_pids(syncer.pid)),
+            "kubesim": cpu_seconds(fleet.pid), "postgres": cpu_seconds(syncer.postgres_pid, children=True)}
 
 
 def cpu_since(before: dict[str, float], syncer: Syncer, fleet: Fleet) -> dict[str, float]:
