@@ -14,8 +14,8 @@ page is applied. The type's ``sync_state`` counts skipped objects since its last
 began and its ``last_error`` names the latest; a skipped object still counts as seen by its
 snapshot, so the snapshot's count adds up and a stored older version of it is kept (stale,
 and reported) rather than deleted as if the object were gone. Validation runs off the event
-loop (a worker thread, or a decoder process for large pages: ``syncer.decoding``). Writes that would pass the cluster's quota (``syncer.quota``)
-are refused whole.
+loop (a worker thread, or a decoder process for large pages: ``syncer.decoding``). Writes
+that would pass the cluster's quota (``syncer.quota``) are refused whole.
 
 Every change appends to ``change_log``. Its sequence numbers are taken only while
 ``CHANGE_LOG_LOCK`` is held and that lock is held until commit, so numbers become visible
