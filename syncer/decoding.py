@@ -48,15 +48,12 @@ def _processes() -> ProcessPoolExecutor:
     return _pool
 
 
-def json_bytes(values: Sequence[Any]) -> int:
-    """Bytes of JSON among ``values`` (objects given as ``bytes``, or events holding them)."""
-    total = 0
-    for value in values:
-        if isinstance(value, bytes):
-            total += len(value)
-        elif isinstance(value, dict) and isinstance(value.get("object"), bytes):
-            total += len(value["object"])
-    return total
+def json_bytes(values: Sequence[Any], *, events: bool = False) -> int:
+    """Bytes of JSON among ``values``: objects given as ``bytes`` or (``events``) events whose
+    object is. Objects given decoded are not looked into here, on the event loop."""
+    if events:
+        values = [e.get("object") for e in values if type(e) is dict]
+    return sum(len(value) for value in values if isinstance(value, bytes))
 
 
 async def off_loop(fn: Callable[..., T], /, *args: Any, size: int, **kwargs: Any) -> T:

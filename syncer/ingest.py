@@ -164,7 +164,7 @@ class Store:
         that would pass the cluster's objects quota (``QuotaExceeded``) is refused whole.
         """
         batch = await off_loop(_to_events, events, rtype=rtype, keep_secret_data=keep_secret_data,
-                               size=json_bytes(events))
+                               size=json_bytes(events, events=True))
         parsed = batch.events
         checkpoint = resource_version or (parsed[-1].resource_version if parsed else None)
         async with _transaction(self._pool) as conn:
