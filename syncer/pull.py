@@ -116,6 +116,9 @@ class PullManager:
         self.identity = IDENTITY
         self._wake = asyncio.Event()
         self._budget = Budget(PULL_IN_FLIGHT_BYTES)
+        # Store calls under way for every pulled cluster together: as many as the connections
+        # can take and as many again ready to follow (see ``StoreSink``).
+        self._gate = asyncio.Semaphore(2 * PULL_POOL_SIZE)
 
     @staticmethod
     def context(*, database_url: str, key: web.AppKey[PullManager], kubeconfigs: registry.Kubeconfigs,
@@ -224,7 +227,7 @@ class PullManager:
         guards: list[Guard] = [Registered(cluster=name), Owner(key=key, pid=pid)]
         store = Store(self._pool, guards=[_Noticed(guard=g, cluster=name, notice=self.poke) for g in guards],
                       quota=Quota.from_settings(owned.cluster.settings))
-        sink = StoreSink(store=store, cluster=name, keep_secret_data=keep)
+        sink = StoreSink(store=store, cluster=name, keep_secret_data=keep, gate=self._gate)
         async with KubeClient(connection=connection) as client:
             owned.runner = Runner(client=client, sink=sink,
                                   selection=selection.overridden(keep_secret_data=keep))

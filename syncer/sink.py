@@ -6,6 +6,7 @@ store's failures into what the agent's pipeline knows how to handle.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -68,14 +69,22 @@ async def _record(store: Store, *, cluster: str, rtype: ResourceType, message: s
 class StoreSink:
     """A :class:`agent.sink.Sink` for one cluster, writing through a :class:`Store`."""
 
-    def __init__(self, *, store: Store, cluster: str, keep_secret_data: bool = False) -> None:
+    def __init__(self, *, store: Store, cluster: str, keep_secret_data: bool = False,
+                 gate: asyncio.Semaphore | None = None) -> None:
         self.store = store
         self.cluster = cluster
         self.keep_secret_data = keep_secret_data
+        # Store calls of many sinks at once (pull mode's clusters): each holds its page twice
+        # (as JSON and validated) while it waits for a connection; past the gate it holds it
+        # once, as JSON, counted by its runner's budget.
+        self._gate = gate
 
     async def _call(self, rtype: ResourceType, op: Callable[[], Awaitable[T]]) -> T:
         async with translated(self.store, cluster=self.cluster, rtype=rtype):
-            return await op()
+            if self._gate is None:
+                return await op()
+            async with self._gate:
+                return await op()
 
     async def checkpoints(self) -> dict[str, str]:
         try:
