@@ -33,10 +33,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import bisect
 import contextlib
 import math
-import random
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -48,6 +46,7 @@ import asyncpg
 import orjson
 
 from agent.discovery import DEFAULT_EXCLUDED
+from benchmarks._fresh import ChangePoller, percentile, wait_visible, writer
 from benchmarks._procs import (
     Procs,
     cpu_seconds,
@@ -64,10 +63,7 @@ from syncer import embedded
 
 SMALL = 10_000
 SETTLE_S = 3.0  # watching after the initial sync before the agent's RSS is read
-POLL_S = 0.005  # freshness poller interval
 SYNC_TIMEOUT_S = 900.0
-WRITER_CONCURRENCY = 48
-MERGE = {"Content-Type": "application/merge-patch+json"}
 
 
 # -- the pieces ----------------------------------------------------------------------------------
@@ -250,117 +246,10 @@ async def copy_baseline(db: asyncpg.Connection, cluster: str) -> tuple[int, floa
 
 # -- (b): freshness -----------------------------------------------------------------------------
 
-async def writer(url: str, rate: float, duration: float, seed: int, out: str) -> None:
-    """Hidden mode: PATCH pod status at ``rate``/s for ``duration`` s; writes to ``out`` the
-    list of [monotonic acknowledged time, resourceVersion, namespace, name] and the elapsed
-    time."""
-    rng = random.Random(seed)
-    connector = aiohttp.TCPConnector(limit=WRITER_CONCURRENCY)
-    acks: list[tuple[float, str, str, str]] = []
-    errors = 0
-    async with aiohttp.ClientSession(connector=connector) as session:
-        async with session.get(url + "/api/v1/pods", params={"limit": "2000"}) as resp:
-            pods = [(p["metadata"]["namespace"], p["metadata"]["name"])
-                    for p in orjson.loads(await resp.read())["items"]]
-        limiter = asyncio.Semaphore(WRITER_CONCURRENCY)
-
-        async def one(n: int) -> None:
-            nonlocal errors
-            namespace, name = rng.choice(pods)
-            body = orjson.dumps({"status": {
-                "phase": "Running",
-                "podIP": f"10.{n % 250}.{rng.randrange(256)}.{rng.randrange(1, 255)}"}})
-            path = f"{url}/api/v1/namespaces/{namespace}/pods/{name}/status"
-            try:
-                async with session.patch(path, data=body, headers=MERGE) as resp:
-                    raw = await resp.read()
-                    if resp.status >= 300:
-                        errors += 1
-                        return
-                    rv = orjson.loads(raw)["metadata"]["resourceVersion"]
-                    acks.append((time.monotonic(), rv, namespace, name))
-            except aiohttp.ClientError:
-                errors += 1
-            finally:
-                limiter.release()
-
-        tasks: set[asyncio.Task[None]] = set()
-        start = time.monotonic()
-        issued = 0
-        while (elapsed := time.monotonic() - start) < duration:
-            ahead = issued / rate - elapsed
-            if ahead > 0:
-                await asyncio.sleep(ahead)
-            await limiter.acquire()
-            task = asyncio.create_task(one(issued))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-            issued += 1
-        await asyncio.gather(*tasks)
-        elapsed = time.monotonic() - start
-    data = orjson.dumps({"acks": acks, "errors": errors, "elapsed": elapsed})
-    await asyncio.to_thread(Path(out).write_bytes, data)
-
-
-class ChangePoller:
-    """Notes, by its own clock, when each change of a cluster's objects appears in change_log.
-
-    A write counts as visible once its own or a later resourceVersion of the same object is
-    (a store may fold consecutive changes of one object into one). resourceVersions are
-    compared as numbers: within one kubesim they come from one counter.
-    """
-
-    def __init__(self, db_url: str, cluster: str) -> None:
-        self.db_url, self.cluster = db_url, cluster
-        self.seen: dict[tuple[str, str], tuple[list[int], list[float]]] = {}
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> ChangePoller:
-        self._conn = await asyncpg.connect(self.db_url)
-        self._last = int(await self._conn.fetchval(
-            "SELECT coalesce(max(seq), 0) FROM change_log WHERE cluster = $1", self.cluster))
-        self._task = asyncio.create_task(self._poll())
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        await self._conn.close()
-
-    def visible(self, namespace: str, name: str, rv: str) -> float | None:
-        """When the write of ``rv`` (or a later one) to the object was first seen."""
-        rvs, times = self.seen.get((namespace, name), ([], []))
-        at = bisect.bisect_left(rvs, int(rv))
-        return times[at] if at < len(rvs) else None
-
-    async def _poll(self) -> None:
-        stmt = await self._conn.prepare(
-            "SELECT seq, namespace, name, resource_version FROM change_log"
-            " WHERE cluster = $1 AND seq > $2 AND resource = 'pods' ORDER BY seq")
-        while True:
-            rows = await stmt.fetch(self.cluster, self._last)
-            now = time.monotonic()
-            for _seq, namespace, name, rv in rows:
-                rvs, times = self.seen.setdefault((namespace, name), ([], []))
-                if not rvs or int(rv) > rvs[-1]:
-                    rvs.append(int(rv))
-                    times.append(now)
-            if rows:
-                self._last = rows[-1][0]
-            await asyncio.sleep(POLL_S)
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
-
-
 async def freshness(procs: Procs, syncer: Syncer, member: Member, rate: float, duration: float,
                     work: Path, seed: int) -> dict[str, float]:
     writers = max(1, math.ceil(rate / 1500))  # one client process keeps up with ~1500 PATCH/s
-    async with ChangePoller(syncer.db_url, member.name) as poller:
+    async with ChangePoller(syncer.db_url, [member.name]) as poller:
         outs = [work / f"writes-{int(rate)}-{n}.json" for n in range(writers)]
         started = [await procs.start(
             f"writer-{int(rate)}-{n}", "-m", "benchmarks.sync", "--write-load",
@@ -371,14 +260,7 @@ async def freshness(procs: Procs, syncer: Syncer, member: Member, rate: float, d
             await procs.stop(proc)
         results = [orjson.loads(out.read_bytes()) for out in outs]
         acks = [tuple(ack) for result in results for ack in result["acks"]]
-        pending = acks
-        for _ in range(300):  # up to 30 s for the last writes to arrive
-            pending = [a for a in pending if poller.visible(a[2], a[3], a[1]) is None]
-            if not pending:
-                break
-            await asyncio.sleep(0.1)
-    latencies = [(seen - t) * 1000 for t, rv, namespace, name in acks
-                 if (seen := poller.visible(namespace, name, rv)) is not None]
+        latencies = await wait_visible(poller, acks, [member.name])
     missing = len(acks) - len(latencies)
     achieved = len(acks) / max(r["elapsed"] for r in results)
     errors = sum(r["errors"] for r in results)
@@ -462,7 +344,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.write_load:
         url, rate, duration, seed, out = args.write_load.split(",")
-        asyncio.run(writer(url, float(rate), float(duration), int(seed), out))
+        asyncio.run(writer([url], float(rate), float(duration), int(seed), out))
         return
     rates = [float(r) for r in args.rates.split(",") if r]
     if args.work_dir:

@@ -2,4 +2,7 @@ import sys
 
 from kubepedia.cli import main
 
-sys.exit(main())
+# Guarded: the syncer's decoder processes (syncer.decoding) are spawned, and import the
+# main module of the process that starts them.
+if __name__ == "__main__":
+    sys.exit(main())

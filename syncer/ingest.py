@@ -13,9 +13,9 @@ An object that cannot be stored (``syncer.validate``) is skipped; the rest of it
 page is applied. The type's ``sync_state`` counts skipped objects since its last snapshot
 began and its ``last_error`` names the latest; a skipped object still counts as seen by its
 snapshot, so the snapshot's count adds up and a stored older version of it is kept (stale,
-and reported) rather than deleted as if the object were gone. Validation runs in a worker
-thread, off the event loop. Writes that would pass the cluster's quota (``syncer.quota``)
-are refused whole.
+and reported) rather than deleted as if the object were gone. Validation runs off the event
+loop (a worker thread, or a decoder process for large pages: ``syncer.decoding``). Writes
+that would pass the cluster's quota (``syncer.quota``) are refused whole.
 
 Every change appends to ``change_log``. Its sequence numbers are taken only while
 ``CHANGE_LOG_LOCK`` is held and that lock is held until commit, so numbers become visible
@@ -25,22 +25,25 @@ number committed later (docs/design.md, "Sequence numbers commit in order").
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
 from kube.resources import ResourceType, type_key
+from syncer import metrics
 from syncer.db import STAGING_COLUMNS
+from syncer.decoding import json_bytes, off_loop
 from syncer.guards import FenceLost, Guard, Owner, Registered, advisory_holder
 from syncer.plan import LogEntry, Plan, StoredState, plan_batch, plan_snapshot_page
 from syncer.quota import Quota, QuotaExceeded
 from syncer.schema import ANALYZE_LOCK, CHANGE_LOG_LOCK, NOTIFY_CHANNEL
-from syncer.validate import BadInput, Event, Row, Skip, to_events, to_rows
+from syncer.validate import BadInput, Batch, Event, Page, Row, Skip, decode_json, to_events, to_rows
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +115,7 @@ class Store:
         """Keep the last error of a type where ``cluster list`` shows it: a type seen for the
         first time gets its sync state (within the types quota), else the cluster keeps it."""
         message = storable(message)
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with _transaction(self._pool) as conn:
             found = await conn.fetchval(
                 "UPDATE sync_state SET last_error = $4, updated_at = now()"
                 " WHERE cluster = $1 AND grp = $2 AND resource = $3 RETURNING 1",
@@ -160,10 +163,11 @@ class Store:
         one bad object cannot hold the type back. A malformed batch (``BadInput``) or one
         that would pass the cluster's objects quota (``QuotaExceeded``) is refused whole.
         """
-        batch = await asyncio.to_thread(to_events, events, rtype=rtype, keep_secret_data=keep_secret_data)
+        batch = await off_loop(_to_events, events, rtype=rtype, keep_secret_data=keep_secret_data,
+                               size=json_bytes(events, events=True))
         parsed = batch.events
         checkpoint = resource_version or (parsed[-1].resource_version if parsed else None)
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with _transaction(self._pool) as conn:
             committed = await self._begin(conn, cluster=cluster, rtype=rtype)
             if checkpoint is not None and checkpoint == committed:
                 return BatchResult(applied=0, checkpoint=committed, replayed=True)
@@ -194,7 +198,7 @@ class Store:
 
     async def snapshot_start(self, *, cluster: str, rtype: ResourceType) -> int:
         """Open a snapshot (a relist); any older open snapshot of the type is dropped."""
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with _transaction(self._pool) as conn:
             await self._begin(conn, cluster=cluster, rtype=rtype)
             await _drop_snapshots(conn, cluster=cluster, rtype=rtype)
             # A relist also refreshes how discovery describes the type (read API discovery).
@@ -227,10 +231,10 @@ class Store:
         and keeps (does not delete) a version of them stored earlier. ``omitted`` are objects
         the sender left out for their size (``agent.protocol``), skipped the same way. The
         result's ``accepted`` counts every object of the page, skipped ones included."""
-        page = await asyncio.to_thread(to_rows, items, rtype=rtype, keep_secret_data=keep_secret_data,
-                                       omitted=omitted)
+        page = await off_loop(_to_rows, items, rtype=rtype, keep_secret_data=keep_secret_data,
+                              omitted=omitted, size=json_bytes(items))
         rows = page.rows
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with _transaction(self._pool) as conn:
             # Pages of one snapshot touch disjoint objects and may run concurrently: their
             # lookups and parsing overlap; only the part under the change-log lock is serial.
             await self._begin(conn, cluster=cluster, rtype=rtype, shared=True)
@@ -264,7 +268,7 @@ class Store:
         """
         if not resource_version:
             raise BadInput("snapshot end: resourceVersion is missing")
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with _transaction(self._pool) as conn:
             committed = await self._begin(conn, cluster=cluster, rtype=rtype)
             if not await _snapshot_open(conn, cluster=cluster, rtype=rtype, snapshot_id=snapshot_id):
                 if committed == resource_version:
@@ -298,10 +302,10 @@ class Store:
 
     async def remove_type(self, *, cluster: str, rtype: ResourceType) -> int:
         """Delete every row of a type the cluster no longer serves, logging each deletion."""
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with _transaction(self._pool) as conn:
             # Same lock order as every writer: cluster row, type row, then the change log.
             await self._begin(conn, cluster=cluster, rtype=rtype)
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", CHANGE_LOG_LOCK)
+            await _lock_change_log(conn)
             deleted = await _delete_logged(
                 conn, _DELETE_WHERE.format(cond="cluster = $1 AND grp = $2 AND resource = $3"),
                 cluster, rtype.group, rtype.resource)
@@ -315,9 +319,9 @@ class Store:
         """Unregister a cluster and delete every row of it; returns the number of objects
         deleted. New writes are refused first, writes in flight finish (see Registered)."""
         await self._pool.execute("UPDATE clusters SET removing_at = now() WHERE name = $1", cluster)
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with _transaction(self._pool) as conn:
             await conn.execute("DELETE FROM clusters WHERE name = $1", cluster)
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", CHANGE_LOG_LOCK)
+            await _lock_change_log(conn)
             deleted = await _delete_logged(conn, _DELETE_WHERE.format(cond="cluster = $1"), cluster)
             await conn.execute(
                 "DELETE FROM snapshot_seen WHERE cluster = $1", cluster)
@@ -345,6 +349,29 @@ class Snapshot:
         return await self.store.snapshot_end(
             cluster=self.cluster, rtype=self.rtype, snapshot_id=self.snapshot_id,
             resource_version=resource_version, count=self.count)
+
+
+# -- decoding and validation (in a worker thread) ---------------------------------------
+
+# Objects may come as their JSON (``bytes``: pull mode's informers keep them so, and large
+# request bodies arrive so): they are decoded where they are validated, away from the event
+# loop (``syncer.decoding``), never on it, where a page would stop it for as long as it takes.
+
+def _decoded(value: Any, *, what: str) -> Any:
+    return decode_json(value, what=what) if isinstance(value, bytes) else value
+
+
+def _to_rows(items: Sequence[Any], *, rtype: ResourceType, keep_secret_data: bool,
+             omitted: Sequence[Any]) -> Page:
+    objects = [_decoded(item, what=f"item {index}") for index, item in enumerate(items)]
+    return to_rows(objects, rtype=rtype, keep_secret_data=keep_secret_data, omitted=omitted)
+
+
+def _to_events(events: Sequence[Any], *, rtype: ResourceType, keep_secret_data: bool) -> Batch:
+    decoded = [{**event, "object": _decoded(event["object"], what=f"item {index}")}
+               if isinstance(event, dict) and isinstance(event.get("object"), bytes) else event
+               for index, event in enumerate(events)]
+    return to_events(decoded, rtype=rtype, keep_secret_data=keep_secret_data)
 
 
 # -- SQL -------------------------------------------------------------------------------------
@@ -506,7 +533,7 @@ def _not_open(*, cluster: str, rtype: ResourceType, snapshot_id: int) -> Snapsho
 
 async def _close_snapshot(conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType,
                           snapshot_id: int, checkpoint: str) -> int:
-    await conn.execute("SELECT pg_advisory_xact_lock($1)", CHANGE_LOG_LOCK)
+    await _lock_change_log(conn)
     deleted = await _delete_logged(conn, _DELETE_UNSEEN, cluster, rtype.group, rtype.resource, snapshot_id)
     await _drop_snapshots(conn, cluster=cluster, rtype=rtype)
     await _advance(conn, cluster=cluster, rtype=rtype, checkpoint=checkpoint, delta=-deleted, touched=True)
@@ -562,6 +589,43 @@ async def _refresh_statistics(pool: asyncpg.Pool) -> None:
                     "ANALYZE resources (cluster, grp, resource, namespace, name, uid, owner_uid, created_at)")
 
 
+# When the running write transaction got the change-log lock (None: it has not taken it).
+# A context variable: a transaction and the lock it takes belong to one task.
+_LOCKED_AT: ContextVar[float | None] = ContextVar("change_log_locked_at", default=None)
+
+
+@asynccontextmanager
+async def _transaction(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    """A write transaction on a pooled connection, timed (``syncer.metrics``): the wait for
+    the connection, the transaction's length, and how long it held the change-log lock,
+    which is released only when it ends."""
+    asked = time.perf_counter()
+    async with pool.acquire() as conn:
+        started = time.perf_counter()
+        metrics.CONNECTION_WAIT.observe(started - asked)
+        token = _LOCKED_AT.set(None)
+        try:
+            async with conn.transaction():
+                yield conn
+        finally:
+            ended = time.perf_counter()
+            locked = _LOCKED_AT.get()
+            _LOCKED_AT.reset(token)
+            metrics.WRITE_TRANSACTION.observe(ended - started)
+            if locked is not None:
+                metrics.LOCK_HOLD.observe(ended - locked)
+
+
+async def _lock_change_log(conn: asyncpg.Connection) -> None:
+    """Take ``CHANGE_LOG_LOCK`` until the transaction ends (see the module docstring); the
+    wait is timed: it is where writers of every cluster queue behind each other."""
+    asked = time.perf_counter()
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", CHANGE_LOG_LOCK)
+    locked = time.perf_counter()
+    metrics.LOCK_WAIT.observe(locked - asked)
+    _LOCKED_AT.set(locked)
+
+
 async def _notify(conn: asyncpg.Connection, last: int) -> None:
     """Wake aggregated watches: delivered at commit, in commit order; the payload is only the
     newest sequence number (NOTIFY payloads are small; readers fetch the changes)."""
@@ -586,7 +650,7 @@ async def _write(conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType,
         # lock, it runs in parallel with other writers.
         await conn.copy_records_to_table(
             "staging", columns=STAGING_COLUMNS, records=_staging_records(plan.upserts))
-    await conn.execute("SELECT pg_advisory_xact_lock($1)", CHANGE_LOG_LOCK)
+    await _lock_change_log(conn)
     first: int = await conn.fetchval("SELECT nextval('change_seq')")
     last = first + len(plan.log) - 1
     if last > first:

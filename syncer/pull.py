@@ -17,7 +17,8 @@ it back. When an owner dies, PostgreSQL drops its connection and lock, and a pee
 the cluster over at its next poll.
 
 The connections are named in ``pg_stat_activity``: ``kubepedia-pull HOST:PID`` holds the
-locks, ``kubepedia-pull-sync HOST:PID`` writes the clusters' objects.
+locks, ``kubepedia-pull-sync HOST:PID`` writes the clusters' objects, and
+``kubepedia-pull-control HOST:PID`` reads the registry and reports health.
 
 Stored kubeconfigs are opened through ``registry.Kubeconfigs`` and loaded without letting
 them run commands or read local files unless the server allows it: a refused or unopenable
@@ -39,6 +40,7 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
+from agent.buffer import Budget
 from agent.errors import KubeClientError
 from agent.kubeclient import Connection, KubeClient, connection_from_document
 from agent.kubeconfig_policy import KubeconfigRefused
@@ -57,6 +59,12 @@ POLL_INTERVAL_S = 2.0
 POLL_ENV = "KUBEPEDIA_PULL_POLL_SECONDS"
 LOST_PAUSE_ROUNDS = 3  # polls a process waits before owning again a cluster it lost
 PULL_POOL_SIZE = 6
+CONTROL_POOL_SIZE = 2
+# Bytes of objects every pulled cluster together holds between its informers and the store.
+# An agent bounds its own (``agent.buffer.Budget``, 16 MiB); one such budget per pulled
+# cluster would add up with the clusters (100 clusters: 1.6 GB) while they all wait for the
+# same few connections, which take pages no faster for more of them waiting.
+PULL_IN_FLIGHT_BYTES = 64 * 1024 * 1024
 LOCK_CHECK_TIMEOUT_S = 5.0
 HEALTH_INTERVAL_S = 5.0
 IDENTITY = f"{socket.gethostname()}:{os.getpid()}"
@@ -96,15 +104,21 @@ class PullManager:
     """Owns and syncs the pull clusters this process can get; see the module docstring."""
 
     def __init__(self, *, database_url: str, pool: asyncpg.Pool, kubeconfigs: registry.Kubeconfigs,
-                 poll_interval: float = POLL_INTERVAL_S) -> None:
+                 poll_interval: float = POLL_INTERVAL_S, control_pool: asyncpg.Pool | None = None) -> None:
         self._url = database_url
-        self._pool = pool
+        self._pool = pool  # the pulled clusters' writes
+        # The manager's own queries (registry, ownership, health): never behind the writes.
+        self._control = control_pool or pool
         self._kubeconfigs = kubeconfigs
         self._poll_interval = poll_interval
         self._owned: dict[str, _Owned] = {}
         self._paused: dict[str, float] = {}  # lost clusters -> loop time they may be owned again
         self.identity = IDENTITY
         self._wake = asyncio.Event()
+        self._budget = Budget(PULL_IN_FLIGHT_BYTES)
+        # Store calls under way for every pulled cluster together: as many as the connections
+        # can take and as many again ready to follow (see ``StoreSink``).
+        self._gate = asyncio.Semaphore(2 * PULL_POOL_SIZE)
 
     @staticmethod
     def context(*, database_url: str, key: web.AppKey[PullManager], kubeconfigs: registry.Kubeconfigs,
@@ -112,11 +126,16 @@ class PullManager:
         async def ctx(app: web.Application) -> AsyncIterator[None]:
             # A pool of its own: pulled clusters must not take the connections that admitted
             # agent requests are waiting for.
+            # And one for the manager's own queries: with many clusters, their writes keep every
+            # connection of theirs busy and queued for, and a reconcile round that waited its
+            # turn for each owned cluster's health took minutes to own the next cluster.
             async with pool_context(database_url, min_size=1, max_size=PULL_POOL_SIZE,
                                     server_settings={"application_name": f"kubepedia-pull-sync {IDENTITY}"}
-                                    ) as pool:
+                                    ) as pool, \
+                    pool_context(database_url, min_size=1, max_size=CONTROL_POOL_SIZE, server_settings={
+                        "application_name": f"kubepedia-pull-control {IDENTITY}"}) as control:
                 manager = PullManager(database_url=database_url, pool=pool, kubeconfigs=kubeconfigs,
-                                      poll_interval=poll_interval())
+                                      poll_interval=poll_interval(), control_pool=control)
                 app[key] = manager
                 task = asyncio.create_task(manager.run(), name="pull-manager") if enabled else None
                 try:
@@ -150,7 +169,7 @@ class PullManager:
             self._wake.clear()
 
     async def reconcile(self) -> None:
-        wanted = {c.name: c for c in await registry.pull_clusters(self._pool, self._kubeconfigs)}
+        wanted = {c.name: c for c in await registry.pull_clusters(self._control, self._kubeconfigs)}
         for name, owned in list(self._owned.items()):
             current = wanted.get(name)
             if current is None or current.kubeconfig != owned.cluster.kubeconfig:
@@ -174,7 +193,7 @@ class PullManager:
 
     async def _try_own(self, cluster: registry.Cluster) -> None:
         key = ownership_key(cluster.name)
-        if await advisory_holder(self._pool, key) is not None:
+        if await advisory_holder(self._control, key) is not None:
             return
         conn = await connect(self._url, application_name=f"kubepedia-pull {self.identity}")
         got = False
@@ -208,10 +227,11 @@ class PullManager:
         guards: list[Guard] = [Registered(cluster=name), Owner(key=key, pid=pid)]
         store = Store(self._pool, guards=[_Noticed(guard=g, cluster=name, notice=self.poke) for g in guards],
                       quota=Quota.from_settings(owned.cluster.settings))
-        sink = StoreSink(store=store, cluster=name, keep_secret_data=keep)
+        sink = StoreSink(store=store, cluster=name, keep_secret_data=keep, gate=self._gate)
         async with KubeClient(connection=connection) as client:
             owned.runner = Runner(client=client, sink=sink,
                                   selection=selection.overridden(keep_secret_data=keep))
+            owned.runner.budget = self._budget  # one bound for every pulled cluster, see above
             await owned.runner.run()
 
     def _connection(self, cluster: registry.Cluster) -> Connection:
@@ -223,9 +243,9 @@ class PullManager:
         health = (False, owned.config_error) if owned.config_error else _health(owned.runner)
         if health != owned.last_health:
             owned.last_health = health
-            await registry.set_health(self._pool, owned.cluster.name, healthy=health[0], message=health[1])
+            await registry.set_health(self._control, owned.cluster.name, healthy=health[0], message=health[1])
         elif health[0]:
-            await registry.seen(self._pool, owned.cluster.name)
+            await registry.seen(self._control, owned.cluster.name)
 
     async def _release(self, name: str, *, why: str, lost: bool = False) -> None:
         owned = self._owned.pop(name)

@@ -1,16 +1,15 @@
 """The ingest listener: agents push their clusters' changes here (see ``agent.protocol``).
 
-Only the agent protocol and health checks are served here; the registry's admin API has a
-listener of its own (``syncer.admin``), so that opening this one to agents in other networks
-exposes no registration. Every error is a Kubernetes ``Status`` (``syncer.status``). A write
-is authenticated before anything else, then admitted and bounded as ``syncer.admission``
-describes; a write refused as a whole (a malformed request, a quota) is kept in the type's
-last error, where ``kubepedia cluster list`` shows it.
+Only the agent protocol, health checks and metrics (``syncer.metrics``) are served here; the
+registry's admin API has a listener of its own (``syncer.admin``), so that opening this one to
+agents in other networks exposes no registration. Every error is a Kubernetes ``Status``
+(``syncer.status``). A write is authenticated before anything else, then admitted and bounded
+as ``syncer.admission`` describes; a write refused as a whole (a malformed request, a quota)
+is kept in the type's last error, where ``kubepedia cluster list`` shows it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,14 +23,16 @@ from agent import protocol
 from kube.resources import ResourceType
 from syncer import registry
 from syncer.admission import SERVER_SETTINGS, Limits, WriteSlots, bearer_token, read_body, too_large
+from syncer.decoding import decode_body
 from syncer.ingest import Registered, SnapshotLost, Store
+from syncer.metrics import loop_lag_ctx, metrics_routes
 from syncer.pull import PullManager
 from syncer.quota import Quota, QuotaExceeded
 from syncer.retention import DEFAULT_RETENTION_S, retention_ctx
 from syncer.sink import UNAVAILABLE
 from syncer.status import Refused, errors_as_status, ok
 from syncer.store_app import POOL, health_routes, pool_ctx
-from syncer.validate import BadInput, decode_object
+from syncer.validate import BadInput
 
 log = logging.getLogger(__name__)
 
@@ -65,13 +66,14 @@ class Write:
 @asynccontextmanager
 async def _write(request: web.Request) -> AsyncIterator[Write]:
     """Authenticate, take the cluster's slot, read the body, take a store slot, parse (off
-    the event loop); a refusal of the whole write is recorded in the type's last error."""
+    the event loop, ``syncer.decoding``); a refusal of the whole write is recorded in the
+    type's last error."""
     cluster = await _cluster(request)
     slots, limits = request.app[SLOTS], request.app[LIMITS]
     async with slots.cluster(cluster.name):
         raw = await read_body(request, limits)
         async with slots.store():
-            body = await asyncio.to_thread(decode_object, raw, what="request body")
+            body = await decode_body(raw)
             rtype = protocol.type_from_dict(body.get("type"))
             store = _store(request, cluster)
             async with _recorded(store, cluster=cluster.name, rtype=rtype):
@@ -179,6 +181,7 @@ def routes() -> list[web.RouteDef]:
     return [
         web.route("*", "/admin/{tail:.*}", admin_elsewhere),
         *health_routes(),
+        *metrics_routes(),
         web.get(base + "/checkpoints", get_checkpoints),
         web.post(base + "/snapshots", post_snapshot),
         web.post(base + "/snapshots/{snapshot}/pages", post_snapshot_page),
@@ -202,5 +205,6 @@ def build_app(*, database_url: str, kubeconfigs: registry.Kubeconfigs, pull: boo
     app.cleanup_ctx.append(PullManager.context(database_url=database_url, key=PULL, kubeconfigs=kubeconfigs,
                                                enabled=pull))
     app.cleanup_ctx.append(retention_ctx(retention_s=retention_s))
+    app.cleanup_ctx.append(loop_lag_ctx())
     app.add_routes(routes())
     return app

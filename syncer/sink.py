@@ -6,6 +6,7 @@ store's failures into what the agent's pipeline knows how to handle.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -13,7 +14,7 @@ from typing import TypeVar
 
 import asyncpg
 
-from agent.events import AnyObject, WatchEvent, as_dict
+from agent.events import AnyObject, KubeObject, RawObject, WatchEvent
 from agent.sink import SinkNeedsSnapshot, SinkRejected, SinkUnavailable
 from kube.resources import ResourceType
 from syncer.ingest import CheckpointMismatch, FenceLost, SnapshotLost, Store
@@ -68,14 +69,22 @@ async def _record(store: Store, *, cluster: str, rtype: ResourceType, message: s
 class StoreSink:
     """A :class:`agent.sink.Sink` for one cluster, writing through a :class:`Store`."""
 
-    def __init__(self, *, store: Store, cluster: str, keep_secret_data: bool = False) -> None:
+    def __init__(self, *, store: Store, cluster: str, keep_secret_data: bool = False,
+                 gate: asyncio.Semaphore | None = None) -> None:
         self.store = store
         self.cluster = cluster
         self.keep_secret_data = keep_secret_data
+        # Store calls of many sinks at once (pull mode's clusters): each holds its page twice
+        # (as JSON and validated) while it waits for a connection; past the gate it holds it
+        # once, as JSON, counted by its runner's budget.
+        self._gate = gate
 
     async def _call(self, rtype: ResourceType, op: Callable[[], Awaitable[T]]) -> T:
         async with translated(self.store, cluster=self.cluster, rtype=rtype):
-            return await op()
+            if self._gate is None:
+                return await op()
+            async with self._gate:
+                return await op()
 
     async def checkpoints(self) -> dict[str, str]:
         try:
@@ -89,10 +98,12 @@ class StoreSink:
         return str(snapshot_id)
 
     async def snapshot_page(self, rtype: ResourceType, snapshot_id: str, items: Sequence[AnyObject]) -> None:
-        # The informer hands its objects over as JSON; the store reads them decoded.
+        # The informer hands its objects over as JSON; the store decodes them off the event
+        # loop, one at a time (``syncer.ingest``): a page decoded here would stop the loop,
+        # and every other cluster's informers and requests with it.
         await self._call(rtype, lambda: self.store.snapshot_page(
             cluster=self.cluster, rtype=rtype, snapshot_id=_snapshot_id(snapshot_id),
-            items=[as_dict(item) for item in items], keep_secret_data=self.keep_secret_data))
+            items=[_json(item) for item in items], keep_secret_data=self.keep_secret_data))
 
     async def snapshot_end(self, rtype: ResourceType, snapshot_id: str, *, resource_version: str,
                            count: int) -> None:
@@ -102,13 +113,17 @@ class StoreSink:
 
     async def changes(self, rtype: ResourceType, changes: list[WatchEvent], *, resource_version: str,
                       after: str | None = None) -> None:
-        events = [{"type": c.type, "object": as_dict(c.object)} for c in changes]
+        events = [{"type": c.type, "object": _json(c.object)} for c in changes]
         await self._call(rtype, lambda: self.store.apply_batch(
             cluster=self.cluster, rtype=rtype, events=events, resource_version=resource_version,
             after=after, keep_secret_data=self.keep_secret_data))
 
     async def remove_type(self, rtype: ResourceType) -> None:
         await self._call(rtype, lambda: self.store.remove_type(cluster=self.cluster, rtype=rtype))
+
+
+def _json(obj: AnyObject) -> bytes | KubeObject:
+    return obj.json if isinstance(obj, RawObject) else obj
 
 
 def _snapshot_id(value: str) -> int:
