@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from dataclasses import dataclass
 
 from agent.events import InformerMessage, RawObject, SnapshotPage, WatchEvent
 
@@ -42,28 +43,70 @@ def size(message: InformerMessage) -> int:
 
 class Budget:
     """Bytes the pipelines of one agent hold at once, at most ``limit`` (see the module
-    docstring for the one exception)."""
+    docstring for the one exception).
+
+    Waiters are let in first come, first served, each by the release that makes room for
+    it, never by waking every waiter to look again: pull mode shares one budget among the
+    pipelines of a hundred clusters, and with every waiter woken at each acknowledgement the
+    event loop spent its time on wake-ups that found the budget still full."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.used = 0
-        self._waiters: list[asyncio.Future[None]] = []
+        self._queue: deque[_Waiter] = deque()
+        self._by_holder: dict[int, list[_Waiter]] = {}  # id(holder) -> its waiters
 
     async def acquire(self, amount: int, *, holder: MessageBuffer) -> None:
-        while holder.held and self.used + amount > self.limit:
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
-            try:
-                await waiter
-            finally:
-                self._waiters.remove(waiter)
-        self.used += amount
+        if not holder.held or (not self._queue and self.used + amount <= self.limit):
+            self.used += amount
+            return
+        waiter = _Waiter(amount=amount, holder=holder, future=asyncio.get_running_loop().create_future())
+        self._queue.append(waiter)
+        self._by_holder.setdefault(id(holder), []).append(waiter)
+        try:
+            await waiter.future
+        except asyncio.CancelledError:
+            if waiter.future.done() and not waiter.future.cancelled():
+                self.release(amount)  # let in, but the caller will not hold it
+            else:
+                self._forget(waiter)
+                self._grant()
+            raise
 
-    def release(self, amount: int) -> None:
+    def release(self, amount: int, *, holder: MessageBuffer | None = None) -> None:
+        """``amount`` bytes are no longer held (by ``holder``, when it is known: a holder
+        that now holds nothing lets its waiter in at once, over the limit if need be)."""
         self.used -= amount
-        for waiter in self._waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+        if holder is not None and not holder.held:
+            for waiter in list(self._by_holder.get(id(holder), ())):
+                self._let_in(waiter)
+        self._grant()
+
+    def _grant(self) -> None:
+        while self._queue and self.used + self._queue[0].amount <= self.limit:
+            self._let_in(self._queue[0])
+
+    def _let_in(self, waiter: _Waiter) -> None:
+        self._forget(waiter)
+        self.used += waiter.amount
+        waiter.future.set_result(None)
+
+    def _forget(self, waiter: _Waiter) -> None:
+        if self._queue and self._queue[0] is waiter:
+            self._queue.popleft()
+        else:
+            self._queue.remove(waiter)
+        waiters = self._by_holder[id(waiter.holder)]
+        waiters.remove(waiter)
+        if not waiters:
+            del self._by_holder[id(waiter.holder)]
+
+
+@dataclass(eq=False, kw_only=True, slots=True)
+class _Waiter:
+    amount: int
+    holder: MessageBuffer
+    future: asyncio.Future[None]
 
 
 class MessageBuffer:
@@ -132,7 +175,7 @@ class MessageBuffer:
         amount = min(amount, self.held)  # after close(), nothing is held any more
         self.held -= amount
         if self.budget is not None:
-            self.budget.release(amount)
+            self.budget.release(amount, holder=self)
 
     def close(self) -> None:
         """The pipeline's generation ended: whatever it held is let go."""
@@ -149,7 +192,7 @@ class MessageBuffer:
         self._items.clear()
         self.held -= self.bytes
         if self.budget is not None:
-            self.budget.release(self.bytes)
+            self.budget.release(self.bytes, holder=self)
         self.size = self.bytes = 0
         self.overflowed = True
         self._changed.notify_all()

@@ -74,6 +74,56 @@ async def test_the_budget_is_shared_and_every_type_progresses() -> None:
     assert budget.used == 0
 
 
+async def test_budget_lets_waiters_in_first_come_first_served() -> None:
+    """A release lets in the waiters it makes room for, in order: a small message that asks
+    later does not overtake a large one waiting (which would starve large messages)."""
+    # Room for two pages of three and one of four: what is left once the third holder's
+    # page is acknowledged.
+    budget = Budget(2 * size(_page(3)) + size(_page(4)))
+    holders = [MessageBuffer(1000, budget=budget) for _ in range(3)]
+    for holder in holders:  # each holds something, so none may pass over the limit
+        await holder.put(_page(3))
+    assert budget.used == 3 * size(_page(3))
+    large = asyncio.create_task(holders[0].put(_page(4)))
+    await asyncio.sleep(0.01)
+    small = asyncio.create_task(holders[1].put(_page(1)))
+    await asyncio.sleep(0.01)
+    taken = await holders[2].get()
+    assert taken is not None
+    holders[2].done(size(taken) - 1)  # room for the small message, not yet for the large one
+    await asyncio.sleep(0.05)
+    assert not large.done() and not small.done(), "the small message waits its turn"
+    holders[2].done(1)  # the third holder holds nothing now: room for the large one
+    await asyncio.wait_for(large, 5)
+    await asyncio.sleep(0.05)
+    assert not small.done()
+    first = await holders[0].get()
+    assert first is not None
+    holders[0].done(size(first))
+    await asyncio.wait_for(small, 5)
+    for holder in holders:
+        holder.close()
+    assert budget.used == 0
+
+
+async def test_a_cancelled_wait_gives_its_place_up() -> None:
+    budget = Budget(11_000)
+    first, second = MessageBuffer(1000, budget=budget), MessageBuffer(1000, budget=budget)
+    await first.put(_page(3))
+    await second.put(_page(3))
+    blocked = asyncio.create_task(second.put(_page(4)))  # does not fit
+    await asyncio.sleep(0.01)
+    behind = asyncio.create_task(first.put(_page(1)))  # fits, but waits its turn
+    await asyncio.sleep(0.05)
+    assert not behind.done()
+    blocked.cancel()
+    await asyncio.wait_for(behind, 5)  # the cancelled waiter no longer holds the queue up
+    assert budget.used == 2 * size(_page(3)) + size(_page(1))
+    first.close()
+    second.close()
+    assert budget.used == 0
+
+
 class StalledSink(RecordingSink):
     """Takes pages and never acknowledges them."""
 
