@@ -10,8 +10,14 @@ cluster (registered in push mode through the admin API), and the load writers.
     (pods, deployments, replicasets, configmaps, services, secrets, events, nodes,
     namespaces) is in ``resources`` and every type's snapshot has ended (phase
     ``watching``). Baseline, same run and same database: the same rows (read back from
-    ``resources``) in one raw asyncpg ``copy_records_to_table`` into ``bare``, a table
-    ``LIKE resources`` without indexes; only the COPY is timed.
+    ``resources`` as a binary COPY stream before the clock starts) in one raw COPY into a
+    table ``LIKE resources`` without indexes, with the server's default TOAST compression
+    (``copy_objects_per_s_default``) and with objects stored as ``resources`` stores them,
+    uncompressed (``copy_objects_per_s_uncompressed``, also ``copy_objects_per_s``); each
+    the median of 3 runs (``benchmarks._copy``). ``initial_sync_vs_copy`` is against the
+    uncompressed one, ``initial_sync_vs_copy_default`` against the other.
+    ``pg_cpu_us_per_object``: PostgreSQL's CPU (every server process) during the sync,
+    per object synced.
 (b) Freshness: while the agent watches that cluster, writer processes PATCH pod status at
     a fixed rate; each write's resourceVersion and the time kubesim acknowledged it are
     recorded. A poller reads ``change_log`` every few milliseconds and notes when each
@@ -48,6 +54,7 @@ import asyncpg
 import orjson
 
 from agent.discovery import DEFAULT_EXCLUDED
+from benchmarks._copy import copy_rates
 from benchmarks._procs import (
     Procs,
     cpu_seconds,
@@ -218,34 +225,20 @@ async def initial_sync(procs: Procs, syncer: Syncer, db: asyncpg.Connection, mem
     done = await wait_synced(db, procs, agent, member)
     seconds = done - started
     after = cpu_now(syncer, member, agent.pid)
-    cpu = {k: round(after[k] - before[k], 1) for k in after}
+    cpu = {k: after[k] - before[k] for k in after}
     stored = await stored_count(db, member.name)
     if stored != member.expected:
         raise RuntimeError(f"{member.name}: {stored} rows stored, {member.expected} expected")
     log(f"{member.name}: initial sync of {stored} objects in {seconds:.1f}s "
-        f"({stored / seconds:.0f} objects/s); CPU seconds {cpu}")
+        f"({stored / seconds:.0f} objects/s); CPU seconds {_rounded(cpu)}")
     await asyncio.sleep(SETTLE_S)
     rss = peak_rss_mb(agent.pid)
     log(f"{member.name}: agent peak RSS {rss:.1f} MiB")
     return agent, seconds, rss, cpu
 
 
-async def copy_baseline(db: asyncpg.Connection, cluster: str) -> tuple[int, float]:
-    """The cluster's rows, read back, in one raw COPY into a bare table; only the COPY is timed."""
-    columns = [r["column_name"] for r in await db.fetch(
-        "SELECT column_name FROM information_schema.columns WHERE table_name = 'resources'"
-        " ORDER BY ordinal_position")]
-    cols = ", ".join(columns)
-    records = [tuple(r) for r in await db.fetch(
-        f"SELECT {cols} FROM resources WHERE cluster = $1", cluster)]
-    await db.execute("DROP TABLE IF EXISTS bare")
-    await db.execute("CREATE TABLE bare (LIKE resources)")
-    started = time.perf_counter()
-    await db.copy_records_to_table("bare", columns=columns, records=records)
-    seconds = time.perf_counter() - started
-    await db.execute("DROP TABLE bare")
-    log(f"raw COPY of {len(records)} rows in {seconds:.2f}s ({len(records) / seconds:.0f} rows/s)")
-    return len(records), seconds
+def _rounded(cpu: dict[str, float]) -> dict[str, float]:
+    return {k: round(v, 1) for k, v in cpu.items()}
 
 
 # -- (b): freshness -----------------------------------------------------------------------------
@@ -412,14 +405,18 @@ async def run(objects: int, rates: list[float], duration: float, seed: int, keep
                     "synced_objects": big.expected,
                     "initial_sync_s": round(sync_s, 2),
                     "initial_sync_objects_per_s": round(sync_rate),
-                    "initial_sync_cpu_s": cpu,
+                    "initial_sync_cpu_s": _rounded(cpu),
+                    "pg_cpu_us_per_object": round(cpu["postgres"] * 1e6 / big.expected),
                 })
                 if not rss_only:
-                    rows, copy_s = await copy_baseline(db, big.name)
-                    copy_rate = rows / copy_s
+                    copy = await copy_rates(db, where="cluster = $1", args=(big.name,),
+                                            spool=work / "copy-baseline.bin")
                     result.update({
-                        "copy_objects_per_s": round(copy_rate),
-                        "initial_sync_vs_copy": round(sync_rate / copy_rate, 3),
+                        "copy_objects_per_s": round(copy.uncompressed),
+                        "copy_objects_per_s_uncompressed": round(copy.uncompressed),
+                        "copy_objects_per_s_default": round(copy.default),
+                        "initial_sync_vs_copy": round(sync_rate / copy.uncompressed, 3),
+                        "initial_sync_vs_copy_default": round(sync_rate / copy.default, 3),
                     })
                 # (b) on the same cluster, agent watching
                 for rate in [] if rss_only else rates:
