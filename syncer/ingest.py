@@ -548,20 +548,23 @@ async def _stored(
 
 
 # Statistics older than the table's growth: until autovacuum's next round (a minute or
-# more), the planner believes a table that grew from empty is tiny, and may probe a page's
-# keys through an index that matches only (grp, resource), scanning every row of the type.
+# more), the planner believes a table that grew from empty is tiny, and probes a page's keys
+# through an index that matches only (grp, resource) (resources_created_at), scanning every
+# row of the type for each key: 1 s a page of 500 pods at 1,500 rows. The table's size is read
+# from the table itself: the row counters of pg_stat_user_tables reach it up to a second
+# late, which is several pages, and counted from a first threshold of 1,000 rows.
 _STALE_STATISTICS = """
-SELECT s.n_live_tup > 2 * greatest(c.reltuples, 0) + 1000
-FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
-WHERE s.relid = 'resources'::regclass
+SELECT pg_relation_size(c.oid) > 2 * c.relpages::bigint * current_setting('block_size')::bigint + $1
+FROM pg_class c WHERE c.oid = 'resources'::regclass
 """
+STATISTICS_SLACK = 64 * 1024  # bytes of growth past twice the analyzed size that wait for the next page
 
 
 async def _refresh_statistics(pool: asyncpg.Pool) -> None:
     """ANALYZE the key columns of ``resources`` when it has more than doubled since the
     last statistics (so a few times while a large cluster's first snapshot grows it)."""
     async with pool.acquire() as conn:
-        if not await conn.fetchval(_STALE_STATISTICS):
+        if not await conn.fetchval(_STALE_STATISTICS, STATISTICS_SLACK):
             return
         async with conn.transaction():
             if await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", ANALYZE_LOCK):
