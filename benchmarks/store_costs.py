@@ -63,6 +63,12 @@ VARIANTS: dict[str, tuple[str, ...]] = {
         "ALTER TABLE change_log SET (toast_tuple_target = 8160)",
         "ALTER TABLE change_log ALTER COLUMN object SET STORAGE EXTERNAL"),
     "-statistics resources_type": ("DROP STATISTICS resources_type",),
+    "wal_compression off": (
+        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET wal_compression = off', current_database()); END $$",),
+    "pod_image_use update per statement (13)": (
+        "DROP TRIGGER pod_image_use_update ON resources",
+        "CREATE TRIGGER pod_image_use_update AFTER UPDATE ON resources REFERENCING OLD TABLE AS old_rows"
+        " NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION pod_image_use_track()"),
 }
 
 

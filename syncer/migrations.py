@@ -607,6 +607,32 @@ _POD_IMAGE_USE = (
 )
 # -- end the images report's summary
 
+# -- status updates without transition tables (migration 14) ------------------------------------
+# A status update leaves a pod's images as they were, yet the statement-level UPDATE trigger
+# of migration 13 made PostgreSQL keep every updated row twice more (its old and new
+# versions, about 6 KB each, in the statement's transition tables; past work_mem, in temporary
+# files) and then unnest and group both to find a zero delta. Updates that change a pod's
+# images are rare, so the update is now a row-level trigger whose condition PostgreSQL checks
+# without calling it: every other update costs nothing here, and no UPDATE trigger of
+# ``resources`` needs transition tables any more. Rows are still taken in key order within
+# one call, and writers of ``resources`` hold the change-log lock (syncer.ingest), so two
+# calls never wait on each other's rows. Inserts and deletes keep their statement triggers.
+_ROW_IMAGES = ("(SELECT {row}.cluster AS cluster, {row}.namespace AS namespace, {row}.grp AS grp,"
+               " {row}.resource AS resource, {row}.pod_images AS pod_images)")
+_POD_IMAGE_USE_ROWS = (
+    f"""CREATE FUNCTION pod_image_use_changed() RETURNS trigger
+        LANGUAGE plpgsql AS $$
+    BEGIN
+        PERFORM pod_image_use_add({_deltas(
+            f"{_image_uses(_ROW_IMAGES.format(row='NEW'), 1)} UNION ALL "
+            f"{_image_uses(_ROW_IMAGES.format(row='OLD'), -1)}")});
+        RETURN NULL;
+    END $$""",
+    "DROP TRIGGER pod_image_use_update ON resources",
+    "CREATE TRIGGER pod_image_use_update AFTER UPDATE ON resources FOR EACH ROW"
+    " WHEN (OLD.pod_images IS DISTINCT FROM NEW.pod_images) EXECUTE FUNCTION pod_image_use_changed()",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(version=1, description="initial schema", statements=_INITIAL_SCHEMA),
     Migration(version=2, description="skipped objects and cluster errors",
@@ -630,6 +656,8 @@ MIGRATIONS: tuple[Migration, ...] = (
               statements=_OBJECT_COUNTS),
     Migration(version=13, description="reports: a summary of images in use, kept by triggers",
               statements=_POD_IMAGE_USE),
+    Migration(version=14, description="reports: a pod's images followed by a row trigger on update",
+              statements=_POD_IMAGE_USE_ROWS),
 )
 LATEST = MIGRATIONS[-1].version
 
