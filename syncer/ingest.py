@@ -426,6 +426,15 @@ ON CONFLICT (cluster, grp, resource, namespace, name) DO UPDATE SET
     deleted_at = EXCLUDED.deleted_at, seq = EXCLUDED.seq, object = EXCLUDED.object
 """
 
+# The rows a batch replaces, all of them stored (``_upsert``); parameters as ``_MERGE``'s.
+_UPDATE_STORED = """
+UPDATE resources AS r SET version = $3, kind = $5, uid = s.uid, resource_version = s.resource_version,
+    owner_uid = s.owner_uid, labels = s.labels, created_at = s.created_at, deleted_at = s.deleted_at,
+    seq = $6::bigint + s.ord, object = s.object
+FROM staging s
+WHERE r.cluster = $1 AND r.grp = $2 AND r.resource = $4 AND r.namespace = s.namespace AND r.name = s.name
+"""
+
 
 async def _lock_state(conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType,
                       shared: bool, quota: Quota) -> str | None:
@@ -606,13 +615,28 @@ async def _write(conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType,
     await _notify(conn, last)
     await _append_log(conn, cluster=cluster, rtype=rtype, entries=plan.log, first=first)
     if plan.upserts:
-        await conn.execute(_MERGE, cluster, rtype.group, rtype.version, rtype.resource,
-                           rtype.kind, first)
+        await _upsert(conn, cluster=cluster, rtype=rtype, plan=plan, first=first)
     if plan.deletes:
         await conn.execute(
             _DELETE_KEYS, cluster, rtype.group, rtype.resource,
             [c.namespace for c in plan.deletes], [c.name for c in plan.deletes],
             [c.uid for c in plan.deletes])
+
+
+async def _upsert(conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType, plan: Plan,
+                  first: int) -> None:
+    """Merge the staged rows. When every one of them replaces a stored row (status updates,
+    a relist of what is stored), a plain UPDATE does it: PostgreSQL computes the generated
+    columns of each row once, where INSERT .. ON CONFLICT computes them for the row it
+    proposes and again for the row it updates, and fires no INSERT triggers. Should a row
+    have gone meanwhile (no writer of this type does that under our locks), the merge
+    writes what is left; rewriting a row with the same values changes nothing."""
+    args = (cluster, rtype.group, rtype.version, rtype.resource, rtype.kind, first)
+    if not plan.inserts:
+        status = await conn.execute(_UPDATE_STORED, *args)
+        if int(status.rsplit(" ", 1)[1]) == len(plan.upserts):
+            return
+    await conn.execute(_MERGE, *args)
 
 
 async def _append_log(conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType,

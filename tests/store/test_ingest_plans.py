@@ -7,8 +7,9 @@ import re
 
 import asyncpg
 
+from syncer.db import create_pool
 from syncer.ingest import _DELETE_UNSEEN, _STORED, Store
-from tests.factories import PODS, pod
+from tests.factories import PODS, event, pod
 
 SNAPSHOT = 400
 
@@ -46,3 +47,31 @@ async def test_a_first_snapshot_probes_stored_keys_by_the_whole_key(store: Store
     keys = [f"q{i}" for i in range(SNAPSHOT)]
     plan = await _explain(pool, _STORED, "c1", "", "pods", ["default"] * len(keys), keys)
     assert "Rows Removed by Filter" not in plan, plan
+
+
+async def _calls(conn: asyncpg.Connection, function: str) -> int:
+    await conn.execute("SELECT pg_stat_clear_snapshot()")
+    calls = await conn.fetchval("SELECT calls FROM pg_stat_user_functions WHERE funcname = $1", function)
+    return int(calls or 0)
+
+
+async def test_updating_stored_rows_computes_their_columns_once(db_url: str) -> None:
+    """A batch that only replaces stored rows is one UPDATE: an INSERT .. ON CONFLICT would
+    compute each row's generated columns (the pod report's) twice."""
+    pool = await create_pool(db_url, min_size=1, max_size=1, server_settings={"track_functions": "all"})
+    try:
+        store = Store(pool)
+        n = 20
+        await store.apply_batch(cluster="c1", rtype=PODS, events=[
+            event("ADDED", pod(f"p{i}", i + 1)) for i in range(n)])
+        async with pool.acquire() as conn:
+            await conn.execute("SELECT pg_stat_force_next_flush()")
+            before = await _calls(conn, "kube_pod_restarts")
+        await store.apply_batch(cluster="c1", rtype=PODS, events=[
+            event("MODIFIED", pod(f"p{i}", n + i + 1, phase="Succeeded")) for i in range(n)])
+        async with pool.acquire() as conn:
+            await conn.execute("SELECT pg_stat_force_next_flush()")
+            await conn.execute("SELECT 1")
+            assert await _calls(conn, "kube_pod_restarts") - before == n
+    finally:
+        await pool.close()
