@@ -59,12 +59,14 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "-trigger pod_image_use": tuple(f"ALTER TABLE resources DISABLE TRIGGER {t}" for t in (
         "pod_image_use_insert", "pod_image_use_update", "pod_image_use_delete")),
     "gin fastupdate off": tuple(f"ALTER INDEX {name} SET (fastupdate = off)" for name in _GIN),
-    "change_log object uncompressed": (
-        "ALTER TABLE change_log SET (toast_tuple_target = 8160)",
-        "ALTER TABLE change_log ALTER COLUMN object SET STORAGE EXTERNAL"),
+    # Migration 15 stores them so on a server without lz4: this is what it was before.
+    "change_log object pglz (before 15)": (
+        "ALTER TABLE change_log RESET (toast_tuple_target)",
+        "ALTER TABLE change_log ALTER COLUMN object SET STORAGE EXTENDED"),
     "-statistics resources_type": ("DROP STATISTICS resources_type",),
     "wal_compression off": (
-        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET wal_compression = off', current_database()); END $$",),
+        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET wal_compression = off', current_database());"
+        " END $$",),
     "pod_image_use update per statement (13)": (
         "DROP TRIGGER pod_image_use_update ON resources",
         "CREATE TRIGGER pod_image_use_update AFTER UPDATE ON resources REFERENCING OLD TABLE AS old_rows"

@@ -633,6 +633,25 @@ _POD_IMAGE_USE_ROWS = (
     " WHEN (OLD.pod_images IS DISTINCT FROM NEW.pod_images) EXECUTE FUNCTION pod_image_use_changed()",
 )
 
+# -- before-images without pglz (migration 15) --------------------------------------------------
+# Every status update writes the state the object leaves into ``change_log``, and pglz (the
+# only TOAST compression of a server built without lz4, as the embedded one is) compressing
+# those ~5 KB took 60-90 us of the ~450 us of PostgreSQL's CPU an update cost, measured with
+# benchmarks.store_costs. Where the server has lz4, before-images are compressed with it (a
+# fraction of pglz's CPU, about its ratio); elsewhere they are stored as the objects are
+# (migration 4): uncompressed and, up to a page, inside the row, which about doubles the
+# change log on disk (20 MB to 42 MB for 6,000 updates of 4.3 KB pods) for what it keeps
+# for its retention period. Rows written before keep their storage.
+_BEFORE_IMAGES = (
+    """DO $$
+    BEGIN
+        ALTER TABLE change_log ALTER COLUMN object SET COMPRESSION lz4;
+    EXCEPTION WHEN feature_not_supported THEN
+        ALTER TABLE change_log SET (toast_tuple_target = 8160);
+        ALTER TABLE change_log ALTER COLUMN object SET STORAGE EXTERNAL;
+    END $$""",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(version=1, description="initial schema", statements=_INITIAL_SCHEMA),
     Migration(version=2, description="skipped objects and cluster errors",
@@ -658,6 +677,8 @@ MIGRATIONS: tuple[Migration, ...] = (
               statements=_POD_IMAGE_USE),
     Migration(version=14, description="reports: a pod's images followed by a row trigger on update",
               statements=_POD_IMAGE_USE_ROWS),
+    Migration(version=15, description="change log: before-images compressed with lz4, or not at all",
+              statements=_BEFORE_IMAGES),
 )
 LATEST = MIGRATIONS[-1].version
 
