@@ -17,7 +17,7 @@ cluster (registered in push mode through the admin API), and the load writers.
     the median of 3 runs (``benchmarks._copy``). ``initial_sync_vs_copy`` is against the
     uncompressed one, ``initial_sync_vs_copy_default`` against the other.
     ``pg_cpu_us_per_object``: PostgreSQL's CPU (every server process) during the sync,
-    per object synced.
+    per object synced. The baseline runs after (b), whose figures its writes would disturb.
 (b) Freshness: while the agent watches that cluster, writer processes PATCH pod status at
     a fixed rate; each write's resourceVersion and the time kubesim acknowledged it are
     recorded. A poller reads ``change_log`` every few milliseconds and notes when each
@@ -31,7 +31,8 @@ cluster (registered in push mode through the admin API), and the load writers.
 
 Also reported: the writes/s the writers achieved (``achieved_rate_R``), writes never seen
 within 30 s (``freshness_missing_R``), and the CPU seconds each process spent during the
-initial sync (``initial_sync_cpu_s``), which shows where the time goes.
+initial sync (``initial_sync_cpu_s``) and each freshness run (``freshness_cpu_s_R``, the
+writer processes included), which shows where the time goes.
 Progress goes to stderr; the last stdout line is one JSON object with the figures.
 """
 
@@ -291,7 +292,7 @@ async def writer(url: str, rate: float, duration: float, seed: int, out: str) ->
             issued += 1
         await asyncio.gather(*tasks)
         elapsed = time.monotonic() - start
-    data = orjson.dumps({"acks": acks, "errors": errors, "elapsed": elapsed})
+    data = orjson.dumps({"acks": acks, "errors": errors, "elapsed": elapsed, "cpu_s": time.process_time()})
     await asyncio.to_thread(Path(out).write_bytes, data)
 
 
@@ -350,9 +351,12 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
-async def freshness(procs: Procs, syncer: Syncer, member: Member, rate: float, duration: float,
-                    work: Path, seed: int) -> dict[str, float]:
+async def freshness(procs: Procs, syncer: Syncer, member: Member, agent_pid: int, rate: float,
+                    duration: float, work: Path, seed: int) -> tuple[dict[str, float], dict[str, float]]:
+    """Latencies and rates at ``rate`` writes/s, and the CPU seconds each process spent
+    meanwhile (the writers' as they report it), which shows what limits a rate on a small machine."""
     writers = max(1, math.ceil(rate / 1500))  # one client process keeps up with ~1500 PATCH/s
+    before = cpu_now(syncer, member, agent_pid)
     async with ChangePoller(syncer.db_url, member.name) as poller:
         outs = [work / f"writes-{int(rate)}-{n}.json" for n in range(writers)]
         started = [await procs.start(
@@ -370,6 +374,9 @@ async def freshness(procs: Procs, syncer: Syncer, member: Member, rate: float, d
             if not pending:
                 break
             await asyncio.sleep(0.1)
+    after = cpu_now(syncer, member, agent_pid)
+    cpu = {k: after[k] - before[k] for k in after}
+    cpu["writers"] = sum(r["cpu_s"] for r in results)
     latencies = [(seen - t) * 1000 for t, rv, namespace, name in acks
                  if (seen := poller.visible(namespace, name, rv)) is not None]
     missing = len(acks) - len(latencies)
@@ -378,8 +385,8 @@ async def freshness(procs: Procs, syncer: Syncer, member: Member, rate: float, d
     p50, p99 = percentile(latencies, 0.50), percentile(latencies, 0.99)
     log(f"freshness at {rate:.0f}/s: {len(acks)} writes ({achieved:.0f}/s achieved, {errors} errors, "
         f"{missing} not seen within 30s), p50 {p50:.0f} ms, p99 {p99:.0f} ms, "
-        f"max {max(latencies):.0f} ms")
-    return {"p50": p50, "p99": p99, "achieved": achieved, "missing": missing}
+        f"max {max(latencies):.0f} ms; CPU seconds {_rounded(cpu)}")
+    return {"p50": p50, "p99": p99, "achieved": achieved, "missing": missing}, cpu
 
 
 # -- the run -------------------------------------------------------------------------------------
@@ -408,6 +415,19 @@ async def run(objects: int, rates: list[float], duration: float, seed: int, keep
                     "initial_sync_cpu_s": _rounded(cpu),
                     "pg_cpu_us_per_object": round(cpu["postgres"] * 1e6 / big.expected),
                 })
+                # (b) on the same cluster, agent watching
+                for rate in [] if rss_only else rates:
+                    fresh, fresh_cpu = await freshness(procs, syncer, big, agent.pid, rate, duration,
+                                                       work, seed)
+                    key = int(rate)
+                    result.update({
+                        f"freshness_p50_ms_{key}": round(fresh["p50"], 1),
+                        f"freshness_p99_ms_{key}": round(fresh["p99"], 1),
+                        f"achieved_rate_{key}": round(fresh["achieved"]),
+                        f"freshness_missing_{key}": fresh["missing"],
+                        f"freshness_cpu_s_{key}": _rounded(fresh_cpu),
+                    })
+                # After (b): its many COPYs (and their checkpoints) must not load the freshness runs.
                 if not rss_only:
                     copy = await copy_rates(db, where="cluster = $1", args=(big.name,),
                                             spool=work / "copy-baseline.bin")
@@ -417,16 +437,6 @@ async def run(objects: int, rates: list[float], duration: float, seed: int, keep
                         "copy_objects_per_s_default": round(copy.default),
                         "initial_sync_vs_copy": round(sync_rate / copy.uncompressed, 3),
                         "initial_sync_vs_copy_default": round(sync_rate / copy.default, 3),
-                    })
-                # (b) on the same cluster, agent watching
-                for rate in [] if rss_only else rates:
-                    fresh = await freshness(procs, syncer, big, rate, duration, work, seed)
-                    key = int(rate)
-                    result.update({
-                        f"freshness_p50_ms_{key}": round(fresh["p50"], 1),
-                        f"freshness_p99_ms_{key}": round(fresh["p99"], 1),
-                        f"achieved_rate_{key}": round(fresh["achieved"]),
-                        f"freshness_missing_{key}": fresh["missing"],
                     })
                 if not rss_only:
                     result["agent_rss_mb_after_load"] = round(peak_rss_mb(agent.pid), 1)
