@@ -608,15 +608,11 @@ _POD_IMAGE_USE = (
 # -- end the images report's summary
 
 # -- status updates without transition tables (migration 14) ------------------------------------
-# A status update leaves a pod's images as they were, yet the statement-level UPDATE trigger
-# of migration 13 made PostgreSQL keep every updated row twice more (its old and new
-# versions, about 6 KB each, in the statement's transition tables; past work_mem, in temporary
-# files) and then unnest and group both to find a zero delta. Updates that change a pod's
-# images are rare, so the update is now a row-level trigger whose condition PostgreSQL checks
-# without calling it: every other update costs nothing here, and no UPDATE trigger of
-# ``resources`` needs transition tables any more. Rows are still taken in key order within
-# one call, and writers of ``resources`` hold the change-log lock (syncer.ingest), so two
-# calls never wait on each other's rows. Inserts and deletes keep their statement triggers.
+# Migration 13's statement-level UPDATE trigger made PostgreSQL copy every updated row (old and
+# new, ~6 KB each) into transition tables, past work_mem into temporary files, to find a zero
+# delta: a status update keeps a pod's images. A row trigger whose condition PostgreSQL checks
+# without calling it costs such updates nothing. Writers of ``resources`` hold the change-log
+# lock (syncer.ingest), so calls never wait on each other's summary rows.
 _ROW_IMAGES = ("(SELECT {row}.cluster AS cluster, {row}.namespace AS namespace, {row}.grp AS grp,"
                " {row}.resource AS resource, {row}.pod_images AS pod_images)")
 _POD_IMAGE_USE_ROWS = (
@@ -634,14 +630,11 @@ _POD_IMAGE_USE_ROWS = (
 )
 
 # -- before-images without pglz (migration 15) --------------------------------------------------
-# Every status update writes the state the object leaves into ``change_log``, and pglz (the
-# only TOAST compression of a server built without lz4, as the embedded one is) compressing
-# those ~5 KB took 60-90 us of the ~450 us of PostgreSQL's CPU an update cost, measured with
-# benchmarks.store_costs. Where the server has lz4, before-images are compressed with it (a
-# fraction of pglz's CPU, about its ratio); elsewhere they are stored as the objects are
-# (migration 4): uncompressed and, up to a page, inside the row, which about doubles the
-# change log on disk (20 MB to 42 MB for 6,000 updates of 4.3 KB pods) for what it keeps
-# for its retention period. Rows written before keep their storage.
+# pglz (the only TOAST compression of a server without lz4, as the embedded one) compressing a
+# status update's ~5 KB before-image took 60-90 us of its ~450 us of the server's CPU
+# (benchmarks.store_costs). With lz4 they are compressed with it; else stored as objects are
+# (migration 4), uncompressed inside the row: the change log about doubles on disk (20 MB to
+# 42 MB for 6,000 updates of 4.3 KB pods). Rows written before keep their storage.
 _BEFORE_IMAGES = (
     """DO $$
     BEGIN
