@@ -9,7 +9,11 @@ core (snapshot pages of 500, two in flight, as the agent sends them) and (b) N s
 (MODIFIED events, batches of B, one at a time). Payloads are built before the clock starts.
 What is measured is the CPU time of every PostgreSQL process (backends, autovacuum, WAL and
 checkpoint writers) per object, and the WAL bytes per object; a component's cost is the
-baseline's figure minus the variant's. Only this benchmark uses its server.
+baseline's figure minus the variant's. Only this benchmark uses its server. The baseline is
+the schema as migrated; variants named "(before N)" put back what migration N changed.
+
+One index costs a few tens of microseconds an object, about the noise of one run on a
+shared machine (+-50 us): compare medians of several runs (``--repeat``).
 
 Progress and a table go to stderr; the last stdout line is one JSON object with the figures.
 """
@@ -67,7 +71,7 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "wal_compression off": (
         "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET wal_compression = off', current_database());"
         " END $$",),
-    "pod_image_use update per statement (13)": (
+    "pod_image_use update per statement (before 14)": (
         "DROP TRIGGER pod_image_use_update ON resources",
         "CREATE TRIGGER pod_image_use_update AFTER UPDATE ON resources REFERENCING OLD TABLE AS old_rows"
         " NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION pod_image_use_track()"),
