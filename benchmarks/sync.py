@@ -18,7 +18,8 @@ cluster (registered in push mode through the admin API), and the load writers.
     uncompressed one, ``initial_sync_vs_copy_default`` against the other.
     ``pg_cpu_us_per_object``: PostgreSQL's CPU (every server process) during the sync,
     per object synced. The baseline runs after (b), whose figures its writes would disturb.
-(b) Freshness: while the agent watches that cluster, writer processes PATCH pod status at
+(b) Freshness: while the agent watches that cluster (and once autovacuum is done with what
+    the sync or the previous run wrote), writer processes PATCH pod status at
     a fixed rate; each write's resourceVersion and the time kubesim acknowledged it are
     recorded. A poller reads ``change_log`` every few milliseconds and notes when each
     resourceVersion first becomes visible. Latency = visible - acknowledged (one machine,
@@ -75,6 +76,7 @@ SETTLE_S = 3.0  # watching after the initial sync before the agent's RSS is read
 POLL_S = 0.005  # freshness poller interval
 SYNC_TIMEOUT_S = 900.0
 WRITER_CONCURRENCY = 48
+AUTOVACUUM_WAIT_S = 120.0
 MERGE = {"Content-Type": "application/merge-patch+json"}
 
 
@@ -346,6 +348,21 @@ class ChangePoller:
             await asyncio.sleep(POLL_S)
 
 
+async def autovacuum_done(db: asyncpg.Connection) -> None:
+    """Wait (at most AUTOVACUUM_WAIT_S) until no autovacuum worker has run for a second: after
+    an initial sync or a freshness run, vacuuming the tables it grew (and merging their GIN
+    pending lists) takes the machine's CPU for tens of seconds, which a freshness run would
+    otherwise measure as the store's latency."""
+    started = time.monotonic()
+    quiet = 0
+    while quiet < 10 and time.monotonic() - started < AUTOVACUUM_WAIT_S:
+        busy = await db.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'")
+        quiet = 0 if busy else quiet + 1
+        await asyncio.sleep(0.1)
+    log(f"waited {time.monotonic() - started:.1f}s for autovacuum to finish")
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
@@ -417,6 +434,7 @@ async def run(objects: int, rates: list[float], duration: float, seed: int, keep
                 })
                 # (b) on the same cluster, agent watching
                 for rate in [] if rss_only else rates:
+                    await autovacuum_done(db)
                     fresh, fresh_cpu = await freshness(procs, syncer, big, agent.pid, rate, duration,
                                                        work, seed)
                     key = int(rate)
