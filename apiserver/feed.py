@@ -9,6 +9,12 @@ filters the tail in memory. A watch that is behind the tail (it started
 from an older resourceVersion, or could not keep up) reads the change log itself until
 it catches up. A lost connection is re-made, and every watch is woken to re-read, so
 nothing is missed while it was down.
+
+While no watch follows the feed, nothing is read: the tail starts anew after the newest
+notification, and a watch that starts from before it reads the log itself, as any watch
+behind the tail does. Reading every change cost the server about 170 us of CPU a change
+(each object annotated and turned into text twice), on the store's busiest moments (an
+initial sync writes thousands of changes a second) and for every API process.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
 import asyncpg
@@ -77,6 +83,7 @@ class ChangeFeed:
         self.floor = -1  # no tail yet: every watch reads the change log itself
         self.read_upto = -1
         self.closed = False
+        self.followers = 0  # watches following the feed (``following``)
 
     def close(self) -> None:
         """The server is shutting down: wake every watch so that it ends."""
@@ -91,6 +98,15 @@ class ChangeFeed:
     def _wake(self) -> None:
         self._changed.set()
         self._changed = asyncio.Event()
+
+    @contextlib.contextmanager
+    def following(self) -> Iterator[None]:
+        """Held by a watch while it follows the feed: the feed reads only while one does."""
+        self.followers += 1
+        try:
+            yield
+        finally:
+            self.followers -= 1
 
     def ticket(self) -> asyncio.Event:
         """Taken before reading: set by the next change, even one during the read."""
@@ -128,9 +144,19 @@ class ChangeFeed:
             self.tail_size -= dropped.size
             self.floor = dropped.seq
 
+    def _skip(self) -> None:
+        """Nobody follows: the tail starts anew after the newest notification (everything up
+        to it is committed); a watch from before that reads the log (``since``)."""
+        self.tail.clear()
+        self.tail_size = 0
+        self.floor = self.read_upto = max(self.read_upto, self.latest)
+
     async def _read(self, pool: asyncpg.Pool) -> None:
         """Append what was committed since the last read to the tail, once for all watches."""
         while True:
+            if not self.followers:
+                self._skip()
+                return
             horizon = self.latest  # committed, and everything below it (commit order)
             sql, params = compiled(watch_statement(None, EVERYTHING_SCOPE, after=self.read_upto,
                                                    limit=READ_BATCH))

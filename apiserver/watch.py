@@ -262,6 +262,12 @@ async def watch(request: web.Request, opts: ListOptions, target: Target, catalog
 
 async def _follow(request: web.Request, stream: Stream, seq: int, deadline: float) -> None:
     feed = request.app[FEED]
+    with feed.following():
+        await _follow_feed(request, stream, seq, deadline)
+
+
+async def _follow_feed(request: web.Request, stream: Stream, seq: int, deadline: float) -> None:
+    feed = request.app[FEED]
     quiet_since = time.monotonic()
     while time.monotonic() < deadline and not feed.closed:
         ticket = feed.ticket()

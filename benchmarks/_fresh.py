@@ -86,7 +86,8 @@ async def writer(urls: Sequence[str], rate: float, duration: float, seed: int, o
             issued += 1
         await asyncio.gather(*tasks)
         elapsed = time.monotonic() - start
-    data = orjson.dumps({"acks": acks, "errors": errors, "elapsed": elapsed})
+    data = orjson.dumps({"acks": acks, "errors": errors, "elapsed": elapsed,
+                         "cpu_s": time.process_time()})
     await asyncio.to_thread(Path(out).write_bytes, data)
 
 

@@ -7,8 +7,9 @@ one more, the baseline; one ``kubepedia serve`` on a fresh embedded PostgreSQL s
 all in pull mode (registered through the admin API with their kubeconfigs), as deployed.
 
 1. Baseline: the extra cluster (N/C objects) is registered alone and synced; then, in the
-   same database, its rows are read back and written by one raw asyncpg COPY into a table
-   ``LIKE resources`` without indexes (only the COPY timed).
+   same database, its rows are read back and written by a raw binary COPY into a table
+   ``LIKE resources`` without indexes, with the default and with uncompressed storage
+   (``benchmarks._copy``: only the COPY timed, median of 3; the ratio is to uncompressed).
 2. Initial sync: the C clusters are registered at once; time until every type of every
    cluster is watching with kubesim's object count stored. Reported beside the baseline:
    objects/s with C clusters against one, and against the raw COPY. Also: the syncer's
@@ -47,9 +48,10 @@ import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent.discovery import DEFAULT_EXCLUDED
+from benchmarks._copy import CopyRates, copy_rates
 from benchmarks._fresh import ChangePoller, percentile, wait_visible, writer
 from benchmarks._procs import Procs, cpu_seconds, log, peak_rss_mb, reachable_tempdir, rss_mb
-from benchmarks.sync import Syncer, copy_baseline, start_syncer
+from benchmarks.sync import Syncer, start_syncer
 from kube.resources import type_key
 from syncer.schema import CHANGE_LOG_LOCK
 
@@ -368,7 +370,7 @@ async def churn_phase(procs: Procs, syncer: Syncer, fleet: Fleet, work: Path, *,
     return figures
 
 
-def summary(clusters: int, solo: dict[str, Any], copy_rate: float, main: dict[str, Any],
+def summary(clusters: int, solo: dict[str, Any], copy: CopyRates, main: dict[str, Any],
             churn: dict[str, Any], rss: float) -> dict[str, Any]:
     objects = main["objects"]
     return {
@@ -378,8 +380,9 @@ def summary(clusters: int, solo: dict[str, Any], copy_rate: float, main: dict[st
         "initial_sync_objects_per_s": round(main["objects_per_s"]),
         "baseline_one_cluster_objects_per_s": round(solo["objects_per_s"]),
         "initial_sync_vs_one_cluster": round(main["objects_per_s"] / solo["objects_per_s"], 3),
-        "copy_objects_per_s": round(copy_rate),
-        "initial_sync_vs_copy": round(main["objects_per_s"] / copy_rate, 3),
+        "copy_objects_per_s": round(copy.uncompressed),
+        "copy_objects_per_s_default": round(copy.default),
+        "initial_sync_vs_copy": round(main["objects_per_s"] / copy.uncompressed, 3),
         "freshness_p50_ms": churn["p50_ms"],
         "freshness_p99_ms": churn["p99_ms"],
         "freshness_missing": churn["missing"],
@@ -423,7 +426,8 @@ async def run(*, clusters: int, objects: int, rate: float, duration: float, seed
             db = await asyncpg.connect(syncer.db_url)
             try:
                 solo = await sync_phase(procs, syncer, db, fleet, [fleet.baseline])
-                _, copy_s = await copy_baseline(db, fleet.baseline.name)
+                copy = await copy_rates(db, where="cluster = $1", args=(fleet.baseline.name,),
+                                        spool=work / "copy-baseline.bin")
                 main = await sync_phase(procs, syncer, db, fleet, fleet.members)
                 log(f"syncer RSS after the initial sync {rss_mb(syncer.pid):.0f} MiB, "
                     f"peak {peak_rss_mb(syncer.pid):.0f} MiB")
@@ -431,7 +435,7 @@ async def run(*, clusters: int, objects: int, rate: float, duration: float, seed
                 rss = peak_rss_mb(syncer.pid)
             finally:
                 await db.close()
-    return summary(clusters, solo, solo["objects"] / copy_s, main, churn, rss)
+    return summary(clusters, solo, copy, main, churn, rss)
 
 
 def main() -> None:

@@ -10,9 +10,16 @@ cluster (registered in push mode through the admin API), and the load writers.
     (pods, deployments, replicasets, configmaps, services, secrets, events, nodes,
     namespaces) is in ``resources`` and every type's snapshot has ended (phase
     ``watching``). Baseline, same run and same database: the same rows (read back from
-    ``resources``) in one raw asyncpg ``copy_records_to_table`` into ``bare``, a table
-    ``LIKE resources`` without indexes; only the COPY is timed.
-(b) Freshness: while the agent watches that cluster, writer processes PATCH pod status at
+    ``resources`` as a binary COPY stream before the clock starts) in one raw COPY into a
+    table ``LIKE resources`` without indexes, with the server's default TOAST compression
+    (``copy_objects_per_s_default``) and with objects stored as ``resources`` stores them,
+    uncompressed (``copy_objects_per_s_uncompressed``, also ``copy_objects_per_s``); each
+    the median of 3 runs (``benchmarks._copy``). ``initial_sync_vs_copy`` is against the
+    uncompressed one, ``initial_sync_vs_copy_default`` against the other.
+    ``pg_cpu_us_per_object``: PostgreSQL's CPU (every server process) during the sync,
+    per object synced. The baseline runs after (b), whose figures its writes would disturb.
+(b) Freshness: while the agent watches that cluster (and once autovacuum is done with what
+    the sync or the previous run wrote), writer processes PATCH pod status at
     a fixed rate; each write's resourceVersion and the time kubesim acknowledged it are
     recorded. A poller reads ``change_log`` every few milliseconds and notes when each
     resourceVersion first becomes visible. Latency = visible - acknowledged (one machine,
@@ -25,7 +32,8 @@ cluster (registered in push mode through the admin API), and the load writers.
 
 Also reported: the writes/s the writers achieved (``achieved_rate_R``), writes never seen
 within 30 s (``freshness_missing_R``), and the CPU seconds each process spent during the
-initial sync (``initial_sync_cpu_s``), which shows where the time goes.
+initial sync (``initial_sync_cpu_s``) and each freshness run (``freshness_cpu_s_R``, the
+writer processes included), which shows where the time goes.
 Progress goes to stderr; the last stdout line is one JSON object with the figures.
 """
 
@@ -46,6 +54,7 @@ import asyncpg
 import orjson
 
 from agent.discovery import DEFAULT_EXCLUDED
+from benchmarks._copy import copy_rates
 from benchmarks._fresh import ChangePoller, percentile, wait_visible, writer
 from benchmarks._procs import (
     Procs,
@@ -64,6 +73,7 @@ from syncer import embedded
 SMALL = 10_000
 SETTLE_S = 3.0  # watching after the initial sync before the agent's RSS is read
 SYNC_TIMEOUT_S = 900.0
+AUTOVACUUM_WAIT_S = 120.0
 
 
 # -- the pieces ----------------------------------------------------------------------------------
@@ -214,41 +224,45 @@ async def initial_sync(procs: Procs, syncer: Syncer, db: asyncpg.Connection, mem
     done = await wait_synced(db, procs, agent, member)
     seconds = done - started
     after = cpu_now(syncer, member, agent.pid)
-    cpu = {k: round(after[k] - before[k], 1) for k in after}
+    cpu = {k: after[k] - before[k] for k in after}
     stored = await stored_count(db, member.name)
     if stored != member.expected:
         raise RuntimeError(f"{member.name}: {stored} rows stored, {member.expected} expected")
     log(f"{member.name}: initial sync of {stored} objects in {seconds:.1f}s "
-        f"({stored / seconds:.0f} objects/s); CPU seconds {cpu}")
+        f"({stored / seconds:.0f} objects/s); CPU seconds {_rounded(cpu)}")
     await asyncio.sleep(SETTLE_S)
     rss = peak_rss_mb(agent.pid)
     log(f"{member.name}: agent peak RSS {rss:.1f} MiB")
     return agent, seconds, rss, cpu
 
 
-async def copy_baseline(db: asyncpg.Connection, cluster: str) -> tuple[int, float]:
-    """The cluster's rows, read back, in one raw COPY into a bare table; only the COPY is timed."""
-    columns = [r["column_name"] for r in await db.fetch(
-        "SELECT column_name FROM information_schema.columns WHERE table_name = 'resources'"
-        " ORDER BY ordinal_position")]
-    cols = ", ".join(columns)
-    records = [tuple(r) for r in await db.fetch(
-        f"SELECT {cols} FROM resources WHERE cluster = $1", cluster)]
-    await db.execute("DROP TABLE IF EXISTS bare")
-    await db.execute("CREATE TABLE bare (LIKE resources)")
-    started = time.perf_counter()
-    await db.copy_records_to_table("bare", columns=columns, records=records)
-    seconds = time.perf_counter() - started
-    await db.execute("DROP TABLE bare")
-    log(f"raw COPY of {len(records)} rows in {seconds:.2f}s ({len(records) / seconds:.0f} rows/s)")
-    return len(records), seconds
+def _rounded(cpu: dict[str, float]) -> dict[str, float]:
+    return {k: round(v, 1) for k, v in cpu.items()}
 
 
 # -- (b): freshness -----------------------------------------------------------------------------
 
-async def freshness(procs: Procs, syncer: Syncer, member: Member, rate: float, duration: float,
-                    work: Path, seed: int) -> dict[str, float]:
+async def autovacuum_done(db: asyncpg.Connection) -> None:
+    """Wait (at most AUTOVACUUM_WAIT_S) until no autovacuum worker has run for a second: after
+    an initial sync or a freshness run, vacuuming the tables it grew (and merging their GIN
+    pending lists) takes the machine's CPU for tens of seconds, which a freshness run would
+    otherwise measure as the store's latency."""
+    started = time.monotonic()
+    quiet = 0
+    while quiet < 10 and time.monotonic() - started < AUTOVACUUM_WAIT_S:
+        busy = await db.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'")
+        quiet = 0 if busy else quiet + 1
+        await asyncio.sleep(0.1)
+    log(f"waited {time.monotonic() - started:.1f}s for autovacuum to finish")
+
+
+async def freshness(procs: Procs, syncer: Syncer, member: Member, agent_pid: int, rate: float,
+                    duration: float, work: Path, seed: int) -> tuple[dict[str, float], dict[str, float]]:
+    """Latencies and rates at ``rate`` writes/s, and the CPU seconds each process spent
+    meanwhile (the writers' as they report it), which shows what limits a rate on a small machine."""
     writers = max(1, math.ceil(rate / 1500))  # one client process keeps up with ~1500 PATCH/s
+    before = cpu_now(syncer, member, agent_pid)
     async with ChangePoller(syncer.db_url, [member.name]) as poller:
         outs = [work / f"writes-{int(rate)}-{n}.json" for n in range(writers)]
         started = [await procs.start(
@@ -261,14 +275,17 @@ async def freshness(procs: Procs, syncer: Syncer, member: Member, rate: float, d
         results = [orjson.loads(out.read_bytes()) for out in outs]
         acks = [tuple(ack) for result in results for ack in result["acks"]]
         latencies = await wait_visible(poller, acks, [member.name])
+    after = cpu_now(syncer, member, agent_pid)
+    cpu = {k: after[k] - before[k] for k in after}
+    cpu["writers"] = sum(r["cpu_s"] for r in results)
     missing = len(acks) - len(latencies)
     achieved = len(acks) / max(r["elapsed"] for r in results)
     errors = sum(r["errors"] for r in results)
     p50, p99 = percentile(latencies, 0.50), percentile(latencies, 0.99)
     log(f"freshness at {rate:.0f}/s: {len(acks)} writes ({achieved:.0f}/s achieved, {errors} errors, "
         f"{missing} not seen within 30s), p50 {p50:.0f} ms, p99 {p99:.0f} ms, "
-        f"max {max(latencies):.0f} ms")
-    return {"p50": p50, "p99": p99, "achieved": achieved, "missing": missing}
+        f"max {max(latencies):.0f} ms; CPU seconds {_rounded(cpu)}")
+    return {"p50": p50, "p99": p99, "achieved": achieved, "missing": missing}, cpu
 
 
 # -- the run -------------------------------------------------------------------------------------
@@ -294,24 +311,32 @@ async def run(objects: int, rates: list[float], duration: float, seed: int, keep
                     "synced_objects": big.expected,
                     "initial_sync_s": round(sync_s, 2),
                     "initial_sync_objects_per_s": round(sync_rate),
-                    "initial_sync_cpu_s": cpu,
+                    "initial_sync_cpu_s": _rounded(cpu),
+                    "pg_cpu_us_per_object": round(cpu["postgres"] * 1e6 / big.expected),
                 })
-                if not rss_only:
-                    rows, copy_s = await copy_baseline(db, big.name)
-                    copy_rate = rows / copy_s
-                    result.update({
-                        "copy_objects_per_s": round(copy_rate),
-                        "initial_sync_vs_copy": round(sync_rate / copy_rate, 3),
-                    })
                 # (b) on the same cluster, agent watching
                 for rate in [] if rss_only else rates:
-                    fresh = await freshness(procs, syncer, big, rate, duration, work, seed)
+                    await autovacuum_done(db)
+                    fresh, fresh_cpu = await freshness(procs, syncer, big, agent.pid, rate, duration,
+                                                       work, seed)
                     key = int(rate)
                     result.update({
                         f"freshness_p50_ms_{key}": round(fresh["p50"], 1),
                         f"freshness_p99_ms_{key}": round(fresh["p99"], 1),
                         f"achieved_rate_{key}": round(fresh["achieved"]),
                         f"freshness_missing_{key}": fresh["missing"],
+                        f"freshness_cpu_s_{key}": _rounded(fresh_cpu),
+                    })
+                # After (b): its many COPYs (and their checkpoints) must not load the freshness runs.
+                if not rss_only:
+                    copy = await copy_rates(db, where="cluster = $1", args=(big.name,),
+                                            spool=work / "copy-baseline.bin")
+                    result.update({
+                        "copy_objects_per_s": round(copy.uncompressed),
+                        "copy_objects_per_s_uncompressed": round(copy.uncompressed),
+                        "copy_objects_per_s_default": round(copy.default),
+                        "initial_sync_vs_copy": round(sync_rate / copy.uncompressed, 3),
+                        "initial_sync_vs_copy_default": round(sync_rate / copy.default, 3),
                     })
                 if not rss_only:
                     result["agent_rss_mb_after_load"] = round(peak_rss_mb(agent.pid), 1)

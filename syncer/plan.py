@@ -52,6 +52,7 @@ class Plan:
     upserts: list[tuple[int, Row]] = field(default_factory=list)  # (log index, final row)
     deletes: list[LogEntry] = field(default_factory=list)
     count_delta: int = 0
+    inserts: int = 0  # upserts of keys with no stored row
 
 
 def _skip_counts(events: Sequence[Event], stored: Mapping[Key, StoredState]) -> dict[Key, int]:
@@ -126,6 +127,7 @@ class _Applier:
                     self.plan.count_delta -= 1
             else:
                 self.plan.upserts.append((index, self.rows[key]))
+                self.plan.inserts += 0 if was is not None else 1
                 self.plan.count_delta += 0 if was is not None else 1
         return self.plan
 

@@ -182,3 +182,26 @@ async def test_the_tail_is_bounded_by_size_and_watches_behind_it_read_the_log(db
         # A watch from before the tail's floor gets every change all the same, from the log.
         async with watching(small, "/api/v1/pods", resourceVersion=rv) as late:
             assert [_who(e) for e in await next_events(late, len(names))] == [_who(e) for e in got]
+
+
+async def test_the_feed_reads_nothing_while_nobody_watches(db_url: str, filled: Synced,
+                                                            pool: asyncpg.Pool) -> None:
+    """Changes made while no watch follows are not read for the tail; a watch from before
+    them gets them all the same, from the log."""
+    app = build_app(database_url=db_url)
+    async with serving(app) as quiet:
+        rv = await _rv(quiet)
+        names = [f"unwatched-{i}" for i in range(5)]
+        for i, name in enumerate(names):
+            await Store(pool).apply_batch(cluster="east", rtype=PODS,
+                                          events=[event("ADDED", pod(name, 950 + i, namespace="web"))])
+        newest = int(await pool.fetchval("SELECT max(seq) FROM change_log"))
+        feed = app[FEED]
+        for _ in range(300):
+            if feed.read_upto >= newest:
+                break
+            await asyncio.sleep(0.1)
+        assert feed.read_upto >= newest and not feed.tail and feed.tail_size == 0
+        async with watching(quiet, "/api/v1/pods", resourceVersion=rv) as late:
+            assert [_who(e) for e in await next_events(late, len(names))] == [
+                ("ADDED", "east", n) for n in names]

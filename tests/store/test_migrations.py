@@ -113,3 +113,22 @@ async def test_objects_are_stored_uncompressed_inside_the_row(store: Store, pool
     toast = await pool.fetchval(
         "SELECT reltoastrelid::regclass::text FROM pg_class WHERE relname = 'resources'")
     assert await pool.fetchval(f"SELECT count(DISTINCT chunk_id) FROM {toast}") == 1, "only the huge one"
+
+
+async def test_before_images_are_not_compressed_with_pglz(store: Store, pool: asyncpg.Pool) -> None:
+    """A status update's before-image costs no pglz (migration 15): lz4 where the server has
+    it, else stored as the objects are, uncompressed inside the row."""
+    padded = pod("big", 1)
+    padded["metadata"]["annotations"] = {"note": "x" * 5000}  # compresses well: pglz would take it
+    changed = pod("big", 2, phase="Succeeded")
+    changed["metadata"]["annotations"] = padded["metadata"]["annotations"]
+    await store.apply_batch(cluster="c1", rtype=PODS, events=[event("ADDED", padded)])
+    await store.apply_batch(cluster="c1", rtype=PODS, events=[event("MODIFIED", changed)])
+    row = await pool.fetchrow("SELECT pg_column_compression(object) AS compression,"
+                              " pg_column_size(object) AS size FROM change_log WHERE type = 'MODIFIED'")
+    assert row is not None and row["compression"] in (None, "lz4")
+    if row["compression"] is None:
+        assert row["size"] > 5000
+        toast = await pool.fetchval(
+            "SELECT reltoastrelid::regclass::text FROM pg_class WHERE relname = 'change_log'")
+        assert await pool.fetchval(f"SELECT count(*) FROM {toast}") == 0, "inside the row"

@@ -212,3 +212,12 @@ async def test_the_migration_fills_the_summary_from_the_rows(pg_server_url: str)
         await conn.close()
         await admin.execute("DROP DATABASE kp_summary_fill WITH (FORCE)")
         await admin.close()
+
+
+async def test_no_update_of_resources_keeps_transition_tables(pool: asyncpg.Pool) -> None:
+    """A status update must not make PostgreSQL copy every updated row into transition tables
+    (migration 14): the update is followed by a row trigger that a condition guards."""
+    rows = await pool.fetch(
+        "SELECT tgname FROM pg_trigger WHERE tgrelid = 'resources'::regclass AND NOT tgisinternal"
+        " AND (tgtype & 16) <> 0 AND (tgoldtable IS NOT NULL OR tgnewtable IS NOT NULL)")
+    assert [r["tgname"] for r in rows] == []
