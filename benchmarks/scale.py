@@ -26,7 +26,7 @@ all in pull mode (registered through the admin API with their kubeconfigs), as d
    ``ingested_rate`` the pod changes per second that reached ``change_log``.
 
 Peak RSS (VmHWM) of the syncer is read at the end. Progress goes to stderr; the last stdout
-line is one JSON object with the figures. Targets (issue 9): freshness p99 under 1 s at the
+line is one JSON object with the figures. Targets: freshness p99 under 1 s at the
 full rate, syncer peak RSS under 500 MB.
 """
 

@@ -5,8 +5,7 @@ Two things a syncer under load can be slowed by, neither visible from the outsid
 * the change-log lock (``syncer.ingest``): every writer takes it before numbering its
   changes and holds it until commit, so writers of all clusters queue there. The time
   they wait for it and the time they hold it, beside the time of whole write
-  transactions, say what share of ingest is spent queueing (issue 9: "measure what it
-  costs with many clusters writing at once").
+  transactions, say what share of ingest is spent queueing.
 * the event loop: one loop serves every agent's requests and every pulled cluster's
   informers; a callback that holds it (decoding a large body, validating a page) delays
   all of them. ``LoopLag`` measures it by how late a periodic wake-up comes.
