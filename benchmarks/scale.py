@@ -87,12 +87,12 @@ async def start_kubesim(procs: Procs, work: Path, *, clusters: int, per_cluster:
     listing = work / "clusters.json"
     started = time.monotonic()
     # History: a minute is what an informer that reconnects needs; the default five
-    # minutes of 2,000 writes/s would hold gigabytes (kubesim README, "Memory").
+    # minutes of 2,000 writes/s would hold gigabytes (kubesim README, "Memory"). Bookmarks
+    # come every minute, as kube-apiserver sends them: each is a checkpoint write per type.
     proc = await procs.start(
         "kubesim", "-m", "kubesim", "serve", "--clusters", str(clusters + 1), "--name", "edge",
         "--objects-per-cluster", str(per_cluster), "--seed", str(seed), "--listing-out", str(listing),
-        "--kubeconfig-dir", str(work / "kubeconfigs"), "--history-seconds", "60",
-        "--bookmark-interval", "5")
+        "--kubeconfig-dir", str(work / "kubeconfigs"), "--history-seconds", "60")
     while not listing.exists():
         if proc.returncode is not None:
             raise RuntimeError(f"kubesim exited:\n{procs.tail('kubesim')}")

@@ -47,8 +47,6 @@ from syncer.validate import BadInput, Batch, Event, Page, Row, Skip, decode_json
 
 log = logging.getLogger(__name__)
 
-LOG_COLUMNS = ("seq", "cluster", "grp", "version", "resource", "kind", "namespace", "name",
-               "uid", "resource_version", "type", "object")
 LOG_STAGING_COLUMNS = ("seq", "version", "kind", "namespace", "name", "uid", "resource_version", "type",
                        "object")
 
@@ -178,10 +176,12 @@ class Store:
             stored = await _stored(conn, cluster=cluster, rtype=rtype, keys={r.key for r in rows})
             plan = plan_batch(parsed, stored)
             await self._check_objects_quota(conn, cluster=cluster, rtype=rtype, delta=plan.count_delta)
-            await _write(conn, cluster=cluster, rtype=rtype, plan=plan)
+            # The type's row is this transaction's already (FOR UPDATE): its update goes
+            # before the change-log lock, which is then held for the fewest round trips.
             await _record_skips(conn, cluster=cluster, rtype=rtype, skipped=batch.skipped)
             await _advance(conn, cluster=cluster, rtype=rtype, checkpoint=checkpoint,
                            delta=plan.count_delta, touched=bool(events))
+            await _write(conn, cluster=cluster, rtype=rtype, plan=plan)
         return BatchResult(applied=len(plan.log), checkpoint=checkpoint, skipped=len(batch.skipped))
 
     async def _check_objects_quota(self, conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType,
@@ -384,12 +384,14 @@ SELECT nextval('change_seq'), cluster, grp, version, resource, kind, namespace, 
 FROM (SELECT * FROM gone ORDER BY namespace, name) AS g
 """
 
-# Change-log entries whose before-image is the stored row take it in the same statement
-# (before the merge rewrites the row); the others carry theirs from the batch.
+# The staged change-log entries, numbered from $4 by their offsets. Those whose before-image
+# is the stored row take it in the same statement (before the merge rewrites the row); the
+# others carry theirs from the batch (or none: ADDED).
 _LOG_FROM_STAGING = """
 INSERT INTO change_log (seq, cluster, grp, version, resource, kind, namespace, name, uid,
                         resource_version, type, object)
-SELECT l.seq, $1, $2, l.version, $3, l.kind, l.namespace, l.name, l.uid, l.resource_version, l.type,
+SELECT $4::bigint + l.seq, $1, $2, l.version, $3, l.kind, l.namespace, l.name, l.uid,
+       l.resource_version, l.type,
        CASE WHEN l.object IS NOT NULL OR l.type = 'ADDED' THEN l.object
             ELSE (SELECT r.object FROM resources r
                   WHERE r.cluster = $1 AND r.grp = $2 AND r.resource = $3
@@ -648,6 +650,19 @@ async def _lock_change_log(conn: asyncpg.Connection) -> None:
     _LOCKED_AT.set(locked)
 
 
+async def _take_numbers(conn: asyncpg.Connection, how_many: int) -> int:
+    """Take ``CHANGE_LOG_LOCK`` until the transaction ends and draw ``how_many`` numbers, the
+    first of which is returned; the newest is notified at commit (``_notify``). One round
+    trip (``change_log_take``, migration 16); the wait is timed as ``_lock_change_log``'s."""
+    asked = time.perf_counter()
+    first: int = await conn.fetchval("SELECT change_log_take($1, $2, $3)", CHANGE_LOG_LOCK, how_many,
+                                     NOTIFY_CHANNEL)
+    locked = time.perf_counter()
+    metrics.LOCK_WAIT.observe(locked - asked)
+    _LOCKED_AT.set(locked)
+    return first
+
+
 async def _notify(conn: asyncpg.Connection, last: int) -> None:
     """Wake aggregated watches: delivered at commit, in commit order; the payload is only the
     newest sequence number (NOTIFY payloads are small; readers fetch the changes)."""
@@ -664,7 +679,8 @@ async def _delete_logged(conn: asyncpg.Connection, sql: str, *args: Any) -> int:
 
 
 async def _write(conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType, plan: Plan) -> None:
-    """Write a plan: numbered change-log entries, upserts, deletes."""
+    """Write a plan: numbered change-log entries, upserts, deletes. Everything that needs no
+    number is sent before the change-log lock; under it, three statements."""
     if not plan.log:
         return
     if plan.upserts:
@@ -672,14 +688,10 @@ async def _write(conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType,
         # lock, it runs in parallel with other writers.
         await conn.copy_records_to_table(
             "staging", columns=STAGING_COLUMNS, records=_staging_records(plan.upserts))
-    await _lock_change_log(conn)
-    first: int = await conn.fetchval("SELECT nextval('change_seq')")
-    last = first + len(plan.log) - 1
-    if last > first:
-        # Under the lock nobody else draws numbers: ours are first .. last.
-        await conn.execute("SELECT setval('change_seq', $1)", last)
-    await _notify(conn, last)
-    await _append_log(conn, cluster=cluster, rtype=rtype, entries=plan.log, first=first)
+    await conn.copy_records_to_table(
+        "log_staging", columns=LOG_STAGING_COLUMNS, records=_log_staging_records(plan.log, rtype=rtype))
+    first = await _take_numbers(conn, len(plan.log))
+    await conn.execute(_LOG_FROM_STAGING, cluster, rtype.group, rtype.resource, first)
     if plan.upserts:
         await _upsert(conn, cluster=cluster, rtype=rtype, plan=plan, first=first)
     if plan.deletes:
@@ -705,28 +717,12 @@ async def _upsert(conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType
     await conn.execute(_MERGE, *args)
 
 
-async def _append_log(conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType,
-                      entries: Sequence[LogEntry], first: int) -> None:
-    """Numbered change-log entries with their before-images. An initial sync (only ADDED)
-    goes straight in by COPY: it writes no object twice."""
-    if not any(c.before_from_store for c in entries):
-        await conn.copy_records_to_table(
-            "change_log", columns=LOG_COLUMNS,
-            records=_log_records(entries, first=first, cluster=cluster, rtype=rtype))
-        return
-    await conn.copy_records_to_table(
-        "log_staging", columns=LOG_STAGING_COLUMNS,
-        records=((first + i, c.version or rtype.version, c.kind or rtype.kind, c.namespace, c.name, c.uid,
-                  c.resource_version, c.type, c.before) for i, c in enumerate(entries)))
-    await conn.execute(_LOG_FROM_STAGING, cluster, rtype.group, rtype.resource)
-
-
-def _log_records(
-    log_entries: Sequence[LogEntry], *, first: int, cluster: str, rtype: ResourceType
-) -> Iterable[tuple[Any, ...]]:
-    for offset, c in enumerate(log_entries):
-        yield (first + offset, cluster, rtype.group, c.version or rtype.version, rtype.resource,
-               c.kind or rtype.kind, c.namespace, c.name, c.uid, c.resource_version, c.type, c.before)
+def _log_staging_records(entries: Sequence[LogEntry], *, rtype: ResourceType) -> Iterable[tuple[Any, ...]]:
+    """Change-log entries as staged before their numbers are known: each with its offset
+    among the write's numbers, and its before-image when the batch carries it."""
+    for offset, c in enumerate(entries):
+        yield (offset, c.version or rtype.version, c.kind or rtype.kind, c.namespace, c.name, c.uid,
+               c.resource_version, c.type, c.before)
 
 
 def _staging_records(upserts: Sequence[tuple[int, Row]]) -> Iterable[tuple[Any, ...]]:

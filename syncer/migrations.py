@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from syncer import schema
+from syncer.migrations_ingest import TAKE_CHANGE_NUMBERS
 
 log = logging.getLogger(__name__)
 
@@ -672,6 +673,8 @@ MIGRATIONS: tuple[Migration, ...] = (
               statements=_POD_IMAGE_USE_ROWS),
     Migration(version=15, description="change log: before-images compressed with lz4, or not at all",
               statements=_BEFORE_IMAGES),
+    Migration(version=16, description="change log: the lock, a write's numbers and its notice in one call",
+              statements=TAKE_CHANGE_NUMBERS),
 )
 LATEST = MIGRATIONS[-1].version
 
