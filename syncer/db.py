@@ -32,12 +32,13 @@ CREATE TEMP TABLE IF NOT EXISTS staging (
     object jsonb NOT NULL
 ) WITH (toast_tuple_target = 8160) ON COMMIT DELETE ROWS
 """
-# Change-log entries of one write, when some need the stored row as their before-image.
+# Change-log entries of one write, numbered by offset until the change-log lock gives them
+# numbers; version and kind when they differ from the type's.
 LOG_STAGING_DDL = """
 CREATE TEMP TABLE IF NOT EXISTS log_staging (
     seq bigint NOT NULL,
-    version text NOT NULL,
-    kind text NOT NULL,
+    version text,
+    kind text,
     namespace text NOT NULL,
     name text NOT NULL,
     uid text NOT NULL,

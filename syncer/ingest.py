@@ -384,21 +384,6 @@ SELECT nextval('change_seq'), cluster, grp, version, resource, kind, namespace, 
 FROM (SELECT * FROM gone ORDER BY namespace, name) AS g
 """
 
-# The staged change-log entries, numbered from $4 by their offsets. Those whose before-image
-# is the stored row take it in the same statement (before the merge rewrites the row); the
-# others carry theirs from the batch (or none: ADDED).
-_LOG_FROM_STAGING = """
-INSERT INTO change_log (seq, cluster, grp, version, resource, kind, namespace, name, uid,
-                        resource_version, type, object)
-SELECT $4::bigint + l.seq, $1, $2, l.version, $3, l.kind, l.namespace, l.name, l.uid,
-       l.resource_version, l.type,
-       CASE WHEN l.object IS NOT NULL OR l.type = 'ADDED' THEN l.object
-            ELSE (SELECT r.object FROM resources r
-                  WHERE r.cluster = $1 AND r.grp = $2 AND r.resource = $3
-                    AND r.namespace = l.namespace AND r.name = l.name) END
-FROM log_staging l
-"""
-
 # The keys not seen are found by a set difference, which PostgreSQL computes in one pass
 # over each side (hashed or sorted), whatever it expects of them. As an anti join it depended
 # on an estimate it cannot make: ``snapshot_seen`` is filled and emptied between its
@@ -444,6 +429,8 @@ WHERE (r.cluster, r.grp, r.resource, r.namespace, r.name, r.uid) IN (
     SELECT $1, $2, $3, k.ns, k.n, k.u FROM unnest($4::text[], $5::text[], $6::text[]) AS k(ns, n, u))
 """
 
+# The staged rows merged with their numbers from $6: what an update-only write falls back to
+# should a row have gone meanwhile.
 _MERGE = """
 INSERT INTO resources AS r (cluster, grp, version, resource, kind, namespace, name, uid,
     resource_version, owner_uid, labels, created_at, deleted_at, seq, object)
@@ -457,15 +444,45 @@ ON CONFLICT (cluster, grp, resource, namespace, name) DO UPDATE SET
     deleted_at = EXCLUDED.deleted_at, seq = EXCLUDED.seq, object = EXCLUDED.object
 """
 
-# The rows a batch replaces, all of them stored (``_upsert``); parameters as ``_MERGE``'s.
-_UPDATE_STORED = """
+# A write under the change-log lock as one statement, so that the lock is held for one round
+# trip and the commit: ``numbers`` takes the lock and the write's numbers (migration 16), the
+# staged log entries are numbered from them, and the staged rows are written with theirs.
+# Sub-statements of a WITH see one snapshot, so before-images read from ``resources`` are the
+# rows as they were before this statement rewrote them. Parameters: cluster, group,
+# version, resource, kind, the lock's key, how many numbers, the notice channel.
+_NUMBERS = "numbers AS MATERIALIZED (SELECT change_log_take($6, $7, $8) AS first)"
+_LOGGED = """logged AS (
+INSERT INTO change_log (seq, cluster, grp, version, resource, kind, namespace, name, uid,
+                        resource_version, type, object)
+SELECT n.first + l.seq, $1, $2, coalesce(l.version, $3), $4, coalesce(l.kind, $5), l.namespace, l.name,
+       l.uid, l.resource_version, l.type,
+       CASE WHEN l.object IS NOT NULL OR l.type = 'ADDED' THEN l.object
+            ELSE (SELECT r.object FROM resources r
+                  WHERE r.cluster = $1 AND r.grp = $2 AND r.resource = $4
+                    AND r.namespace = l.namespace AND r.name = l.name) END
+FROM log_staging l CROSS JOIN numbers n)"""
+_WRITE_LOG = f"WITH {_NUMBERS}, {_LOGGED} SELECT first, 0 AS written FROM numbers"
+_WRITE_UPDATE = f"""WITH {_NUMBERS}, {_LOGGED}, written AS (
 UPDATE resources AS r SET version = $3, kind = $5, uid = s.uid, resource_version = s.resource_version,
     owner_uid = s.owner_uid, labels = s.labels, created_at = s.created_at, deleted_at = s.deleted_at,
-    seq = $6::bigint + s.ord, object = s.object
-FROM staging s
+    seq = n.first + s.ord, object = s.object
+FROM staging s CROSS JOIN numbers n
 WHERE r.cluster = $1 AND r.grp = $2 AND r.resource = $4 AND r.namespace = s.namespace AND r.name = s.name
-"""
-
+RETURNING 1)
+SELECT (SELECT first FROM numbers) AS first, (SELECT count(*) FROM written) AS written"""
+_WRITE_MERGE = f"""WITH {_NUMBERS}, {_LOGGED}, written AS (
+INSERT INTO resources AS r (cluster, grp, version, resource, kind, namespace, name, uid,
+    resource_version, owner_uid, labels, created_at, deleted_at, seq, object)
+SELECT $1, $2, $3, $4, $5, s.namespace, s.name, s.uid, s.resource_version, s.owner_uid,
+       s.labels, s.created_at, s.deleted_at, n.first + s.ord, s.object
+FROM staging s CROSS JOIN numbers n
+ON CONFLICT (cluster, grp, resource, namespace, name) DO UPDATE SET
+    version = EXCLUDED.version, kind = EXCLUDED.kind, uid = EXCLUDED.uid,
+    resource_version = EXCLUDED.resource_version, owner_uid = EXCLUDED.owner_uid,
+    labels = EXCLUDED.labels, created_at = EXCLUDED.created_at,
+    deleted_at = EXCLUDED.deleted_at, seq = EXCLUDED.seq, object = EXCLUDED.object
+RETURNING 1)
+SELECT (SELECT first FROM numbers) AS first, (SELECT count(*) FROM written) AS written"""
 
 async def _lock_state(conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType,
                       shared: bool, quota: Quota) -> str | None:
@@ -650,17 +667,21 @@ async def _lock_change_log(conn: asyncpg.Connection) -> None:
     _LOCKED_AT.set(locked)
 
 
-async def _take_numbers(conn: asyncpg.Connection, how_many: int) -> int:
-    """Take ``CHANGE_LOG_LOCK`` until the transaction ends and draw ``how_many`` numbers, the
-    first of which is returned; the newest is notified at commit (``_notify``). One round
-    trip (``change_log_take``, migration 16); the wait is timed as ``_lock_change_log``'s."""
+async def _take_numbers(conn: asyncpg.Connection, statement: str, *, cluster: str, rtype: ResourceType,
+                        how_many: int) -> asyncpg.Record:
+    """Run one of the ``_WRITE_*`` statements: it takes ``CHANGE_LOG_LOCK`` until the
+    transaction ends, draws ``how_many`` numbers (the newest is notified at commit) and
+    writes the staged entries and rows with them; returns the first number and the rows
+    written. The wait for the lock is timed as ``_lock_change_log``'s, with the statement."""
     asked = time.perf_counter()
-    first: int = await conn.fetchval("SELECT change_log_take($1, $2, $3)", CHANGE_LOG_LOCK, how_many,
-                                     NOTIFY_CHANNEL)
+    row: asyncpg.Record | None = await conn.fetchrow(
+        statement, cluster, rtype.group, rtype.version, rtype.resource, rtype.kind, CHANGE_LOG_LOCK,
+        how_many, NOTIFY_CHANNEL)
     locked = time.perf_counter()
     metrics.LOCK_WAIT.observe(locked - asked)
     _LOCKED_AT.set(locked)
-    return first
+    assert row is not None
+    return row
 
 
 async def _notify(conn: asyncpg.Connection, last: int) -> None:
@@ -689,11 +710,21 @@ async def _write(conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType,
         await conn.copy_records_to_table(
             "staging", columns=STAGING_COLUMNS, records=_staging_records(plan.upserts))
     await conn.copy_records_to_table(
-        "log_staging", columns=LOG_STAGING_COLUMNS, records=_log_staging_records(plan.log, rtype=rtype))
-    first = await _take_numbers(conn, len(plan.log))
-    await conn.execute(_LOG_FROM_STAGING, cluster, rtype.group, rtype.resource, first)
-    if plan.upserts:
-        await _upsert(conn, cluster=cluster, rtype=rtype, plan=plan, first=first)
+        "log_staging", columns=LOG_STAGING_COLUMNS, records=_log_staging_records(plan.log))
+    # Update-only batches (status updates, a relist of what is stored) write their rows
+    # with a plain UPDATE: PostgreSQL computes each row's generated columns once, where
+    # INSERT .. ON CONFLICT computes them for the row it proposes and again for the row it
+    # updates, and it fires no INSERT triggers.
+    if not plan.upserts:
+        statement = _WRITE_LOG
+    else:
+        statement = _WRITE_MERGE if plan.inserts else _WRITE_UPDATE
+    done = await _take_numbers(conn, statement, cluster=cluster, rtype=rtype, how_many=len(plan.log))
+    if plan.upserts and not plan.inserts and done["written"] != len(plan.upserts):
+        # A row gone meanwhile (no writer of this type does that under our locks): the
+        # merge writes what is left; rewriting a row with the same values changes nothing.
+        await conn.execute(_MERGE, cluster, rtype.group, rtype.version, rtype.resource, rtype.kind,
+                           done["first"])
     if plan.deletes:
         await conn.execute(
             _DELETE_KEYS, cluster, rtype.group, rtype.resource,
@@ -701,28 +732,13 @@ async def _write(conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType,
             [c.uid for c in plan.deletes])
 
 
-async def _upsert(conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType, plan: Plan,
-                  first: int) -> None:
-    """Merge the staged rows. When every one of them replaces a stored row (status updates,
-    a relist of what is stored), a plain UPDATE does it: PostgreSQL computes the generated
-    columns of each row once, where INSERT .. ON CONFLICT computes them for the row it
-    proposes and again for the row it updates, and fires no INSERT triggers. Should a row
-    have gone meanwhile (no writer of this type does that under our locks), the merge
-    writes what is left; rewriting a row with the same values changes nothing."""
-    args = (cluster, rtype.group, rtype.version, rtype.resource, rtype.kind, first)
-    if not plan.inserts:
-        status = await conn.execute(_UPDATE_STORED, *args)
-        if int(status.rsplit(" ", 1)[1]) == len(plan.upserts):
-            return
-    await conn.execute(_MERGE, *args)
-
-
-def _log_staging_records(entries: Sequence[LogEntry], *, rtype: ResourceType) -> Iterable[tuple[Any, ...]]:
+def _log_staging_records(entries: Sequence[LogEntry]) -> Iterable[tuple[Any, ...]]:
     """Change-log entries as staged before their numbers are known: each with its offset
-    among the write's numbers, and its before-image when the batch carries it."""
+    among the write's numbers, its version and kind when they are not the type's, and its
+    before-image when the batch carries it."""
     for offset, c in enumerate(entries):
-        yield (offset, c.version or rtype.version, c.kind or rtype.kind, c.namespace, c.name, c.uid,
-               c.resource_version, c.type, c.before)
+        yield (offset, c.version or None, c.kind or None, c.namespace, c.name, c.uid, c.resource_version,
+               c.type, c.before)
 
 
 def _staging_records(upserts: Sequence[tuple[int, Row]]) -> Iterable[tuple[Any, ...]]:
