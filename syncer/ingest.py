@@ -484,6 +484,7 @@ ON CONFLICT (cluster, grp, resource, namespace, name) DO UPDATE SET
 RETURNING 1)
 SELECT (SELECT first FROM numbers) AS first, (SELECT count(*) FROM written) AS written"""
 
+
 async def _lock_state(conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType,
                       shared: bool, quota: Quota) -> str | None:
     """Lock the type's sync state, created if new (within the types quota): one writer per
@@ -667,7 +668,7 @@ async def _lock_change_log(conn: asyncpg.Connection) -> None:
     _LOCKED_AT.set(locked)
 
 
-async def _take_numbers(conn: asyncpg.Connection, statement: str, *, cluster: str, rtype: ResourceType,
+async def _write_numbered(conn: asyncpg.Connection, statement: str, *, cluster: str, rtype: ResourceType,
                         how_many: int) -> asyncpg.Record:
     """Run one of the ``_WRITE_*`` statements: it takes ``CHANGE_LOG_LOCK`` until the
     transaction ends, draws ``how_many`` numbers (the newest is notified at commit) and
@@ -701,7 +702,8 @@ async def _delete_logged(conn: asyncpg.Connection, sql: str, *args: Any) -> int:
 
 async def _write(conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType, plan: Plan) -> None:
     """Write a plan: numbered change-log entries, upserts, deletes. Everything that needs no
-    number is sent before the change-log lock; under it, three statements."""
+    number is sent before the change-log lock; under it, one statement (and the deletes of
+    a batch that has any)."""
     if not plan.log:
         return
     if plan.upserts:
@@ -719,7 +721,7 @@ async def _write(conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType,
         statement = _WRITE_LOG
     else:
         statement = _WRITE_MERGE if plan.inserts else _WRITE_UPDATE
-    done = await _take_numbers(conn, statement, cluster=cluster, rtype=rtype, how_many=len(plan.log))
+    done = await _write_numbered(conn, statement, cluster=cluster, rtype=rtype, how_many=len(plan.log))
     if plan.upserts and not plan.inserts and done["written"] != len(plan.upserts):
         # A row gone meanwhile (no writer of this type does that under our locks): the
         # merge writes what is left; rewriting a row with the same values changes nothing.
