@@ -115,13 +115,24 @@ def _unreachable(url: str, exc: BaseException) -> str:
     return f"cannot reach PostgreSQL at {describe(url)}: {reason}"
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """What a writer's connection needs when it goes back to its pool: nothing beyond what
+    asyncpg always does (roll back an open transaction, drop listeners). Writers keep no
+    session state on pooled connections (their advisory locks are transaction locks; LISTEN
+    and ownership locks have dedicated connections), so the default reset (unlock all,
+    close cursors, UNLISTEN, RESET ALL) would be one more round trip after every write
+    transaction, made for nothing."""
+
+
 async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10, staging: bool = True,
                       server_settings: dict[str, str] | None = None) -> asyncpg.Pool:
     """A pool whose connections have our codecs; ``staging`` adds the ingest staging table
-    (only writers need it)."""
+    (only writers need it), and returns connections to the pool without the reset query
+    (``_keep_session``)."""
     try:
         pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size,
                                          init=init_connection if staging else init_codecs,
+                                         reset=_keep_session if staging else None,
                                          timeout=CONNECT_TIMEOUT_S, server_settings=server_settings)
     except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         raise DatabaseUnreachable(_unreachable(url, exc)) from exc

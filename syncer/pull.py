@@ -3,7 +3,7 @@
 Several syncer processes may share one database. Each pull cluster is synced by exactly
 one of them: the owner holds a session advisory lock on a connection of its own (never a
 pooled one, whose recycling would release or leak it; DESIGN.md, "Advisory locks belong to
-a connection"). Every write proves ownership inside its transaction (``syncer.ingest.Owner``),
+a connection"). Every write proves ownership inside its transaction (``syncer.guards.RegisteredOwner``),
 so a process that lost its lock writes nothing more, even before it notices.
 
 It notices at its next poll (every ``KUBEPEDIA_PULL_POLL_SECONDS``, default 2, it checks
@@ -49,7 +49,8 @@ from agent.selection import SelectionError, parse_selection
 from kube.tasks import STOP_TIMEOUT_S, stop_tasks
 from syncer import registry
 from syncer.db import connect, pool_context
-from syncer.ingest import FenceLost, Guard, Owner, Registered, Store, advisory_holder
+from syncer.guards import RegisteredOwner
+from syncer.ingest import FenceLost, Guard, Store, advisory_holder
 from syncer.quota import Quota
 from syncer.sink import UNAVAILABLE, StoreSink
 
@@ -224,7 +225,7 @@ class PullManager:
             return
         # Either the registry setting or the cluster's selection may ask to keep Secret data.
         keep = owned.cluster.keep_secret_data or selection.keep_secret_data
-        guards: list[Guard] = [Registered(cluster=name), Owner(key=key, pid=pid)]
+        guards: list[Guard] = [RegisteredOwner(cluster=name, key=key, pid=pid)]
         store = Store(self._pool, guards=[_Noticed(guard=g, cluster=name, notice=self.poke) for g in guards],
                       quota=Quota.from_settings(owned.cluster.settings))
         sink = StoreSink(store=store, cluster=name, keep_secret_data=keep, gate=self._gate)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
+from syncer.db import create_pool
 from syncer.ingest import (
     CheckpointMismatch,
     FenceLost,
@@ -253,3 +254,20 @@ async def test_advisory_holder_is_per_database(pool: asyncpg.Pool, template_url:
     finally:
         await elsewhere.close()
         await here.close()
+
+
+async def test_writer_pool_skips_the_reset_query_but_ends_transactions(db_url: str) -> None:
+    """A writer's connection goes back to its pool without the reset query (its session is
+    kept as it is), and still never with a transaction open."""
+    pool = await create_pool(db_url, min_size=1, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            await conn.execute("SET application_name = 'kept'")
+            await conn.execute("BEGIN")
+            await conn.execute("CREATE TEMP TABLE left_open (x int)")
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SHOW application_name") == "kept", "no RESET ALL"
+            assert not conn.is_in_transaction()
+            assert await conn.fetchval("SELECT to_regclass('pg_temp.left_open')") is None, "rolled back"
+    finally:
+        await pool.close()
