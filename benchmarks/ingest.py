@@ -23,7 +23,7 @@ import random
 import resource
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -78,13 +78,12 @@ def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
-async def bench_snapshot(store: Store, n: int, templates: list[dict[str, Any]], *,
-                         cluster: str = CLUSTER) -> float:
-    """Pages go in as the agent sends them: up to PAGES_IN_FLIGHT before one is acknowledged."""
-    start = time.perf_counter()
+async def send_snapshot(store: Store, pages: Iterable[list[dict[str, Any]]], *, n: int, cluster: str) -> None:
+    """A snapshot of ``n`` objects, its pages sent as the agent sends them: up to
+    PAGES_IN_FLIGHT before one is acknowledged."""
     snapshot_id = await store.snapshot_start(cluster=cluster, rtype=PODS)
     in_flight: list[asyncio.Task[PageResult]] = []
-    for page in pages(pods(n, generation=0, templates=templates)):
+    for page in pages:
         if len(in_flight) >= PAGES_IN_FLIGHT:
             await in_flight.pop(0)
         in_flight.append(asyncio.create_task(store.snapshot_page(
@@ -92,6 +91,12 @@ async def bench_snapshot(store: Store, n: int, templates: list[dict[str, Any]], 
     await asyncio.gather(*in_flight)
     await store.snapshot_end(cluster=cluster, rtype=PODS, snapshot_id=snapshot_id,
                              resource_version=str(n), count=n)
+
+
+async def bench_snapshot(store: Store, n: int, templates: list[dict[str, Any]], *,
+                         cluster: str = CLUSTER) -> float:
+    start = time.perf_counter()
+    await send_snapshot(store, pages(pods(n, generation=0, templates=templates)), n=n, cluster=cluster)
     return time.perf_counter() - start
 
 

@@ -33,7 +33,7 @@ import asyncpg
 import orjson
 
 from benchmarks._procs import cpu_seconds, log, postmaster_pid, reachable_tempdir
-from benchmarks.ingest import PAGE, PAGES_IN_FLIGHT, PODS, STAMP, TEMPLATES, _templates
+from benchmarks.ingest import PAGE, PAGES_IN_FLIGHT, PODS, STAMP, TEMPLATES, _templates, send_snapshot
 from syncer import embedded
 from syncer.db import connect, create_pool
 from syncer.ingest import Store
@@ -107,19 +107,6 @@ class Meter:
         return cpu_seconds(self.pid, children=True), wal
 
 
-async def _snapshot(store: Store, pages: list[list[dict[str, Any]]], n: int) -> None:
-    snapshot_id = await store.snapshot_start(cluster=CLUSTER, rtype=PODS)
-    in_flight: list[asyncio.Task[Any]] = []
-    for page in pages:
-        if len(in_flight) >= PAGES_IN_FLIGHT:
-            await in_flight.pop(0)
-        in_flight.append(asyncio.create_task(store.snapshot_page(
-            cluster=CLUSTER, rtype=PODS, snapshot_id=snapshot_id, items=page)))
-    await asyncio.gather(*in_flight)
-    await store.snapshot_end(cluster=CLUSTER, rtype=PODS, snapshot_id=snapshot_id,
-                             resource_version=str(n), count=n)
-
-
 async def _churn(store: Store, batches: list[list[dict[str, Any]]]) -> None:
     for batch in batches:
         await store.apply_batch(cluster=CLUSTER, rtype=PODS,
@@ -144,7 +131,7 @@ async def variant(url: str, pid: int, name: str, statements: tuple[str, ...], *,
         await asyncio.sleep(quiet_s)
         cpu0, wal0 = await meter.read()
         started = time.perf_counter()
-        await _snapshot(store, snapshot_pages, n)
+        await send_snapshot(store, snapshot_pages, n=n, cluster=CLUSTER)
         sync_s = time.perf_counter() - started
         await asyncio.sleep(quiet_s)  # autovacuum and the writers' work that follows counts
         cpu1, wal1 = await meter.read()
