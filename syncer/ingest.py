@@ -663,6 +663,11 @@ async def _lock_change_log(conn: asyncpg.Connection) -> None:
     wait is timed: it is where writers of every cluster queue behind each other."""
     asked = time.perf_counter()
     await conn.execute("SELECT pg_advisory_xact_lock($1)", CHANGE_LOG_LOCK)
+    _locked(asked=asked)
+
+
+def _locked(*, asked: float) -> None:
+    """The running transaction holds the change-log lock since now, asked for at ``asked``."""
     locked = time.perf_counter()
     metrics.LOCK_WAIT.observe(locked - asked)
     _LOCKED_AT.set(locked)
@@ -678,9 +683,7 @@ async def _write_numbered(conn: asyncpg.Connection, statement: str, *, cluster: 
     row: asyncpg.Record | None = await conn.fetchrow(
         statement, cluster, rtype.group, rtype.version, rtype.resource, rtype.kind, CHANGE_LOG_LOCK,
         how_many, NOTIFY_CHANNEL)
-    locked = time.perf_counter()
-    metrics.LOCK_WAIT.observe(locked - asked)
-    _LOCKED_AT.set(locked)
+    _locked(asked=asked)
     assert row is not None
     return row
 
