@@ -429,20 +429,25 @@ WHERE (r.cluster, r.grp, r.resource, r.namespace, r.name, r.uid) IN (
     SELECT $1, $2, $3, k.ns, k.n, k.u FROM unnest($4::text[], $5::text[], $6::text[]) AS k(ns, n, u))
 """
 
-# The staged rows merged with their numbers from $6: what an update-only write falls back to
-# should a row have gone meanwhile.
-_MERGE = """
+def _merge(*, first: str, source: str) -> str:
+    """The staged rows merged into ``resources``, numbered from ``first`` (an SQL expression)."""
+    return f"""
 INSERT INTO resources AS r (cluster, grp, version, resource, kind, namespace, name, uid,
     resource_version, owner_uid, labels, created_at, deleted_at, seq, object)
 SELECT $1, $2, $3, $4, $5, s.namespace, s.name, s.uid, s.resource_version, s.owner_uid,
-       s.labels, s.created_at, s.deleted_at, $6::bigint + s.ord, s.object
-FROM staging s
+       s.labels, s.created_at, s.deleted_at, {first} + s.ord, s.object
+FROM {source}
 ON CONFLICT (cluster, grp, resource, namespace, name) DO UPDATE SET
     version = EXCLUDED.version, kind = EXCLUDED.kind, uid = EXCLUDED.uid,
     resource_version = EXCLUDED.resource_version, owner_uid = EXCLUDED.owner_uid,
     labels = EXCLUDED.labels, created_at = EXCLUDED.created_at,
     deleted_at = EXCLUDED.deleted_at, seq = EXCLUDED.seq, object = EXCLUDED.object
 """
+
+
+# The staged rows merged with their numbers from $6: what an update-only write falls back to
+# should a row have gone meanwhile.
+_MERGE = _merge(first="$6::bigint", source="staging s")
 
 # A write under the change-log lock as one statement, so that the lock is held for one round
 # trip and the commit: ``numbers`` takes the lock and the write's numbers (migration 16), the
@@ -471,16 +476,7 @@ WHERE r.cluster = $1 AND r.grp = $2 AND r.resource = $4 AND r.namespace = s.name
 RETURNING 1)
 SELECT (SELECT first FROM numbers) AS first, (SELECT count(*) FROM written) AS written"""
 _WRITE_MERGE = f"""WITH {_NUMBERS}, {_LOGGED}, written AS (
-INSERT INTO resources AS r (cluster, grp, version, resource, kind, namespace, name, uid,
-    resource_version, owner_uid, labels, created_at, deleted_at, seq, object)
-SELECT $1, $2, $3, $4, $5, s.namespace, s.name, s.uid, s.resource_version, s.owner_uid,
-       s.labels, s.created_at, s.deleted_at, n.first + s.ord, s.object
-FROM staging s CROSS JOIN numbers n
-ON CONFLICT (cluster, grp, resource, namespace, name) DO UPDATE SET
-    version = EXCLUDED.version, kind = EXCLUDED.kind, uid = EXCLUDED.uid,
-    resource_version = EXCLUDED.resource_version, owner_uid = EXCLUDED.owner_uid,
-    labels = EXCLUDED.labels, created_at = EXCLUDED.created_at,
-    deleted_at = EXCLUDED.deleted_at, seq = EXCLUDED.seq, object = EXCLUDED.object
+{_merge(first="n.first", source="staging s CROSS JOIN numbers n")}
 RETURNING 1)
 SELECT (SELECT first FROM numbers) AS first, (SELECT count(*) FROM written) AS written"""
 
