@@ -15,16 +15,16 @@ import asyncpg
 import orjson
 from aiohttp import web
 
+from apiserver.access import Access, access_ctx, access_middleware
 from apiserver.catalog import CatalogCache
 from apiserver.clusters import list_clusters
 from apiserver.collections import collection_routes
 from apiserver.discovery import discovery_routes
 from apiserver.feed import TAIL_BYTES, ChangeFeed
 from apiserver.history import history_routes
-from apiserver.keys import CATALOG, CONTINUE_KEY, FEED, POOL, REMAINING_CAP, SCOPE
+from apiserver.keys import CATALOG, CONTINUE_KEY, FEED, POOL, REMAINING_CAP
 from apiserver.objects import object_routes
 from apiserver.openapi import openapi_routes
-from apiserver.query import EVERYTHING_SCOPE
 from apiserver.reports import report_routes
 from kube.status import REASONS, StatusError, status_body
 from syncer.db import create_pool
@@ -139,12 +139,14 @@ def _routes() -> list[web.RouteDef]:
     return routes
 
 
-def build_app(*, database_url: str, push_silence_s: float = PUSH_SILENCE_S,
+def build_app(*, database_url: str, access: Access, push_silence_s: float = PUSH_SILENCE_S,
               remaining_count_cap: int = REMAINING_COUNT_CAP,
               feed_tail_bytes: int = TAIL_BYTES) -> web.Application:
-    app = web.Application(middlewares=[errors_as_status])
-    app[SCOPE] = EVERYTHING_SCOPE
+    """The read API; ``access`` says who may call it and what each caller may read
+    (``apiserver.access``): there is no way to build it open by omission."""
+    app = web.Application(middlewares=[errors_as_status, access_middleware(access)])
     app[REMAINING_CAP] = remaining_count_cap
+    app.cleanup_ctx.append(access_ctx(access))
     app.cleanup_ctx.append(_store_ctx(database_url, push_silence_s=push_silence_s))
     app.cleanup_ctx.append(ChangeFeed.context(database_url, FEED, tail_bytes=feed_tail_bytes))
     app.add_routes(_routes())

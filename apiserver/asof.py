@@ -21,7 +21,7 @@ import asyncpg
 from aiohttp import web
 
 from apiserver import pagination, render
-from apiserver.keys import CONTINUE_KEY, POOL, SCOPE
+from apiserver.keys import CONTINUE_KEY, POOL, scope_of
 from apiserver.params import ListOptions, bad_request
 from apiserver.query import Target, compiled
 from apiserver.query_history import as_of_point, as_of_statement
@@ -69,7 +69,7 @@ async def _sequence(conn: asyncpg.Connection, moment: datetime, cursor: paginati
 
 async def _rows(conn: asyncpg.Connection, request: web.Request, target: Target, *, seq: int, limit: int,
                 after: Sequence[str] | None) -> list[asyncpg.Record]:
-    sql, params = compiled(as_of_statement(target, request.app[SCOPE], seq=seq, limit=limit, after=after))
+    sql, params = compiled(as_of_statement(target, scope_of(request), seq=seq, limit=limit, after=after))
     rows: list[asyncpg.Record] = await conn.fetch(sql, *params)
     return rows
 

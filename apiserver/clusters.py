@@ -8,12 +8,12 @@ from __future__ import annotations
 import orjson
 from aiohttp import web
 
-from apiserver.keys import CATALOG, SCOPE
+from apiserver.keys import CATALOG, scope_of
 
 
 async def list_clusters(request: web.Request) -> web.Response:
     catalog = await request.app[CATALOG].get()
-    scope = request.app[SCOPE]
+    scope = scope_of(request)
     items = [{"name": c.name, "stale": c.stale, "message": c.message,
               "dataAgeSeconds": None if c.age_seconds is None else round(c.age_seconds, 1)}
              for name, c in sorted(catalog.clusters.items()) if scope.allows_cluster(name)]

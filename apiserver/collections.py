@@ -46,7 +46,7 @@ from multidict import MultiMapping
 
 from apiserver import pagination, render
 from apiserver.catalog import Catalog
-from apiserver.keys import CATALOG, CONTINUE_KEY, POOL, SCOPE
+from apiserver.keys import CATALOG, CONTINUE_KEY, POOL, scope_of
 from apiserver.params import (
     MAX_LIMIT,
     ListOptions,
@@ -296,7 +296,7 @@ async def _reading(request: web.Request, chosen: Sequence[Target], *,
 
 async def _rows(conn: asyncpg.Connection, request: web.Request, chosen: Sequence[Target], *, limit: int,
                 after: Key | None, only_metadata: bool) -> list[asyncpg.Record]:
-    stmt = page_statement(chosen, request.app[SCOPE], limit=limit, after=after, only_metadata=only_metadata)
+    stmt = page_statement(chosen, scope_of(request), limit=limit, after=after, only_metadata=only_metadata)
     sql, params = compiled(stmt)
     rows: list[asyncpg.Record] = await conn.fetch(sql, *params)
     return rows
@@ -341,7 +341,7 @@ async def _remaining(conn: asyncpg.Connection, request: web.Request, chosen: Seq
                      last: asyncpg.Record | None) -> int:
     if last is None:
         return 0
-    sql, params = compiled(remaining_statement(chosen, request.app[SCOPE], after=_key(last)))
+    sql, params = compiled(remaining_statement(chosen, scope_of(request), after=_key(last)))
     return int(await conn.fetchval(sql, *params))
 
 
@@ -459,7 +459,7 @@ async def get_collection(request: web.Request) -> web.StreamResponse:
         raise _not_found(request.match_info["name"])
     opts = options(request)
     catalog = await request.app[CATALOG].get()
-    scope = request.app[SCOPE]
+    scope = scope_of(request)
     chosen = targets(chosen_types(definition, catalog, scope, opts.entries), opts)
     query = _fingerprint(request, opts, chosen)
     cursor = _cursor(request, opts, query)
@@ -493,7 +493,7 @@ async def _stream(request: web.Request, definition: Definition, opts: Options, c
                             remaining=0 if opts.search.with_remaining_count else None)
     shape = opts.lists.shape if opts.lists.shape == TABLE else ""
     stream = web.StreamResponse(headers={"Content-Type": "application/json"})
-    _warnings(stream, catalog, request.app[SCOPE], opts.lists)
+    _warnings(stream, catalog, scope_of(request), opts.lists)
     await stream.prepare(request)
     await stream.write(head(shape, definition.name, meta))
     seen = Seen()
@@ -525,7 +525,7 @@ def _types_of(definition: Definition, catalog: Catalog, scope: Scope) -> list[JS
         if not served:
             out.append({"group": group, "version": "", "resource": resource})
     for group in definition.groups:
-        if scope.types is None or any(g == group for g, _ in scope.types):
+        if scope.allows_group(group):
             out.append({"group": group, "version": "", "resource": ""})
     return out
 
@@ -545,7 +545,7 @@ LIST_TABLE = TablePrinter([("Name", "string", 0), ("Resources", "string", 0)],
 async def list_collections(request: web.Request) -> web.Response:
     opts = options(request)
     catalog = await request.app[CATALOG].get()
-    scope = request.app[SCOPE]
+    scope = scope_of(request)
     collections = [{"kind": "CollectionResource", "apiVersion": API_VERSION, "metadata": {"name": d.name},
                     "resourceTypes": _types_of(d, catalog, scope)} for d in DEFINITIONS.values()]
     if opts.lists.shape == TABLE:

@@ -25,7 +25,7 @@ from aiohttp import web
 
 from apiserver import history_params as hp
 from apiserver import pagination
-from apiserver.keys import CATALOG, CONTINUE_KEY, POOL, SCOPE
+from apiserver.keys import CATALOG, CONTINUE_KEY, POOL, scope_of
 from apiserver.params import MAX_LIMIT, bad_request
 from apiserver.patches import creation_patch, json_patch, text_diff, yaml_text
 from apiserver.query import compiled, current_sequence
@@ -141,7 +141,7 @@ async def object_history(request: web.Request) -> web.Response:
             after = None
         else:
             rv, after, upto = cursor
-        sql, params = compiled(object_history_statement(key, request.app[SCOPE], upto=upto, after=after,
+        sql, params = compiled(object_history_statement(key, scope_of(request), upto=upto, after=after,
                                                         limit=limit + 1))
         rows = await conn.fetch(sql, *params)
     # Objects up to ~1.5 MiB: YAML and diffs are computed off the event loop.
@@ -192,7 +192,7 @@ async def changes(request: web.Request) -> web.Response:
             lo, after = None, last
         rows: list[asyncpg.Record] = []
         if upto:
-            sql, params = compiled(changes_statement(wanted, request.app[SCOPE], lo=lo, hi=upto, after=after,
+            sql, params = compiled(changes_statement(wanted, scope_of(request), lo=lo, hi=upto, after=after,
                                                      limit=limit + 1))
             rows = await conn.fetch(sql, *params)
     return _page(request, kind="ChangeList", rv=rv, upto=upto, rows=rows, limit=limit, query=query,

@@ -1,4 +1,4 @@
-"""The read API's typed application keys (aiohttp ``AppKey``), in one place."""
+"""The read API's typed application and request keys (aiohttp ``AppKey``, ``RequestKey``), in one place."""
 
 from __future__ import annotations
 
@@ -6,15 +6,24 @@ from aiohttp import web
 
 from apiserver.catalog import CatalogCache
 from apiserver.feed import ChangeFeed
-from apiserver.query import Scope
+from apiserver.grants import User
+from apiserver.scope import NOTHING_SCOPE, Scope
 from syncer.store_app import POOL
 
 CATALOG = web.AppKey("catalog", CatalogCache)
 CONTINUE_KEY = web.AppKey("continue_key", bytes)
-# The caller's scope. Until access control fills it per request, it is everything.
-SCOPE = web.AppKey("scope", Scope)
 FEED = web.AppKey("feed", ChangeFeed)
 # A page's remainingItemCount is counted up to this many objects, and left unset above it.
 REMAINING_CAP = web.AppKey("remaining_count_cap", int)
+# The authenticated caller and what its grants let it read (apiserver.access sets them).
+USER = web.RequestKey("user", User)
+SCOPE = web.RequestKey("scope", Scope)
 
-__all__ = ["CATALOG", "CONTINUE_KEY", "FEED", "POOL", "REMAINING_CAP", "SCOPE"]
+
+def scope_of(request: web.Request) -> Scope:
+    """The caller's scope; nothing where access control has not set one."""
+    scope: Scope = request.get(SCOPE, NOTHING_SCOPE)
+    return scope
+
+
+__all__ = ["CATALOG", "CONTINUE_KEY", "FEED", "POOL", "REMAINING_CAP", "SCOPE", "USER", "scope_of"]

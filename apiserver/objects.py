@@ -20,9 +20,10 @@ import asyncpg
 from aiohttp import web
 
 from apiserver import pagination, render
+from apiserver.access import authorize
 from apiserver.asof import AS_OF, list_as_of
 from apiserver.catalog import Catalog
-from apiserver.keys import CONTINUE_KEY, POOL, REMAINING_CAP, SCOPE
+from apiserver.keys import CONTINUE_KEY, POOL, REMAINING_CAP, scope_of
 from apiserver.params import (
     MAX_LIMIT,
     ListOptions,
@@ -133,7 +134,7 @@ async def _image_page(conn: asyncpg.Connection, target: Target, request: web.Req
 
 async def _fetch_page(conn: asyncpg.Connection, target: Target, request: web.Request, *, limit: int,
                       after: tuple[str, ...] | None) -> list[asyncpg.Record]:
-    sql, params = compiled(list_statement(target, request.app[SCOPE], limit=limit, after=after))
+    sql, params = compiled(list_statement(target, scope_of(request), limit=limit, after=after))
     rows: list[asyncpg.Record] = await conn.fetch(sql, *params)
     return rows
 
@@ -174,7 +175,7 @@ async def _remaining(conn: asyncpg.Connection, request: web.Request, target: Tar
     if wanted is False or (wanted is None and target.selective()):
         return None
     cap = None if wanted else request.app[REMAINING_CAP]
-    sql, params = compiled(remaining_statement(target, request.app[SCOPE], after=after, cap=cap))
+    sql, params = compiled(remaining_statement(target, scope_of(request), after=after, cap=cap))
     count = int(await conn.fetchval(sql, *params))
     return count if cap is None or count < cap else None
 
@@ -204,12 +205,14 @@ def _query_fingerprint(request: web.Request, opts: ListOptions, target: Target) 
 async def list_objects(request: web.Request) -> web.StreamResponse:
     req, catalog = await resolve(request)
     opts = list_options(request.query, request.headers.get("Accept", ""))
+    authorize(request, verb="watch" if opts.watch else "list", rtype=req.rtype, namespace=req.namespace,
+              cluster=req.cluster)
     target = target_of(req, opts, request.query)
     if target.search.limit is not None and not opts.limit and not opts.watch:
         opts = replace(opts, limit=min(target.search.limit, MAX_LIMIT))  # ``search.clusterpedia.io/limit``
     if request.query.get(AS_OF):  # history: the list as it was at a time (apiserver.asof)
         check_plain(target.search, what="asOf", allowed=("clusters",))
-        warnings = catalog.warnings(req.cluster, among=clusters_read(target, request.app[SCOPE]))
+        warnings = catalog.warnings(req.cluster, among=clusters_read(target, scope_of(request)))
         return await list_as_of(request, rtype=req.rtype, target=target, opts=opts,
                                 table=_table(req, catalog), warnings=warnings)
     if opts.watch:
@@ -248,7 +251,7 @@ async def _list_page(request: web.Request, req: Request, opts: ListOptions, targ
     body = render.shaped_list(opts.shape, req.rtype, meta, [(r["cluster"], r["json"]) for r in page.rows],
                               include=opts.include_object, table=_table(req, catalog))
     response = web.Response(body=body, content_type="application/json")
-    _warned(response, catalog, req.cluster, clusters_read(target, request.app[SCOPE]))
+    _warned(response, catalog, req.cluster, clusters_read(target, scope_of(request)))
     return response
 
 
@@ -273,7 +276,7 @@ async def _list_all(request: web.Request, req: Request, opts: ListOptions, targe
     meta = render.list_meta(resource_version=rv, continue_token=None)
     table = _table(req, catalog)
     stream = web.StreamResponse(headers={"Content-Type": "application/json"})
-    _warned(stream, catalog, req.cluster, clusters_read(target, request.app[SCOPE]))
+    _warned(stream, catalog, req.cluster, clusters_read(target, scope_of(request)))
     await stream.prepare(request)
     await stream.write(render.shaped_prefix(opts.shape, req.rtype, meta, table=table))
     separator = b""
@@ -290,12 +293,14 @@ async def _list_all(request: web.Request, req: Request, opts: ListOptions, targe
 
 async def get_object(request: web.Request) -> web.Response:
     req, catalog = await resolve(request)
+    authorize(request, verb="get", rtype=req.rtype, namespace=req.namespace, cluster=req.cluster,
+              name=req.name)
     if request.query.get(AS_OF):  # history: not silently the current object (apiserver.asof)
         raise bad_request("asOf applies to lists: list with fieldSelector=metadata.name=NAME")
     include = {"includeObject": request.query["includeObject"]} if "includeObject" in request.query else {}
     opts = list_options(include, request.headers.get("Accept", ""))
     target = target_of(req, opts)
-    sql, params = compiled(get_statement(target, request.app[SCOPE], limit=GET_CANDIDATES))
+    sql, params = compiled(get_statement(target, scope_of(request), limit=GET_CANDIDATES))
     rows = await request.app[POOL].fetch(sql, *params)
     if not rows:
         raise StatusError(404, "NotFound", f'{req.rtype.key} "{req.name}" not found',

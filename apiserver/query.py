@@ -29,6 +29,11 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB, JSONPATH
 from sqlalchemy.dialects.postgresql import asyncpg as pg_dialect
 from sqlalchemy.sql.elements import ColumnElement
 
+# Re-exported: the query modules and their tests take the scope from here.
+from apiserver.scope import EVERYTHING_SCOPE as EVERYTHING_SCOPE
+from apiserver.scope import Scope as Scope
+from apiserver.scope import one_of as one_of
+from apiserver.scope import scope_conditions as scope_conditions
 from apiserver.search import NO_SEARCH, OrderBy, Owner, Search
 from kube.fieldpaths import PathRequirement, Step, json_number
 from kube.selectors import (
@@ -57,22 +62,6 @@ ORDER_COLUMNS = (resources.c.namespace, resources.c.name, resources.c.cluster)
 ORDERED_LABEL_KEYS = {"app": "app", "app.kubernetes.io/name": "app.kubernetes.io/name"}
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Scope:
-    """What a caller may read: None means no restriction on that axis."""
-
-    clusters: frozenset[str] | None = None
-    namespaces: frozenset[str] | None = None
-    types: frozenset[tuple[str, str]] | None = None  # (group, resource)
-
-    def allows_type(self, group: str, resource: str) -> bool:
-        return self.types is None or (group, resource) in self.types
-
-    def allows_cluster(self, cluster: str) -> bool:
-        return self.clusters is None or cluster in self.clusters
-
-
-EVERYTHING_SCOPE = Scope()
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -274,32 +263,11 @@ def _pod_images(kind: str, req: PathRequirement, table: sa.FromClause, *,
     return sa.or_(images.overlap(wanted), images.is_(None)) if unindexed else images.overlap(wanted)
 
 
-def one_of(column: ColumnElement[Any], values: frozenset[str]) -> ColumnElement[bool]:
-    return column == sa.func.any(sa.literal(sorted(values), sa.ARRAY(sa.Text)))
-
-
 def types_condition(table: sa.FromClause, types: frozenset[tuple[str, str]]) -> ColumnElement[bool]:
     if not types:
         return sa.false()
     return sa.or_(*(sa.and_(table.c.grp == group, table.c.resource == resource)
                     for group, resource in sorted(types)))
-
-
-def scope_conditions(scope: Scope, table: sa.FromClause, *,
-                     of_type: tuple[str, str] | None = None) -> list[ColumnElement[bool]]:
-    """The caller's scope on ``resources``, ``change_log`` or any relation with their identity
-    columns. ``of_type``: the query is of one type already, so the type axis is decided here."""
-    where: list[ColumnElement[bool]] = []
-    if of_type is not None:
-        if not scope.allows_type(*of_type):
-            where.append(sa.false())
-    elif scope.types is not None:
-        where.append(types_condition(table, scope.types))
-    if scope.clusters is not None:
-        where.append(one_of(table.c.cluster, scope.clusters))
-    if scope.namespaces is not None:
-        where.append(one_of(table.c.namespace, scope.namespaces))
-    return where
 
 
 def narrowing_conditions(target: Target, table: sa.FromClause) -> list[ColumnElement[bool]]:
@@ -328,7 +296,8 @@ def _identity_conditions(target: Target, scope: Scope,
 
 def clusters_read(target: Target, scope: Scope) -> frozenset[str] | None:
     """The clusters a request may read, or None for every one."""
-    chosen = [s for s in (scope.clusters, target.clusters) if s is not None]
+    chosen = [s for s in (scope.of_type(target.group, target.resource).clusters(), target.clusters)
+              if s is not None]
     return frozenset.intersection(*chosen) if chosen else None
 
 
@@ -336,8 +305,7 @@ def identity_matches(target: Target, scope: Scope, *, group: str, version: str, 
                      namespace: str, name: str) -> bool:
     """``_identity_conditions`` evaluated in memory, for changes a watch takes from the tail."""
     return (group == target.group and resource == target.resource and version == target.version
-            and scope.allows_type(group, resource) and scope.allows_cluster(cluster)
-            and (scope.namespaces is None or namespace in scope.namespaces)
+            and scope.allows(cluster=cluster, namespace=namespace, group=group, resource=resource)
             and (target.clusters is None or cluster in target.clusters)
             and (target.namespaces is None or namespace in target.namespaces)
             and (target.names is None or name in target.names)

@@ -36,7 +36,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
-from apiserver.query import Scope
+from apiserver.scope import Columns, Scope, scope_where
 from syncer.schema import clusters, object_counts, pod_image_use, resources, sync_state
 
 PHASES = ("Pending", "Running", "Succeeded", "Failed", "Unknown")
@@ -95,33 +95,28 @@ def _constant(value: str) -> ColumnElement[Any]:
     return sa.literal_column(f"'{value}'")
 
 
-def _type(group: str, resource: str, scope: Scope) -> list[ColumnElement[bool]]:
+def _type(group: str, resource: str) -> list[ColumnElement[bool]]:
     c = resources.c
-    where: list[ColumnElement[bool]] = [c.grp == _constant(group), c.resource == _constant(resource)]
-    if not scope.allows_type(group, resource):
-        where.append(sa.false())
-    return where
+    return [c.grp == _constant(group), c.resource == _constant(resource)]
 
 
-def _types_in_scope(scope: Scope, group: ColumnElement[Any],
-                    resource: ColumnElement[Any]) -> list[ColumnElement[bool]]:
-    if scope.types is None:
-        return []
-    return [sa.or_(sa.false(), *(sa.and_(group == g, resource == r) for g, r in sorted(scope.types)))]
+def _resources(of_type: tuple[str, str], scope: Scope, filters: Filters, *,
+               namespaced: bool = True) -> list[ColumnElement[bool]]:
+    """Objects of one type in the request's place and the caller's grant."""
+    c = resources.c
+    granted = scope_where(scope, Columns(c.cluster, c.namespace, c.grp, c.resource), of_type=of_type)
+    return [*_type(*of_type), *granted, *_place(filters, namespaced=namespaced)]
 
 
-def _place(filters: Filters, scope: Scope, *, namespaced: bool = True,
+def _place(filters: Filters, *, namespaced: bool = True,
            cluster: ColumnElement[Any] = resources.c.cluster,
            namespace: ColumnElement[Any] | None = resources.c.namespace) -> list[ColumnElement[bool]]:
-    """The clusters and namespaces both the caller's scope and the request allow."""
+    """The clusters and namespaces the request asks for."""
     where: list[ColumnElement[bool]] = []
-    for allowed in (scope.clusters, filters.clusters):
-        if allowed is not None:
-            where.append(_in(cluster, allowed))
-    if namespace is not None:
-        for allowed, applies in ((scope.namespaces, True), (filters.namespaces, namespaced)):
-            if allowed is not None and applies:
-                where.append(_in(namespace, allowed))
+    if filters.clusters is not None:
+        where.append(_in(cluster, filters.clusters))
+    if namespace is not None and namespaced and filters.namespaces is not None:
+        where.append(_in(namespace, filters.namespaces))
     return where
 
 
@@ -144,8 +139,8 @@ def counts_statement(filters: Filters, scope: Scope) -> sa.Select[Any]:
     the type's kind from its sync state."""
     o = object_counts.c
     grouped = (sa.select(o.cluster, o.grp, o.resource, o.namespace, o.objects)
-               .where(*_place(filters, scope, cluster=o.cluster, namespace=o.namespace),
-                      *_types_in_scope(scope, o.grp, o.resource))
+               .where(*_place(filters, cluster=o.cluster, namespace=o.namespace),
+                      *scope_where(scope, Columns(o.cluster, o.namespace, o.grp, o.resource)))
                .subquery("grouped"))
     s, g = sync_state.c, grouped.c
     kind = (sa.select(s.kind).where(s.cluster == g.cluster, s.grp == g.grp, s.resource == g.resource)
@@ -162,7 +157,7 @@ def pods_statement(filters: Filters, scope: Scope) -> sa.Select[Any]:
     other = _count(sa.or_(c.pod_phase.is_(None), sa.not_(_in(c.pod_phase, PHASES)))).label("other")
     return (sa.select(c.cluster, _count().label("pods"), *phases, other,
                       _bigint(sa.func.sum(c.pod_restarts)).label("restarts"))
-            .where(*_type("", "pods", scope), *_place(filters, scope))
+            .where(*_resources(("", "pods"), scope, filters))
             .group_by(c.cluster).order_by(c.cluster))
 
 
@@ -178,12 +173,11 @@ def images_statement(filters: Filters, scope: Scope) -> sa.Select[Any]:
     ordered in itself, so that PostgreSQL merges them rather than sorting (it does not pass
     an outer ORDER BY down into the branches of a UNION)."""
     u = pod_image_use.c
+    granted = scope_where(scope, Columns(u.cluster, u.namespace, None, None), of_type=("", "pods"))
     summarized = (sa.select(u.image, u.cluster, u.namespace, u.pods, u.containers)
-                  .where(*_place(filters, scope, cluster=u.cluster, namespace=u.namespace)))
-    if not scope.allows_type("", "pods"):
-        summarized = summarized.where(sa.false())
+                  .where(*_place(filters, cluster=u.cluster, namespace=u.namespace), *granted))
     c = resources.c
-    unbounded = [*_type("", "pods", scope), *_place(filters, scope), c.pod_images.is_(None)]
+    unbounded = [*_resources(("", "pods"), scope, filters), c.pod_images.is_(None)]
     some = sa.exists(sa.select(sa.literal(1)).where(*unbounded))
     rows = sa.union_all(summarized, _unbounded_images(unbounded)).subquery("rows")
     merged = (sa.select(rows.c.image, rows.c.cluster, rows.c.namespace,
@@ -227,7 +221,7 @@ def nodes_statement(filters: Filters, scope: Scope) -> sa.Select[Any]:
     figures = [_bigint(sa.func.sum(_node_figure(f"{part},{resource}", scale=scale))).label(part + label)
                for part in ("capacity", "allocatable") for resource, scale, label in _NODE_FIGURES]
     return (sa.select(c.cluster, _count().label("nodes"), *figures)
-            .where(*_type("", "nodes", scope), *_place(filters, scope, namespaced=False))
+            .where(*_resources(("", "nodes"), scope, filters, namespaced=False))
             .group_by(c.cluster).order_by(c.cluster))
 
 
@@ -236,7 +230,7 @@ def events_statement(filters: Filters, scope: Scope) -> sa.Select[Any]:
     objects, and how many times they happened (their counts)."""
     c = resources.c
     at = sa.func.kube_event_time(c.object)
-    where = [*_type("", "events", scope), *_place(filters, scope)]
+    where = _resources(("", "events"), scope, filters)
     if filters.since is not None:
         where.append(at >= filters.since)
     if filters.before is not None:
@@ -252,8 +246,10 @@ def clusters_statement(filters: Filters, scope: Scope) -> sa.Select[Any]:
     """Registered clusters with their sync state summed over the types the caller may read.
     Staleness is the catalog's (``apiserver.catalog``), added by the handler."""
     k, s = clusters.c, sync_state.c
-    joined = clusters.outerjoin(sync_state,
-                                sa.and_(s.cluster == k.name, *_types_in_scope(scope, s.grp, s.resource)))
+    # A type's figures are per cluster, not per namespace: only rules over whole namespaces
+    # may show them; a rule limited to some namespaces still lists the cluster.
+    counted = scope_where(scope.whole_namespaces(), Columns(s.cluster, None, s.grp, s.resource))
+    joined = clusters.outerjoin(sync_state, sa.and_(s.cluster == k.name, *counted))
     return (sa.select(k.name.label("cluster"), k.mode, k.healthy,
                       sa.func.count(s.resource).label("types"),
                       _bigint(sa.func.sum(s.object_count)).label("objects"),
@@ -265,8 +261,17 @@ def clusters_statement(filters: Filters, scope: Scope) -> sa.Select[Any]:
                       k.last_seen_at.label("lastSeenAt"), k.last_error.label("lastError"))
             .select_from(joined)
             .where(k.removing_at.is_(None),
-                   *_place(filters, scope, namespaced=False, cluster=k.name, namespace=None))
+                   *_place(filters, namespaced=False, cluster=k.name, namespace=None),
+                   *_listed_clusters(scope, k.name))
             .group_by(k.name).order_by(k.name))
+
+
+def _listed_clusters(scope: Scope, name: ColumnElement[Any]) -> list[ColumnElement[bool]]:
+    """The clusters some rule of the grant names (whatever its namespaces and types)."""
+    allowed = scope.clusters()
+    if not scope.rules:
+        return [sa.false()]
+    return [] if allowed is None else [_in(name, allowed)]
 
 
 # -- the reports ---------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from aiohttp import web
 from multidict import MultiMapping
 
 from apiserver.catalog import Catalog
-from apiserver.keys import CATALOG, POOL, SCOPE
+from apiserver.keys import CATALOG, POOL, scope_of
 from apiserver.params import MAX_CLUSTERS, bad_request
 from apiserver.query import Scope, compiled
 from apiserver.query_reports import REPORTS, Filters, Report
@@ -197,7 +197,7 @@ def _column(column: Any) -> dict[str, str]:
 async def get_report(request: web.Request) -> web.Response:
     report = report_of(request)
     filters, fmt = parse_filters(report, request.query)
-    scope = request.app[SCOPE]
+    scope = scope_of(request)
     catalog = await request.app[CATALOG].get()
     sql, params = compiled(report.statement(filters, scope))
     async with request.app[POOL].acquire() as conn, conn.transaction(readonly=True):

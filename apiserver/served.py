@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from aiohttp import web
 
 from apiserver.catalog import Catalog
-from apiserver.keys import CATALOG, SCOPE
+from apiserver.keys import CATALOG, scope_of
 from kube.status import StatusError
 
 
@@ -35,6 +35,6 @@ async def served_catalog(request: web.Request) -> Catalog:
     cluster = request.match_info.get("cluster")
     if cluster is None:
         return catalog
-    if cluster not in catalog.clusters or not request.app[SCOPE].allows_cluster(cluster):
+    if cluster not in catalog.clusters or not scope_of(request).allows_cluster(cluster):
         raise cluster_not_found(cluster)
     return catalog.of_cluster(cluster)

@@ -35,7 +35,7 @@ from aiohttp import web
 
 from apiserver import render
 from apiserver.catalog import Catalog
-from apiserver.keys import FEED, POOL, SCOPE
+from apiserver.keys import FEED, POOL, scope_of
 from apiserver.params import ListOptions, parse_resource_version, too_large
 from apiserver.query import (
     CLUSTER_ANNOTATION,
@@ -169,7 +169,7 @@ async def _initial(request: web.Request, stream: Stream) -> int:
                                                                      readonly=True):
         sql, params = compiled(current_sequence())
         seq = int(await conn.fetchval(sql, *params))
-        sql, params = compiled(list_statement(stream.target, request.app[SCOPE], limit=None,
+        sql, params = compiled(list_statement(stream.target, scope_of(request), limit=None,
                                               aggregated_version=True))
         lines: list[bytes] = []
         async for row in conn.cursor(sql, *params, prefetch=BATCH):
@@ -195,7 +195,7 @@ async def _changes(request: web.Request, stream: Stream, after: int) -> int:
     upto, tail = feed.read_upto, feed.since(after)
     if tail is None:
         return await _changes_from_log(request, stream, after)
-    scope = request.app[SCOPE]
+    scope = scope_of(request)
     lines: list[bytes] = []
     for c in tail:
         if identity_matches(stream.target, scope, group=c.group, version=c.version, resource=c.resource,
@@ -213,7 +213,7 @@ async def _changes_from_log(request: web.Request, stream: Stream, after: int) ->
     seen everything up to the newest notification taken before the read, and resumes
     from there instead of re-reading other types' changes."""
     horizon = request.app[FEED].latest
-    sql, params = compiled(watch_statement(stream.target, request.app[SCOPE], after=after, limit=BATCH))
+    sql, params = compiled(watch_statement(stream.target, scope_of(request), after=after, limit=BATCH))
     rows = await request.app[POOL].fetch(sql, *params)
     lines: list[bytes] = []
     for row in rows:
@@ -245,7 +245,7 @@ async def watch(request: web.Request, opts: ListOptions, target: Target, catalog
     initial, seq, expired = await _start(request, opts)
     response = web.StreamResponse(headers={"Content-Type": "application/json",
                                            "Transfer-Encoding": "chunked"})
-    warn(response, catalog.warnings(target.cluster, among=clusters_read(target, request.app[SCOPE])))
+    warn(response, catalog.warnings(target.cluster, among=clusters_read(target, scope_of(request))))
     await response.prepare(request)
     stream = Stream(response=response, opts=opts, target=target, table=table)
     deadline = time.monotonic() + (opts.timeout_seconds or DEFAULT_TIMEOUT_S)

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from apiserver.app import build_app
 from syncer.ingest import Store
+from tests.access import AUTH, granted
 from tests.factories import DEPLOYMENTS, NODES, PODS, pod
 from tests.serving import serve_app
 
@@ -44,7 +45,7 @@ async def serving(app: web.Application) -> AsyncIterator[Api]:
     """``app`` on a real port, with a client session for it."""
     runner, url = await serve_app(app)
     try:
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(headers=AUTH) as session:
             yield Api(url=url, session=session)
     finally:
         await runner.cleanup()
@@ -84,7 +85,7 @@ async def next_events(queue: asyncio.Queue[dict[str, Any]], n: int) -> list[dict
 
 @pytest_asyncio.fixture
 async def api(db_url: str) -> AsyncIterator[Api]:
-    async with serving(build_app(database_url=db_url)) as served:
+    async with serving(build_app(database_url=db_url, access=granted())) as served:
         yield served
 
 

@@ -26,6 +26,7 @@ from kubepedia.kubeconfig import document
 from kubesim.server import SimServer, running
 from syncer.ingest import Store
 from syncer.sink import StoreSink
+from tests.access import AUTH, granted
 from tests.serving import serve_app
 
 JSON = dict[str, Any]
@@ -73,7 +74,7 @@ async def synced(sims: dict[str, SimServer], *, db_url: str, pool: asyncpg.Pool,
     every type watches and the store holds what each cluster lists of ``counted`` (a core
     resource); then the read API on a real port, and a kubeconfig for it."""
     async with contextlib.AsyncExitStack() as stack:
-        session = await stack.enter_async_context(aiohttp.ClientSession())
+        session = await stack.enter_async_context(aiohttp.ClientSession(headers=AUTH))
         tasks = []
         for name, sim in sims.items():
             await pool.execute("INSERT INTO clusters (name, mode) VALUES ($1, 'push')", name)
@@ -84,7 +85,7 @@ async def synced(sims: dict[str, SimServer], *, db_url: str, pool: asyncpg.Pool,
         try:
             fleet = Fleet(sims=sims, api="", kubeconfig=tmp / "kubeconfig", session=session, pool=pool)
             await _until_synced(fleet, counted=counted)
-            api_runner, fleet.api = await serve_app(build_app(database_url=db_url))
+            api_runner, fleet.api = await serve_app(build_app(database_url=db_url, access=granted()))
             fleet.kubeconfig.write_text(yaml.safe_dump(document(fleet.api, sorted(sims))))
             try:
                 yield fleet

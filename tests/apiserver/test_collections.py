@@ -21,7 +21,6 @@ import yaml
 
 from apiserver.app import build_app
 from apiserver.collections import KUBE_GROUPS, cursor_key, in_index_order
-from apiserver.keys import SCOPE
 from apiserver.pagination import Cursor
 from apiserver.query import EVERYTHING_SCOPE, Scope, Target, compiled
 from apiserver.query_collections import page_statement
@@ -30,6 +29,7 @@ from kube.selectors import parse_label_selector
 from kube.status import StatusError
 from kubepedia.kubeconfig import document
 from syncer.ingest import Store
+from tests.access import granted
 from tests.apiserver.conftest import Api, serving
 from tests.apiserver.test_openapi import _answers_as_documented
 
@@ -408,10 +408,9 @@ async def test_answers_are_as_the_openapi_document_says(api: Api, loaded: None) 
 # -- scope ----------------------------------------------------------------------------------------
 
 async def test_a_scope_never_lets_a_type_or_cluster_leak(db_url: str, loaded: None) -> None:
-    app = build_app(database_url=db_url)
-    app[SCOPE] = Scope(clusters=frozenset({"east", "west"}), namespaces=frozenset({"web", ""}),
-                       types=frozenset({("apps", "deployments"), ("", "pods"), ("", "nodes")}))
     allowed = {("apps", "deployments"), ("", "pods"), ("", "nodes")}
+    app = build_app(database_url=db_url, access=granted(Scope.of(clusters={"east", "west"},
+                                                                 namespaces={"web", ""}, types=allowed)))
 
     def keep(o: Stored) -> bool:
         return ((o.rtype.group, o.rtype.resource) in allowed and o.cluster in ("east", "west")
@@ -439,8 +438,7 @@ async def test_stale_clusters_are_warned_of_only_when_read(db_url: str, pool: as
                                                            loaded: None) -> None:
     await pool.execute("UPDATE clusters SET healthy = false, health_message = 'unreachable'"
                        " WHERE name IN ('edge', 'west')")
-    app = build_app(database_url=db_url)
-    app[SCOPE] = Scope(clusters=frozenset({"east", "west"}))
+    app = build_app(database_url=db_url, access=granted(Scope.of(clusters={"east", "west"})))
     async with serving(app) as scoped:
         for params, warned in (({}, ["west"]), ({"clusters": "east"}, [])):
             query = {"limit": "3", **params}

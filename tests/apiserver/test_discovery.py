@@ -9,10 +9,10 @@ import asyncpg
 import pytest
 
 from apiserver.app import build_app
-from apiserver.keys import SCOPE
 from apiserver.query import Scope
 from kube.resources import ResourceType
 from syncer.ingest import Store
+from tests.access import granted
 from tests.apiserver.conftest import Api, fill, serving
 
 JOBS = ResourceType(group="batch", version="v1", resource="jobs", kind="Job", namespaced=True)
@@ -128,8 +128,7 @@ async def test_an_unknown_cluster_is_not_found_everywhere(api: Api, fleet: None,
 
 
 async def test_a_cluster_outside_the_callers_scope_is_not_found(db_url: str, fleet: None) -> None:
-    app = build_app(database_url=db_url)
-    app[SCOPE] = Scope(clusters=frozenset({"east"}))
+    app = build_app(database_url=db_url, access=granted(Scope.of(clusters={"east"})))
     async with serving(app) as scoped:
         assert (await scoped.get("/clusters/east/apis"))[0] == 200
         for path in ("/clusters/west/apis", "/clusters/west/api/v1/pods"):

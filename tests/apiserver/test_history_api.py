@@ -11,11 +11,11 @@ import asyncpg
 import pytest_asyncio
 
 from apiserver.app import build_app
-from apiserver.keys import SCOPE
 from apiserver.query import Scope
 from apiserver.times import rfc3339
 from kube.resources import ResourceType
 from syncer.ingest import Store
+from tests.access import AUTH, granted
 from tests.apiserver.conftest import Api, deployment
 from tests.factories import DEPLOYMENTS, PODS, event
 from tests.serving import serve_app
@@ -200,11 +200,11 @@ async def test_as_of_tables_cluster_scoped_types_and_groups(api: Api, filled: Sy
 @pytest_asyncio.fixture
 async def narrow(db_url: str) -> AsyncIterator[Api]:
     """The API for a caller who may read east's payments namespace only, pods only."""
-    app = build_app(database_url=db_url)
-    app[SCOPE] = Scope(clusters=frozenset({"east"}), namespaces=frozenset({"payments"}),
-                       types=frozenset({("", "pods")}))
+    app = build_app(database_url=db_url, access=granted(Scope.of(clusters={"east"},
+                                                                 namespaces={"payments"},
+                                                                 types={("", "pods")})))
     runner, url = await serve_app(app)
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(headers=AUTH) as session:
         yield Api(url=url, session=session)
     await runner.cleanup()
 

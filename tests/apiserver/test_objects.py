@@ -12,6 +12,7 @@ import pytest
 from apiserver.app import build_app
 from kube.selectors import field_values, parse_field_selector, parse_label_selector
 from syncer.ingest import Store
+from tests.access import AUTH, granted
 from tests.apiserver.conftest import CLUSTERS, NAMESPACES, Api, cluster_pods, fill, serving
 from tests.factories import PODS, pod
 
@@ -142,7 +143,7 @@ async def test_pages_with_selectors_leave_the_count_unset(api: Api, filled: Sync
 
 async def test_the_count_stops_at_its_cap(db_url: str, filled: Synced) -> None:
     total = len(_expected(filled))
-    async with serving(build_app(database_url=db_url, remaining_count_cap=10)) as capped:
+    async with serving(build_app(database_url=db_url, access=granted(), remaining_count_cap=10)) as capped:
         claims = _served_and_counted(await _walk(capped, "/api/v1/pods", limit="7"), total)
     # Counted below the cap, unset at or above it (and on the last page).
     assert claims == [(left, left if 0 < left < 10 else None) for left, _ in claims]
@@ -277,8 +278,8 @@ async def _raw_get(url: str, path: str, accept: str) -> bytes:
     """The bytes a server sends for one GET, up to the connection's end."""
     host, port = url.removeprefix("http://").split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: {accept}\r\nConnection: close\r\n\r\n"
-                 .encode())
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: {accept}\r\nConnection: close\r\n"
+                 f"Authorization: {AUTH['Authorization']}\r\n\r\n".encode())
     data = await asyncio.wait_for(reader.read(), 30)
     writer.close()
     await writer.wait_closed()

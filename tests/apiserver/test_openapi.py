@@ -23,6 +23,7 @@ from apiserver.objects import object_routes
 from apiserver.openapi import PATH, document
 from apiserver.query_reports import REPORTS
 from apiserver.reports import COMMON, WINDOW
+from tests.access import granted
 from tests.apiserver.conftest import Api
 from tests.apiserver.reporting import fill_reports
 
@@ -65,7 +66,7 @@ def served() -> dict[str, frozenset[str]]:
     """The application's own routes: path -> methods, spelled as the document spells them.
     A ``*`` route is read-only (GET; other verbs answer 405, checked below), and HEAD is
     answered wherever GET is, so it is not listed."""
-    app = build_app(database_url="postgresql://unused")  # routes only: nothing connects
+    app = build_app(database_url="postgresql://unused", access=granted())  # routes only: nothing connects
     methods: defaultdict[str, set[str]] = defaultdict(set)
     for route in app.router.routes():
         path = route.resource.canonical if route.resource else ""

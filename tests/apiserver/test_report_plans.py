@@ -27,6 +27,7 @@ from apiserver.app import build_app
 from apiserver.query import EVERYTHING_SCOPE, compiled
 from apiserver.query_reports import REPORTS, Filters
 from kubesim import objects
+from tests.access import AUTH, granted
 from tests.apiserver.conftest import Api
 from tests.serving import serve_app
 
@@ -169,8 +170,8 @@ async def test_nodes_are_found_by_their_type(big: asyncpg.Pool) -> None:
 
 @pytest_asyncio.fixture
 async def big_api(db_url: str, big: asyncpg.Pool) -> AsyncIterator[Api]:
-    runner, url = await serve_app(build_app(database_url=db_url))
-    async with aiohttp.ClientSession() as session:
+    runner, url = await serve_app(build_app(database_url=db_url, access=granted()))
+    async with aiohttp.ClientSession(headers=AUTH) as session:
         yield Api(url=url, session=session)
     await runner.cleanup()
 

@@ -14,11 +14,11 @@ import pytest
 import pytest_asyncio
 
 from apiserver.app import build_app
-from apiserver.keys import SCOPE
 from apiserver.query import Scope
 from apiserver.query_reports import _constant
 from apiserver.times import parse_time
 from syncer.ingest import Store
+from tests.access import AUTH, granted
 from tests.apiserver.conftest import Api
 from tests.apiserver.reporting import (
     CLUSTERS,
@@ -148,10 +148,10 @@ async def test_times_parse_as_kubernetes_writes_them(pool: asyncpg.Pool, text: s
 @pytest_asyncio.fixture
 async def scoped_api(db_url: str) -> AsyncIterator[Api]:
     """The API for a caller who may read east and west, namespaces web and default."""
-    app = build_app(database_url=db_url)
-    app[SCOPE] = Scope(clusters=frozenset({"east", "west"}), namespaces=frozenset({"web", "default"}))
+    app = build_app(database_url=db_url, access=granted(Scope.of(clusters={"east", "west"},
+                                                                 namespaces={"web", "default"})))
     runner, url = await serve_app(app)
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(headers=AUTH) as session:
         yield Api(url=url, session=session)
     await runner.cleanup()
 
@@ -169,10 +169,9 @@ async def test_reports_keep_to_the_callers_scope(scoped_api: Api, synced: Synced
 @pytest_asyncio.fixture
 async def pods_only_api(db_url: str) -> AsyncIterator[Api]:
     """The API for a caller who may read pods only."""
-    app = build_app(database_url=db_url)
-    app[SCOPE] = Scope(types=frozenset({("", "pods")}))
+    app = build_app(database_url=db_url, access=granted(Scope.of(types={("", "pods")})))
     runner, url = await serve_app(app)
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(headers=AUTH) as session:
         yield Api(url=url, session=session)
     await runner.cleanup()
 
@@ -191,10 +190,9 @@ async def test_reports_keep_to_the_types_a_caller_may_read(pods_only_api: Api, s
 @pytest_asyncio.fixture
 async def nodes_only_api(db_url: str) -> AsyncIterator[Api]:
     """The API for a caller who may read nodes only."""
-    app = build_app(database_url=db_url)
-    app[SCOPE] = Scope(types=frozenset({("", "nodes")}))
+    app = build_app(database_url=db_url, access=granted(Scope.of(types={("", "nodes")})))
     runner, url = await serve_app(app)
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(headers=AUTH) as session:
         yield Api(url=url, session=session)
     await runner.cleanup()
 

@@ -19,6 +19,7 @@ import yaml
 from apiserver.app import build_app
 from kube.resources import ResourceType
 from syncer.ingest import Store
+from tests.access import granted
 from tests.apiserver.conftest import Api, serving
 from tests.factories import DEPLOYMENTS, PODS
 
@@ -91,7 +92,7 @@ async def searched(pool: asyncpg.Pool, db_url: str) -> AsyncIterator[Api]:
             async with store.snapshot(cluster=cluster, rtype=rtype) as snap:
                 await snap.add(kinds[rtype.resource])
                 await snap.end("5000")
-    async with serving(build_app(database_url=db_url)) as api:
+    async with serving(build_app(database_url=db_url, access=granted())) as api:
         yield api
 
 
@@ -401,12 +402,10 @@ async def test_watch_takes_clusters_namespaces_and_names(searched: Api, pool: as
 async def test_stale_clusters_are_warned_of_only_when_read(searched: Api, pool: asyncpg.Pool,
                                                            db_url: str) -> None:
     """A list's or watch's Warnings name only clusters the request and the caller's scope read."""
-    from apiserver.keys import SCOPE
     from apiserver.query import Scope
     await pool.execute("UPDATE clusters SET healthy = false, health_message = 'unreachable'"
                        " WHERE name IN ('edge', 'west')")
-    app = build_app(database_url=db_url)
-    app[SCOPE] = Scope(clusters=frozenset({"east", "west"}))
+    app = build_app(database_url=db_url, access=granted(Scope.of(clusters={"east", "west"})))
     async with serving(app) as scoped:
         for params, warned in (({}, ["west"]), ({"clusters": "east"}, []), ({"limit": "2"}, ["west"]),
                                ({"watch": "1", "timeoutSeconds": "1"}, ["west"]),

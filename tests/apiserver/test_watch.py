@@ -11,6 +11,7 @@ import asyncpg
 from apiserver.app import build_app
 from apiserver.keys import FEED
 from syncer.ingest import Store
+from tests.access import AUTH, granted
 from tests.apiserver.conftest import Api, next_events, serving, watching
 from tests.factories import PODS, event, pod
 
@@ -132,7 +133,7 @@ async def test_bad_watch_versions(api: Api, filled: Synced) -> None:
 
 
 async def test_many_watches_end_cleanly(api: Api, filled: Synced) -> None:
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(headers=AUTH) as session:
         responses = [await session.get(api.url + "/api/v1/pods", params={"watch": "1", "timeoutSeconds": "1",
                                                                           "resourceVersion": await _rv(api)})
                      for _ in range(5)]
@@ -159,7 +160,7 @@ async def test_changes_within_one_batch_keep_their_states(api: Api, filled: Sync
 async def test_the_tail_is_bounded_by_size_and_watches_behind_it_read_the_log(db_url: str, filled: Synced,
                                                                               pool: asyncpg.Pool) -> None:
     bound = 4000  # the JSON of a few pods
-    app = build_app(database_url=db_url, feed_tail_bytes=bound)
+    app = build_app(database_url=db_url, access=granted(), feed_tail_bytes=bound)
     async with serving(app) as small:
         rv = await _rv(small)
         names = [f"bulk-{i:02d}" for i in range(30)]
@@ -188,7 +189,7 @@ async def test_the_feed_reads_nothing_while_nobody_watches(db_url: str, filled: 
                                                             pool: asyncpg.Pool) -> None:
     """Changes made while no watch follows are not read for the tail; a watch from before
     them gets them all the same, from the log."""
-    app = build_app(database_url=db_url)
+    app = build_app(database_url=db_url, access=granted())
     async with serving(app) as quiet:
         rv = await _rv(quiet)
         names = [f"unwatched-{i}" for i in range(5)]
