@@ -55,6 +55,16 @@ class GrantsFile:
         return grants.scope_for(user)
 
 
+class CombinedGrants:
+    """Several grant sources at once: a caller's scope is the union of what each grants."""
+
+    def __init__(self, *sources: GrantsSource) -> None:
+        self._sources = sources
+
+    def scope_for(self, user: User) -> Scope:
+        return Scope(tuple(r for s in self._sources for r in s.scope_for(user).rules))
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Access:
     """How callers are known and what they may read."""

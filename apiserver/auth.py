@@ -45,6 +45,11 @@ REVIEW_CACHE = 1024
 REVIEW_TIMEOUT_S = 5.0
 
 
+# Names of kubepedia's own callers (the data dir's read token): never taken from a token file
+# or a TokenReview, so that no outside name can claim their grant.
+RESERVED_PREFIX = "kubepedia:"
+
+
 class Unavailable(Exception):
     """An authenticator that could not answer (the host cluster is unreachable)."""
 
@@ -70,6 +75,8 @@ def parse_token_file(text: str) -> tuple[tuple[bytes, User], ...]:
         if len(token) < 16 or len(token) > MAX_TOKEN:
             raise ValueError(f"line {n}: a token has 16 to {MAX_TOKEN} characters")
         groups = tuple(g.strip() for g in row[3].split(",") if g.strip()) if len(row) > 3 else ()
+        if any(name.startswith(RESERVED_PREFIX) for name in (row[1].strip(), *groups)):
+            raise ValueError(f"line {n}: names starting with {RESERVED_PREFIX!r} are kubepedia's own")
         entries.append((digest(token), User(name=row[1].strip(), groups=groups)))
     return tuple(entries)
 
@@ -179,6 +186,9 @@ def reviewed_user(review: Any) -> User | None:
     user = status.get("user")
     if not isinstance(user, dict) or not isinstance(user.get("username"), str) or not user["username"]:
         return None
+    if user["username"].startswith(RESERVED_PREFIX):
+        return None
     groups = user.get("groups") or []
-    return User(name=user["username"],
-                groups=tuple(g for g in groups if isinstance(g, str)) if isinstance(groups, list) else ())
+    named = [g for g in groups if isinstance(g, str) and not g.startswith(RESERVED_PREFIX)] \
+        if isinstance(groups, list) else []
+    return User(name=user["username"], groups=tuple(named))

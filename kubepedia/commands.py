@@ -9,8 +9,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from agent.errors import KubeClientError
 from agent.logs import setup_logging
 from agent.tuning import tune_gc
+from apiserver.reloading import FileProblem
 from kubepedia import clusters, keys, kubeconfig, report
 from kubepedia import history as history_command  # kubepedia history
 from kubepedia.config import (
@@ -75,6 +77,23 @@ def _serve_options(serve: argparse.ArgumentParser) -> None:
                        default=_env_flag("KUBEPEDIA_ALLOW_KUBECONFIG_EXEC"),
                        help="let registered kubeconfigs run exec/auth-provider plugins and read files "
                             "on this machine (only if everyone holding the admin token may run code here)")
+    access = serve.add_argument_group("read API access (without these, only the read token in the data dir)")
+    access.add_argument("--token-file", type=Path, default=None,
+                        help="bearer tokens of the read API's callers, one CSV line each: "
+                             'token,user[,uid[,"group1,group2"]] (reloaded on change)')
+    access.add_argument("--grants-file", type=Path, default=None,
+                        help="YAML: the clusters, namespaces and resources each user or group may read "
+                             "(reloaded on change)")
+    access.add_argument("--token-review-kubeconfig", type=Path, default=None,
+                        help="a host cluster that authenticates other tokens (TokenReview)")
+    access.add_argument("--api-plain-http", action="store_true",
+                        help="serve the read API without TLS (kubectl sends no token to it then)")
+    access.add_argument("--api-tls-cert", type=Path, default=None,
+                        help="the read API's certificate (default: a self-signed one in the data dir)")
+    access.add_argument("--api-tls-key", type=Path, default=None, help="its key, if not in the same file")
+    access.add_argument("--anonymous-read", action="store_true",
+                        help="let requests without a token in, as system:anonymous (what the grants "
+                             "file gives it or group system:unauthenticated)")
 
 
 def _env_flag(name: str) -> bool:
@@ -89,7 +108,10 @@ def _run_serve(args: argparse.Namespace) -> int:
                          api_listen=args.api_listen, ingest_listen=args.ingest_listen,
                          admin_listen=args.admin_listen, secret_key_file=args.secret_key_file,
                          allow_kubeconfig_exec=args.allow_kubeconfig_exec,
-                         change_log_retention_s=args.change_log_retention)
+                         change_log_retention_s=args.change_log_retention, token_file=args.token_file,
+                         grants_file=args.grants_file, token_review_kubeconfig=args.token_review_kubeconfig,
+                         anonymous_read=args.anonymous_read, api_plain_http=args.api_plain_http,
+                         api_tls_cert=args.api_tls_cert, api_tls_key=args.api_tls_key)
     tune_gc()
     try:
         asyncio.run(demo(config) if args.command == "demo" else serve(config))
@@ -115,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _run_serve(args)
     except (DatabaseUnreachable, SchemaTooNew, EmbeddedError, SecretBoxError, RegistryError,
-            OSError) as exc:  # OSError: address in use
+            FileProblem, KubeClientError, OSError) as exc:  # OSError: address in use
         print(f"kubepedia: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

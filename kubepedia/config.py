@@ -66,6 +66,31 @@ def read_admin_token(data_dir: Path) -> str | None:
     return secretfile.read(data_dir / ADMIN_TOKEN_FILE, "admin token") or None
 
 
+READ_TOKEN_FILE = "read.token"
+
+
+def ensure_read_token(data_dir: Path) -> str:
+    """The read API's own token, created on first start like the admin token: it reads every
+    cluster (``kubepedia serve`` grants it everything), and is what ``kubepedia kubeconfig``,
+    ``report`` and ``history`` use when given no other."""
+    datadir.make(data_dir, embedded_server=False)
+    return secretfile.ensure(data_dir / READ_TOKEN_FILE, "read token")
+
+
+def read_api_token(data_dir: Path, explicit: str | None = None) -> str | None:
+    """``explicit`` (``--token``), else ``$KUBEPEDIA_TOKEN``, else the server's read token file
+    (when this user may read it)."""
+    if explicit:
+        return explicit
+    from_env = os.environ.get("KUBEPEDIA_TOKEN")
+    if from_env:
+        return from_env
+    path = data_dir / READ_TOKEN_FILE
+    if not path.exists():
+        return None
+    return secretfile.read(path, "read token") or None
+
+
 def parse_duration(value: str) -> float:
     """``7d``, ``12h``, ``30m`` or ``90s`` (or plain seconds) in seconds, or ``ValueError``."""
     units = {"d": 86400, "h": 3600, "m": 60, "s": 1}

@@ -26,7 +26,8 @@ from agent.kubeclient import Connection, KubeClient
 from agent.push import HttpSink
 from agent.runner import Runner
 from kube.tasks import STOP_TIMEOUT_S, stop_tasks
-from kubepedia.config import read_admin_token
+from kubepedia import tls
+from kubepedia.config import ensure_read_token, read_admin_token
 from kubepedia.kubeconfig import document
 from kubepedia.serve import ServeConfig, running, stop_on_signals
 from kubesim.kubeconfig import kubeconfig as sim_kubeconfig
@@ -136,7 +137,14 @@ async def demo(config: ServeConfig) -> None:
         churn = [asyncio.create_task(LoadGenerator(sim.url, rate=CHURN_PER_S, seed=i).run(duration=10**9))
                  for i, sim in enumerate(sims.values())]
         kubeconfig = config.data_dir / "kubeconfig"
-        kubeconfig.write_text(yaml.safe_dump(document(server.api, list(sims)), sort_keys=False))
+        # The data dir's read token: the demo's kubeconfig reads everything, as before.
+        read_token = ensure_read_token(config.data_dir)
+        kubeconfig.touch(mode=0o600)
+        kubeconfig.chmod(0o600)  # it holds a token
+        ca = tls.certificate_pem(tls.ensure_certificate(config.data_dir, config.api_listen[0])) \
+            if server.api.startswith("https:") and config.api_tls_cert is None else None
+        doc = document(server.api, list(sims), token=read_token, ca=ca)
+        kubeconfig.write_text(yaml.safe_dump(doc, sort_keys=False))
         print(_instructions(kubeconfig, list(sims)), flush=True)
         try:
             await stop.wait()

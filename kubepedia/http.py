@@ -10,11 +10,13 @@ and values from member clusters.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import sys
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -22,6 +24,8 @@ import orjson
 
 from agent.errors import connection_problem
 from agent.logs import printable
+from kubepedia.config import default_data_dir, read_api_token
+from kubepedia.tls import TLS_FILE, certificate_pem, client_context
 
 READ_API = "kubepedia read API"
 JSON = dict[str, Any]
@@ -41,6 +45,7 @@ class Server:
     name: str = READ_API
     role: str = READ_API
     headers: Mapping[str, str] = field(default_factory=dict)
+    ssl: Any = None  # aiohttp's: None for the default checks, or an SSLContext
 
 
 @dataclass(frozen=True)
@@ -59,13 +64,46 @@ async def call(server: Server, method: str, path: str, *, params: Mapping[str, s
         headers["Content-Type"] = "application/json"
     try:
         async with aiohttp.ClientSession() as session, session.request(
-                method, url, params=params, headers=headers,
+                method, url, params=params, headers=headers, ssl=server.ssl,
                 data=orjson.dumps(body) if body is not None else None) as resp:
             return Answer(resp.status, await resp.read())
     except (aiohttp.ClientError, TimeoutError) as exc:
         log.debug("%s %s failed: %r", method, url, exc)
         problem = connection_problem(exc)
         raise CommandError(f"cannot reach the {server.name} at {server.url}: {problem}") from exc
+
+
+def add_read_api_arguments(parser: argparse.ArgumentParser, *, default_server: str) -> None:
+    """``--server`` and ``--token`` for a command that calls the read API."""
+    parser.add_argument("--server", default=default_server,
+                        help=f"the read API's URL (default {default_server})")
+    parser.add_argument("--token", default=None,
+                        help="bearer token for the read API (default: $KUBEPEDIA_TOKEN, else the "
+                             "read token in the data dir)")
+    parser.add_argument("--certificate-authority", type=Path, default=None,
+                        help="the read API's CA (PEM; default: the certificate in the data dir)")
+
+
+def read_api(args: argparse.Namespace) -> Server:
+    """The read API a command's ``--server`` names, called with its token."""
+    token = read_api_token(default_data_dir(), getattr(args, "token", None))
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    ca = read_api_ca(args)
+    return Server(url=args.server, headers=headers, ssl=client_context(ca) if ca is not None else None)
+
+
+def read_api_ca(args: argparse.Namespace) -> bytes | None:
+    """The CA to trust for an https read API: ``--certificate-authority``, else the data dir's
+    certificate (what ``kubepedia serve`` made) when there is one."""
+    if not str(args.server).startswith("https:"):
+        return None
+    path = args.certificate_authority or default_data_dir() / TLS_FILE
+    if args.certificate_authority is None and not path.exists():
+        return None
+    try:
+        return certificate_pem(path)
+    except (OSError, ValueError) as exc:
+        raise CommandError(f"cannot read the read API's certificate {path}: {exc}") from exc
 
 
 def document(server: Server, answer: Answer) -> JSON:

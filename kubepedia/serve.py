@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import AsyncIterator
+import ssl
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,8 +14,13 @@ from typing import Any
 
 from aiohttp import web
 
+from agent.kubeclient import load_connection
+from apiserver.access import Access, CombinedGrants, GrantsFile, GrantsSource
 from apiserver.app import build_app as build_api_app
-from kubepedia.config import ensure_admin_token
+from apiserver.auth import Authenticator, StaticTokens, TokenFile, TokenReviewer
+from apiserver.grants import User, everything_for
+from kubepedia import tls
+from kubepedia.config import ensure_admin_token, ensure_read_token
 from syncer import datadir, embedded, registry, secretbox
 from syncer.admin import build_admin_app
 from syncer.db import connect, describe
@@ -36,6 +42,13 @@ class ServeConfig:
     secret_key_file: Path | None = None  # default: secret.keys in the data dir
     allow_kubeconfig_exec: bool = False
     change_log_retention_s: float = 7 * 24 * 3600.0
+    token_file: Path | None = None  # the read API's callers (kube-apiserver's token file format)
+    grants_file: Path | None = None  # what they may read (apiserver.grants)
+    token_review_kubeconfig: Path | None = None  # a host cluster that reviews other tokens
+    anonymous_read: bool = False  # requests without a token read as system:anonymous
+    api_plain_http: bool = False  # the read API without TLS (kubectl then sends no token)
+    api_tls_cert: Path | None = None  # default: a self-signed one made in the data dir
+    api_tls_key: Path | None = None  # default: in the certificate's file
 
     @property
     def key_file(self) -> Path:
@@ -88,6 +101,28 @@ async def prepare_store(url: str, kubeconfigs: Kubeconfigs) -> None:
     log.info("store ready", extra={"database": describe(url), "schema_was": before})
 
 
+# The data dir's read token: every object of every cluster, Secrets included (whoever can
+# read the data dir can read the database too).
+READ_ALL = User(name="kubepedia:read-all")
+
+
+def read_access(config: ServeConfig) -> Access:
+    """Who may call the read API and what each may read: the data dir's read token (all of
+    it), the token file's and the host cluster's users (what the grants file gives them)
+    and, with ``anonymous_read``, callers without a token (what it gives system:anonymous)."""
+    authenticators: list[Authenticator] = [StaticTokens({ensure_read_token(config.data_dir): READ_ALL})]
+    if config.token_file is not None:
+        authenticators.append(TokenFile(config.token_file))
+    if config.token_review_kubeconfig is not None:
+        host = load_connection(kubeconfig=str(config.token_review_kubeconfig))
+        authenticators.append(TokenReviewer(server=host.server, ssl=host.ssl, auth_headers=host.auth_headers))
+    sources: list[GrantsSource] = [everything_for([READ_ALL.name])]
+    if config.grants_file is not None:
+        sources.append(GrantsFile(config.grants_file))
+    return Access(authenticators=authenticators, grants=CombinedGrants(*sources),
+                  anonymous=config.anonymous_read)
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Running:
     """A running server: its database and the URLs its listeners are bound to."""
@@ -98,18 +133,28 @@ class Running:
     api: str
 
 
+def api_tls(config: ServeConfig) -> ssl.SSLContext | None:
+    """The read API's TLS context (see ``kubepedia.tls``), None for plain HTTP."""
+    if config.api_plain_http:
+        return None
+    if config.api_tls_cert is not None:
+        return tls.server_context(config.api_tls_cert, config.api_tls_key)
+    return tls.server_context(tls.ensure_certificate(config.data_dir, config.api_listen[0]))
+
+
 async def _start_site(stack: AsyncExitStack, app: web.Application, listen: tuple[str, int],
-                      what: str, **settings: Any) -> str:
+                      what: str, *, ssl_context: ssl.SSLContext | None = None,
+                      settings: Mapping[str, Any] | None = None) -> str:
     """Serve ``app``; returns the bound URL (with port 0 the kernel picks the port)."""
-    runner = web.AppRunner(app, handle_signals=False, **settings)
+    runner = web.AppRunner(app, handle_signals=False, **(settings or {}))
     await runner.setup()
     stack.push_async_callback(runner.cleanup)
-    site = web.TCPSite(runner, listen[0], listen[1])
+    site = web.TCPSite(runner, listen[0], listen[1], ssl_context=ssl_context)
     await site.start()
     host, port = runner.addresses[0][:2]
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     log.info("listening", extra={"listener": what, "address": address})
-    return f"http://{address}"
+    return f"{'https' if ssl_context is not None else 'http'}://{address}"
 
 
 def stop_on_signals() -> asyncio.Event:
@@ -133,14 +178,16 @@ async def running(config: ServeConfig) -> AsyncIterator[Running]:
     """The syncer (ingest, admin) and the read API, for the block."""
     make_data_dir(config)
     kubeconfigs = open_kubeconfigs(config)
+    access = read_access(config)  # a bad token or grants file stops the start here
     async with database(config) as url, AsyncExitStack() as stack:
         await prepare_store(url, kubeconfigs)
         ingest = build_ingest_app(database_url=url, kubeconfigs=kubeconfigs,
                                   retention_s=config.change_log_retention_s)
         ingest_url = await _start_site(stack, ingest, config.ingest_listen, "ingest",
-                                       **INGEST_SERVER_SETTINGS)
+                                       settings=INGEST_SERVER_SETTINGS)
         # After the ingest application, whose pool and pull manager it shares.
         admin = build_admin_app(ingest, admin_token=ensure_admin_token(config.data_dir))
         admin_url = await _start_site(stack, admin, config.admin_listen, "admin")
-        api_url = await _start_site(stack, build_api_app(database_url=url), config.api_listen, "api")
+        api = build_api_app(database_url=url, access=access)
+        api_url = await _start_site(stack, api, config.api_listen, "api", ssl_context=api_tls(config))
         yield Running(database_url=url, ingest=ingest_url, admin=admin_url, api=api_url)

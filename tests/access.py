@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import ssl
+from pathlib import Path
+
 from apiserver.access import Access
 from apiserver.auth import StaticTokens
 from apiserver.grants import User
 from apiserver.scope import EVERYTHING_SCOPE, Scope
+from kubepedia.tls import TLS_FILE, certificate_pem, client_context, self_signed, server_context
 
 TEST_TOKEN = "kubepedia-test-token-0123456789"
 TEST_USER = User(name="tester", groups=("testers",))
@@ -26,3 +30,12 @@ def granted(scope: Scope = EVERYTHING_SCOPE) -> Access:
     """Access for ``TEST_TOKEN`` (header ``AUTH``), reading ``scope`` (default: everything,
     Secrets included)."""
     return Access(authenticators=(StaticTokens({TEST_TOKEN: TEST_USER}),), grants=FixedScope(scope))
+
+
+def tls_files(directory: Path) -> tuple[Path, ssl.SSLContext, ssl.SSLContext]:
+    """A self-signed certificate for 127.0.0.1 in ``directory``: its file, a server context, and
+    a client context trusting it (kubectl sends a token to https servers only)."""
+    path = directory / TLS_FILE
+    if not path.exists():
+        path.write_bytes(self_signed("127.0.0.1"))
+    return path, server_context(path), client_context(certificate_pem(path))

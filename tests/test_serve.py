@@ -15,6 +15,7 @@ import aiohttp
 import asyncpg
 import pytest
 
+from kubepedia.tls import TLS_FILE, certificate_pem, client_context
 from syncer import secretbox
 from syncer.embedded import EmbeddedPostgres
 from tests.e2e.procs import Proc, wait_http
@@ -29,8 +30,10 @@ async def serving(data_dir: Path, log: Path, *extra: str) -> AsyncIterator[tuple
     await proc.start()
     try:
         ports = await proc.ports("api", "ingest", "admin")
-        urls = tuple(f"http://127.0.0.1:{ports[listener]}" for listener in ("api", "ingest", "admin"))
-        for url in urls:
+        urls = (f"https://127.0.0.1:{ports['api']}",
+                *(f"http://127.0.0.1:{ports[listener]}" for listener in ("ingest", "admin")))
+        await wait_http(urls[0] + "/readyz", ssl=False)  # its certificate is made at start
+        for url in urls[1:]:
             await wait_http(url + "/readyz")
         yield urls[0], urls[1], urls[2]
     finally:
@@ -40,11 +43,19 @@ async def serving(data_dir: Path, log: Path, *extra: str) -> AsyncIterator[tuple
 
 async def test_serve_on_embedded_postgres_keeps_data(embedded_data_dir: Path, tmp_path: Path) -> None:
     async with serving(embedded_data_dir, tmp_path / "serve.log") as (api, ingest, admin):
+        trusted = client_context(certificate_pem(embedded_data_dir / TLS_FILE))
         async with aiohttp.ClientSession() as session:
             for base in (api, ingest, admin):
-                async with session.get(base + "/healthz") as resp:
+                async with session.get(base + "/healthz", ssl=trusted if base == api else None) as resp:
                     assert resp.status == 200
                     assert await resp.json() == {"status": "ok"}
+            # The read API is TLS with the data dir's certificate, and wants a token: the data
+            # dir's read token reads everything.
+            async with session.get(api + "/clusters", ssl=trusted) as resp:
+                assert resp.status == 401
+            read = {"Authorization": f"Bearer {(embedded_data_dir / 'read.token').read_text().strip()}"}
+            async with session.get(api + "/clusters", ssl=trusted, headers=read) as resp:
+                assert resp.status == 200
             token = (embedded_data_dir / "admin.token").read_text().strip()
             headers = {"Authorization": f"Bearer {token}"}
             async with session.get(admin + "/admin/v1/clusters", headers=headers) as resp:

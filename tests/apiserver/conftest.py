@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -16,7 +17,7 @@ from aiohttp import web
 
 from apiserver.app import build_app
 from syncer.ingest import Store
-from tests.access import AUTH, granted
+from tests.access import AUTH, granted, tls_files
 from tests.factories import DEPLOYMENTS, NODES, PODS, pod
 from tests.serving import serve_app
 
@@ -41,11 +42,14 @@ class Api:
 
 
 @contextlib.asynccontextmanager
-async def serving(app: web.Application) -> AsyncIterator[Api]:
-    """``app`` on a real port, with a client session for it."""
-    runner, url = await serve_app(app)
+async def serving(app: web.Application, *, tls: Path | None = None) -> AsyncIterator[Api]:
+    """``app`` on a real port, with a client session for it that carries the test token
+    (with ``tls``, a directory for a certificate: over https, which kubectl needs to send it)."""
+    server, client = (tls_files(tls)[1:] if tls is not None else (None, None))
+    runner, url = await serve_app(app, ssl_context=server)
     try:
-        async with aiohttp.ClientSession(headers=AUTH) as session:
+        connector = aiohttp.TCPConnector(ssl=client) if client is not None else None
+        async with aiohttp.ClientSession(headers=AUTH, connector=connector) as session:
             yield Api(url=url, session=session)
     finally:
         await runner.cleanup()
@@ -81,6 +85,13 @@ async def watching(api: Api, path: str, headers: dict[str, str] | None = None,
 
 async def next_events(queue: asyncio.Queue[dict[str, Any]], n: int) -> list[dict[str, Any]]:
     return [await asyncio.wait_for(queue.get(), 30) for _ in range(n)]
+
+
+@pytest_asyncio.fixture
+async def tls_api(db_url: str, tmp_path: Path) -> AsyncIterator[Api]:
+    """The API over https (its certificate in ``tmp_path``), for kubectl."""
+    async with serving(build_app(database_url=db_url, access=granted()), tls=tmp_path) as served:
+        yield served
 
 
 @pytest_asyncio.fixture

@@ -23,10 +23,11 @@ from agent.runner import Runner
 from agent.selection import Selection
 from apiserver.app import build_app
 from kubepedia.kubeconfig import document
+from kubepedia.tls import certificate_pem
 from kubesim.server import SimServer, running
 from syncer.ingest import Store
 from syncer.sink import StoreSink
-from tests.access import AUTH, granted
+from tests.access import AUTH, TEST_TOKEN, granted, tls_files
 from tests.serving import serve_app
 
 JSON = dict[str, Any]
@@ -74,7 +75,9 @@ async def synced(sims: dict[str, SimServer], *, db_url: str, pool: asyncpg.Pool,
     every type watches and the store holds what each cluster lists of ``counted`` (a core
     resource); then the read API on a real port, and a kubeconfig for it."""
     async with contextlib.AsyncExitStack() as stack:
-        session = await stack.enter_async_context(aiohttp.ClientSession(headers=AUTH))
+        cert, server_tls, client_tls = tls_files(tmp)  # kubectl sends its token over https only
+        session = await stack.enter_async_context(
+            aiohttp.ClientSession(headers=AUTH, connector=aiohttp.TCPConnector(ssl=client_tls)))
         tasks = []
         for name, sim in sims.items():
             await pool.execute("INSERT INTO clusters (name, mode) VALUES ($1, 'push')", name)
@@ -85,8 +88,10 @@ async def synced(sims: dict[str, SimServer], *, db_url: str, pool: asyncpg.Pool,
         try:
             fleet = Fleet(sims=sims, api="", kubeconfig=tmp / "kubeconfig", session=session, pool=pool)
             await _until_synced(fleet, counted=counted)
-            api_runner, fleet.api = await serve_app(build_app(database_url=db_url, access=granted()))
-            fleet.kubeconfig.write_text(yaml.safe_dump(document(fleet.api, sorted(sims))))
+            api_runner, fleet.api = await serve_app(build_app(database_url=db_url, access=granted()),
+                                                    ssl_context=server_tls)
+            doc = document(fleet.api, sorted(sims), token=TEST_TOKEN, ca=certificate_pem(cert))
+            fleet.kubeconfig.write_text(yaml.safe_dump(doc))
             try:
                 yield fleet
             finally:

@@ -28,8 +28,9 @@ from kube.resources import ResourceType
 from kube.selectors import parse_label_selector
 from kube.status import StatusError
 from kubepedia.kubeconfig import document
+from kubepedia.tls import TLS_FILE, certificate_pem
 from syncer.ingest import Store
-from tests.access import granted
+from tests.access import TEST_TOKEN, granted
 from tests.apiserver.conftest import Api, serving
 from tests.apiserver.test_openapi import _answers_as_documented
 
@@ -554,9 +555,11 @@ async def test_a_page_is_read_in_index_order(big: asyncpg.Pool) -> None:
 # -- kubectl --------------------------------------------------------------------------------------
 
 @pytest.mark.skipif(not shutil.which("kubectl"), reason="no kubectl on this machine")
-async def test_kubectl_gets_collections(api: Api, loaded: None, tmp_path: Path) -> None:
+async def test_kubectl_gets_collections(tls_api: Api, loaded: None, tmp_path: Path) -> None:
+    api = tls_api
     kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump(document(api.url, list(CLUSTERS))))
+    ca = certificate_pem(tmp_path / TLS_FILE)
+    kubeconfig.write_text(yaml.safe_dump(document(api.url, list(CLUSTERS), token=TEST_TOKEN, ca=ca)))
 
     async def kubectl(*args: str) -> str:
         result = await asyncio.to_thread(subprocess.run, ["kubectl", "--kubeconfig", str(kubeconfig), *args],

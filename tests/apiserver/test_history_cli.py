@@ -6,6 +6,7 @@ import asyncio
 import csv
 import io
 import json
+import os
 import subprocess
 import sys
 from typing import Any
@@ -14,6 +15,7 @@ import asyncpg
 
 from apiserver.times import rfc3339
 from syncer.ingest import Store
+from tests.access import TEST_TOKEN
 from tests.apiserver.conftest import Api
 from tests.factories import PODS, event
 
@@ -22,7 +24,8 @@ Synced = dict[str, list[dict[str, Any]]]
 
 async def _kubepedia(*args: str) -> subprocess.CompletedProcess[str]:
     return await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "kubepedia", "history", *args],
-                                   capture_output=True, text=True, timeout=120, check=False)
+                                   capture_output=True, text=True, timeout=120, check=False,
+                                   env={**os.environ, "KUBEPEDIA_TOKEN": TEST_TOKEN})
 
 
 async def _changed(pool: asyncpg.Pool, filled: Synced) -> tuple[dict[str, Any], str]:

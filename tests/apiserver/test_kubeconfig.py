@@ -10,6 +10,8 @@ from typing import Any
 
 import yaml
 
+from kubepedia.tls import TLS_FILE
+from tests.access import TEST_TOKEN
 from tests.apiserver.conftest import CLUSTERS, Api
 
 
@@ -22,10 +24,14 @@ async def test_clusters_endpoint(api: Api, filled: dict[str, Any]) -> None:
     assert status == 200 and [c["name"] for c in body["items"]] == sorted(CLUSTERS)
 
 
-async def test_kubeconfig_has_a_context_per_cluster(api: Api, filled: dict[str, Any], tmp_path: Path) -> None:
-    result = await _run(sys.executable, "-m", "kubepedia", "kubeconfig", "--server", api.url)
+async def test_kubeconfig_has_a_context_per_cluster(tls_api: Api, filled: dict[str, Any],
+                                                    tmp_path: Path) -> None:
+    api = tls_api
+    result = await _run(sys.executable, "-m", "kubepedia", "kubeconfig", "--server", api.url,
+                        "--token", TEST_TOKEN, "--certificate-authority", str(tmp_path / TLS_FILE))
     assert result.returncode == 0, result.stderr
     doc = yaml.safe_load(result.stdout)
+    assert doc["users"] == [{"name": "kubepedia", "user": {"token": TEST_TOKEN}}]
     assert doc["current-context"] == "kubepedia"
     assert {c["name"] for c in doc["contexts"]} == {"kubepedia", *(f"kubepedia-{c}" for c in CLUSTERS)}
     path = tmp_path / "kubeconfig"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import os
 import sys
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import orjson
 import pytest_asyncio
 
 from kubepedia.report import ascii_json, table
+from tests.access import TEST_TOKEN
 from tests.apiserver.conftest import Api
 from tests.apiserver.reporting import Synced, expected_pods, fill_reports
 
@@ -27,6 +29,7 @@ async def synced(pool: asyncpg.Pool) -> Synced:
 async def kubepedia(*args: str) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "kubepedia", "report", *args, cwd=ROOT,
+        env={**os.environ, "KUBEPEDIA_TOKEN": TEST_TOKEN},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode is not None

@@ -92,12 +92,12 @@ class Proc:
         return await self.reported(all_reported, what=f"its {', '.join(listeners)} ports")
 
 
-async def wait_http(url: str, *, within: float = 60.0) -> None:
+async def wait_http(url: str, *, within: float = 60.0, ssl: Any = None) -> None:
     deadline = asyncio.get_running_loop().time() + within
     async with aiohttp.ClientSession() as session:
         while True:
             with contextlib.suppress(aiohttp.ClientError, OSError):
-                async with session.get(url) as resp:
+                async with session.get(url, ssl=ssl) as resp:
                     if resp.status == 200:
                         return
             if asyncio.get_running_loop().time() > deadline:
