@@ -139,8 +139,10 @@ def access_ctx(access: Access) -> Callable[[web.Application], AsyncIterator[None
 def authorize(request: web.Request, *, verb: str, rtype: ResourceType, namespace: str | None,
               cluster: str | None, name: str | None = None) -> None:
     """A 403 unless the grant allows some object of the type where the path points."""
+    # A cluster-scoped type is in namespace "": only rules over every namespace reach it.
+    where_in = namespace if rtype.namespaced else ""
     if scope_of(request).may_read_some(group=rtype.group, resource=rtype.resource,
-                                                       namespace=namespace, cluster=cluster):
+                                       namespace=where_in, cluster=cluster):
         return
     user = request.get(USER, ANONYMOUS).name
     what = rtype.resource if name is None else f'{rtype.resource} "{name}"'
