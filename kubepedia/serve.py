@@ -14,7 +14,7 @@ import asyncio
 import logging
 import signal
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,9 +126,10 @@ class Running:
 
 
 async def _start_site(stack: AsyncExitStack, app: web.Application, listen: tuple[str, int],
-                      what: str, tls: ssl.SSLContext | None = None, **settings: Any) -> str:
+                      what: str, *, tls: ssl.SSLContext | None = None,
+                      settings: Mapping[str, Any] | None = None) -> str:
     """Serve ``app``; returns the bound URL (with port 0 the kernel picks the port)."""
-    runner = web.AppRunner(app, handle_signals=False, **settings)
+    runner = web.AppRunner(app, handle_signals=False, **(settings or {}))
     await runner.setup()
     stack.push_async_callback(runner.cleanup)
     site = web.TCPSite(runner, listen[0], listen[1], ssl_context=tls)
@@ -186,7 +187,8 @@ async def _start_syncer(stack: AsyncExitStack, config: ServeConfig, url: str,
                         kubeconfigs: Kubeconfigs) -> dict[str, str]:
     ingest = build_ingest_app(database_url=url, kubeconfigs=kubeconfigs,
                               retention_s=config.change_log_retention_s)
-    ingest_url = await _start_site(stack, ingest, config.ingest_listen, "ingest", **INGEST_SERVER_SETTINGS)
+    ingest_url = await _start_site(stack, ingest, config.ingest_listen, "ingest",
+                                     settings=INGEST_SERVER_SETTINGS)
     # After the ingest application, whose pool and pull manager it shares.
     admin = build_admin_app(ingest, admin_token=ensure_admin_token(config.data_dir))
     admin_url = await _start_site(stack, admin, config.admin_listen, "admin")
