@@ -51,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     for name, summary in (("serve", "run the syncer and the read API"),
                           ("demo", "run three simulated clusters, synced and served, for kubectl")):
         _serve_options(sub.add_parser(name, help=summary))
+    _role_options(sub.choices["serve"])
     clusters.add_parser(sub)
     kubeconfig.add_parser(sub)
     keys.add_parser(sub)
@@ -77,11 +78,29 @@ def _serve_options(serve: argparse.ArgumentParser) -> None:
                             "on this machine (only if everyone holding the admin token may run code here)")
 
 
+def _role_options(serve: argparse.ArgumentParser) -> None:
+    from kubepedia.serve import ROLES
+
+    serve.add_argument("--role", choices=ROLES, default="all",
+                       help="what this process runs: the read API, the syncer (ingest and admin "
+                            "listeners, pull mode), or both (default %(default)s)")
+    serve.add_argument("--api-tls-cert", type=Path, metavar="PEM",
+                       help="serve the read API over HTTPS with this certificate chain (with --api-tls-key)")
+    serve.add_argument("--api-tls-key", type=Path, metavar="PEM", help="the key of --api-tls-cert")
+
+
+def _api_tls(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[Path, Path] | None:
+    cert, key = getattr(args, "api_tls_cert", None), getattr(args, "api_tls_key", None)
+    if (cert is None) != (key is None):
+        parser.error("--api-tls-cert and --api-tls-key go together")
+    return None if cert is None or key is None else (cert, key)
+
+
 def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
 
 
-def _run_serve(args: argparse.Namespace) -> int:
+def _run_serve(args: argparse.Namespace, *, api_tls: tuple[Path, Path] | None) -> int:
     from kubepedia.demo import DemoError, demo
     from kubepedia.serve import ServeConfig, serve
 
@@ -89,7 +108,8 @@ def _run_serve(args: argparse.Namespace) -> int:
                          api_listen=args.api_listen, ingest_listen=args.ingest_listen,
                          admin_listen=args.admin_listen, secret_key_file=args.secret_key_file,
                          allow_kubeconfig_exec=args.allow_kubeconfig_exec,
-                         change_log_retention_s=args.change_log_retention)
+                         change_log_retention_s=args.change_log_retention,
+                         role=getattr(args, "role", "all"), api_tls=api_tls)
     tune_gc()
     try:
         asyncio.run(demo(config) if args.command == "demo" else serve(config))
@@ -100,7 +120,8 @@ def _run_serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     setup_logging(args.log_level)
     if args.command == "kubeconfig":
         return kubeconfig.run(args)
@@ -113,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "report":
         return report.run(args)
     try:
-        return _run_serve(args)
+        return _run_serve(args, api_tls=_api_tls(parser, args))
     except (DatabaseUnreachable, SchemaTooNew, EmbeddedError, SecretBoxError, RegistryError,
             OSError) as exc:  # OSError: address in use
         print(f"kubepedia: {exc}", file=sys.stderr)

@@ -1,15 +1,24 @@
-"""``kubepedia serve``: the syncer's ingest and admin listeners and the read API in one process."""
+"""``kubepedia serve``: the syncer's ingest and admin listeners and the read API in one process,
+or one of the two parts (``--role``) so that each runs as its own Deployment.
+
+The read API keeps no state of its own (every process sharing a database accepts the others'
+continue tokens, and watches follow the change log), so it runs with any number of replicas.
+The syncer holds the key file and the admin token; pull mode's ownership locks decide which
+of its replicas syncs which cluster. An API-only process needs neither: it opens no key file
+and writes nothing into the data dir unless the embedded PostgreSQL lives there.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import signal
-from collections.abc import AsyncIterator
+import ssl
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 
@@ -25,6 +34,9 @@ from syncer.server import build_app as build_ingest_app
 
 log = logging.getLogger(__name__)
 
+Role = Literal["all", "api", "syncer"]
+ROLES: tuple[Role, ...] = ("all", "api", "syncer")
+
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ServeConfig:
@@ -36,6 +48,18 @@ class ServeConfig:
     secret_key_file: Path | None = None  # default: secret.keys in the data dir
     allow_kubeconfig_exec: bool = False
     change_log_retention_s: float = 7 * 24 * 3600.0
+    role: Role = "all"
+    # The API listener's certificate chain and key (PEM): a host cluster's kube-apiserver
+    # reaches an aggregated API over HTTPS only.
+    api_tls: tuple[Path, Path] | None = None
+
+    @property
+    def runs_api(self) -> bool:
+        return self.role in ("all", "api")
+
+    @property
+    def runs_syncer(self) -> bool:
+        return self.role in ("all", "syncer")
 
     @property
     def key_file(self) -> Path:
@@ -76,40 +100,53 @@ def open_kubeconfigs(config: ServeConfig) -> Kubeconfigs:
     return kubeconfigs
 
 
-async def prepare_store(url: str, kubeconfigs: Kubeconfigs) -> None:
+async def prepare_store(url: str, kubeconfigs: Kubeconfigs | None) -> None:
+    """Migrate (serialized by the migration lock, so replicas may start together); with
+    ``kubeconfigs`` (the syncer), seal stored kubeconfigs still in clear."""
     conn = await connect(url)
     try:
         before = await migrate(conn)
-        sealed = await registry.prepare_kubeconfigs(conn, kubeconfigs)
+        sealed = None if kubeconfigs is None else await registry.prepare_kubeconfigs(conn, kubeconfigs)
     finally:
         await conn.close()
-    if sealed.resealed:
+    if sealed is not None and sealed.resealed:
         log.info("kubeconfigs stored in clear are now sealed", extra={"clusters": sealed.resealed})
     log.info("store ready", extra={"database": describe(url), "schema_was": before})
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Running:
-    """A running server: its database and the URLs its listeners are bound to."""
+    """A running server: its database and the URLs its listeners are bound to ("" for a
+    listener its role does not run)."""
 
     database_url: str
-    ingest: str
-    admin: str
-    api: str
+    ingest: str = ""
+    admin: str = ""
+    api: str = ""
 
 
 async def _start_site(stack: AsyncExitStack, app: web.Application, listen: tuple[str, int],
-                      what: str, **settings: Any) -> str:
+                      what: str, *, tls: ssl.SSLContext | None = None,
+                      settings: Mapping[str, Any] | None = None) -> str:
     """Serve ``app``; returns the bound URL (with port 0 the kernel picks the port)."""
-    runner = web.AppRunner(app, handle_signals=False, **settings)
+    runner = web.AppRunner(app, handle_signals=False, **(settings or {}))
     await runner.setup()
     stack.push_async_callback(runner.cleanup)
-    site = web.TCPSite(runner, listen[0], listen[1])
+    site = web.TCPSite(runner, listen[0], listen[1], ssl_context=tls)
     await site.start()
     host, port = runner.addresses[0][:2]
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     log.info("listening", extra={"listener": what, "address": address})
-    return f"http://{address}"
+    return f"{'https' if tls else 'http'}://{address}"
+
+
+def server_tls(files: tuple[Path, Path] | None) -> ssl.SSLContext | None:
+    """A server context from a PEM chain and key; read at start, so a bad pair stops it."""
+    if files is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certfile=files[0], keyfile=files[1])
+    return context
 
 
 def stop_on_signals() -> asyncio.Event:
@@ -130,17 +167,29 @@ async def serve(config: ServeConfig) -> None:
 
 @asynccontextmanager
 async def running(config: ServeConfig) -> AsyncIterator[Running]:
-    """The syncer (ingest, admin) and the read API, for the block."""
-    make_data_dir(config)
-    kubeconfigs = open_kubeconfigs(config)
+    """What the role runs, for the block: the syncer (ingest, admin), the read API, or both."""
+    tls = server_tls(config.api_tls) if config.runs_api else None
+    if config.runs_syncer or config.embedded_server:
+        make_data_dir(config)
+    kubeconfigs = open_kubeconfigs(config) if config.runs_syncer else None
     async with database(config) as url, AsyncExitStack() as stack:
         await prepare_store(url, kubeconfigs)
-        ingest = build_ingest_app(database_url=url, kubeconfigs=kubeconfigs,
-                                  retention_s=config.change_log_retention_s)
-        ingest_url = await _start_site(stack, ingest, config.ingest_listen, "ingest",
-                                       **INGEST_SERVER_SETTINGS)
-        # After the ingest application, whose pool and pull manager it shares.
-        admin = build_admin_app(ingest, admin_token=ensure_admin_token(config.data_dir))
-        admin_url = await _start_site(stack, admin, config.admin_listen, "admin")
-        api_url = await _start_site(stack, build_api_app(database_url=url), config.api_listen, "api")
-        yield Running(database_url=url, ingest=ingest_url, admin=admin_url, api=api_url)
+        urls: dict[str, str] = {}
+        if kubeconfigs is not None:
+            urls.update(await _start_syncer(stack, config, url, kubeconfigs))
+        if config.runs_api:
+            urls["api"] = await _start_site(stack, build_api_app(database_url=url), config.api_listen,
+                                            "api", tls=tls)
+        yield Running(database_url=url, **urls)
+
+
+async def _start_syncer(stack: AsyncExitStack, config: ServeConfig, url: str,
+                        kubeconfigs: Kubeconfigs) -> dict[str, str]:
+    ingest = build_ingest_app(database_url=url, kubeconfigs=kubeconfigs,
+                              retention_s=config.change_log_retention_s)
+    ingest_url = await _start_site(stack, ingest, config.ingest_listen, "ingest",
+                                     settings=INGEST_SERVER_SETTINGS)
+    # After the ingest application, whose pool and pull manager it shares.
+    admin = build_admin_app(ingest, admin_token=ensure_admin_token(config.data_dir))
+    admin_url = await _start_site(stack, admin, config.admin_listen, "admin")
+    return {"ingest": ingest_url, "admin": admin_url}
