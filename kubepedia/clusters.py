@@ -1,4 +1,4 @@
-"""``kubepedia cluster add|list|remove``: the registry, through the running server."""
+"""``kubepedia cluster add|list|remove|rotate-token``: the registry, through the running server."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from urllib.parse import quote
 import yaml
 
 from agent.logs import printable
-from kubepedia.config import DEFAULT_SERVER, default_data_dir, read_admin_token
+from kubepedia.config import DEFAULT_SERVER, default_data_dir, parse_duration, read_admin_token
 from kubepedia.http import JSON, CommandError, Server, call, document, run_command
 from syncer.secretfile import SecretFileError
 
@@ -46,6 +46,13 @@ def add_parser(sub: Any) -> None:
     remove = verbs.add_parser("remove", help="unregister a cluster and delete all its objects")
     remove.add_argument("name")
     _connection_options(remove)
+    rotate = verbs.add_parser("rotate-token", help="a new agent token for a push cluster (shown once)")
+    rotate.add_argument("name")
+    rotate.add_argument("--grace", type=_grace, default=None, metavar="DURATION",
+                        help="how long the current token keeps working, so that the agent can be "
+                             "switched without a gap (default 1h; 0: it stops at once, for a leaked "
+                             "token; at most 30d)")
+    _connection_options(rotate)
 
 
 def _connection_options(parser: argparse.ArgumentParser, **defaults: Any) -> None:
@@ -57,6 +64,15 @@ def _connection_options(parser: argparse.ArgumentParser, **defaults: Any) -> Non
     parser.add_argument("--server", default=server, help=f"the server's admin URL (default {DEFAULT_SERVER})")
     parser.add_argument("--data-dir", type=Path, default=data_dir,
                         help="where the local server keeps its admin token")
+
+
+def _grace(value: str) -> float:
+    if value.strip() in ("0", "0s"):
+        return 0.0
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def flatten_kubeconfig(path: Path, *, context: str | None) -> str:
@@ -136,6 +152,8 @@ def run(args: argparse.Namespace) -> int:
 async def _run(args: argparse.Namespace) -> str:
     if args.verb == "add":
         return await _add(args)
+    if args.verb == "rotate-token":
+        return await _rotate(args)
     if args.verb == "remove":
         result = await _call(args, "DELETE", f"/admin/v1/clusters/{quote(args.name, safe='')}")
         return f"cluster {result['name']} removed ({result['deleted']} objects deleted)"
@@ -166,6 +184,15 @@ async def _add(args: argparse.Namespace) -> str:
     if result.get("token"):
         return f"cluster {args.name} registered (push). Agent token, shown once:\n{result['token']}"
     return f"cluster {args.name} registered (pull); a syncer will start syncing it within seconds"
+
+
+async def _rotate(args: argparse.Namespace) -> str:
+    body = {"graceSeconds": args.grace} if args.grace is not None else {}
+    result = await _call(args, "POST", f"/admin/v1/clusters/{quote(args.name, safe='')}/token", body)
+    expires = result.get("previousTokenExpiresAt")
+    until = (f"the previous token works until {expires}: switch the agent to the new one before then"
+             if expires else "the previous token no longer works")
+    return f"cluster {args.name}: new agent token, shown once ({until}):\n{result['token']}"
 
 
 def _label(text: str) -> tuple[str, str]:
