@@ -12,6 +12,7 @@ from urllib.parse import quote
 import yaml
 
 from agent.logs import printable
+from agent.tls import TlsError, client_context
 from kubepedia.config import DEFAULT_SERVER, default_data_dir, parse_duration, read_admin_token
 from kubepedia.http import JSON, CommandError, Server, call, document, run_command
 from syncer.secretfile import SecretFileError
@@ -24,7 +25,7 @@ _FILE_FIELDS = {"certificate-authority": "certificate-authority-data",
 
 def add_parser(sub: Any) -> None:
     cluster = sub.add_parser("cluster", help="register, list and remove member clusters")
-    _connection_options(cluster, server=None, data_dir=default_data_dir())
+    _connection_options(cluster, server=None, data_dir=default_data_dir(), ca=None)
     verbs = cluster.add_subparsers(dest="verb", required=True)
     add = verbs.add_parser("add", help="register a cluster")
     _connection_options(add)
@@ -61,9 +62,13 @@ def _connection_options(parser: argparse.ArgumentParser, **defaults: Any) -> Non
     before the verb)."""
     server = defaults.get("server", argparse.SUPPRESS)
     data_dir = defaults.get("data_dir", argparse.SUPPRESS)
+    ca = defaults.get("ca", argparse.SUPPRESS)
     parser.add_argument("--server", default=server, help=f"the server's admin URL (default {DEFAULT_SERVER})")
     parser.add_argument("--data-dir", type=Path, default=data_dir,
                         help="where the local server keeps its admin token")
+    parser.add_argument("--ca", type=Path, default=ca, metavar="FILE",
+                        help="PEM CA that signed the admin listener's certificate, for an https "
+                             "--server (default: the system's trust store)")
 
 
 def _grace(value: str) -> float:
@@ -136,8 +141,13 @@ def _admin(args: argparse.Namespace) -> Server:
     if token is None:
         raise CommandError(f"no admin token: set KUBEPEDIA_ADMIN_TOKEN or use --data-dir of the server "
                            f"(looked in {args.data_dir})")
-    return Server(url=(args.server or DEFAULT_SERVER).rstrip("/"), name="kubepedia server",
-                  role="kubepedia admin listener", headers={"Authorization": f"Bearer {token}"})
+    url = (args.server or DEFAULT_SERVER).rstrip("/")
+    try:
+        verify = client_context(url, ca=args.ca, ca_flag="--ca")
+    except TlsError as exc:
+        raise CommandError(str(exc)) from exc
+    return Server(url=url, name="kubepedia server", role="kubepedia admin listener",
+                  headers={"Authorization": f"Bearer {token}"}, ssl=verify)
 
 
 async def _call(args: argparse.Namespace, method: str, path: str, body: Any = None) -> JSON:

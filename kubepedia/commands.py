@@ -21,6 +21,7 @@ from kubepedia.config import (
     parse_duration,
     parse_listen,
 )
+from kubepedia.tls import TlsError, tls_files
 from syncer.db import DatabaseUnreachable
 from syncer.embedded import EmbeddedError
 from syncer.migrations import SchemaTooNew
@@ -48,9 +49,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default=os.environ.get("KUBEPEDIA_LOG_LEVEL", "info"),
                         choices=["debug", "info", "warning", "error"])
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, summary in (("serve", "run the syncer and the read API"),
-                          ("demo", "run three simulated clusters, synced and served, for kubectl")):
-        _serve_options(sub.add_parser(name, help=summary))
+    serve = sub.add_parser("serve", help="run the syncer and the read API")
+    _serve_options(serve)
+    _tls_options(serve)
+    demo = sub.add_parser("demo", help="run three simulated clusters, synced and served, for kubectl")
+    _serve_options(demo)
     clusters.add_parser(sub)
     kubeconfig.add_parser(sub)
     keys.add_parser(sub)
@@ -77,6 +80,17 @@ def _serve_options(serve: argparse.ArgumentParser) -> None:
                             "on this machine (only if everyone holding the admin token may run code here)")
 
 
+def _tls_options(serve: argparse.ArgumentParser) -> None:
+    tls = serve.add_argument_group("TLS (every listener; see docs/tls.md)")
+    tls.add_argument("--tls-cert", type=Path, default=None, metavar="FILE",
+                     help="serve HTTPS with this PEM certificate (then any intermediates)")
+    tls.add_argument("--tls-key", type=Path, default=None, metavar="FILE",
+                     help="the certificate's PEM private key, unencrypted")
+    tls.add_argument("--client-ca", type=Path, default=None, metavar="FILE",
+                     help="verify client certificates against this PEM CA: required by the read "
+                          "API, optional beside the tokens of the ingest and admin listeners")
+
+
 def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
 
@@ -85,11 +99,13 @@ def _run_serve(args: argparse.Namespace) -> int:
     from kubepedia.demo import DemoError, demo
     from kubepedia.serve import ServeConfig, serve
 
+    tls = tls_files(cert=getattr(args, "tls_cert", None), key=getattr(args, "tls_key", None),
+                    client_ca=getattr(args, "client_ca", None))
     config = ServeConfig(database_url=args.database_url, data_dir=args.data_dir,
                          api_listen=args.api_listen, ingest_listen=args.ingest_listen,
                          admin_listen=args.admin_listen, secret_key_file=args.secret_key_file,
                          allow_kubeconfig_exec=args.allow_kubeconfig_exec,
-                         change_log_retention_s=args.change_log_retention)
+                         change_log_retention_s=args.change_log_retention, tls=tls)
     tune_gc()
     try:
         asyncio.run(demo(config) if args.command == "demo" else serve(config))
@@ -115,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _run_serve(args)
     except (DatabaseUnreachable, SchemaTooNew, EmbeddedError, SecretBoxError, RegistryError,
-            OSError) as exc:  # OSError: address in use
+            TlsError, OSError) as exc:  # OSError: address in use
         print(f"kubepedia: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import sys
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
@@ -41,6 +42,8 @@ class Server:
     name: str = READ_API
     role: str = READ_API
     headers: Mapping[str, str] = field(default_factory=dict)
+    # How an https server is verified (``agent.tls.client_context``): True is the system's trust store.
+    ssl: ssl.SSLContext | bool = True
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,8 @@ async def call(server: Server, method: str, path: str, *, params: Mapping[str, s
     if body is not None:
         headers["Content-Type"] = "application/json"
     try:
-        async with aiohttp.ClientSession() as session, session.request(
+        connector = aiohttp.TCPConnector(ssl=server.ssl)
+        async with aiohttp.ClientSession(connector=connector) as session, session.request(
                 method, url, params=params, headers=headers,
                 data=orjson.dumps(body) if body is not None else None) as resp:
             return Answer(resp.status, await resp.read())

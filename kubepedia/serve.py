@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from aiohttp import web
 
 from apiserver.app import build_app as build_api_app
 from kubepedia.config import ensure_admin_token
+from kubepedia.tls import ServerContexts, TlsFiles, server_contexts
 from syncer import datadir, embedded, registry, secretbox
 from syncer.admin import build_admin_app
 from syncer.db import connect, describe
@@ -36,6 +38,7 @@ class ServeConfig:
     secret_key_file: Path | None = None  # default: secret.keys in the data dir
     allow_kubeconfig_exec: bool = False
     change_log_retention_s: float = 7 * 24 * 3600.0
+    tls: TlsFiles | None = None  # None: plain HTTP on every listener
 
     @property
     def key_file(self) -> Path:
@@ -99,17 +102,19 @@ class Running:
 
 
 async def _start_site(stack: AsyncExitStack, app: web.Application, listen: tuple[str, int],
-                      what: str, **settings: Any) -> str:
-    """Serve ``app``; returns the bound URL (with port 0 the kernel picks the port)."""
+                      what: str, *, tls: ssl.SSLContext | None, **settings: Any) -> str:
+    """Serve ``app`` (over TLS with ``tls``); returns the bound URL (with port 0 the kernel
+    picks the port)."""
     runner = web.AppRunner(app, handle_signals=False, **settings)
     await runner.setup()
     stack.push_async_callback(runner.cleanup)
-    site = web.TCPSite(runner, listen[0], listen[1])
+    site = web.TCPSite(runner, listen[0], listen[1], ssl_context=tls)
     await site.start()
     host, port = runner.addresses[0][:2]
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    log.info("listening", extra={"listener": what, "address": address})
-    return f"http://{address}"
+    scheme = "https" if tls is not None else "http"
+    log.info("listening", extra={"listener": what, "address": address, "scheme": scheme})
+    return f"{scheme}://{address}"
 
 
 def stop_on_signals() -> asyncio.Event:
@@ -130,17 +135,21 @@ async def serve(config: ServeConfig) -> None:
 
 @asynccontextmanager
 async def running(config: ServeConfig) -> AsyncIterator[Running]:
-    """The syncer (ingest, admin) and the read API, for the block."""
+    """The syncer (ingest, admin) and the read API, for the block. TLS files that cannot be
+    used stop the start first (``kubepedia.tls.TlsError``)."""
+    tls: ServerContexts | None = server_contexts(config.tls) if config.tls is not None else None
     make_data_dir(config)
     kubeconfigs = open_kubeconfigs(config)
     async with database(config) as url, AsyncExitStack() as stack:
         await prepare_store(url, kubeconfigs)
         ingest = build_ingest_app(database_url=url, kubeconfigs=kubeconfigs,
                                   retention_s=config.change_log_retention_s)
-        ingest_url = await _start_site(stack, ingest, config.ingest_listen, "ingest",
+        tokens = tls.tokens if tls is not None else None
+        ingest_url = await _start_site(stack, ingest, config.ingest_listen, "ingest", tls=tokens,
                                        **INGEST_SERVER_SETTINGS)
         # After the ingest application, whose pool and pull manager it shares.
         admin = build_admin_app(ingest, admin_token=ensure_admin_token(config.data_dir))
-        admin_url = await _start_site(stack, admin, config.admin_listen, "admin")
-        api_url = await _start_site(stack, build_api_app(database_url=url), config.api_listen, "api")
+        admin_url = await _start_site(stack, admin, config.admin_listen, "admin", tls=tokens)
+        api_url = await _start_site(stack, build_api_app(database_url=url), config.api_listen, "api",
+                                    tls=tls.api if tls is not None else None)
         yield Running(database_url=url, ingest=ingest_url, admin=admin_url, api=api_url)
