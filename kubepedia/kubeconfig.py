@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import argparse
 import base64
-from pathlib import Path
 from typing import Any
 
 import yaml
 
-from agent.tls import TlsError, client_context, read_pem
+from agent.tls import TlsError, read_pem
 from kubepedia.config import DEFAULT_API_SERVER
-from kubepedia.http import CommandError, Server, get_json, run_command
+from kubepedia.http import CommandError, Server, add_read_api_tls, get_json, read_api, run_command
 
 CONTEXT = "kubepedia"
 ANONYMOUS = "anonymous"  # the user name of an https kubeconfig without a client certificate
@@ -27,13 +26,7 @@ def add_parser(sub: Any) -> None:
     parser = sub.add_parser("kubeconfig", help="print a kubeconfig for kubectl: all clusters, and one each")
     parser.add_argument("--server", default=DEFAULT_API_SERVER,
                         help=f"the read API's URL as kubectl will reach it (default {DEFAULT_API_SERVER})")
-    parser.add_argument("--ca", type=Path, default=None, metavar="FILE",
-                        help="PEM CA that signed the read API's certificate (https --server): "
-                             "written as certificate-authority-data")
-    parser.add_argument("--client-cert", type=Path, default=None, metavar="FILE",
-                        help="PEM client certificate, for a server with --client-ca (written inline)")
-    parser.add_argument("--client-key", type=Path, default=None, metavar="FILE",
-                        help="its PEM private key (written inline: keep the kubeconfig private)")
+    add_read_api_tls(parser)  # written into the kubeconfig: the CA, the client certificate and key
 
 
 def document(server: str, clusters: list[str], *, ca: bytes | None = None,
@@ -64,16 +57,15 @@ async def cluster_names(server: Server) -> list[str]:
 
 
 async def _run(args: argparse.Namespace) -> str:
+    server = read_api(args)
     try:
-        verify = client_context(args.server, ca=args.ca, ca_flag="--ca", cert=args.client_cert,
-                                key=args.client_key)
         ca = read_pem(args.ca, flag="--ca") if args.ca is not None else None
         user = ({"client-certificate-data": _b64(read_pem(args.client_cert, flag="--client-cert")),
                  "client-key-data": _b64(read_pem(args.client_key, flag="--client-key"))}
                 if args.client_cert is not None and args.client_key is not None else None)
     except TlsError as exc:
         raise CommandError(str(exc)) from exc
-    names = await cluster_names(Server(url=args.server, ssl=verify))
+    names = await cluster_names(server)
     return yaml.safe_dump(document(args.server, names, ca=ca, user=user), sort_keys=False).rstrip("\n")
 
 

@@ -229,6 +229,11 @@ async def test_a_client_ca_is_required_by_the_read_api_and_optional_beside_token
         printed = await kubepedia("kubeconfig", "--server", server.api, "--ca", str(ca.cert),
                                   "--client-cert", str(reader.cert), "--client-key", str(reader.key))
         assert printed.returncode == 0, printed.stderr
+        certificate = ("--ca", str(ca.cert), "--client-cert", str(reader.cert),
+                       "--client-key", str(reader.key))
+        for command in (("report", "clusters"), ("history", "-n", "default")):
+            answered = await kubepedia(*command, "--server", server.api, *certificate)
+            assert answered.returncode == 0, answered.stderr
         kubeconfig = tmp_path / "kubepedia.yaml"
         kubeconfig.write_text(printed.stdout)
         listed = await kubectl(kubeconfig, "get", "--raw", "/clusters")
