@@ -21,6 +21,7 @@ from kubepedia.config import (
     parse_duration,
     parse_listen,
 )
+from kubepedia.tls import TlsError, tls_files
 from syncer.db import DatabaseUnreachable
 from syncer.embedded import EmbeddedError
 from syncer.migrations import SchemaTooNew
@@ -52,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
                           ("demo", "run three simulated clusters, synced and served, for kubectl")):
         _serve_options(sub.add_parser(name, help=summary))
     _role_options(sub.choices["serve"])
+    _tls_options(sub.choices["serve"])
     clusters.add_parser(sub)
     kubeconfig.add_parser(sub)
     keys.add_parser(sub)
@@ -84,32 +86,35 @@ def _role_options(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--role", choices=ROLES, default="all",
                        help="what this process runs: the read API, the syncer (ingest and admin "
                             "listeners, pull mode), or both (default %(default)s)")
-    serve.add_argument("--api-tls-cert", type=Path, metavar="PEM",
-                       help="serve the read API over HTTPS with this certificate chain (with --api-tls-key)")
-    serve.add_argument("--api-tls-key", type=Path, metavar="PEM", help="the key of --api-tls-cert")
 
 
-def _api_tls(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[Path, Path] | None:
-    cert, key = getattr(args, "api_tls_cert", None), getattr(args, "api_tls_key", None)
-    if (cert is None) != (key is None):
-        parser.error("--api-tls-cert and --api-tls-key go together")
-    return None if cert is None or key is None else (cert, key)
+def _tls_options(serve: argparse.ArgumentParser) -> None:
+    tls = serve.add_argument_group("TLS (every listener; see docs/tls.md)")
+    tls.add_argument("--tls-cert", type=Path, default=None, metavar="FILE",
+                     help="serve HTTPS with this PEM certificate (then any intermediates)")
+    tls.add_argument("--tls-key", type=Path, default=None, metavar="FILE",
+                     help="the certificate's PEM private key, unencrypted")
+    tls.add_argument("--client-ca", type=Path, default=None, metavar="FILE",
+                     help="verify client certificates against this PEM CA: required by the read "
+                          "API, optional beside the tokens of the ingest and admin listeners")
 
 
 def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
 
 
-def _run_serve(args: argparse.Namespace, *, api_tls: tuple[Path, Path] | None) -> int:
+def _run_serve(args: argparse.Namespace) -> int:
     from kubepedia.demo import DemoError, demo
     from kubepedia.serve import ServeConfig, serve
 
+    tls = tls_files(cert=getattr(args, "tls_cert", None), key=getattr(args, "tls_key", None),
+                    client_ca=getattr(args, "client_ca", None))
     config = ServeConfig(database_url=args.database_url, data_dir=args.data_dir,
                          api_listen=args.api_listen, ingest_listen=args.ingest_listen,
                          admin_listen=args.admin_listen, secret_key_file=args.secret_key_file,
                          allow_kubeconfig_exec=args.allow_kubeconfig_exec,
                          change_log_retention_s=args.change_log_retention,
-                         role=getattr(args, "role", "all"), api_tls=api_tls)
+                         role=getattr(args, "role", "all"), tls=tls)
     tune_gc()
     try:
         asyncio.run(demo(config) if args.command == "demo" else serve(config))
@@ -134,9 +139,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "report":
         return report.run(args)
     try:
-        return _run_serve(args, api_tls=_api_tls(parser, args))
+        return _run_serve(args)
     except (DatabaseUnreachable, SchemaTooNew, EmbeddedError, SecretBoxError, RegistryError,
-            OSError) as exc:  # OSError: address in use
+            TlsError, OSError) as exc:  # OSError: address in use
         print(f"kubepedia: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -20,7 +20,7 @@ from typing import Any
 
 from agent.logs import printable
 from kubepedia.config import DEFAULT_API_SERVER
-from kubepedia.http import JSON, CommandError, Server, get_json, run_command
+from kubepedia.http import JSON, CommandError, Server, add_read_api_tls, get_json, read_api, run_command
 
 PATH = "/kubepedia/v1/history"
 CHANGED_SHOWN = 3  # patch paths named in the CHANGED column, then "+N"
@@ -33,6 +33,7 @@ def add_parser(sub: Any) -> None:
                         help="the object (TYPE/NAME or TYPE NAME, e.g. deploy/api); without it, changes")
     parser.add_argument("--server", default=DEFAULT_API_SERVER,
                         help=f"the read API's URL (default {DEFAULT_API_SERVER})")
+    add_read_api_tls(parser)
     parser.add_argument("-n", "--namespace", default=None)
     parser.add_argument("--cluster", action="append", default=[], help="a member cluster; repeatable")
     parser.add_argument("--types", default=None, help="changes of these types only: pods,deployments.apps")
@@ -148,7 +149,7 @@ async def _run(args: argparse.Namespace) -> str:
     if args.limit is not None and args.limit <= 0:
         raise CommandError("--limit must be positive")
     path = f"{PATH}/object" if of_object else f"{PATH}/changes"
-    items = await _fetch(Server(url=args.server), path, query, most=args.limit)
+    items = await _fetch(read_api(args), path, query, most=args.limit)
     return render(items, output=args.output, of_object=of_object, diff=args.diff)
 
 

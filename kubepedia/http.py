@@ -10,11 +10,14 @@ and values from member clusters.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
+import ssl
 import sys
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -22,6 +25,7 @@ import orjson
 
 from agent.errors import connection_problem
 from agent.logs import printable
+from agent.tls import TlsError, client_context
 
 READ_API = "kubepedia read API"
 JSON = dict[str, Any]
@@ -41,12 +45,35 @@ class Server:
     name: str = READ_API
     role: str = READ_API
     headers: Mapping[str, str] = field(default_factory=dict)
+    # How an https server is verified (``agent.tls.client_context``): True is the system's trust store.
+    ssl: ssl.SSLContext | bool = True
 
 
 @dataclass(frozen=True)
 class Answer:
     status: int
     raw: bytes
+
+
+def add_read_api_tls(parser: argparse.ArgumentParser) -> None:
+    """``--ca``, ``--client-cert`` and ``--client-key`` for a read API served over TLS."""
+    parser.add_argument("--ca", type=Path, default=None, metavar="FILE",
+                        help="PEM CA that signed the read API's certificate (https --server; "
+                             "default: the system's trust store)")
+    parser.add_argument("--client-cert", type=Path, default=None, metavar="FILE",
+                        help="PEM client certificate, for a server run with --client-ca")
+    parser.add_argument("--client-key", type=Path, default=None, metavar="FILE",
+                        help="the client certificate's PEM private key")
+
+
+def read_api(args: argparse.Namespace) -> Server:
+    """The read API at ``args.server``, verified and authenticated as the TLS options say."""
+    try:
+        verify = client_context(args.server, ca=args.ca, ca_flag="--ca", cert=args.client_cert,
+                                key=args.client_key)
+    except TlsError as exc:
+        raise CommandError(str(exc)) from exc
+    return Server(url=args.server, ssl=verify)
 
 
 async def call(server: Server, method: str, path: str, *, params: Mapping[str, str] | None = None,
@@ -58,7 +85,8 @@ async def call(server: Server, method: str, path: str, *, params: Mapping[str, s
     if body is not None:
         headers["Content-Type"] = "application/json"
     try:
-        async with aiohttp.ClientSession() as session, session.request(
+        connector = aiohttp.TCPConnector(ssl=server.ssl)
+        async with aiohttp.ClientSession(connector=connector) as session, session.request(
                 method, url, params=params, headers=headers,
                 data=orjson.dumps(body) if body is not None else None) as resp:
             return Answer(resp.status, await resp.read())

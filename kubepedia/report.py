@@ -16,7 +16,7 @@ import orjson
 
 from agent.logs import printable
 from kubepedia.config import DEFAULT_API_SERVER
-from kubepedia.http import Server, get_json, get_text, run_command
+from kubepedia.http import add_read_api_tls, get_json, get_text, read_api, run_command
 
 PATH = "/kubepedia/v1/reports"
 
@@ -32,6 +32,7 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("-o", "--output", choices=["table", "json", "csv"], default="table")
     parser.add_argument("--server", default=DEFAULT_API_SERVER,
                         help=f"the read API's URL (default {DEFAULT_API_SERVER})")
+    add_read_api_tls(parser)
 
 
 def _params(args: argparse.Namespace) -> dict[str, str]:
@@ -80,7 +81,7 @@ def _escaped(ch: str) -> str:
 
 
 async def _run(args: argparse.Namespace) -> str:
-    server = Server(url=args.server)
+    server = read_api(args)
     path = PATH if args.name is None else f"{PATH}/{quote(args.name, safe='')}"
     params = _params(args) if args.name is not None else {}
     if args.output == "csv" and args.name is not None:

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import signal
 import ssl
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +24,7 @@ from aiohttp import web
 
 from apiserver.app import build_app as build_api_app
 from kubepedia.config import ensure_admin_token
+from kubepedia.tls import ServerContexts, TlsFiles, server_contexts
 from syncer import datadir, embedded, registry, secretbox
 from syncer.admin import build_admin_app
 from syncer.db import connect, describe
@@ -49,9 +50,7 @@ class ServeConfig:
     allow_kubeconfig_exec: bool = False
     change_log_retention_s: float = 7 * 24 * 3600.0
     role: Role = "all"
-    # The API listener's certificate chain and key (PEM): a host cluster's kube-apiserver
-    # reaches an aggregated API over HTTPS only.
-    api_tls: tuple[Path, Path] | None = None
+    tls: TlsFiles | None = None  # None: plain HTTP on every listener
 
     @property
     def runs_api(self) -> bool:
@@ -126,27 +125,19 @@ class Running:
 
 
 async def _start_site(stack: AsyncExitStack, app: web.Application, listen: tuple[str, int],
-                      what: str, *, tls: ssl.SSLContext | None = None,
-                      settings: Mapping[str, Any] | None = None) -> str:
-    """Serve ``app``; returns the bound URL (with port 0 the kernel picks the port)."""
-    runner = web.AppRunner(app, handle_signals=False, **(settings or {}))
+                      what: str, *, tls: ssl.SSLContext | None, **settings: Any) -> str:
+    """Serve ``app`` (over TLS with ``tls``); returns the bound URL (with port 0 the kernel
+    picks the port)."""
+    runner = web.AppRunner(app, handle_signals=False, **settings)
     await runner.setup()
     stack.push_async_callback(runner.cleanup)
     site = web.TCPSite(runner, listen[0], listen[1], ssl_context=tls)
     await site.start()
     host, port = runner.addresses[0][:2]
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    log.info("listening", extra={"listener": what, "address": address})
-    return f"{'https' if tls else 'http'}://{address}"
-
-
-def server_tls(files: tuple[Path, Path] | None) -> ssl.SSLContext | None:
-    """A server context from a PEM chain and key; read at start, so a bad pair stops it."""
-    if files is None:
-        return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(certfile=files[0], keyfile=files[1])
-    return context
+    scheme = "https" if tls is not None else "http"
+    log.info("listening", extra={"listener": what, "address": address, "scheme": scheme})
+    return f"{scheme}://{address}"
 
 
 def stop_on_signals() -> asyncio.Event:
@@ -167,8 +158,9 @@ async def serve(config: ServeConfig) -> None:
 
 @asynccontextmanager
 async def running(config: ServeConfig) -> AsyncIterator[Running]:
-    """What the role runs, for the block: the syncer (ingest, admin), the read API, or both."""
-    tls = server_tls(config.api_tls) if config.runs_api else None
+    """What the role runs, for the block: the syncer (ingest, admin), the read API, or both.
+    TLS files that cannot be used stop the start first (``kubepedia.tls.TlsError``)."""
+    tls: ServerContexts | None = server_contexts(config.tls) if config.tls is not None else None
     if config.runs_syncer or config.embedded_server:
         make_data_dir(config)
     kubeconfigs = open_kubeconfigs(config) if config.runs_syncer else None
@@ -176,20 +168,21 @@ async def running(config: ServeConfig) -> AsyncIterator[Running]:
         await prepare_store(url, kubeconfigs)
         urls: dict[str, str] = {}
         if kubeconfigs is not None:
-            urls.update(await _start_syncer(stack, config, url, kubeconfigs))
+            urls.update(await _start_syncer(stack, config, url, kubeconfigs,
+                                            tls=tls.tokens if tls is not None else None))
         if config.runs_api:
             urls["api"] = await _start_site(stack, build_api_app(database_url=url), config.api_listen,
-                                            "api", tls=tls)
+                                            "api", tls=tls.api if tls is not None else None)
         yield Running(database_url=url, **urls)
 
 
 async def _start_syncer(stack: AsyncExitStack, config: ServeConfig, url: str,
-                        kubeconfigs: Kubeconfigs) -> dict[str, str]:
+                        kubeconfigs: Kubeconfigs, *, tls: ssl.SSLContext | None) -> dict[str, str]:
     ingest = build_ingest_app(database_url=url, kubeconfigs=kubeconfigs,
                               retention_s=config.change_log_retention_s)
-    ingest_url = await _start_site(stack, ingest, config.ingest_listen, "ingest",
-                                     settings=INGEST_SERVER_SETTINGS)
+    ingest_url = await _start_site(stack, ingest, config.ingest_listen, "ingest", tls=tls,
+                                   **INGEST_SERVER_SETTINGS)
     # After the ingest application, whose pool and pull manager it shares.
     admin = build_admin_app(ingest, admin_token=ensure_admin_token(config.data_dir))
-    admin_url = await _start_site(stack, admin, config.admin_listen, "admin")
+    admin_url = await _start_site(stack, admin, config.admin_listen, "admin", tls=tls)
     return {"ingest": ingest_url, "admin": admin_url}

@@ -162,7 +162,7 @@ def test_server_base_runs_a_stateless_api_behind_a_pdb_and_the_syncer_apart() ->
     docs = _docs(render("server"))
     api, syncer = _args(docs, "kubepedia-api"), _args(docs, "kubepedia-syncer")
     assert (api.role, syncer.role) == ("api", "syncer")
-    assert api.api_tls_cert is not None and api.api_tls_key is not None
+    assert api.tls_cert is not None and api.tls_key is not None
     assert docs[("Deployment", "kubepedia-api")]["spec"]["replicas"] > 1
     pdb = docs[("PodDisruptionBudget", "kubepedia-api")]["spec"]
     pods = docs[("Deployment", "kubepedia-api")]["spec"]["template"]["metadata"]["labels"]

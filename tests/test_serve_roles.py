@@ -7,7 +7,6 @@ import asyncio
 import datetime
 import ipaddress
 import ssl
-import sys
 from pathlib import Path
 
 import aiohttp
@@ -48,7 +47,7 @@ async def test_api_role_serves_only_the_api_over_https_without_files(db_url: str
     cert, key = _self_signed(tmp_path)
     data_dir = tmp_path / "data"
     proc = _serve(db_url, data_dir, tmp_path / "api.log", "--role", "api",
-                  "--api-tls-cert", str(cert), "--api-tls-key", str(key))
+                  "--tls-cert", str(cert), "--tls-key", str(key))
     await proc.start()
     try:
         port = (await proc.ports("api"))["api"]
@@ -90,12 +89,3 @@ async def test_syncer_role_serves_ingest_and_admin_but_no_api(db_url: str, tmp_p
         assert (tmp_path / "data" / "admin.token").exists()
     finally:
         assert await proc.stop(within=60) == 0, proc.run_output()[-3000:]
-
-
-async def test_tls_flags_go_together(tmp_path: Path) -> None:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "kubepedia", "serve", "--role", "api", "--api-tls-cert", str(tmp_path / "c"),
-        stderr=asyncio.subprocess.PIPE)
-    _, stderr = await asyncio.wait_for(proc.communicate(), 30)
-    assert proc.returncode == 2
-    assert "--api-tls-cert and --api-tls-key go together" in stderr.decode()
