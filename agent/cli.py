@@ -1,9 +1,12 @@
 """``kubepedia agent``: sync one member cluster into a syncer.
 
-    kubepedia agent --cluster NAME --syncer URL --token TOKEN
+    kubepedia agent --cluster NAME --syncer URL --token TOKEN [--syncer-ca FILE]
                     [--kubeconfig F] [--context C] [--config F] [--log-level L]
 
-The token may come from ``$KUBEPEDIA_AGENT_TOKEN`` instead (keeps it out of ``ps``).
+The token may come from ``$KUBEPEDIA_AGENT_TOKEN`` instead (keeps it out of ``ps``). An https
+syncer's certificate is verified against ``--syncer-ca`` (or ``$KUBEPEDIA_SYNCER_CA``), else
+against the system's trust store; there is no way to turn verification off (a self-signed
+certificate is its own CA: pass it as ``--syncer-ca``).
 Without ``--kubeconfig`` the agent uses the in-cluster service account when it runs in a
 pod, else ``$KUBECONFIG`` or ``~/.kube/config``.
 """
@@ -16,8 +19,10 @@ import contextlib
 import logging
 import os
 import signal
+import ssl
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from agent.errors import KubeClientError
 from agent.kubeclient import Connection, KubeClient, load_connection
@@ -25,10 +30,12 @@ from agent.logs import setup_logging
 from agent.push import HttpSink
 from agent.runner import Runner
 from agent.selection import Selection, SelectionError, load_selection
+from agent.tls import TlsError, client_context
 from agent.tuning import tune_gc
 
 logger = logging.getLogger("agent")
 TOKEN_ENV = "KUBEPEDIA_AGENT_TOKEN"
+SYNCER_CA_ENV = "KUBEPEDIA_SYNCER_CA"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cluster", required=True, help="this cluster's name in kubepedia")
     parser.add_argument("--syncer", required=True, help="the syncer's ingest URL")
     parser.add_argument("--token", default=None, help=f"cluster token (or ${TOKEN_ENV})")
+    parser.add_argument("--syncer-ca", type=Path, default=None, metavar="FILE",
+                        help=f"PEM CA that signed the https syncer's certificate (or ${SYNCER_CA_ENV}; "
+                             "default: the system's trust store)")
     parser.add_argument("--kubeconfig", default=None)
     parser.add_argument("--context", default=None)
     parser.add_argument("--config", default=None, help="selection YAML file")
@@ -75,22 +85,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.error(f"no token: pass --token or set ${TOKEN_ENV}")
         return 2
     try:
+        syncer_ca = args.syncer_ca or _env_path(SYNCER_CA_ENV)
+        verify = client_context(args.syncer, ca=syncer_ca, ca_flag="--syncer-ca")
         selection = selection_from(args)
         connection = load_connection(kubeconfig=args.kubeconfig, context=args.context)
-    except (SelectionError, KubeClientError) as exc:
+    except (SelectionError, KubeClientError, TlsError) as exc:
         logger.error(str(exc))
         return 2
     tune_gc()
-    asyncio.run(_serve(args, token=token, selection=selection, connection=connection))
+    asyncio.run(_serve(args, token=token, selection=selection, connection=connection, verify=verify))
     return 0
 
 
+def _env_path(name: str) -> Path | None:
+    value = os.environ.get(name, "").strip()
+    return Path(value) if value else None
+
+
 async def _serve(
-    args: argparse.Namespace, *, token: str, selection: Selection, connection: Connection
+    args: argparse.Namespace, *, token: str, selection: Selection, connection: Connection,
+    verify: ssl.SSLContext | bool,
 ) -> None:
     async with (
         KubeClient(connection=connection) as client,
-        HttpSink(base_url=args.syncer, cluster=args.cluster, token=token) as sink,
+        HttpSink(base_url=args.syncer, cluster=args.cluster, token=token, ssl=verify) as sink,
     ):
         runner = Runner(client=client, sink=sink, selection=selection)
         task = asyncio.create_task(runner.run(), name="agent")

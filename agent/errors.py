@@ -128,7 +128,7 @@ def connection_problem(exc: BaseException) -> str:
     if isinstance(exc, aiohttp.ClientConnectorDNSError) or isinstance(cause, socket.gaierror):
         return f"cannot resolve host {host}"
     if isinstance(exc, aiohttp.ClientConnectorCertificateError | ssl.SSLCertVerificationError):
-        return _at("TLS certificate not trusted", where)
+        return _at("TLS certificate not trusted", where) + _why_not_trusted(exc)
     if isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError):
         return _at("TLS handshake failed", where)
     if isinstance(cause, ConnectionRefusedError):
@@ -147,6 +147,13 @@ def connection_problem(exc: BaseException) -> str:
         return _at(cause.strerror[:1].lower() + cause.strerror[1:], where)
     text = " ".join(str(exc).split())[:200]
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _why_not_trusted(exc: BaseException) -> str:
+    """OpenSSL's reason (``unable to get local issuer certificate``, ``Hostname mismatch``)."""
+    cause = exc.certificate_error if isinstance(exc, aiohttp.ClientConnectorCertificateError) else exc
+    reason = getattr(cause, "verify_message", None)
+    return f": {reason}" if isinstance(reason, str) and reason else ""
 
 
 def _at(what: str, where: str, *, by: bool = False) -> str:

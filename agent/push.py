@@ -32,6 +32,7 @@ import aiohttp
 import orjson
 
 from agent import packing, protocol
+from agent.errors import connection_problem
 from agent.events import AnyObject, RawObject, WatchEvent
 from agent.sink import SinkBusy, SinkNeedsSnapshot, SinkRejected, SinkUnavailable
 from kube.resources import ResourceType
@@ -156,7 +157,17 @@ class HttpSink:
                 raw = await response.read()
                 return _answer(response, raw)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise SinkUnavailable(f"{method} {path}: {exc!r}") from exc
+            raise SinkUnavailable(f"{method} {path}: {_problem(exc)}") from exc
+
+
+def _problem(exc: BaseException) -> str:
+    """The transport failure in plain words; a syncer certificate that is not trusted names
+    what decides the trust, since that is a setting to fix, not a failure to wait out."""
+    problem = connection_problem(exc)
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        problem += ("; the syncer's certificate must be signed by the CA given as --syncer-ca "
+                    "(without it, by one the system trusts)")
+    return problem
 
 
 def _is_loopback(url: str) -> bool:

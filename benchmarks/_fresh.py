@@ -1,10 +1,19 @@
 """Freshness: how long a write acknowledged by a member cluster takes to reach ``change_log``.
 
 Shared by the end-to-end benchmarks (``benchmarks.sync``: one cluster; ``benchmarks.scale``:
-many). A writer process PATCHes pod status and records, for each write, the time kubesim
-acknowledged it and the resourceVersion it made; a poller reads ``change_log`` every few
-milliseconds and notes when each resourceVersion first becomes visible. Latency = visible -
-acknowledged (one machine, one monotonic clock across processes).
+many). The writes are pod status updates, made one of two ways:
+
+* ``churn_load``: each kubesim cluster writes its own pods in-process (``/_kubesim/churn``
+  with ``statusOnly`` and ``record``), as kubelets do in a real cluster, and records when
+  it acknowledged each write and the resourceVersion it made. No client process takes
+  the CPU of the machine being measured; in production the member clusters' API servers
+  do not run on kubepedia's machine either.
+* ``writer``: a client process PATCHes over HTTP and records the same; on a small machine
+  its CPU and kubesim's HTTP handling take a large share of what the pipeline needs.
+
+A poller reads ``change_log`` every few milliseconds and notes when each resourceVersion
+first becomes visible. Latency = visible - acknowledged (one machine, one monotonic clock
+across processes).
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ import random
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -89,6 +99,36 @@ async def writer(urls: Sequence[str], rate: float, duration: float, seed: int, o
     data = orjson.dumps({"acks": acks, "errors": errors, "elapsed": elapsed,
                          "cpu_s": time.process_time()})
     await asyncio.to_thread(Path(out).write_bytes, data)
+
+
+async def churn_load(urls: Sequence[str], rate: float, duration: float) -> tuple[list[Ack], int]:
+    """Status updates made by the clusters at ``urls`` themselves, ``rate``/s in all for
+    ``duration`` s; returns the acknowledged writes (``Ack``, by index in ``urls``) and the
+    failed ones."""
+    each = rate / len(urls)
+    async with aiohttp.ClientSession() as session:
+        async def call(method: str, url: str, **params: str) -> dict[str, Any]:
+            async with session.request(method, url, params=params) as resp:
+                body = await resp.read()
+                if resp.status >= 300:
+                    raise RuntimeError(f"{method} {url}: HTTP {resp.status} {body[:200]!r}")
+                parsed: dict[str, Any] = orjson.loads(body)
+                return parsed
+
+        await asyncio.gather(*(call("POST", url + "/_kubesim/churn", rate=str(each), seconds=str(duration),
+                                    statusOnly="true", record="true") for url in urls))
+        await asyncio.sleep(duration)
+        for url in urls:  # a churn ends on its own clock, a moment after ours
+            while (await call("GET", url + "/_kubesim/churn"))["running"]:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        taken = await asyncio.gather(*(call("POST", url + "/_kubesim/churn/acks") for url in urls))
+        states = await asyncio.gather(*(call("GET", url + "/_kubesim/churn") for url in urls))
+    dropped = sum(int(t["dropped"]) for t in taken)
+    if dropped:
+        raise RuntimeError(f"kubesim kept no record of {dropped} writes: run shorter or slower")
+    acks = [(float(t), str(rv), namespace, name, target)
+            for target, took in enumerate(taken) for t, rv, namespace, name in took["acks"]]
+    return acks, sum(int(state["errors"]) for state in states)
 
 
 class ChangePoller:

@@ -17,12 +17,10 @@ all in pull mode (registered through the admin API with their kubeconfigs), as d
    lock, and the share of write-transaction time spent waiting; sampled from ``pg_locks``,
    the share of time the lock was held by someone and the mean number of waiters;
    CPU seconds of the syncer, kubesim and PostgreSQL.
-3. Churn: each cluster writes to its own pods (kubesim's in-process churn) at R/s in all,
-   spread evenly, for S seconds; a writer process PATCHes pod status over all clusters at
-   a small probe rate, recording when kubesim acknowledged each write, and a poller notes
-   when each appears in ``change_log`` (``benchmarks._fresh``). Freshness p50/p99 are of
-   those probes, which travel with the churn through the same informers and transactions.
-   ``achieved_rate`` is the writes kubesim made per second (churn and probes);
+3. Churn: each cluster writes its own pods' status (kubesim's in-process churn) at R/s in
+   all, spread evenly, for S seconds, recording when it acknowledged each write, and a
+   poller notes when each appears in ``change_log`` (``benchmarks._fresh``). Freshness
+   p50/p99 are of every write. ``achieved_rate`` is the writes kubesim made per second;
    ``ingested_rate`` the pod changes per second that reached ``change_log``.
 
 Peak RSS (VmHWM) of the syncer is read at the end. Progress goes to stderr; the last stdout
@@ -49,7 +47,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from agent.discovery import DEFAULT_EXCLUDED
 from benchmarks._copy import CopyRates, copy_rates
-from benchmarks._fresh import ChangePoller, percentile, wait_visible, writer
+from benchmarks._fresh import ChangePoller, churn_load, percentile, wait_visible
 from benchmarks._procs import Procs, cpu_seconds, log, peak_rss_mb, reachable_tempdir, rss_mb
 from benchmarks.sync import Syncer, start_syncer
 from kube.resources import type_key
@@ -58,8 +56,6 @@ from syncer.schema import CHANGE_LOG_LOCK
 SYNC_TIMEOUT_S = 3600.0
 KUBESIM_START_S = 1800.0
 SAMPLE_S = 0.05  # pg_locks sampling interval
-PROBE_SHARE = 0.05  # of the rate, written by the probe writer (the rest is churn)
-MAX_PROBE_RATE = 200.0
 
 
 @dataclass(frozen=True)
@@ -110,25 +106,6 @@ async def start_kubesim(procs: Procs, work: Path, *, clusters: int, per_cluster:
     log(f"kubesim: {clusters} + 1 clusters of {fleet.per_cluster} objects to sync, up in "
         f"{time.monotonic() - started:.0f}s, RSS {rss_mb(proc.pid):.0f} MiB")
     return fleet
-
-
-async def start_churn(members: Sequence[Member], rate: float, seconds: float) -> None:
-    each = rate / len(members)
-    async with aiohttp.ClientSession() as session:
-        async def one(member: Member) -> None:
-            async with session.post(member.url + "/_kubesim/churn",
-                                    params={"rate": str(each), "seconds": str(seconds)}) as resp:
-                if resp.status >= 300:
-                    raise RuntimeError(f"churn of {member.name}: HTTP {resp.status} {await resp.text()}")
-        await asyncio.gather(*(one(m) for m in members))
-
-
-async def churn_writes(members: Sequence[Member]) -> int:
-    async with aiohttp.ClientSession() as session:
-        async def one(member: Member) -> int:
-            async with session.get(member.url + "/_kubesim/churn") as resp:
-                return int(orjson.loads(await resp.read())["writes"])
-        return sum(await asyncio.gather(*(one(m) for m in members)))
 
 
 # -- the syncer -----------------------------------------------------------------------------------
@@ -335,35 +312,20 @@ async def sync_phase(procs: Procs, syncer: Syncer, db: asyncpg.Connection, fleet
     return figures
 
 
-async def churn_phase(procs: Procs, syncer: Syncer, fleet: Fleet, work: Path, *, rate: float,
-                      duration: float, seed: int) -> dict[str, Any]:
+async def churn_phase(syncer: Syncer, fleet: Fleet, *, rate: float, duration: float) -> dict[str, Any]:
     members = fleet.members
-    probe_rate = min(MAX_PROBE_RATE, rate * PROBE_SHARE)
     names = [m.name for m in members]
-    targets = work / "probe-targets.json"
-    targets.write_bytes(orjson.dumps([m.url for m in members]))
-    out = work / "probes.json"
     before_metrics, before_cpu = await scrape(syncer), cpu_now(syncer, fleet)
-    before_writes = await churn_writes(members)
     async with LockSampler(syncer.db_url) as sampler, ChangePoller(syncer.db_url, names) as poller:
-        await start_churn(members, rate - probe_rate, duration)
-        probe = await procs.start("probe-writer", "-m", "benchmarks.scale", "--write-load",
-                                  f"{targets},{probe_rate},{duration},{seed},{out}")
-        if await probe.wait() != 0:
-            raise RuntimeError(f"probe writer failed:\n{procs.tail('probe-writer')}")
-        await procs.stop(probe)
-        result = orjson.loads(out.read_bytes())
-        acks = [tuple(a) for a in result["acks"]]
+        acks, errors = await churn_load([m.url for m in members], rate, duration)
         latencies = await wait_visible(poller, acks, names)
-        writes = await churn_writes(members) - before_writes
         ingested = poller.rows
     cpu = cpu_since(before_cpu, syncer, fleet)
-    elapsed = result["elapsed"]
     figures = {
-        "probes": len(acks), "probe_errors": result["errors"], "missing": len(acks) - len(latencies),
+        "writes": len(acks), "write_errors": errors, "missing": len(acks) - len(latencies),
         "p50_ms": round(percentile(latencies, 0.5), 1), "p99_ms": round(percentile(latencies, 0.99), 1),
-        "max_ms": round(max(latencies), 1), "achieved_rate": round((writes + len(acks)) / elapsed),
-        "ingested": ingested, "ingested_rate": round(ingested / elapsed), "cpu_s": cpu,
+        "max_ms": round(max(latencies), 1), "achieved_rate": round(len(acks) / duration),
+        "ingested": ingested, "ingested_rate": round(ingested / duration), "cpu_s": cpu,
         **lock_figures(await scrape(syncer), before_metrics), **sampler.figures(),
     }
     log(f"churn at {rate:.0f}/s: {figures}")
@@ -431,7 +393,7 @@ async def run(*, clusters: int, objects: int, rate: float, duration: float, seed
                 main = await sync_phase(procs, syncer, db, fleet, fleet.members)
                 log(f"syncer RSS after the initial sync {rss_mb(syncer.pid):.0f} MiB, "
                     f"peak {peak_rss_mb(syncer.pid):.0f} MiB")
-                churn = await churn_phase(procs, syncer, fleet, work, rate=rate, duration=duration, seed=seed)
+                churn = await churn_phase(syncer, fleet, rate=rate, duration=duration)
                 rss = peak_rss_mb(syncer.pid)
             finally:
                 await db.close()
@@ -447,13 +409,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--work-dir", default="",
                         help="keep logs and the database in this new directory (default: a temp dir)")
-    parser.add_argument("--write-load", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.write_load:
-        targets, rate, duration, seed, out = args.write_load.split(",")
-        urls = orjson.loads(Path(targets).read_bytes())
-        asyncio.run(writer(urls, float(rate), float(duration), int(seed), out))
-        return
     if args.clusters < 1 or args.objects < args.clusters or args.rate <= 0 or args.duration <= 0:
         parser.error("--clusters, --rate, --duration must be positive; --objects at least one per cluster")
     if args.work_dir:

@@ -1,10 +1,11 @@
 """End-to-end sync: agent -> syncer -> PostgreSQL, against kubesim member clusters.
 
-    python -m benchmarks.sync [--objects N] [--duration S] [--rates 1000,5000] [--agent-rss-only]
+    python -m benchmarks.sync [--objects N] [--duration S] [--rates 1000,5000] [--load churn|http]
+                              [--agent-rss-only]
 
 Every component runs as its own process, as deployed: kubesim (the member cluster), the
 ``kubepedia serve`` syncer on a fresh embedded PostgreSQL, one ``kubepedia agent`` per
-cluster (registered in push mode through the admin API), and the load writers.
+cluster (registered in push mode through the admin API).
 
 (a) Initial sync: time from starting the agent until every object of an N-object cluster
     (pods, deployments, replicasets, configmaps, services, secrets, events, nodes,
@@ -19,21 +20,25 @@ cluster (registered in push mode through the admin API), and the load writers.
     ``pg_cpu_us_per_object``: PostgreSQL's CPU (every server process) during the sync,
     per object synced. The baseline runs after (b), whose figures its writes would disturb.
 (b) Freshness: while the agent watches that cluster (and once autovacuum is done with what
-    the sync or the previous run wrote), writer processes PATCH pod status at
-    a fixed rate; each write's resourceVersion and the time kubesim acknowledged it are
-    recorded. A poller reads ``change_log`` every few milliseconds and notes when each
-    resourceVersion first becomes visible. Latency = visible - acknowledged (one machine,
-    one monotonic clock across processes).
+    the sync or the previous run wrote), pod status is written at a fixed rate: by the
+    cluster itself (``--load churn``, the default: kubesim's in-process churn, as kubelets
+    write in a real cluster, so that no load client takes the machine's CPU from the
+    pipeline measured) or by writer processes over HTTP (``--load http``); each write's
+    resourceVersion and the time kubesim acknowledged it are recorded. A poller reads
+    ``change_log`` every few milliseconds and notes when each resourceVersion first becomes
+    visible. Latency = visible - acknowledged (one machine, one monotonic clock across
+    processes); see ``benchmarks._fresh``.
 (c) Agent peak RSS (VmHWM of the agent process) once its initial sync has completed and
     it has watched for a few seconds: a 10000-object cluster and the N-object cluster of
     (a), each with its own fresh kubesim and agent. ``--agent-rss-only`` measures this
     alone: the initial syncs run (the agent needs its syncer), the COPY baseline of (a)
     and (b) do not.
 
-Also reported: the writes/s the writers achieved (``achieved_rate_R``), writes never seen
-within 30 s (``freshness_missing_R``), and the CPU seconds each process spent during the
-initial sync (``initial_sync_cpu_s``) and each freshness run (``freshness_cpu_s_R``, the
-writer processes included), which shows where the time goes.
+Also reported: how the load was made (``freshness_load``), the writes/s achieved
+(``achieved_rate_R``), writes never seen within 30 s (``freshness_missing_R``), and the
+CPU seconds each process spent during the initial sync (``initial_sync_cpu_s``) and each
+freshness run (``freshness_cpu_s_R``, HTTP writer processes included), which shows where
+the time goes.
 Progress goes to stderr; the last stdout line is one JSON object with the figures.
 """
 
@@ -55,7 +60,7 @@ import orjson
 
 from agent.discovery import DEFAULT_EXCLUDED
 from benchmarks._copy import copy_rates
-from benchmarks._fresh import ChangePoller, percentile, wait_visible, writer
+from benchmarks._fresh import Ack, ChangePoller, churn_load, percentile, wait_visible, writer
 from benchmarks._procs import (
     Procs,
     cpu_seconds,
@@ -257,33 +262,47 @@ async def autovacuum_done(db: asyncpg.Connection) -> None:
     log(f"waited {time.monotonic() - started:.1f}s for autovacuum to finish")
 
 
-async def freshness(procs: Procs, syncer: Syncer, member: Member, agent_pid: int, rate: float,
-                    duration: float, work: Path, seed: int) -> tuple[dict[str, float], dict[str, float]]:
-    """Latencies and rates at ``rate`` writes/s, and the CPU seconds each process spent
-    meanwhile (the writers' as they report it), which shows what limits a rate on a small machine."""
+async def http_load(procs: Procs, member: Member, rate: float, duration: float, work: Path,
+                    seed: int) -> tuple[list[Ack], int, float, float]:
+    """Writer processes PATCH pod status at ``rate``/s; returns the acknowledged writes, the
+    failed ones, the elapsed time and the writers' CPU seconds."""
     writers = max(1, math.ceil(rate / 1500))  # one client process keeps up with ~1500 PATCH/s
+    outs = [work / f"writes-{int(rate)}-{n}.json" for n in range(writers)]
+    started = [await procs.start(
+        f"writer-{int(rate)}-{n}", "-m", "benchmarks.sync", "--write-load",
+        f"{member.url},{rate / writers},{duration},{seed + n},{outs[n]}") for n in range(writers)]
+    for proc in started:
+        if await proc.wait() != 0:
+            raise RuntimeError(f"writer failed:\n{procs.tail(f'writer-{int(rate)}-0')}")
+        await procs.stop(proc)
+    results = [orjson.loads(out.read_bytes()) for out in outs]
+    acks: list[Ack] = [tuple(ack) for result in results for ack in result["acks"]]
+    return (acks, sum(r["errors"] for r in results), max(r["elapsed"] for r in results),
+            sum(r["cpu_s"] for r in results))
+
+
+async def freshness(procs: Procs, syncer: Syncer, member: Member, agent_pid: int, rate: float,
+                    duration: float, work: Path, seed: int, *,
+                    load: str) -> tuple[dict[str, float], dict[str, float]]:
+    """Latencies and rates at ``rate`` writes/s, and the CPU seconds each process spent
+    meanwhile (HTTP writers' as they report it), which shows what limits a rate on a small
+    machine. ``load``: ``churn`` (kubesim writes its own pods) or ``http`` (writer processes)."""
     before = cpu_now(syncer, member, agent_pid)
     async with ChangePoller(syncer.db_url, [member.name]) as poller:
-        outs = [work / f"writes-{int(rate)}-{n}.json" for n in range(writers)]
-        started = [await procs.start(
-            f"writer-{int(rate)}-{n}", "-m", "benchmarks.sync", "--write-load",
-            f"{member.url},{rate / writers},{duration},{seed + n},{outs[n]}") for n in range(writers)]
-        for proc in started:
-            if await proc.wait() != 0:
-                raise RuntimeError(f"writer failed:\n{procs.tail(f'writer-{int(rate)}-0')}")
-            await procs.stop(proc)
-        results = [orjson.loads(out.read_bytes()) for out in outs]
-        acks = [tuple(ack) for result in results for ack in result["acks"]]
+        if load == "http":
+            acks, errors, elapsed, writers_cpu = await http_load(procs, member, rate, duration, work, seed)
+        else:
+            acks, errors = await churn_load([member.url], rate, duration)
+            elapsed, writers_cpu = duration, 0.0
         latencies = await wait_visible(poller, acks, [member.name])
     after = cpu_now(syncer, member, agent_pid)
     cpu = {k: after[k] - before[k] for k in after}
-    cpu["writers"] = sum(r["cpu_s"] for r in results)
+    cpu["writers"] = writers_cpu
     missing = len(acks) - len(latencies)
-    achieved = len(acks) / max(r["elapsed"] for r in results)
-    errors = sum(r["errors"] for r in results)
+    achieved = len(acks) / elapsed
     p50, p99 = percentile(latencies, 0.50), percentile(latencies, 0.99)
-    log(f"freshness at {rate:.0f}/s: {len(acks)} writes ({achieved:.0f}/s achieved, {errors} errors, "
-        f"{missing} not seen within 30s), p50 {p50:.0f} ms, p99 {p99:.0f} ms, "
+    log(f"freshness at {rate:.0f}/s ({load}): {len(acks)} writes ({achieved:.0f}/s achieved, "
+        f"{errors} errors, {missing} not seen within 30s), p50 {p50:.0f} ms, p99 {p99:.0f} ms, "
         f"max {max(latencies):.0f} ms; CPU seconds {_rounded(cpu)}")
     return {"p50": p50, "p99": p99, "achieved": achieved, "missing": missing}, cpu
 
@@ -291,8 +310,8 @@ async def freshness(procs: Procs, syncer: Syncer, member: Member, agent_pid: int
 # -- the run -------------------------------------------------------------------------------------
 
 async def run(objects: int, rates: list[float], duration: float, seed: int, keep: str,
-              rss_only: bool = False) -> dict[str, Any]:
-    result: dict[str, Any] = {"objects": objects}
+              rss_only: bool = False, load: str = "churn") -> dict[str, Any]:
+    result: dict[str, Any] = {"objects": objects, "freshness_load": load}
     with contextlib.ExitStack() as cleanup:
         if keep:
             work = Path(keep)
@@ -318,7 +337,7 @@ async def run(objects: int, rates: list[float], duration: float, seed: int, keep
                 for rate in [] if rss_only else rates:
                     await autovacuum_done(db)
                     fresh, fresh_cpu = await freshness(procs, syncer, big, agent.pid, rate, duration,
-                                                       work, seed)
+                                                       work, seed, load=load)
                     key = int(rate)
                     result.update({
                         f"freshness_p50_ms_{key}": round(fresh["p50"], 1),
@@ -361,6 +380,8 @@ def main() -> None:
     parser.add_argument("--rates", default="1000,5000", help="writes/s for the freshness runs")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per freshness run")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--load", choices=("churn", "http"), default="churn",
+                        help="who writes for the freshness runs: the cluster itself, or HTTP clients")
     parser.add_argument("--work-dir", default="",
                         help="keep logs and the database in this new directory (default: a temp dir)")
     parser.add_argument("--agent-rss-only", action="store_true",
@@ -375,7 +396,7 @@ def main() -> None:
     if args.work_dir:
         Path(args.work_dir).mkdir(parents=True, exist_ok=False)
     result = asyncio.run(run(args.objects, rates, args.duration, args.seed, args.work_dir,
-                             rss_only=args.agent_rss_only))
+                             rss_only=args.agent_rss_only, load=args.load))
     print(orjson.dumps(result).decode())
 
 

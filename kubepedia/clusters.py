@@ -1,4 +1,4 @@
-"""``kubepedia cluster add|list|remove``: the registry, through the running server."""
+"""``kubepedia cluster add|list|remove|rotate-token``: the registry, through the running server."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from urllib.parse import quote
 import yaml
 
 from agent.logs import printable
-from kubepedia.config import DEFAULT_SERVER, default_data_dir, read_admin_token
+from agent.tls import TlsError, client_context
+from kubepedia.config import DEFAULT_SERVER, default_data_dir, parse_duration, read_admin_token
 from kubepedia.http import JSON, CommandError, Server, call, document, run_command
 from syncer.secretfile import SecretFileError
 
@@ -24,7 +25,7 @@ _FILE_FIELDS = {"certificate-authority": "certificate-authority-data",
 
 def add_parser(sub: Any) -> None:
     cluster = sub.add_parser("cluster", help="register, list and remove member clusters")
-    _connection_options(cluster, server=None, data_dir=default_data_dir())
+    _connection_options(cluster, server=None, data_dir=default_data_dir(), ca=None)
     verbs = cluster.add_subparsers(dest="verb", required=True)
     add = verbs.add_parser("add", help="register a cluster")
     _connection_options(add)
@@ -46,6 +47,13 @@ def add_parser(sub: Any) -> None:
     remove = verbs.add_parser("remove", help="unregister a cluster and delete all its objects")
     remove.add_argument("name")
     _connection_options(remove)
+    rotate = verbs.add_parser("rotate-token", help="a new agent token for a push cluster (shown once)")
+    rotate.add_argument("name")
+    rotate.add_argument("--grace", type=_grace, default=None, metavar="DURATION",
+                        help="how long the current token keeps working, so that the agent can be "
+                             "switched without a gap (default 1h; 0: it stops at once, for a leaked "
+                             "token; at most 30d)")
+    _connection_options(rotate)
 
 
 def _connection_options(parser: argparse.ArgumentParser, **defaults: Any) -> None:
@@ -54,9 +62,22 @@ def _connection_options(parser: argparse.ArgumentParser, **defaults: Any) -> Non
     before the verb)."""
     server = defaults.get("server", argparse.SUPPRESS)
     data_dir = defaults.get("data_dir", argparse.SUPPRESS)
+    ca = defaults.get("ca", argparse.SUPPRESS)
     parser.add_argument("--server", default=server, help=f"the server's admin URL (default {DEFAULT_SERVER})")
     parser.add_argument("--data-dir", type=Path, default=data_dir,
                         help="where the local server keeps its admin token")
+    parser.add_argument("--ca", type=Path, default=ca, metavar="FILE",
+                        help="PEM CA that signed the admin listener's certificate, for an https "
+                             "--server (default: the system's trust store)")
+
+
+def _grace(value: str) -> float:
+    if value.strip() in ("0", "0s"):
+        return 0.0
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def flatten_kubeconfig(path: Path, *, context: str | None) -> str:
@@ -120,8 +141,13 @@ def _admin(args: argparse.Namespace) -> Server:
     if token is None:
         raise CommandError(f"no admin token: set KUBEPEDIA_ADMIN_TOKEN or use --data-dir of the server "
                            f"(looked in {args.data_dir})")
-    return Server(url=(args.server or DEFAULT_SERVER).rstrip("/"), name="kubepedia server",
-                  role="kubepedia admin listener", headers={"Authorization": f"Bearer {token}"})
+    url = (args.server or DEFAULT_SERVER).rstrip("/")
+    try:
+        verify = client_context(url, ca=args.ca, ca_flag="--ca")
+    except TlsError as exc:
+        raise CommandError(str(exc)) from exc
+    return Server(url=url, name="kubepedia server", role="kubepedia admin listener",
+                  headers={"Authorization": f"Bearer {token}"}, ssl=verify)
 
 
 async def _call(args: argparse.Namespace, method: str, path: str, body: Any = None) -> JSON:
@@ -136,6 +162,8 @@ def run(args: argparse.Namespace) -> int:
 async def _run(args: argparse.Namespace) -> str:
     if args.verb == "add":
         return await _add(args)
+    if args.verb == "rotate-token":
+        return await _rotate(args)
     if args.verb == "remove":
         result = await _call(args, "DELETE", f"/admin/v1/clusters/{quote(args.name, safe='')}")
         return f"cluster {result['name']} removed ({result['deleted']} objects deleted)"
@@ -166,6 +194,15 @@ async def _add(args: argparse.Namespace) -> str:
     if result.get("token"):
         return f"cluster {args.name} registered (push). Agent token, shown once:\n{result['token']}"
     return f"cluster {args.name} registered (pull); a syncer will start syncing it within seconds"
+
+
+async def _rotate(args: argparse.Namespace) -> str:
+    body = {"graceSeconds": args.grace} if args.grace is not None else {}
+    result = await _call(args, "POST", f"/admin/v1/clusters/{quote(args.name, safe='')}/token", body)
+    expires = result.get("previousTokenExpiresAt")
+    until = (f"the previous token works until {expires}: switch the agent to the new one before then"
+             if expires else "the previous token no longer works")
+    return f"cluster {args.name}: new agent token, shown once ({until}):\n{result['token']}"
 
 
 def _label(text: str) -> tuple[str, str]:

@@ -23,6 +23,7 @@ from kubepedia.config import (
     parse_duration,
     parse_listen,
 )
+from kubepedia.tls import TlsError, tls_files
 from syncer.db import DatabaseUnreachable
 from syncer.embedded import EmbeddedError
 from syncer.migrations import SchemaTooNew
@@ -53,6 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     for name, summary in (("serve", "run the syncer and the read API"),
                           ("demo", "run three simulated clusters, synced and served, for kubectl")):
         _serve_options(sub.add_parser(name, help=summary))
+    _role_options(sub.choices["serve"])
+    _tls_options(sub.choices["serve"])
     clusters.add_parser(sub)
     kubeconfig.add_parser(sub)
     keys.add_parser(sub)
@@ -87,13 +90,31 @@ def _serve_options(serve: argparse.ArgumentParser) -> None:
     access.add_argument("--token-review-kubeconfig", type=Path, default=None,
                         help="a host cluster that authenticates other tokens (TokenReview)")
     access.add_argument("--api-plain-http", action="store_true",
-                        help="serve the read API without TLS (kubectl sends no token to it then)")
-    access.add_argument("--api-tls-cert", type=Path, default=None,
-                        help="the read API's certificate (default: a self-signed one in the data dir)")
-    access.add_argument("--api-tls-key", type=Path, default=None, help="its key, if not in the same file")
+                        help="serve the read API without TLS, even with --tls-cert (kubectl sends no "
+                             "token to it then); without either, it serves a self-signed certificate "
+                             "made in the data dir")
     access.add_argument("--anonymous-read", action="store_true",
                         help="let requests without a token in, as system:anonymous (what the grants "
                              "file gives it or group system:unauthenticated)")
+
+
+def _role_options(serve: argparse.ArgumentParser) -> None:
+    from kubepedia.serve import ROLES
+
+    serve.add_argument("--role", choices=ROLES, default="all",
+                       help="what this process runs: the read API, the syncer (ingest and admin "
+                            "listeners, pull mode), or both (default %(default)s)")
+
+
+def _tls_options(serve: argparse.ArgumentParser) -> None:
+    tls = serve.add_argument_group("TLS (every listener; see docs/tls.md)")
+    tls.add_argument("--tls-cert", type=Path, default=None, metavar="FILE",
+                     help="serve HTTPS with this PEM certificate (then any intermediates)")
+    tls.add_argument("--tls-key", type=Path, default=None, metavar="FILE",
+                     help="the certificate's PEM private key, unencrypted")
+    tls.add_argument("--client-ca", type=Path, default=None, metavar="FILE",
+                     help="verify client certificates against this PEM CA: required by the read "
+                          "API, optional beside the tokens of the ingest and admin listeners")
 
 
 def _env_flag(name: str) -> bool:
@@ -104,14 +125,16 @@ def _run_serve(args: argparse.Namespace) -> int:
     from kubepedia.demo import DemoError, demo
     from kubepedia.serve import ServeConfig, serve
 
+    tls = tls_files(cert=getattr(args, "tls_cert", None), key=getattr(args, "tls_key", None),
+                    client_ca=getattr(args, "client_ca", None))
     config = ServeConfig(database_url=args.database_url, data_dir=args.data_dir,
                          api_listen=args.api_listen, ingest_listen=args.ingest_listen,
                          admin_listen=args.admin_listen, secret_key_file=args.secret_key_file,
                          allow_kubeconfig_exec=args.allow_kubeconfig_exec,
-                         change_log_retention_s=args.change_log_retention, token_file=args.token_file,
+                         change_log_retention_s=args.change_log_retention,
+                         role=getattr(args, "role", "all"), tls=tls, token_file=args.token_file,
                          grants_file=args.grants_file, token_review_kubeconfig=args.token_review_kubeconfig,
-                         anonymous_read=args.anonymous_read, api_plain_http=args.api_plain_http,
-                         api_tls_cert=args.api_tls_cert, api_tls_key=args.api_tls_key)
+                         anonymous_read=args.anonymous_read, api_plain_http=args.api_plain_http)
     tune_gc()
     try:
         asyncio.run(demo(config) if args.command == "demo" else serve(config))
@@ -122,7 +145,8 @@ def _run_serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     setup_logging(args.log_level)
     if args.command == "kubeconfig":
         return kubeconfig.run(args)
@@ -137,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _run_serve(args)
     except (DatabaseUnreachable, SchemaTooNew, EmbeddedError, SecretBoxError, RegistryError,
-            FileProblem, KubeClientError, OSError) as exc:  # OSError: address in use
+            FileProblem, KubeClientError, TlsError, OSError) as exc:  # OSError: address in use
         print(f"kubepedia: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -9,7 +9,7 @@ from syncer import datadir, secretfile
 
 DEFAULT_API_LISTEN = "127.0.0.1:8080"
 DEFAULT_INGEST_LISTEN = "127.0.0.1:8081"
-DEFAULT_API_SERVER = "http://127.0.0.1:8080"
+DEFAULT_API_SERVER = "https://127.0.0.1:8080"  # the read API serves TLS by default
 SYSTEM_DATA_DIR = Path("/var/lib/kubepedia")
 DEFAULT_ADMIN_LISTEN = "127.0.0.1:8082"
 
@@ -85,6 +85,11 @@ def read_api_token(data_dir: Path, explicit: str | None = None) -> str | None:
     from_env = os.environ.get("KUBEPEDIA_TOKEN")
     if from_env:
         return from_env
+    return stored_read_token(data_dir)
+
+
+def stored_read_token(data_dir: Path) -> str | None:
+    """The data dir's read token if there is one (under the admin token's rules)."""
     path = data_dir / READ_TOKEN_FILE
     if not path.exists():
         return None

@@ -141,8 +141,9 @@ async def demo(config: ServeConfig) -> None:
         read_token = ensure_read_token(config.data_dir)
         kubeconfig.touch(mode=0o600)
         kubeconfig.chmod(0o600)  # it holds a token
-        ca = tls.certificate_pem(tls.ensure_certificate(config.data_dir, config.api_listen[0])) \
-            if server.api.startswith("https:") and config.api_tls_cert is None else None
+        # The data dir's certificate, when serve made one (no --tls-cert).
+        made = server.api.startswith("https:") and config.tls is None
+        ca = tls.certificate_pem(config.data_dir / tls.CERT_FILE) if made else None
         doc = document(server.api, list(sims), token=read_token, ca=ca)
         kubeconfig.write_text(yaml.safe_dump(doc, sort_keys=False))
         print(_instructions(kubeconfig, list(sims)), flush=True)

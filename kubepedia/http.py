@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import ssl
 import sys
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
@@ -24,8 +25,9 @@ import orjson
 
 from agent.errors import connection_problem
 from agent.logs import printable
+from agent.tls import TlsError, client_context
 from kubepedia.config import default_data_dir, read_api_token
-from kubepedia.tls import TLS_FILE, certificate_pem, client_context
+from kubepedia.tls import CERT_FILE
 
 READ_API = "kubepedia read API"
 JSON = dict[str, Any]
@@ -45,13 +47,60 @@ class Server:
     name: str = READ_API
     role: str = READ_API
     headers: Mapping[str, str] = field(default_factory=dict)
-    ssl: Any = None  # aiohttp's: None for the default checks, or an SSLContext
+    # How an https server is verified (``agent.tls.client_context``): True is the system's trust store.
+    ssl: ssl.SSLContext | bool = True
 
 
 @dataclass(frozen=True)
 class Answer:
     status: int
     raw: bytes
+
+
+def add_read_api_arguments(parser: argparse.ArgumentParser, *, default_server: str,
+                           server_help: str = "the read API's URL") -> None:
+    """``--server``, ``--token`` and the TLS options of a command that calls the read API."""
+    parser.add_argument("--server", default=default_server, help=f"{server_help} (default {default_server})")
+    parser.add_argument("--token", default=None,
+                        help="bearer token for the read API (default: $KUBEPEDIA_TOKEN, else the "
+                             "read token in the data dir)")
+    add_read_api_tls(parser)
+
+
+def add_read_api_tls(parser: argparse.ArgumentParser) -> None:
+    """``--ca``, ``--client-cert`` and ``--client-key`` for a read API served over TLS."""
+    # --certificate-authority as kubectl spells it, for whoever types kubectl's flag.
+    parser.add_argument("--ca", "--certificate-authority", dest="ca", type=Path, default=None,
+                        metavar="FILE",
+                        help="PEM CA that signed the read API's certificate (https --server; "
+                             f"default: the data dir's {CERT_FILE} if there is one, else the "
+                             "system's trust store)")
+    parser.add_argument("--client-cert", type=Path, default=None, metavar="FILE",
+                        help="PEM client certificate, for a server run with --client-ca")
+    parser.add_argument("--client-key", type=Path, default=None, metavar="FILE",
+                        help="the client certificate's PEM private key")
+
+
+def read_api_ca(args: argparse.Namespace) -> Path | None:
+    """The CA to trust for the read API: ``--ca``, else for an https server the certificate
+    that ``kubepedia serve`` made in the data dir, when there is one."""
+    if args.ca is not None or not str(args.server).startswith("https:"):
+        return args.ca  # type: ignore[no-any-return]
+    made = default_data_dir() / CERT_FILE
+    return made if made.exists() else None
+
+
+def read_api(args: argparse.Namespace) -> Server:
+    """The read API at ``args.server``, verified and authenticated as the options say, called
+    with the caller's token."""
+    try:
+        verify = client_context(args.server, ca=read_api_ca(args), ca_flag="--ca", cert=args.client_cert,
+                                key=args.client_key)
+    except TlsError as exc:
+        raise CommandError(str(exc)) from exc
+    token = read_api_token(default_data_dir(), args.token)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return Server(url=args.server, ssl=verify, headers=headers)
 
 
 async def call(server: Server, method: str, path: str, *, params: Mapping[str, str] | None = None,
@@ -63,47 +112,15 @@ async def call(server: Server, method: str, path: str, *, params: Mapping[str, s
     if body is not None:
         headers["Content-Type"] = "application/json"
     try:
-        async with aiohttp.ClientSession() as session, session.request(
-                method, url, params=params, headers=headers, ssl=server.ssl,
+        connector = aiohttp.TCPConnector(ssl=server.ssl)
+        async with aiohttp.ClientSession(connector=connector) as session, session.request(
+                method, url, params=params, headers=headers,
                 data=orjson.dumps(body) if body is not None else None) as resp:
             return Answer(resp.status, await resp.read())
     except (aiohttp.ClientError, TimeoutError) as exc:
         log.debug("%s %s failed: %r", method, url, exc)
         problem = connection_problem(exc)
         raise CommandError(f"cannot reach the {server.name} at {server.url}: {problem}") from exc
-
-
-def add_read_api_arguments(parser: argparse.ArgumentParser, *, default_server: str) -> None:
-    """``--server`` and ``--token`` for a command that calls the read API."""
-    parser.add_argument("--server", default=default_server,
-                        help=f"the read API's URL (default {default_server})")
-    parser.add_argument("--token", default=None,
-                        help="bearer token for the read API (default: $KUBEPEDIA_TOKEN, else the "
-                             "read token in the data dir)")
-    parser.add_argument("--certificate-authority", type=Path, default=None,
-                        help="the read API's CA (PEM; default: the certificate in the data dir)")
-
-
-def read_api(args: argparse.Namespace) -> Server:
-    """The read API a command's ``--server`` names, called with its token."""
-    token = read_api_token(default_data_dir(), getattr(args, "token", None))
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    ca = read_api_ca(args)
-    return Server(url=args.server, headers=headers, ssl=client_context(ca) if ca is not None else None)
-
-
-def read_api_ca(args: argparse.Namespace) -> bytes | None:
-    """The CA to trust for an https read API: ``--certificate-authority``, else the data dir's
-    certificate (what ``kubepedia serve`` made) when there is one."""
-    if not str(args.server).startswith("https:"):
-        return None
-    path = args.certificate_authority or default_data_dir() / TLS_FILE
-    if args.certificate_authority is None and not path.exists():
-        return None
-    try:
-        return certificate_pem(path)
-    except (OSError, ValueError) as exc:
-        raise CommandError(f"cannot read the read API's certificate {path}: {exc}") from exc
 
 
 def document(server: Server, answer: Answer) -> JSON:

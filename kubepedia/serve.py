@@ -1,4 +1,19 @@
-"""``kubepedia serve``: the syncer's ingest and admin listeners and the read API in one process."""
+"""``kubepedia serve``: the syncer's ingest and admin listeners and the read API in one process,
+or one of the two parts (``--role``) so that each runs as its own Deployment.
+
+The read API keeps no state of its own (every process sharing a database accepts the others'
+continue tokens, and watches follow the change log), so it runs with any number of replicas.
+The syncer holds the key file and the admin token; pull mode's ownership locks decide which
+of its replicas syncs which cluster. An API-only process needs neither: it opens no key file
+and writes nothing into the data dir unless the embedded PostgreSQL lives there.
+
+The read API authenticates its callers by bearer token and serves each what the grants give
+it (``apiserver.access``). A process that owns the data dir (the syncer's, or the embedded
+PostgreSQL's) makes a read token there that reads everything, and serves the read API over
+TLS with a certificate it makes there when no ``--tls-cert`` is given (kubectl sends tokens
+to https servers only). An API-only process writes neither: it needs ``--tls-cert`` (or
+``--api-plain-http``), and uses the read token only if the syncer made one where it looks.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +21,11 @@ import asyncio
 import logging
 import signal
 import ssl
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 
@@ -19,8 +34,8 @@ from apiserver.access import Access, CombinedGrants, GrantsFile, GrantsSource
 from apiserver.app import build_app as build_api_app
 from apiserver.auth import Authenticator, StaticTokens, TokenFile, TokenReviewer
 from apiserver.grants import User, everything_for
-from kubepedia import tls
-from kubepedia.config import ensure_admin_token, ensure_read_token
+from kubepedia.config import ensure_admin_token, ensure_read_token, stored_read_token
+from kubepedia.tls import ServerContexts, TlsError, TlsFiles, ensure_certificate, server_contexts
 from syncer import datadir, embedded, registry, secretbox
 from syncer.admin import build_admin_app
 from syncer.db import connect, describe
@@ -30,6 +45,9 @@ from syncer.server import SERVER_SETTINGS as INGEST_SERVER_SETTINGS
 from syncer.server import build_app as build_ingest_app
 
 log = logging.getLogger(__name__)
+
+Role = Literal["all", "api", "syncer"]
+ROLES: tuple[Role, ...] = ("all", "api", "syncer")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -42,13 +60,26 @@ class ServeConfig:
     secret_key_file: Path | None = None  # default: secret.keys in the data dir
     allow_kubeconfig_exec: bool = False
     change_log_retention_s: float = 7 * 24 * 3600.0
+    role: Role = "all"
+    tls: TlsFiles | None = None  # None: plain HTTP, but for the read API (see api_plain_http)
     token_file: Path | None = None  # the read API's callers (kube-apiserver's token file format)
     grants_file: Path | None = None  # what they may read (apiserver.grants)
     token_review_kubeconfig: Path | None = None  # a host cluster that reviews other tokens
     anonymous_read: bool = False  # requests without a token read as system:anonymous
     api_plain_http: bool = False  # the read API without TLS (kubectl then sends no token)
-    api_tls_cert: Path | None = None  # default: a self-signed one made in the data dir
-    api_tls_key: Path | None = None  # default: in the certificate's file
+
+    @property
+    def runs_api(self) -> bool:
+        return self.role in ("all", "api")
+
+    @property
+    def runs_syncer(self) -> bool:
+        return self.role in ("all", "syncer")
+
+    @property
+    def owns_data_dir(self) -> bool:
+        """Whether this process makes and writes the data dir."""
+        return self.runs_syncer or self.embedded_server
 
     @property
     def key_file(self) -> Path:
@@ -89,14 +120,16 @@ def open_kubeconfigs(config: ServeConfig) -> Kubeconfigs:
     return kubeconfigs
 
 
-async def prepare_store(url: str, kubeconfigs: Kubeconfigs) -> None:
+async def prepare_store(url: str, kubeconfigs: Kubeconfigs | None) -> None:
+    """Migrate (serialized by the migration lock, so replicas may start together); with
+    ``kubeconfigs`` (the syncer), seal stored kubeconfigs still in clear."""
     conn = await connect(url)
     try:
         before = await migrate(conn)
-        sealed = await registry.prepare_kubeconfigs(conn, kubeconfigs)
+        sealed = None if kubeconfigs is None else await registry.prepare_kubeconfigs(conn, kubeconfigs)
     finally:
         await conn.close()
-    if sealed.resealed:
+    if sealed is not None and sealed.resealed:
         log.info("kubeconfigs stored in clear are now sealed", extra={"clusters": sealed.resealed})
     log.info("store ready", extra={"database": describe(url), "schema_was": before})
 
@@ -110,12 +143,19 @@ def read_access(config: ServeConfig) -> Access:
     """Who may call the read API and what each may read: the data dir's read token (all of
     it), the token file's and the host cluster's users (what the grants file gives them)
     and, with ``anonymous_read``, callers without a token (what it gives system:anonymous)."""
-    authenticators: list[Authenticator] = [StaticTokens({ensure_read_token(config.data_dir): READ_ALL})]
+    authenticators: list[Authenticator] = []
+    read_token = (ensure_read_token(config.data_dir) if config.owns_data_dir
+                  else stored_read_token(config.data_dir))
+    if read_token:
+        authenticators.append(StaticTokens({read_token: READ_ALL}))
     if config.token_file is not None:
         authenticators.append(TokenFile(config.token_file))
     if config.token_review_kubeconfig is not None:
         host = load_connection(kubeconfig=str(config.token_review_kubeconfig))
         authenticators.append(TokenReviewer(server=host.server, ssl=host.ssl, auth_headers=host.auth_headers))
+    if not authenticators and not config.anonymous_read:
+        log.warning("the read API knows no token: give --token-file, --token-review-kubeconfig "
+                    "or --anonymous-read, or every request but /healthz, /readyz, /version is a 401")
     sources: list[GrantsSource] = [everything_for([READ_ALL.name])]
     if config.grants_file is not None:
         sources.append(GrantsFile(config.grants_file))
@@ -123,38 +163,44 @@ def read_access(config: ServeConfig) -> Access:
                   anonymous=config.anonymous_read)
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Running:
-    """A running server: its database and the URLs its listeners are bound to."""
-
-    database_url: str
-    ingest: str
-    admin: str
-    api: str
-
-
-def api_tls(config: ServeConfig) -> ssl.SSLContext | None:
-    """The read API's TLS context (see ``kubepedia.tls``), None for plain HTTP."""
+def api_tls(config: ServeConfig, tls: ServerContexts | None) -> ssl.SSLContext | None:
+    """The read API's TLS context: ``--tls-cert``'s, else (for a process that owns the data
+    dir) a self-signed certificate made there; None with ``--api-plain-http``."""
     if config.api_plain_http:
         return None
-    if config.api_tls_cert is not None:
-        return tls.server_context(config.api_tls_cert, config.api_tls_key)
-    return tls.server_context(tls.ensure_certificate(config.data_dir, config.api_listen[0]))
+    if tls is not None:
+        return tls.api
+    if not config.owns_data_dir:
+        raise TlsError("--role api serves the read API over TLS: give --tls-cert and --tls-key "
+                       "(or --api-plain-http, and kubectl will send no token)")
+    return server_contexts(ensure_certificate(config.data_dir, config.api_listen[0])).api
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Running:
+    """A running server: its database and the URLs its listeners are bound to ("" for a
+    listener its role does not run)."""
+
+    database_url: str
+    ingest: str = ""
+    admin: str = ""
+    api: str = ""
 
 
 async def _start_site(stack: AsyncExitStack, app: web.Application, listen: tuple[str, int],
-                      what: str, *, ssl_context: ssl.SSLContext | None = None,
-                      settings: Mapping[str, Any] | None = None) -> str:
-    """Serve ``app``; returns the bound URL (with port 0 the kernel picks the port)."""
-    runner = web.AppRunner(app, handle_signals=False, **(settings or {}))
+                      what: str, *, tls: ssl.SSLContext | None, **settings: Any) -> str:
+    """Serve ``app`` (over TLS with ``tls``); returns the bound URL (with port 0 the kernel
+    picks the port)."""
+    runner = web.AppRunner(app, handle_signals=False, **settings)
     await runner.setup()
     stack.push_async_callback(runner.cleanup)
-    site = web.TCPSite(runner, listen[0], listen[1], ssl_context=ssl_context)
+    site = web.TCPSite(runner, listen[0], listen[1], ssl_context=tls)
     await site.start()
     host, port = runner.addresses[0][:2]
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    log.info("listening", extra={"listener": what, "address": address})
-    return f"{'https' if ssl_context is not None else 'http'}://{address}"
+    scheme = "https" if tls is not None else "http"
+    log.info("listening", extra={"listener": what, "address": address, "scheme": scheme})
+    return f"{scheme}://{address}"
 
 
 def stop_on_signals() -> asyncio.Event:
@@ -175,19 +221,33 @@ async def serve(config: ServeConfig) -> None:
 
 @asynccontextmanager
 async def running(config: ServeConfig) -> AsyncIterator[Running]:
-    """The syncer (ingest, admin) and the read API, for the block."""
-    make_data_dir(config)
-    kubeconfigs = open_kubeconfigs(config)
-    access = read_access(config)  # a bad token or grants file stops the start here
+    """What the role runs, for the block: the syncer (ingest, admin), the read API, or both.
+    TLS files that cannot be used stop the start first (``kubepedia.tls.TlsError``)."""
+    tls: ServerContexts | None = server_contexts(config.tls) if config.tls is not None else None
+    if config.owns_data_dir:
+        make_data_dir(config)
+    kubeconfigs = open_kubeconfigs(config) if config.runs_syncer else None
+    # A bad token or grants file, or a missing certificate, stops the start here.
+    access, api_context = (read_access(config), api_tls(config, tls)) if config.runs_api else (None, None)
     async with database(config) as url, AsyncExitStack() as stack:
         await prepare_store(url, kubeconfigs)
-        ingest = build_ingest_app(database_url=url, kubeconfigs=kubeconfigs,
-                                  retention_s=config.change_log_retention_s)
-        ingest_url = await _start_site(stack, ingest, config.ingest_listen, "ingest",
-                                       settings=INGEST_SERVER_SETTINGS)
-        # After the ingest application, whose pool and pull manager it shares.
-        admin = build_admin_app(ingest, admin_token=ensure_admin_token(config.data_dir))
-        admin_url = await _start_site(stack, admin, config.admin_listen, "admin")
-        api = build_api_app(database_url=url, access=access)
-        api_url = await _start_site(stack, api, config.api_listen, "api", ssl_context=api_tls(config))
-        yield Running(database_url=url, ingest=ingest_url, admin=admin_url, api=api_url)
+        urls: dict[str, str] = {}
+        if kubeconfigs is not None:
+            urls.update(await _start_syncer(stack, config, url, kubeconfigs,
+                                            tls=tls.tokens if tls is not None else None))
+        if access is not None:
+            urls["api"] = await _start_site(stack, build_api_app(database_url=url, access=access),
+                                            config.api_listen, "api", tls=api_context)
+        yield Running(database_url=url, **urls)
+
+
+async def _start_syncer(stack: AsyncExitStack, config: ServeConfig, url: str,
+                        kubeconfigs: Kubeconfigs, *, tls: ssl.SSLContext | None) -> dict[str, str]:
+    ingest = build_ingest_app(database_url=url, kubeconfigs=kubeconfigs,
+                              retention_s=config.change_log_retention_s)
+    ingest_url = await _start_site(stack, ingest, config.ingest_listen, "ingest", tls=tls,
+                                   **INGEST_SERVER_SETTINGS)
+    # After the ingest application, whose pool and pull manager it shares.
+    admin = build_admin_app(ingest, admin_token=ensure_admin_token(config.data_dir))
+    admin_url = await _start_site(stack, admin, config.admin_listen, "admin", tls=tls)
+    return {"ingest": ingest_url, "admin": admin_url}

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import secrets
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -246,10 +247,15 @@ class Api:
         patch: Any,
         subresource: str = "",
         dry_run: bool = False,
+        validate: Callable[[JSON], None] | None = None,
     ) -> Entry:
+        """``validate`` sees the patched object first (field validation: kube-apiserver
+        decodes the patch's result strictly, before any other check)."""
         current = self.get(rtype, namespace, name)
         old = orjson.loads(current.raw)
         patched = apply_patch(content_type, old, patch, custom=bool(rtype.crd_name))
+        if validate is not None:
+            validate(patched)
         # Patches copy only what they change, so the result may hold old's metadata
         # dict, which the checks below change in place (and nothing deeper): copying
         # that one dict keeps old as stored, and spares decoding the object again, the

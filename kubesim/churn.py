@@ -44,6 +44,13 @@ TICK_S = 0.005
 CATCH_UP_S = 0.05
 CREATE_SHARE, DELETE_SHARE = 0.15, 0.15  # the rest are status updates
 MAX_RATE = 1_000_000.0
+# Writes remembered for a freshness measurement, at most (about 100 bytes each); the rest
+# are counted as dropped, so a reader knows its record is partial.
+ACKS_CAP = 1_000_000
+
+# A recorded write: when it was acknowledged (time.monotonic(), one clock for every process
+# on the machine), the resourceVersion it made, the pod's namespace and name.
+Ack = tuple[float, int, str, str]
 
 
 async def run_paced(
@@ -90,17 +97,28 @@ class Churn:
         self.errors = 0
         self._tick = 0
         self._task: asyncio.Task[int] | None = None
+        self.status_only = False
+        self._acks: list[Ack] | None = None
+        self.acks_dropped = 0
 
     @property
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 
     async def start(
-        self, rate: float, *, writes: int | None = None, seconds: float | None = None
+        self, rate: float, *, writes: int | None = None, seconds: float | None = None,
+        status_only: bool = False, record: bool = False,
     ) -> None:
-        """Write ``rate`` times per second (replacing any churn under way; 0 stops)."""
+        """Write ``rate`` times per second (replacing any churn under way; 0 stops).
+
+        ``status_only``: every write is a status update, so the set of pods stays as it is.
+        ``record``: remember each status update's acknowledgement (``take_acks``), as a
+        client timing its writes would, without a client's CPU on the machine measured."""
         await self.stop()
         self.rate = rate
+        self.status_only = status_only
+        self._acks = [] if record else None
+        self.acks_dropped = 0
         if rate > 0:
             self._task = asyncio.create_task(
                 run_paced(rate, self.write, writes=writes, seconds=seconds),
@@ -120,7 +138,17 @@ class Churn:
             "writes": sum(self.counts.values()),
             "byOperation": dict(self.counts),
             "errors": self.errors,
+            "statusOnly": self.status_only,
+            "recording": self._acks is not None,
+            "acksDropped": self.acks_dropped,
         }
+
+    def take_acks(self) -> list[Ack]:
+        """The writes recorded since the churn started or since the last take."""
+        taken = self._acks or []
+        if self._acks is not None:
+            self._acks = []
+        return taken
 
     def write(self, count: int = 1) -> None:
         """Make ``count`` writes now."""
@@ -128,7 +156,10 @@ class Churn:
         for _ in range(count):
             roll = self.rng.random()
             try:
-                if len(tstore.keys) < 2 or roll < CREATE_SHARE:
+                if self.status_only and tstore.keys:
+                    self._update_status(tstore)
+                    self.counts["status"] += 1
+                elif len(tstore.keys) < 2 or roll < CREATE_SHARE:
                     self._create(tstore)
                     self.counts["create"] += 1
                 elif roll < CREATE_SHARE + DELETE_SHARE:
@@ -156,7 +187,12 @@ class Churn:
                 "podIP": f"10.244.{self.rng.randrange(256)}.{self.rng.randrange(1, 255)}",
             },
         }
-        self.api.patch(self.pods, entry.namespace, entry.name, MERGE, patch, "status")
+        written = self.api.patch(self.pods, entry.namespace, entry.name, MERGE, patch, "status")
+        if self._acks is not None:
+            if len(self._acks) < ACKS_CAP:
+                self._acks.append((time.monotonic(), written.rv, written.namespace, written.name))
+            else:
+                self.acks_dropped += 1
 
     def _delete(self, tstore: TypeStore) -> None:
         entry = tstore.objects[self._pick(tstore)]

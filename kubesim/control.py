@@ -18,10 +18,13 @@
   ``watch-list`` (a list by another name); ``discoveryFailures`` counts the
   failures answered per groupVersion by ``fail-discovery``.
 - ``GET /_kubesim/dump``: every object's identity and resourceVersion.
-- ``POST /_kubesim/churn?rate=R[&seconds=S][&writes=N]``: write to this cluster's pods
-  in-process, R times per second, for S seconds or N writes (or until changed; rate 0
-  stops), see :mod:`kubesim.churn`; ``GET /_kubesim/churn``: the rate, whether it runs,
-  the writes made by operation and the failed ones.
+- ``POST /_kubesim/churn?rate=R[&seconds=S][&writes=N][&statusOnly=true][&record=true]``:
+  write to this cluster's pods in-process, R times per second, for S seconds or N writes
+  (or until changed; rate 0 stops), only status updates with ``statusOnly``, see
+  :mod:`kubesim.churn`; ``GET /_kubesim/churn``: the rate, whether it runs, the writes
+  made by operation and the failed ones. With ``record``, ``POST /_kubesim/churn/acks``
+  takes the status updates made since the last take: ``[monotonic time, resourceVersion,
+  namespace, name]`` each.
 """
 
 from __future__ import annotations
@@ -49,6 +52,13 @@ def _number(request: web.Request, name: str, default: float) -> float:
         return float(request.query.get(name, default))
     except ValueError:
         raise bad_request(f"{name} must be a number") from None
+
+
+def _flag(request: web.Request, name: str) -> bool:
+    value = request.query.get(name, "false")
+    if value not in ("true", "false"):
+        raise bad_request(f"{name} must be true or false")
+    return value == "true"
 
 
 def _bounded(request: web.Request, name: str, high: float) -> float | None:
@@ -86,6 +96,7 @@ class Control:
             web.get("/_kubesim/dump", self.dump),
             web.post("/_kubesim/churn", self.start_churn),
             web.get("/_kubesim/churn", self.churn_status),
+            web.post("/_kubesim/churn/acks", self.churn_acks),
         ]
 
     async def compact(self, request: web.Request) -> web.Response:
@@ -145,9 +156,14 @@ class Control:
         seconds = _bounded(request, "seconds", 366 * 86400.0)
         writes = _bounded(request, "writes", 1e12)
         await self.churn.start(
-            rate, writes=None if writes is None else int(writes), seconds=seconds
+            rate, writes=None if writes is None else int(writes), seconds=seconds,
+            status_only=_flag(request, "statusOnly"), record=_flag(request, "record"),
         )
         return _json(self.churn.status())
+
+    async def churn_acks(self, request: web.Request) -> web.Response:
+        dropped = self.churn.acks_dropped
+        return _json({"acks": self.churn.take_acks(), "dropped": dropped})
 
     async def churn_status(self, request: web.Request) -> web.Response:
         return _json(self.churn.status())

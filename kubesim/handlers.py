@@ -11,7 +11,7 @@ import yaml
 from aiohttp import web
 
 from kube.resources import ResourceType
-from kubesim import errors, media
+from kubesim import errors, fields, media
 from kubesim.faults import Faults
 from kubesim.listing import ListOptions, Page, parse_rv, validate, wait_for_rv
 from kubesim.scale import patch_scale, scalable, to_scale, write_scale
@@ -56,8 +56,11 @@ def not_found_path() -> errors.StatusError:
     )
 
 
-def json_response(body: bytes, status: int = 200) -> web.Response:
-    return web.Response(body=body, status=status, content_type=JSON_TYPE)
+def json_response(body: bytes, status: int = 200, warnings: list[str] | None = None) -> web.Response:
+    response = web.Response(body=body, status=status, content_type=JSON_TYPE)
+    for name, value in fields.warning_header(warnings or []):
+        response.headers.add(name, value)
+    return response
 
 
 def _flag(query: Any, name: str) -> bool:
@@ -167,9 +170,11 @@ class ResourceHandlers:
             raise errors.method_not_allowed()
         if request.method == "POST":
             self.sim.stats.count("create", rtype)
+            mode = fields.directive(request.query, "CreateOptions")
             body = await self._body(request)
+            warnings = fields.check(rtype, body, mode, decoding=True)
             entry = self.sim.api.create(rtype, target.namespace, body, dry_run=_dry_run(request))
-            return json_response(entry.raw, 201)
+            return json_response(entry.raw, 201, warnings)
         if request.method == "DELETE" and "deletecollection" in rtype.verbs:
             self.sim.stats.count("deletecollection", rtype)
             return await self.delete_collection(request, target)
@@ -188,13 +193,21 @@ class ResourceHandlers:
         if method == "GET":
             return self._object(request, rtype, api.get(rtype, ns, name))
         if method == "PUT":
+            mode = fields.directive(request.query, "UpdateOptions")
             body = await self._body(request)
-            return json_response(api.update(rtype, ns, name, body, sub, dry_run=dry).raw)
+            said = fields.check(rtype, body, mode, decoding=True)
+            return json_response(api.update(rtype, ns, name, body, sub, dry_run=dry).raw, 200, said)
         if method == "PATCH":
+            mode = fields.directive(request.query, "PatchOptions")
             content_type = request.headers.get("Content-Type", "")
             body = await self._body(request)
-            patched = api.patch(rtype, ns, name, content_type, body, sub, dry_run=dry)
-            return json_response(patched.raw)
+            warnings: list[str] = []
+
+            def validate(obj: JSON) -> None:
+                warnings.extend(fields.check(rtype, obj, mode, decoding=False))
+
+            patched = api.patch(rtype, ns, name, content_type, body, sub, dry_run=dry, validate=validate)
+            return json_response(patched.raw, 200, warnings)
         if method == "DELETE" and not sub:
             dry = dry or await _delete_dry_run(request)
             return json_response(api.delete(rtype, ns, name, dry_run=dry).raw)

@@ -7,9 +7,15 @@ validation to the server instead of downloading full schemas
 (k8s.io/cli-runtime resource/query_param_verifier_v3.go). So each group
 version document lists, per resource, a PATCH operation tagged with
 ``x-kubernetes-group-version-kind`` that declares ``fieldValidation``. No
-schemas are served: ``kubectl explain`` is not supported. ``/openapi/v2``
-answers 404; kubectl apply then computes strategic merge patches from its
-compiled-in types.
+schemas are served: ``kubectl explain`` is not supported.
+
+``/openapi/v2`` is a valid document without definitions. kubectl reads it (as protobuf)
+when the v3 documents do not list a kind, to validate on the client
+(k8s.io/kubectl/pkg/validation/schema.go); a kind it has no schema for is not validated
+there, and kubectl goes on to refuse it as kube-apiserver's discovery leads it to: "no
+matches for kind". Without that document kubectl would stop at "failed to download
+openapi". kubectl apply, finding no schema in either document, computes strategic merge
+patches from its compiled-in types.
 """
 
 from __future__ import annotations
@@ -79,4 +85,31 @@ def openapi_routes(sim: Simulator) -> list[web.RouteDef]:
             raise not_found_path()
         return json_response(orjson.dumps(group_version_doc(types)))
 
-    return [web.get("/openapi/v3", root), web.get("/openapi/v3/{gv:.+}", document)]
+    return [web.get("/openapi/v2", swagger), web.get("/openapi/v3", root),
+            web.get("/openapi/v3/{gv:.+}", document)]
+
+
+# Asked for as ``...spec.v2@v1.0+protobuf``; answered as kube-openapi does, with a media type
+# that Go's mime parser accepts (client-go parses the response's).
+PROTOBUF_V2 = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+SWAGGER: JSON = {"swagger": "2.0", "info": {"title": "Kubernetes", "version": "v1.32.0"},
+                 "paths": {}, "definitions": {}}
+
+
+def _proto_string(field: int, value: bytes) -> bytes:
+    """A length-delimited protobuf field (every value here is shorter than 128 bytes)."""
+    return bytes([field << 3 | 2, len(value)]) + value
+
+
+def swagger_protobuf() -> bytes:
+    """``SWAGGER`` as gnostic's ``openapi_v2.Document``: swagger (1) and info (2: title 1,
+    version 2); empty paths and definitions are absent fields."""
+    info = SWAGGER["info"]
+    encoded_info = _proto_string(1, info["title"].encode()) + _proto_string(2, info["version"].encode())
+    return _proto_string(1, SWAGGER["swagger"].encode()) + _proto_string(2, encoded_info)
+
+
+async def swagger(request: web.Request) -> web.Response:
+    if "protobuf" in request.headers.get("Accept", ""):
+        return web.Response(body=swagger_protobuf(), headers={"Content-Type": PROTOBUF_V2})
+    return json_response(orjson.dumps(SWAGGER))

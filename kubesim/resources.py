@@ -43,6 +43,7 @@ def _type(
 
 
 ALL = ("all",)
+RBAC = "rbac.authorization.k8s.io"
 
 BUILTIN: tuple[ResourceType, ...] = (
     _core("namespaces", "Namespace", False, ("ns",), verbs=NO_COLLECTION_DELETE),
@@ -63,7 +64,14 @@ BUILTIN: tuple[ResourceType, ...] = (
     _type("batch", "jobs", "Job", True, (), ALL),
     _type("batch", "cronjobs", "CronJob", True, ("cj",), ALL),
     _type("networking.k8s.io", "ingresses", "Ingress", True, ("ing",)),
+    _type("networking.k8s.io", "networkpolicies", "NetworkPolicy", True, ("netpol",), has_status=False),
     _type("coordination.k8s.io", "leases", "Lease", True, has_status=False),
+    _type("policy", "poddisruptionbudgets", "PodDisruptionBudget", True, ("pdb",)),
+    _type(RBAC, "clusterroles", "ClusterRole", False, has_status=False),
+    _type(RBAC, "clusterrolebindings", "ClusterRoleBinding", False, has_status=False),
+    _type(RBAC, "roles", "Role", True, has_status=False),
+    _type(RBAC, "rolebindings", "RoleBinding", True, has_status=False),
+    _type("apiregistration.k8s.io", "apiservices", "APIService", False, (), ("api-extensions",)),
     _type(
         "apiextensions.k8s.io",
         "customresourcedefinitions",

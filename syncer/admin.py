@@ -87,12 +87,30 @@ async def admin_remove(request: web.Request) -> web.Response:
     return ok({"name": name, "deleted": deleted})
 
 
+async def admin_rotate_token(request: web.Request) -> web.Response:
+    """A new agent token for a push cluster, shown once; the old one keeps working for
+    ``graceSeconds`` (default ``registry.TOKEN_GRACE_S``)."""
+    _admin(request)
+    raw = await request.read()
+    body = decode_object(raw, what="request body") if raw.strip() else {}
+    grace = body.get("graceSeconds", registry.TOKEN_GRACE_S)
+    if isinstance(grace, bool) or not isinstance(grace, int | float):
+        raise BadInput("graceSeconds must be a number of seconds")
+    name = request.match_info["cluster"]
+    rotated = await registry.rotate_token(request.app[POOL], name=name, grace_s=grace)
+    expires = rotated.previous_expires_at
+    log.info("agent token rotated", extra={"cluster": name, "grace_s": grace})
+    return ok({"name": name, "token": rotated.token,
+               "previousTokenExpiresAt": expires.isoformat() if expires is not None else None})
+
+
 def routes() -> list[web.RouteDef]:
     return [
         *health_routes(),
         web.post("/admin/v1/clusters", admin_add),
         web.get("/admin/v1/clusters", admin_list),
         web.delete("/admin/v1/clusters/{cluster}", admin_remove),
+        web.post("/admin/v1/clusters/{cluster}/token", admin_rotate_token),
     ]
 
 

@@ -16,6 +16,7 @@ import asyncpg
 
 from syncer import schema
 from syncer.migrations_ingest import TAKE_CHANGE_NUMBERS
+from syncer.migrations_registry import PREVIOUS_AGENT_TOKENS
 
 log = logging.getLogger(__name__)
 
@@ -675,6 +676,8 @@ MIGRATIONS: tuple[Migration, ...] = (
               statements=_BEFORE_IMAGES),
     Migration(version=16, description="change log: the lock, a write's numbers and its notice in one call",
               statements=TAKE_CHANGE_NUMBERS),
+    Migration(version=17, description="registry: a rotated agent token works until its expiry",
+              statements=PREVIOUS_AGENT_TOKENS),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -1,8 +1,10 @@
 """The cluster registry: which member clusters exist, how they sync, how they are doing.
 
 Push clusters authenticate their agent with a token that is shown once and stored only
-as its SHA-256. Pull clusters keep their kubeconfig document in the database, so that any
-syncer process sharing the database can take the cluster over. This module is the only
+as its SHA-256. A rotated token (``rotate_token``) keeps working until the end of its grace
+period, so that a running agent can be switched to the new one without a gap. Pull clusters
+keep their kubeconfig document in the database, so that any syncer process sharing the
+database can take the cluster over. This module is the only
 one that reads or writes that column: documents are checked when registered (no commands
 or local files unless the server allows them, see ``agent.kubeconfig_policy``), sealed
 before they are written and opened when read (``syncer.secretbox``).
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import os
 import re
 import secrets
@@ -31,6 +34,11 @@ NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 # send at least a bookmark per watched type every few minutes, so silence means trouble.
 PUSH_SILENCE_S = 300
 PUSH_SILENCE_ENV = "KUBEPEDIA_PUSH_SILENCE_SECONDS"
+# How long a rotated agent token keeps working unless the rotation says otherwise: time for a
+# rollout of the agent with the new token. At most MAX_TOKEN_GRACE_S (a leaked token should not
+# outlive its rotation by months); 0 ends the old token at once.
+TOKEN_GRACE_S = 3600
+MAX_TOKEN_GRACE_S = 30 * 86400
 
 
 def push_silence_s() -> float:
@@ -228,17 +236,68 @@ async def pull_clusters(pool: asyncpg.Pool, kubeconfigs: Kubeconfigs) -> list[Cl
 
 
 async def authenticate(pool: asyncpg.Pool, *, cluster: str, token: str) -> Cluster:
-    """The cluster an agent's token opens, or RegistryError 401.
+    """The cluster an agent's token opens, or RegistryError 401: the current token, or the one
+    before the last rotation until its expiry (the server's clock).
 
     One answer for every failure (an unknown cluster, a wrong token, another cluster's
-    token): a caller without a valid token learns nothing, not even which clusters exist.
+    token, an expired one): a caller without a valid token learns nothing, not even which
+    clusters exist.
     """
-    row = await pool.fetchrow("SELECT * FROM clusters WHERE name = $1", cluster)
-    expected = row["token_hash"] if row is not None else None
-    offered = hash_token(token)
-    if expected is not None and hmac.compare_digest(expected, offered):
+    row = await pool.fetchrow(
+        "SELECT *, coalesce(previous_token_expires_at > now(), false) AS previous_valid"
+        " FROM clusters WHERE name = $1", cluster)
+    if row is not None and _opens(row, hash_token(token)):
         return _cluster(row)
     raise RegistryError("invalid token for this cluster", code=401, reason="Unauthorized")
+
+
+def _opens(row: asyncpg.Record, offered: str) -> bool:
+    # Both hashes are compared whatever the first comparison found, in constant time.
+    current = _same(row["token_hash"], offered)
+    previous = _same(row["previous_token_hash"], offered)
+    return current or (previous and bool(row["previous_valid"]))
+
+
+def _same(expected: str | None, offered: str) -> bool:
+    return expected is not None and hmac.compare_digest(expected, offered)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Rotated:
+    token: str  # the new agent token, shown once
+    previous_expires_at: datetime | None  # when the token it replaces stops working (None: now)
+
+
+async def rotate_token(pool: asyncpg.Pool, *, name: str, grace_s: float = TOKEN_GRACE_S) -> Rotated:
+    """A new agent token for a push cluster; the current one keeps working for ``grace_s``
+    seconds and the one before it (of an earlier rotation) stops at once.
+
+    404 for a cluster not registered, 409 for a pull cluster (it has no agent token), 422 for
+    a grace period that is negative or longer than MAX_TOKEN_GRACE_S."""
+    if not (math.isfinite(grace_s) and 0 <= grace_s <= MAX_TOKEN_GRACE_S):
+        raise RegistryError(f"the grace period must be between 0 and {MAX_TOKEN_GRACE_S} seconds",
+                            code=422, reason="Invalid")
+    token = secrets.token_urlsafe(32)
+    # One statement: two rotations at once are applied one after the other (the row's lock),
+    # and the second keeps the first one's token as the previous one.
+    row = await pool.fetchrow(
+        "UPDATE clusters SET token_hash = $2,"
+        " previous_token_hash = CASE WHEN $3::float8 > 0 THEN token_hash END,"
+        " previous_token_expires_at = CASE WHEN $3::float8 > 0"
+        "   THEN now() + make_interval(secs => $3::float8) END"
+        " WHERE name = $1 AND mode = 'push' AND removing_at IS NULL"
+        " RETURNING previous_token_expires_at", name, hash_token(token), float(grace_s))
+    if row is None:
+        raise await _not_rotatable(pool, name)
+    return Rotated(token=token, previous_expires_at=row["previous_token_expires_at"])
+
+
+async def _not_rotatable(pool: asyncpg.Pool, name: str) -> RegistryError:
+    mode = await pool.fetchval("SELECT mode FROM clusters WHERE name = $1 AND removing_at IS NULL", name)
+    if mode is None:
+        return RegistryError(f"cluster {name[:80]!r} is not registered", code=404, reason="NotFound")
+    return RegistryError(f"cluster {name[:80]!r} is a {mode} cluster: it has no agent token (only push "
+                         "clusters do)", code=409, reason="Conflict")
 
 
 async def seen(pool: asyncpg.Pool, name: str) -> None:

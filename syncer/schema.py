@@ -63,6 +63,8 @@ clusters = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
     Column("removing_at", DateTime(timezone=True)),  # set while its rows are being deleted
     Column("last_error", Text),  # an error of no single type, e.g. a type refused by quota
+    Column("previous_token_hash", Text),  # push: sha256 of the token before the last rotation
+    Column("previous_token_expires_at", DateTime(timezone=True)),  # ... which works until then
 )
 
 resources = Table(

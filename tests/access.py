@@ -9,7 +9,7 @@ from apiserver.access import Access
 from apiserver.auth import StaticTokens
 from apiserver.grants import User
 from apiserver.scope import EVERYTHING_SCOPE, Scope
-from kubepedia.tls import TLS_FILE, certificate_pem, client_context, self_signed, server_context
+from kubepedia.tls import CERT_FILE, TlsFiles, self_signed, server_contexts
 
 TEST_TOKEN = "kubepedia-test-token-0123456789"
 TEST_USER = User(name="tester", groups=("testers",))
@@ -35,7 +35,10 @@ def granted(scope: Scope = EVERYTHING_SCOPE) -> Access:
 def tls_files(directory: Path) -> tuple[Path, ssl.SSLContext, ssl.SSLContext]:
     """A self-signed certificate for 127.0.0.1 in ``directory``: its file, a server context, and
     a client context trusting it (kubectl sends a token to https servers only)."""
-    path = directory / TLS_FILE
-    if not path.exists():
-        path.write_bytes(self_signed("127.0.0.1"))
-    return path, server_context(path), client_context(certificate_pem(path))
+    cert, key = directory / CERT_FILE, directory / "api-tls.key"
+    if not cert.exists():
+        cert_pem, key_pem = self_signed("127.0.0.1")
+        key.write_bytes(key_pem)
+        cert.write_bytes(cert_pem)
+    server = server_contexts(TlsFiles(cert=cert, key=key)).api
+    return cert, server, ssl.create_default_context(cafile=str(cert))

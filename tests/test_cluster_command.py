@@ -33,6 +33,7 @@ def _kubepedia(*args: str) -> subprocess.CompletedProcess[str]:
     ["cluster", "list", "-o", "wide", "--server", "{url}", "--data-dir", "{tmp}"],
     ["cluster", "--data-dir", "{tmp}", "remove", "east", "--server", "{url}"],
     ["cluster", "add", "east", "--push", "--server", "{url}", "--label", "env=prod"],
+    ["cluster", "rotate-token", "east", "--grace", "2h", "--server", "{url}"],
 ])
 def test_server_option_before_or_after_the_verb(args: list[str], closed_url: str, tmp_path: Path) -> None:
     proc = _kubepedia(*(a.format(url=closed_url, tmp=tmp_path) for a in args))
@@ -74,3 +75,9 @@ def test_the_full_exception_is_kept_for_debug_logs(closed_url: str) -> None:
     assert "ClientConnectorError(ConnectionKey(" in proc.stderr
     assert proc.stderr.splitlines()[-1] == (f"kubepedia: cannot reach the kubepedia server at {closed_url}: "
                                             f"connection refused by {closed_url.removeprefix('http://')}")
+
+
+@pytest.mark.parametrize("grace", ["-1h", "soon", "0x"])
+def test_a_bad_grace_period_is_a_usage_error(grace: str) -> None:
+    proc = _kubepedia("cluster", "rotate-token", "east", f"--grace={grace}")
+    assert proc.returncode == 2 and "argument --grace: expected a duration" in proc.stderr, proc.stderr

@@ -28,7 +28,7 @@ from kube.resources import ResourceType
 from kube.selectors import parse_label_selector
 from kube.status import StatusError
 from kubepedia.kubeconfig import document
-from kubepedia.tls import TLS_FILE, certificate_pem
+from kubepedia.tls import CERT_FILE, certificate_pem
 from syncer.ingest import Store
 from tests.access import TEST_TOKEN, granted
 from tests.apiserver.conftest import Api, serving
@@ -558,7 +558,7 @@ async def test_a_page_is_read_in_index_order(big: asyncpg.Pool) -> None:
 async def test_kubectl_gets_collections(tls_api: Api, loaded: None, tmp_path: Path) -> None:
     api = tls_api
     kubeconfig = tmp_path / "kubeconfig"
-    ca = certificate_pem(tmp_path / TLS_FILE)
+    ca = certificate_pem(tmp_path / CERT_FILE)
     kubeconfig.write_text(yaml.safe_dump(document(api.url, list(CLUSTERS), token=TEST_TOKEN, ca=ca)))
 
     async def kubectl(*args: str) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from kubepedia.tls import TLS_FILE
+from kubepedia.tls import CERT_FILE
 from tests.access import TEST_TOKEN
 from tests.apiserver.conftest import CLUSTERS, Api
 
@@ -28,7 +28,7 @@ async def test_kubeconfig_has_a_context_per_cluster(tls_api: Api, filled: dict[s
                                                     tmp_path: Path) -> None:
     api = tls_api
     result = await _run(sys.executable, "-m", "kubepedia", "kubeconfig", "--server", api.url,
-                        "--token", TEST_TOKEN, "--certificate-authority", str(tmp_path / TLS_FILE))
+                        "--token", TEST_TOKEN, "--certificate-authority", str(tmp_path / CERT_FILE))
     assert result.returncode == 0, result.stderr
     doc = yaml.safe_load(result.stdout)
     assert doc["users"] == [{"name": "kubepedia", "user": {"token": TEST_TOKEN}}]

@@ -40,6 +40,15 @@ async def test_cluster_commands(tmp_path: Path, db_url: str, pool: asyncpg.Pool)
         assert len(token) > 30
         code, _, err = await kubepedia(server, "add", "dev", "--push")
         assert code == 1 and err.strip() == "kubepedia: cluster 'dev' already exists"
+        code, out, _ = await kubepedia(server, "rotate-token", "edge", "--grace", "10m")
+        assert code == 0 and "new agent token, shown once (the previous token works until" in out, out
+        rotated = out.strip().splitlines()[-1]
+        assert len(rotated) > 30 and rotated != token
+        code, out, _ = await kubepedia(server, "rotate-token", "edge", "--grace", "0")
+        assert code == 0 and "(the previous token no longer works)" in out, out
+        code, _, err = await kubepedia(server, "rotate-token", "dev")
+        assert code == 1 and err.strip() == ("kubepedia: cluster 'dev' is a pull cluster: it has no agent "
+                                             "token (only push clusters do)")
         await wait_converged(pool, "dev", sim.url)
         code, out, _ = await kubepedia(server, "list", "-o", "json")
         listed = {c["name"]: c for c in orjson.loads(out)["clusters"]}

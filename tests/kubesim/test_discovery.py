@@ -56,4 +56,14 @@ async def test_openapi_v3_declares_field_validation(
     assert patch["x-kubernetes-group-version-kind"]["kind"] == "Deployment"
     assert {"name": "fieldValidation", "in": "query", "schema": {"type": "string"}} in patch[
         "parameters"]
-    assert (await call(http, "GET", sim.url + "/openapi/v2"))[0] == 404
+    status, swagger = await call(http, "GET", sim.url + "/openapi/v2")
+    assert (status, swagger["swagger"], swagger["definitions"]) == (200, "2.0", {})
+
+
+async def test_openapi_v2_answers_kubectl_in_protobuf(sim: SimServer, http: aiohttp.ClientSession) -> None:
+    # kubectl asks in protobuf and parses the answer's media type with Go's mime parser.
+    accept = {"Accept": "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"}
+    async with http.get(sim.url + "/openapi/v2", headers=accept) as resp:
+        assert resp.headers["Content-Type"] == "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+        body = await resp.read()
+    assert body == b"\x0a\x032.0\x12\x15\x0a\x0aKubernetes\x12\x07v1.32.0"
