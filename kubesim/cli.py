@@ -34,6 +34,7 @@ from kubesim.kubeconfig import write_kubeconfig_for
 from kubesim.load import LoadGenerator
 from kubesim.server import SimServer
 from kubesim.simulator import SimConfig
+from kubesim.tokenreview import TokenTable
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -62,6 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--history-seconds", type=float, default=300.0)
     serve.add_argument("--continue-ttl", type=float, default=300.0)
     serve.add_argument("--watch-queue", type=int, default=20_000)
+    serve.add_argument("--tokens", type=Path, default=None,
+                       help="tokens TokenReview authenticates, in every cluster: kube-apiserver's "
+                            'token file format, token,user[,uid[,"group1,group2"]]')
     load = sub.add_parser("load", help="write realistic objects to a server")
     load.add_argument("--server", required=True)
     load.add_argument("--rate", type=float, default=100.0)
@@ -77,7 +81,17 @@ def _counts(args: argparse.Namespace) -> dict[str, int] | None:
     return parse_counts(args.generate) if args.generate else None
 
 
-async def _serve(args: argparse.Namespace) -> None:
+def _tokens(parser: argparse.ArgumentParser, path: Path | None) -> TokenTable:
+    table = TokenTable()
+    if path is not None:
+        try:
+            table.load_file(path)
+        except (OSError, ValueError) as exc:
+            parser.error(f"--tokens: {exc}")
+    return table
+
+
+async def _serve(args: argparse.Namespace, tokens: TokenTable) -> None:
     config = SimConfig(
         name=args.name,
         bookmark_interval=args.bookmark_interval,
@@ -90,6 +104,8 @@ async def _serve(args: argparse.Namespace) -> None:
         args.clusters, args.host, port=args.port, generate=_counts(args), seed=args.seed,
         config=config, churn=args.churn,
     ) as servers:
+        for server in servers:
+            server.tokens.update(tokens)
         write_outputs(args, servers)
         for server in servers:
             print(f"kubesim {server.sim.config.name} serving on {server.url}", flush=True)
@@ -168,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     _check(parser, args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.command == "serve":
-        asyncio.run(_serve(args))
+        asyncio.run(_serve(args, _tokens(parser, args.tokens)))
     else:
         asyncio.run(_load(args))
     return 0

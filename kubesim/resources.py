@@ -71,6 +71,9 @@ BUILTIN: tuple[ResourceType, ...] = (
     _type(RBAC, "clusterrolebindings", "ClusterRoleBinding", False, has_status=False),
     _type(RBAC, "roles", "Role", True, has_status=False),
     _type(RBAC, "rolebindings", "RoleBinding", True, has_status=False),
+    # Answered, never stored (kubesim.tokenreview).
+    _type("authentication.k8s.io", "tokenreviews", "TokenReview", False, verbs=("create",),
+          has_status=False),
     _type("apiregistration.k8s.io", "apiservices", "APIService", False, (), ("api-extensions",)),
     _type(
         "apiextensions.k8s.io",

@@ -12,7 +12,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from kube.tasks import STOP_TIMEOUT_S, stop_tasks
-from kubesim import discovery
+from kubesim import discovery, tokenreview
 from kubesim.churn import Churn
 from kubesim.control import Control
 from kubesim.errors import StatusError, method_not_allowed
@@ -20,6 +20,7 @@ from kubesim.faults import CONTROL_PREFIX, Faults
 from kubesim.handlers import ResourceHandlers, json_response, not_found_path
 from kubesim.openapi import openapi_routes
 from kubesim.simulator import SimConfig, Simulator
+from kubesim.tokenreview import TokenTable
 
 log = logging.getLogger("kubesim")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -106,6 +107,7 @@ class SimServer:
         self.faults = Faults()
         self.churn = Churn(sim.api, sim.registry, seed)
         self.handlers = ResourceHandlers(sim, self.faults)
+        self.tokens = TokenTable()  # who TokenReview knows (kubesim.tokenreview)
         self.app = self._build_app()
         # No per-request access log: at thousands of requests per second it costs more
         # than the requests themselves.
@@ -127,6 +129,7 @@ class SimServer:
         app[HANDLERS_KEY] = self.handlers
         control = Control(self.sim, self.faults, self.handlers, self.schedule_restart, self.churn)
         app.add_routes(control.routes())
+        app.add_routes(tokenreview.routes(self.tokens))  # before the generic /apis/ routes
         app.add_routes(_discovery_routes(self.sim))
         app.add_routes(openapi_routes(self.sim))
         verbs = ("GET", "POST", "PUT", "PATCH", "DELETE")
