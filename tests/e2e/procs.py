@@ -188,7 +188,7 @@ async def start_server(tmp: Path, name: str, *, database_url: str, data_dir: Pat
     for listener, flag in listeners.items():  # a restart listens where clients look
         proc.args[proc.args.index(flag) + 1] = f"127.0.0.1:{ports[listener]}"
     server = Server(proc=proc, ingest=f"http://127.0.0.1:{ports['ingest']}",
-                    api=f"http://127.0.0.1:{ports['api']}", data_dir=data_dir,
+                    api=f"https://127.0.0.1:{ports['api']}", data_dir=data_dir,
                     admin_url=f"http://127.0.0.1:{ports['admin']}")
     await wait_http(server.ingest + "/readyz")
     return server
