@@ -23,6 +23,7 @@ from typing import Any, Literal
 from aiohttp import web
 
 from apiserver.app import build_app as build_api_app
+from apiserver.limits import DEFAULT_MAX_WATCHES_PER_SUBJECT, DEFAULT_READ_TIMEOUT_S
 from kubepedia.config import ensure_admin_token
 from syncer import datadir, embedded, registry, secretbox
 from syncer.admin import build_admin_app
@@ -52,6 +53,8 @@ class ServeConfig:
     # The API listener's certificate chain and key (PEM): a host cluster's kube-apiserver
     # reaches an aggregated API over HTTPS only.
     api_tls: tuple[Path, Path] | None = None
+    read_timeout_s: float = DEFAULT_READ_TIMEOUT_S  # every read query's statement timeout (504 past it)
+    max_watches_per_subject: int = DEFAULT_MAX_WATCHES_PER_SUBJECT  # 429 past it
 
     @property
     def runs_api(self) -> bool:
@@ -178,8 +181,9 @@ async def running(config: ServeConfig) -> AsyncIterator[Running]:
         if kubeconfigs is not None:
             urls.update(await _start_syncer(stack, config, url, kubeconfigs))
         if config.runs_api:
-            urls["api"] = await _start_site(stack, build_api_app(database_url=url), config.api_listen,
-                                            "api", tls=tls)
+            api = build_api_app(database_url=url, read_timeout_s=config.read_timeout_s,
+                                max_watches_per_subject=config.max_watches_per_subject)
+            urls["api"] = await _start_site(stack, api, config.api_listen, "api", tls=tls)
         yield Running(database_url=url, **urls)
 
 
