@@ -66,7 +66,9 @@ async def test_a_watch_whose_client_left_gives_its_slot_back(db_url: str, filled
                                                              pool: asyncpg.Pool) -> None:
     app = build_app(database_url=db_url, max_watches_per_subject=1)
     async with serving(app) as api:
-        async with watching(api, "/api/v1/pods"):
+        _, listed = await api.get("/api/v1/pods", limit="1")
+        # From the list's version: no initial events, nothing written until a pod changes.
+        async with watching(api, "/api/v1/pods", resourceVersion=listed["metadata"]["resourceVersion"]):
             await _until_open(app, 1)
         # The client is gone; a change elsewhere (a node: nothing this watch would write)
         # wakes the watch, which must notice and end.
