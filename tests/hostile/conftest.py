@@ -24,6 +24,9 @@ from syncer.db import connect, create_pool
 from tests.apiserver.conftest import fill
 from tests.conftest import TEMPLATE
 from tests.serving import serve_app
+from tests.syncer.conftest import ingest, key_file  # the ingest listener, for the batch fuzz
+
+__all__ = ["Fuzzed", "fuzzed_api", "ingest", "key_file"]
 
 T = TypeVar("T")
 _counter = itertools.count()

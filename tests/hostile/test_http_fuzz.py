@@ -121,7 +121,8 @@ def raw_request(draw: st.DrawFn) -> tuple[bytes, bytes]:
     if draw(st.booleans()):
         target += draw(RAW_BYTES)
     headers = [(b"Host", b"fuzz"), *draw(st.lists(st.tuples(HEADER_NAME, HEADER_VALUE), max_size=4))]
-    lines = [method + b" " + target + b" HTTP/1.1", *(n + b": " + v for n, v in headers), b"Connection: close"]
+    lines = [method + b" " + target + b" HTTP/1.1", *(n + b": " + v for n, v in headers),
+             b"Connection: close"]
     return method, b"\r\n".join(lines) + b"\r\n\r\n"
 
 
