@@ -34,6 +34,7 @@ from apiserver.access import Access, CombinedGrants, GrantsFile, GrantsSource
 from apiserver.app import build_app as build_api_app
 from apiserver.auth import Authenticator, StaticTokens, TokenFile, TokenReviewer
 from apiserver.grants import User, everything_for
+from apiserver.limits import DEFAULT_MAX_WATCHES_PER_SUBJECT, DEFAULT_READ_TIMEOUT_S
 from kubepedia.config import ensure_admin_token, ensure_read_token, stored_read_token
 from kubepedia.tls import ServerContexts, TlsError, TlsFiles, ensure_certificate, server_contexts
 from syncer import datadir, embedded, registry, secretbox
@@ -62,6 +63,8 @@ class ServeConfig:
     change_log_retention_s: float = 7 * 24 * 3600.0
     role: Role = "all"
     tls: TlsFiles | None = None  # None: plain HTTP, but for the read API (see api_plain_http)
+    read_timeout_s: float = DEFAULT_READ_TIMEOUT_S  # every read query's statement timeout (504 past it)
+    max_watches_per_subject: int = DEFAULT_MAX_WATCHES_PER_SUBJECT  # 429 past it
     token_file: Path | None = None  # the read API's callers (kube-apiserver's token file format)
     grants_file: Path | None = None  # what they may read (apiserver.grants)
     token_review_kubeconfig: Path | None = None  # a host cluster that reviews other tokens
@@ -236,8 +239,9 @@ async def running(config: ServeConfig) -> AsyncIterator[Running]:
             urls.update(await _start_syncer(stack, config, url, kubeconfigs,
                                             tls=tls.tokens if tls is not None else None))
         if access is not None:
-            urls["api"] = await _start_site(stack, build_api_app(database_url=url, access=access),
-                                            config.api_listen, "api", tls=api_context)
+            api = build_api_app(database_url=url, access=access, read_timeout_s=config.read_timeout_s,
+                                max_watches_per_subject=config.max_watches_per_subject)
+            urls["api"] = await _start_site(stack, api, config.api_listen, "api", tls=api_context)
         yield Running(database_url=url, **urls)
 
 

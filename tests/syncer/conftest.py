@@ -70,7 +70,8 @@ async def serving(db_url: str, kubeconfigs: Kubeconfigs | None = None,
                 yield served
         return
     app = build_app(database_url=db_url, kubeconfigs=kubeconfigs, limits=limits)
-    runner, url = await serve_app(app, **SERVER_SETTINGS)
+    settings: dict[str, Any] = dict(SERVER_SETTINGS)  # not an ssl_context among them
+    runner, url = await serve_app(app, **settings)
     admin_runner, admin_url = await serve_app(build_admin_app(app, admin_token=ADMIN))
     try:
         async with aiohttp.ClientSession() as session:
