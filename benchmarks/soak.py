@@ -1,13 +1,13 @@
 """Soak: many clusters under churn, many readers, and a fault every 30 s; nothing may be lost.
 
-    python -m benchmarks.soak [--minutes M] [--fault-every S] [--work-dir DIR]
+    python -m benchmarks.soak [--minutes M] [--fault-every S] [--rate R] [--work-dir DIR]
 
 Five member clusters in one kubesim process (``kubesim serve --clusters 5``, about 2,000
 objects each), four pulled by the syncer and one pushed by an agent, so both paths are
 soaked; ``kubepedia serve`` (syncer and read API in one process) on an embedded
 PostgreSQL that this benchmark starts, so that it can restart it underneath the syncer.
 Every cluster changes its own pods through kubesim's in-process churn (the default mix:
-creates, deletes and status updates), 500 changes/s in all. Two hundred readers in one
+creates, deletes and status updates), 500 changes/s in all (``--rate``). Two hundred readers in one
 process (``benchmarks._soak_readers``) call the read API meanwhile: 160 loop over lists
 (paged, label and field selectors), Clusterpedia searches and GETs with a pause of about
 4 s between requests; 40 hold long watches, mostly of one namespace of one cluster. The
@@ -80,7 +80,7 @@ THINK_S = 4.0
 OBJECTS_PER_CLUSTER = 2000
 BASELINE_S = 60.0
 INITIAL_SYNC_S = 300.0
-CONVERGE_S = 180.0
+CONVERGE_S = 600.0
 SETTLE_S = 5.0  # after convergence, for watchers to receive the last changes
 PG_GRACE_S = 3.0  # after PostgreSQL is back, for pools to reconnect
 SAMPLE_S = 2.0
@@ -256,6 +256,7 @@ def figures(*, system: System, reads: list[Any], watchers: list[dict[str, Any]],
         "pg_down_s": round(sum(b - a for a, b in system.pg_down), 1),
         "syncer_down_s": round(sum(b - a for a, b in system.syncer_down), 1),
         "minutes": round((phase["end"] - phase["start"]) / 60, 2),
+        "rate": counts["rate"],
         "readers_cpu_share": round(counts["readers_cpu_s"] / max(phase["end"] - phase["start"], 1e-9), 3),
         "cpu_s": counts["cpu_s"],
     }
@@ -263,7 +264,8 @@ def figures(*, system: System, reads: list[Any], watchers: list[dict[str, Any]],
 
 # -- the run -------------------------------------------------------------------------------------
 
-async def soak(system: System, *, seconds: float, fault_every: float, seed: int) -> dict[str, Any]:
+async def soak(system: System, *, seconds: float, fault_every: float, rate: float, seed: int
+               ) -> dict[str, Any]:
     await set_up(system)
     names = [m.name for m in system.members]
     namespaces = [r["namespace"] for r in await fetch(
@@ -277,7 +279,7 @@ async def soak(system: System, *, seconds: float, fault_every: float, seed: int)
                   "postgres": cpu_seconds(postmaster_pid(system.pg.pgdata), children=True)}
     seq0 = await head(system.pg)
     for member in system.members:
-        await control(member, "churn", rate=str(RATE / len(system.members)), seconds=str(seconds + 600))
+        await control(member, "churn", rate=str(rate / len(system.members)), seconds=str(seconds + 600))
     start = time.monotonic()
     baseline_s = min(BASELINE_S, seconds / 4)
     await asyncio.sleep(baseline_s)
@@ -290,8 +292,8 @@ async def soak(system: System, *, seconds: float, fault_every: float, seed: int)
     seq_load = await head(system.pg)
     log(f"load stopped: {churn}; waiting for the store to converge")
     lost, converge_s = await converged(system)
+    seq_end = await head(system.pg)  # what watchers owe: they get SETTLE_S to receive it
     await asyncio.sleep(SETTLE_S)
-    seq_end = await head(system.pg)
     cpu = {"kubesim": round(cpu_seconds(system.kubesim.pid) - cpu_before["kubesim"], 1),
            "postgres": round(cpu_seconds(postmaster_pid(system.pg.pgdata), children=True)
                              - cpu_before["postgres"], 1)}
@@ -307,13 +309,13 @@ async def soak(system: System, *, seconds: float, fault_every: float, seed: int)
     counts = {"events_applied": await changes_between(system.pg, names, seq0, seq_end),
               "baseline_events": await changes_between(system.pg, names, seq0, seq_faults),
               "fault_events": await changes_between(system.pg, names, seq_faults, seq_load),
-              "converge_s": converge_s, "readers_cpu_s": out["cpu_s"], "cpu_s": cpu,
+              "converge_s": converge_s, "rate": rate, "readers_cpu_s": out["cpu_s"], "cpu_s": cpu,
               "phase": {"start": start, "faults": start + baseline_s, "end": end}, **churn}
     return figures(system=system, reads=out["reads"], watchers=out["watchers"], checks=checks, lost=lost,
                    counts=counts, peaks=dict(peaks.peaks))
 
 
-async def run(*, minutes: float, fault_every: float, seed: int, keep: str) -> dict[str, Any]:
+async def run(*, minutes: float, fault_every: float, rate: float, seed: int, keep: str) -> dict[str, Any]:
     with contextlib.ExitStack() as cleanup:
         work = Path(keep or cleanup.enter_context(reachable_tempdir("kubepedia-bench-soak-")))
         pg = await start_pg(work)
@@ -322,7 +324,7 @@ async def run(*, minutes: float, fault_every: float, seed: int, keep: str) -> di
                 kubesim, members = await start_kubesim(procs, work, clusters=CLUSTERS,
                                                        objects=OBJECTS_PER_CLUSTER, seed=seed)
                 system = System(procs=procs, work=work, pg=pg, members=members, kubesim=kubesim)
-                return await soak(system, seconds=minutes * 60, fault_every=fault_every, seed=seed)
+                return await soak(system, seconds=minutes * 60, fault_every=fault_every, rate=rate, seed=seed)
         finally:
             await asyncio.to_thread(embedded.stop, pg)
 
@@ -332,17 +334,19 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0, help="minutes of load (default 10)")
     parser.add_argument("--fault-every", type=float, default=30.0,
                         help="seconds between faults (default 30; shorter for a quick check)")
+    parser.add_argument("--rate", type=float, default=RATE,
+                        help="changes/s of all the clusters together (default 500)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--work-dir", default="",
                         help="keep logs and the databases in this new directory (default: a temp dir)")
     args = parser.parse_args()
-    if args.minutes <= 0 or args.fault_every <= 0:
-        parser.error("--minutes and --fault-every must be positive")
+    if args.minutes <= 0 or args.fault_every <= 0 or args.rate <= 0:
+        parser.error("--minutes, --fault-every and --rate must be positive")
     if args.work_dir:
         Path(args.work_dir).mkdir(parents=True, exist_ok=False)
         Path(args.work_dir).chmod(0o711)
-    result = asyncio.run(run(minutes=args.minutes, fault_every=args.fault_every, seed=args.seed,
-                             keep=args.work_dir))
+    result = asyncio.run(run(minutes=args.minutes, fault_every=args.fault_every, rate=args.rate,
+                             seed=args.seed, keep=args.work_dir))
     print(orjson.dumps(result).decode())
 
 
