@@ -21,7 +21,14 @@ from apiserver.collections import collection_routes
 from apiserver.discovery import discovery_routes
 from apiserver.feed import TAIL_BYTES, ChangeFeed
 from apiserver.history import history_routes
-from apiserver.keys import CATALOG, CONTINUE_KEY, FEED, POOL, REMAINING_CAP, SCOPE
+from apiserver.keys import CATALOG, CONTINUE_KEY, FEED, POOL, REMAINING_CAP, SCOPE, WATCHES
+from apiserver.limits import (
+    DEFAULT_MAX_WATCHES_PER_SUBJECT,
+    DEFAULT_READ_TIMEOUT_S,
+    WatchSlots,
+    pool_settings,
+    timed_out,
+)
 from apiserver.objects import object_routes
 from apiserver.openapi import openapi_routes
 from apiserver.query import EVERYTHING_SCOPE
@@ -74,6 +81,9 @@ def _failure(request: web.Request, exc: Exception) -> web.StreamResponse:
         message = "the server could not find the requested resource" if exc.status == 404 else exc.reason
         return web.Response(body=orjson.dumps(status_body(exc.status, reason, message)), status=exc.status,
                             content_type="application/json")
+    if isinstance(exc, asyncpg.QueryCanceledError):  # the statement timeout (apiserver.limits)
+        log.warning("query timed out", extra={"path": request.path})
+        return _status_response(timed_out())
     if isinstance(exc, (OSError, asyncpg.InterfaceError, asyncpg.PostgresError)):
         log.error("store unavailable", exc_info=exc, extra={"path": request.path})
         return _status_response(StatusError(503, "ServiceUnavailable",
@@ -108,13 +118,13 @@ async def continue_key(pool: asyncpg.Pool) -> bytes:
     return value
 
 
-def _store_ctx(database_url: str, *,
-               push_silence_s: float) -> Callable[[web.Application], AsyncIterator[None]]:
+def _store_ctx(database_url: str, *, push_silence_s: float,
+               read_timeout_s: float) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         # Custom plans: a selector's selectivity decides between the order index and the
         # label index, and a generic plan would pick one for every query.
-        pool = await create_pool(database_url, max_size=10, staging=False,
-                                 server_settings={"plan_cache_mode": "force_custom_plan"})
+        settings = {"plan_cache_mode": "force_custom_plan", **pool_settings(read_timeout_s)}
+        pool = await create_pool(database_url, max_size=10, staging=False, server_settings=settings)
         try:
             app[POOL] = pool
             app[CATALOG] = CatalogCache(pool, push_silence_s=push_silence_s)
@@ -141,11 +151,14 @@ def _routes() -> list[web.RouteDef]:
 
 def build_app(*, database_url: str, push_silence_s: float = PUSH_SILENCE_S,
               remaining_count_cap: int = REMAINING_COUNT_CAP,
-              feed_tail_bytes: int = TAIL_BYTES) -> web.Application:
+              feed_tail_bytes: int = TAIL_BYTES, read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
+              max_watches_per_subject: int = DEFAULT_MAX_WATCHES_PER_SUBJECT) -> web.Application:
     app = web.Application(middlewares=[errors_as_status])
     app[SCOPE] = EVERYTHING_SCOPE
     app[REMAINING_CAP] = remaining_count_cap
-    app.cleanup_ctx.append(_store_ctx(database_url, push_silence_s=push_silence_s))
+    app[WATCHES] = WatchSlots(max_per_subject=max_watches_per_subject)
+    app.cleanup_ctx.append(_store_ctx(database_url, push_silence_s=push_silence_s,
+                                      read_timeout_s=read_timeout_s))
     app.cleanup_ctx.append(ChangeFeed.context(database_url, FEED, tail_bytes=feed_tail_bytes))
     app.add_routes(_routes())
     return app

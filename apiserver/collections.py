@@ -52,6 +52,8 @@ from apiserver.params import (
     ListOptions,
     bad_request,
     check_resource_version,
+    field_selector,
+    label_selector,
     list_options,
 )
 from apiserver.query import CLUSTER_ANNOTATION, Scope, Target, compiled, current_sequence
@@ -60,7 +62,7 @@ from apiserver.search import Search, search_options
 from apiserver.served import warn
 from kube.media import TABLE
 from kube.resources import ResourceType
-from kube.selectors import LabelSelector, SelectorError, parse_field_selector, parse_label_selector
+from kube.selectors import LabelSelector
 from kube.status import StatusError
 from kube.tables import TablePrinter, age
 
@@ -227,10 +229,7 @@ def options(request: web.Request) -> Options:
     lists = list_options(query, request.headers.get("Accept", ""))
     if lists.watch:
         raise StatusError(405, "MethodNotAllowed", f"{RESOURCE} cannot be watched: get or list them")
-    try:
-        search, labels = search_options(query, parse_label_selector(lists.label_selector))
-    except SelectorError as exc:
-        raise bad_request(str(exc)) from exc
+    search, labels = search_options(query, label_selector(lists.label_selector))
     if search.order:
         raise bad_request(f"orderby: not supported with {RESOURCE}: they are ordered by group, resource,"
                           " namespace, name and cluster")
@@ -245,14 +244,11 @@ def targets(types: Iterable[ResourceType], opts: Options) -> list[Target]:
     field selector is read for each kind, as a list of that kind reads it)."""
     search = opts.search
     clusters = search.clusters if search.clusters is not None else opts.lists.clusters
-    try:
-        return [Target(group=t.group, version=t.version, resource=t.resource, kind=t.kind,
-                       clusters=clusters, namespaces=search.namespaces, names=search.names,
-                       labels=opts.labels, search=search,
-                       fields=parse_field_selector(opts.lists.field_selector, t.kind, json_paths=True))
-                for t in types]
-    except SelectorError as exc:
-        raise bad_request(str(exc)) from exc
+    return [Target(group=t.group, version=t.version, resource=t.resource, kind=t.kind,
+                   clusters=clusters, namespaces=search.namespaces, names=search.names,
+                   labels=opts.labels, search=search,
+                   fields=field_selector(opts.lists.field_selector, t.kind))
+            for t in types]
 
 
 # -- reading pages --------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from apiserver.catalog import CatalogCache
 from apiserver.feed import ChangeFeed
+from apiserver.limits import WatchSlots
 from apiserver.query import Scope
 from syncer.store_app import POOL
 
@@ -16,5 +17,7 @@ SCOPE = web.AppKey("scope", Scope)
 FEED = web.AppKey("feed", ChangeFeed)
 # A page's remainingItemCount is counted up to this many objects, and left unset above it.
 REMAINING_CAP = web.AppKey("remaining_count_cap", int)
+# Open watches per subject, bounded (apiserver.limits).
+WATCHES = web.AppKey("watches", WatchSlots)
 
-__all__ = ["CATALOG", "CONTINUE_KEY", "FEED", "POOL", "REMAINING_CAP", "SCOPE"]
+__all__ = ["CATALOG", "CONTINUE_KEY", "FEED", "POOL", "REMAINING_CAP", "SCOPE", "WATCHES"]

@@ -28,6 +28,8 @@ from apiserver.params import (
     ListOptions,
     bad_request,
     check_resource_version,
+    field_selector,
+    label_selector,
     list_options,
 )
 from apiserver.query import (
@@ -47,7 +49,6 @@ from apiserver.search import NO_SEARCH, check_plain, search_options
 from apiserver.served import served_catalog, warn
 from apiserver.watch import watch
 from kube.resources import ResourceType
-from kube.selectors import SelectorError, parse_field_selector, parse_label_selector
 from kube.status import StatusError
 
 STREAM_PAGE = 1000  # rows per query when a client asks for everything at once
@@ -92,11 +93,8 @@ def _table(req: Request, catalog: Catalog) -> render.ClusterTable:
 
 def target_of(req: Request, opts: ListOptions, query: Mapping[str, str] | None = None) -> Target:
     """What a request names; with ``query``, with the search conditions (apiserver.search)."""
-    try:
-        labels = parse_label_selector(opts.label_selector)
-        fields = parse_field_selector(opts.field_selector, req.rtype.kind, json_paths=True)
-    except SelectorError as exc:
-        raise bad_request(str(exc)) from exc
+    labels = label_selector(opts.label_selector)
+    fields = field_selector(opts.field_selector, req.rtype.kind)
     search = NO_SEARCH
     if query is not None:
         search, labels = search_options(query, labels)

@@ -10,6 +10,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from kube.media import negotiate
+from kube.selectors import (
+    FieldSelector,
+    LabelSelector,
+    SelectorError,
+    parse_field_selector,
+    parse_label_selector,
+)
 from kube.status import StatusError
 
 MAX_CLUSTERS = 1000  # names in one ``clusters=`` parameter
@@ -84,6 +91,23 @@ def _clusters(query: Mapping[str, str]) -> frozenset[str] | None:
         if not CLUSTER_NAME.match(name):
             raise bad_request(f"clusters: {name[:80]!r} is not a cluster name")
     return frozenset(names)
+
+
+def label_selector(text: str) -> LabelSelector:
+    """``labelSelector``, or a 400 naming it (Kubernetes' own wording follows the name)."""
+    try:
+        return parse_label_selector(text)
+    except SelectorError as exc:
+        raise bad_request(f"labelSelector: {exc}") from exc
+
+
+def field_selector(text: str, kind: str) -> FieldSelector:
+    """``fieldSelector`` for objects of ``kind``, JSON paths allowed, or a 400 naming it."""
+    try:
+        return parse_field_selector(text, kind, json_paths=True)
+    except SelectorError as exc:
+        message = str(exc)  # the JSON path grammar's own messages name it already
+        raise bad_request(message if "fieldSelector" in message else f"fieldSelector: {message}") from exc
 
 
 def too_large(wanted: int, current: int) -> StatusError:

@@ -35,7 +35,8 @@ from aiohttp import web
 
 from apiserver import render
 from apiserver.catalog import Catalog
-from apiserver.keys import FEED, POOL, SCOPE
+from apiserver.keys import FEED, POOL, SCOPE, WATCHES
+from apiserver.limits import subject_of
 from apiserver.params import ListOptions, parse_resource_version, too_large
 from apiserver.query import (
     CLUSTER_ANNOTATION,
@@ -242,6 +243,13 @@ async def _start(request: web.Request, opts: ListOptions) -> tuple[bool, int, bo
 
 async def watch(request: web.Request, opts: ListOptions, target: Target, catalog: Catalog,
                 table: render.ClusterTable | None) -> web.StreamResponse:
+    """A watch, counted against its subject's bound (``apiserver.limits``) while it runs."""
+    with request.app[WATCHES].slot(subject_of(request)):
+        return await _watch(request, opts, target, catalog, table)
+
+
+async def _watch(request: web.Request, opts: ListOptions, target: Target, catalog: Catalog,
+                 table: render.ClusterTable | None) -> web.StreamResponse:
     initial, seq, expired = await _start(request, opts)
     response = web.StreamResponse(headers={"Content-Type": "application/json",
                                            "Transfer-Encoding": "chunked"})
@@ -266,10 +274,19 @@ async def _follow(request: web.Request, stream: Stream, seq: int, deadline: floa
         await _follow_feed(request, stream, seq, deadline)
 
 
+def _client_gone(request: web.Request) -> bool:
+    """The client closed the connection. aiohttp does not cancel the handler then, and a watch
+    of a quiet type writes nothing that would fail: without this check it would hold its
+    subject's watch slot (``apiserver.limits``) until its timeout. Checked at every wake-up
+    (a change anywhere, or the bookmark interval at the latest)."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
 async def _follow_feed(request: web.Request, stream: Stream, seq: int, deadline: float) -> None:
     feed = request.app[FEED]
     quiet_since = time.monotonic()
-    while time.monotonic() < deadline and not feed.closed:
+    while time.monotonic() < deadline and not feed.closed and not _client_gone(request):
         ticket = feed.ticket()
         newest = await _changes(request, stream, seq)
         if newest != seq:

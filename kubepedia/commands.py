@@ -11,6 +11,7 @@ from pathlib import Path
 
 from agent.logs import setup_logging
 from agent.tuning import tune_gc
+from apiserver.limits import DEFAULT_MAX_WATCHES_PER_SUBJECT
 from kubepedia import clusters, keys, kubeconfig, report
 from kubepedia import history as history_command  # kubepedia history
 from kubepedia.config import (
@@ -34,6 +35,12 @@ def _duration(value: str) -> float:
         return parse_duration(value)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _positive(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a positive integer")
+    return int(value)
 
 
 def _listen(value: str) -> tuple[str, int]:
@@ -73,6 +80,12 @@ def _serve_options(serve: argparse.ArgumentParser) -> None:
                        help="agents push here (default %(default)s)")
     serve.add_argument("--admin-listen", type=_listen, default=DEFAULT_ADMIN_LISTEN,
                        help="the registry's admin API, for `kubepedia cluster` (default %(default)s)")
+    serve.add_argument("--read-timeout", type=_duration, default="30s", metavar="DURATION",
+                       help="the read API's statement timeout on every query; past it a request is"
+                            " answered 504 Timeout (default %(default)s)")
+    serve.add_argument("--max-watches-per-subject", type=_positive, default=DEFAULT_MAX_WATCHES_PER_SUBJECT,
+                       metavar="N", help="open watches one caller may have on this server; past it"
+                                         " a watch is answered 429 with Retry-After (default %(default)s)")
     keys.add_key_file_argument(serve)
     serve.add_argument("--allow-kubeconfig-exec", action="store_true",
                        default=_env_flag("KUBEPEDIA_ALLOW_KUBECONFIG_EXEC"),
@@ -114,7 +127,9 @@ def _run_serve(args: argparse.Namespace) -> int:
                          admin_listen=args.admin_listen, secret_key_file=args.secret_key_file,
                          allow_kubeconfig_exec=args.allow_kubeconfig_exec,
                          change_log_retention_s=args.change_log_retention,
-                         role=getattr(args, "role", "all"), tls=tls)
+                         role=getattr(args, "role", "all"), tls=tls,
+                         read_timeout_s=args.read_timeout,
+                         max_watches_per_subject=args.max_watches_per_subject)
     tune_gc()
     try:
         asyncio.run(demo(config) if args.command == "demo" else serve(config))

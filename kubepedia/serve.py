@@ -23,6 +23,7 @@ from typing import Any, Literal
 from aiohttp import web
 
 from apiserver.app import build_app as build_api_app
+from apiserver.limits import DEFAULT_MAX_WATCHES_PER_SUBJECT, DEFAULT_READ_TIMEOUT_S
 from kubepedia.config import ensure_admin_token
 from kubepedia.tls import ServerContexts, TlsFiles, server_contexts
 from syncer import datadir, embedded, registry, secretbox
@@ -51,6 +52,8 @@ class ServeConfig:
     change_log_retention_s: float = 7 * 24 * 3600.0
     role: Role = "all"
     tls: TlsFiles | None = None  # None: plain HTTP on every listener
+    read_timeout_s: float = DEFAULT_READ_TIMEOUT_S  # every read query's statement timeout (504 past it)
+    max_watches_per_subject: int = DEFAULT_MAX_WATCHES_PER_SUBJECT  # 429 past it
 
     @property
     def runs_api(self) -> bool:
@@ -171,8 +174,10 @@ async def running(config: ServeConfig) -> AsyncIterator[Running]:
             urls.update(await _start_syncer(stack, config, url, kubeconfigs,
                                             tls=tls.tokens if tls is not None else None))
         if config.runs_api:
-            urls["api"] = await _start_site(stack, build_api_app(database_url=url), config.api_listen,
-                                            "api", tls=tls.api if tls is not None else None)
+            api = build_api_app(database_url=url, read_timeout_s=config.read_timeout_s,
+                                max_watches_per_subject=config.max_watches_per_subject)
+            urls["api"] = await _start_site(stack, api, config.api_listen, "api",
+                                            tls=tls.api if tls is not None else None)
         yield Running(database_url=url, **urls)
 
 

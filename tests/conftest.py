@@ -19,6 +19,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 import pytest_asyncio
+from hypothesis import HealthCheck, settings
 
 from syncer import embedded
 from syncer.db import connect, create_pool
@@ -26,6 +27,16 @@ from syncer.ingest import Store
 from syncer.migrations import migrate
 
 TEMPLATE = "kp_template"
+
+# Property and fuzz tests are reproducible and bounded: the "ci" profile (the default) draws
+# the same examples on every run, few of them, with no per-example deadline (a shared CI
+# machine is slow at times) and no example database written into the checkout. Explore
+# further by hand with KUBEPEDIA_HYPOTHESIS_PROFILE=explore (random, many more examples).
+settings.register_profile("ci", max_examples=40, deadline=None, derandomize=True, database=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("explore", max_examples=1000, deadline=None, database=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("KUBEPEDIA_HYPOTHESIS_PROFILE", "ci"))
 _counter = itertools.count()
 
 
