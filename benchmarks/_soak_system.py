@@ -30,7 +30,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from benchmarks._procs import Procs, listening_ports, log, postmaster_pid, rss_mb
+from benchmarks._procs import Procs, listening_ports, log, postmaster_pid
 from benchmarks._soak_readers import ApiAccess
 from syncer import embedded
 
@@ -98,12 +98,21 @@ def _children(pid: int) -> list[int]:
 
 
 def rss_of(pids: list[int], *, with_children: bool = False) -> float:
-    total = 0.0
+    """Resident MiB of the processes (and their children); memory they share (PostgreSQL's
+    shared buffers, which every server process maps) is counted once."""
+    private, shared = 0, 0
     for pid in pids:
         for one in [pid, *(_children(pid) if with_children else [])]:
-            with contextlib.suppress(OSError, RuntimeError):
-                total += rss_mb(one)
-    return total
+            with contextlib.suppress(OSError, ValueError):
+                kib = _status_kib(one)
+                private += kib.get("RssAnon", 0) + kib.get("RssFile", 0)
+                shared = max(shared, kib.get("RssShmem", 0))
+    return (private + shared) / 1024
+
+
+def _status_kib(pid: int) -> dict[str, int]:
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return {k: int(v.split()[0]) for k, _, v in (line.partition(":") for line in lines) if v.endswith(" kB")}
 
 
 # -- starting it ---------------------------------------------------------------------------------
