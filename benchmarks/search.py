@@ -68,7 +68,7 @@ from apiserver.query_history import (
 )
 from apiserver.query_reports import REPORTS, Filters
 from benchmarks._procs import Procs, log, read_until
-from benchmarks.api import LOADERS, SCAN_SETTINGS, database, pct, scans
+from benchmarks.api import AUTH, LOADERS, SCAN_SETTINGS, TOKEN, TOKEN_ENV, database, pct, scans
 from benchmarks.fleet import JSON, PODS, ROUNDS, cluster_name, prepare
 from kube.status import StatusError
 from syncer.db import create_pool
@@ -332,7 +332,7 @@ class Run:
 
 async def measure(api: str, todo: Sequence[Query], repeats: int, *, timeout_s: float | None = None) -> Run:
     run = Run()
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as session:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None), headers=AUTH) as session:
         for query in todo:
             log(f"{query.name} at {api}")
             try:
@@ -468,7 +468,8 @@ async def start_api(procs: Procs, name: str,
                     url: str) -> tuple[asyncio.subprocess.Process, str, dict[str, str]]:
     """The read API as a process (``benchmarks.api --serve-api``): the process, its URL, and
     the scan settings its pool's sessions run with."""
-    proc = await procs.start(name, "-m", "benchmarks.api", "--serve-api", url, stdout_pipe=True)
+    proc = await procs.start(name, "-m", "benchmarks.api", "--serve-api", url, stdout_pipe=True,
+                             env={TOKEN_ENV: TOKEN})  # the one token it accepts (benchmarks.api)
     port, *settings = (await read_until(proc, "port=", 120)).split()
     return proc, f"http://127.0.0.1:{port}", dict(s.split("=", 1) for s in settings)
 
@@ -498,7 +499,7 @@ async def run(objects: int, clusters: int, keep: Path | None) -> tuple[dict[str,
                 todo = queries(facts)
                 proc, api, _ = await start_api(procs, "api", url)
                 indexed = await measure(api, todo, REPEATS)
-                async with aiohttp.ClientSession() as session:
+                async with aiohttp.ClientSession(headers=AUTH) as session:
                     smoke = await owner_name_smoke(session, api, facts)
                 if smoke != "ok":
                     failed["owner_name"] = smoke
