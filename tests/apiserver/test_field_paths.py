@@ -18,13 +18,16 @@ import asyncpg
 import orjson
 import pytest_asyncio
 
+from apiserver.app import build_app
 from apiserver.query import EVERYTHING_SCOPE, Target, compiled, list_statement
 from apiserver.times import rfc3339
 from apiserver.watch import _matches
 from kube.selectors import parse_field_selector
+from kubepedia.tls import CERT_FILE
 from kubesim import objects
 from syncer.ingest import Store
-from tests.apiserver.conftest import CLUSTERS, Api, next_events, watching
+from tests.access import TEST_TOKEN, granted
+from tests.apiserver.conftest import CLUSTERS, Api, next_events, serving, watching
 from tests.factories import PODS, event, pod
 
 Key = tuple[str, str, str]  # cluster, namespace, name
@@ -302,7 +305,14 @@ async def _run(*args: str) -> subprocess.CompletedProcess[str]:
     return await asyncio.to_thread(subprocess.run, list(args), capture_output=True, text=True, check=False)
 
 
-async def test_kubectl_sends_json_path_field_selectors(api: Api, pool: asyncpg.Pool, tmp_path: Path) -> None:
+async def test_kubectl_sends_json_path_field_selectors(db_url: str, pool: asyncpg.Pool,
+                                                       tmp_path: Path) -> None:
+    # Over https: kubectl sends the kubeconfig's token to an https server only.
+    async with serving(build_app(database_url=db_url, access=granted()), tls=tmp_path) as api:
+        await _kubectl_field_selectors(api, pool, tmp_path)
+
+
+async def _kubectl_field_selectors(api: Api, pool: asyncpg.Pool, tmp_path: Path) -> None:
     await pool.execute("INSERT INTO clusters (name, mode) VALUES ('east', 'push'), ('west', 'push')")
     store = Store(pool)
     for cluster in ("east", "west"):
@@ -310,7 +320,8 @@ async def test_kubectl_sends_json_path_field_selectors(api: Api, pool: asyncpg.P
             await snap.add([pod("old", 1, spec={"nodeName": f"{cluster}-n", "containers": [
                                {"name": "c", "image": "nginx:1.25"}]}), pod("new", 2)])
             await snap.end("3")
-    config = await _run(sys.executable, "-m", "kubepedia", "kubeconfig", "--server", api.url)
+    config = await _run(sys.executable, "-m", "kubepedia", "kubeconfig", "--server", api.url,
+                        "--token", TEST_TOKEN, "--ca", str(tmp_path / CERT_FILE))
     assert config.returncode == 0, config.stderr
     (tmp_path / "kubeconfig").write_text(config.stdout)
     kubectl = ["kubectl", "--kubeconfig", str(tmp_path / "kubeconfig"), "get", "pods", "-A", "-o", "name"]
