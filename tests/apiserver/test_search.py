@@ -4,6 +4,7 @@ filter over the same generated objects in several clusters."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import subprocess
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -18,8 +19,9 @@ import yaml
 
 from apiserver.app import build_app
 from kube.resources import ResourceType
+from kubepedia.tls import CERT_FILE
 from syncer.ingest import Store
-from tests.access import granted
+from tests.access import TEST_TOKEN, granted
 from tests.apiserver.conftest import Api, serving
 from tests.factories import DEPLOYMENTS, PODS
 
@@ -84,7 +86,7 @@ FLEET = fleet()
 
 
 @pytest_asyncio.fixture
-async def searched(pool: asyncpg.Pool, db_url: str) -> AsyncIterator[Api]:
+async def searched(pool: asyncpg.Pool, db_url: str, tmp_path: Path) -> AsyncIterator[Api]:
     store = Store(pool)
     for cluster, kinds in FLEET.items():
         await pool.execute("INSERT INTO clusters (name, mode) VALUES ($1, 'push')", cluster)
@@ -92,7 +94,8 @@ async def searched(pool: asyncpg.Pool, db_url: str) -> AsyncIterator[Api]:
             async with store.snapshot(cluster=cluster, rtype=rtype) as snap:
                 await snap.add(kinds[rtype.resource])
                 await snap.end("5000")
-    async with serving(build_app(database_url=db_url, access=granted())) as api:
+    # Over https (a certificate in tmp_path): kubectl sends its token to https servers only.
+    async with serving(build_app(database_url=db_url, access=granted()), tls=tmp_path) as api:
         yield api
 
 
@@ -356,8 +359,10 @@ async def test_kubectl_at_the_clusterpedia_path(searched: Api, tmp_path: Path) -
     config = tmp_path / "kubeconfig"
     config.write_text(yaml.safe_dump({
         "apiVersion": "v1", "kind": "Config", "current-context": "pedia",
-        "clusters": [{"name": "pedia", "cluster": {"server": searched.url + PEDIA}}],
-        "users": [{"name": "u", "user": {}}],
+        "clusters": [{"name": "pedia", "cluster": {
+            "server": searched.url + PEDIA,
+            "certificate-authority-data": base64.b64encode((tmp_path / CERT_FILE).read_bytes()).decode()}}],
+        "users": [{"name": "u", "user": {"token": TEST_TOKEN}}],
         "contexts": [{"name": "pedia", "context": {"cluster": "pedia", "user": "u"}}]}))
 
     async def kubectl(*args: str) -> str:
