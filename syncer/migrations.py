@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from syncer import schema
-from syncer.migrations_ingest import TAKE_CHANGE_NUMBERS
+from syncer.migrations_ingest import IN_FLIGHT_MARKERS, TAKE_CHANGE_NUMBERS
 
 log = logging.getLogger(__name__)
 
@@ -675,6 +675,8 @@ MIGRATIONS: tuple[Migration, ...] = (
               statements=_BEFORE_IMAGES),
     Migration(version=16, description="change log: the lock, a write's numbers and its notice in one call",
               statements=TAKE_CHANGE_NUMBERS),
+    Migration(version=17, description="change log: writers marked in flight, readers stop at the horizon",
+              statements=IN_FLIGHT_MARKERS),
 )
 LATEST = MIGRATIONS[-1].version
 
