@@ -250,6 +250,8 @@ class Store:
             # Skipped objects are seen too: counted, and their stored versions kept.
             new = await _see(conn, cluster=cluster, snapshot_id=snapshot_id,
                              keys=[s.key for s in page.skipped if s.key is not None])
+            if plan.log:
+                await _one_page_at_a_time(conn, cluster=cluster, rtype=rtype)
             await _write(conn, cluster=cluster, rtype=rtype, plan=plan)
             await _adjust_count(conn, cluster=cluster, rtype=rtype, delta=plan.count_delta)
             await _record_skips(conn, cluster=cluster, rtype=rtype,
@@ -505,6 +507,18 @@ async def _lock_state(conn: asyncpg.Connection, *, cluster: str, rtype: Resource
         assert row is not None
     checkpoint: str | None = row["checkpoint"]
     return checkpoint
+
+
+async def _one_page_at_a_time(conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType) -> None:
+    """From here to commit, the only page of its snapshot writing ``resources`` (the type's
+    row FOR NO KEY UPDATE: the KEY SHARE that pages hold let them this far together). The
+    summaries triggers keep per cluster, type, namespace and image (migrations 12-14) lock
+    their rows in the order of each statement's rows, and two writers of one type could take
+    the same keys in opposite orders and deadlock. Every other writer of a type holds its row
+    FOR UPDATE throughout; other types and clusters write at once."""
+    await conn.execute(
+        "SELECT 1 FROM sync_state WHERE cluster = $1 AND grp = $2 AND resource = $3 FOR NO KEY UPDATE",
+        cluster, rtype.group, rtype.resource)
 
 
 async def _admit_type(conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType, quota: Quota,

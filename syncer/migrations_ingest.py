@@ -37,9 +37,9 @@ IN_FLIGHT_MARKERS: tuple[str, ...] = (
     "DROP FUNCTION change_log_take(bigint, integer, text)",
     # The newest number handed out (0 before the first): sequences are not transactional,
     # so this sees every session's nextval at once, committed or not.
-    """CREATE FUNCTION change_log_drawn() RETURNS bigint LANGUAGE sql VOLATILE AS $$
+    """CREATE OR REPLACE FUNCTION change_log_drawn() RETURNS bigint LANGUAGE sql VOLATILE AS $$
         SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM change_seq $$""",
-    """CREATE FUNCTION change_log_mark() RETURNS bigint LANGUAGE plpgsql VOLATILE AS $$
+    """CREATE OR REPLACE FUNCTION change_log_mark() RETURNS bigint LANGUAGE plpgsql VOLATILE AS $$
     DECLARE
         k bigint := change_log_drawn();
     BEGIN
@@ -51,7 +51,7 @@ IN_FLIGHT_MARKERS: tuple[str, ...] = (
     END $$""",
     # A write's numbers, in increasing order (its entries take them in the batch's order),
     # drawn after its marker; the newest is notified at commit.
-    """CREATE FUNCTION change_log_numbers(how_many integer, channel text) RETURNS bigint[]
+    """CREATE OR REPLACE FUNCTION change_log_numbers(how_many integer, channel text) RETURNS bigint[]
         LANGUAGE plpgsql VOLATILE AS $$
     DECLARE
         numbers bigint[];
@@ -67,7 +67,7 @@ IN_FLIGHT_MARKERS: tuple[str, ...] = (
     # read: all above it. A writer whose marker is seen draws numbers above its k. Readers
     # take their snapshot in a later statement than this one (a statement's snapshot is
     # older than what this function reads).
-    """CREATE FUNCTION change_log_horizon() RETURNS bigint LANGUAGE plpgsql VOLATILE AS $$
+    """CREATE OR REPLACE FUNCTION change_log_horizon() RETURNS bigint LANGUAGE plpgsql VOLATILE AS $$
     DECLARE
         drawn bigint := change_log_drawn();
         oldest bigint;
