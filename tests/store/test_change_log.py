@@ -57,3 +57,40 @@ async def test_pages_of_one_snapshot_commit_concurrently(store: Store, pool: asy
     assert await pool.fetchval("SELECT object_count FROM sync_state") == 300
     seqs = [r["seq"] for r in await pool.fetch("SELECT seq FROM change_log ORDER BY seq")]
     assert seqs == list(range(seqs[0], seqs[0] + 302)), "1 + 300 ADDED + 1 DELETED, each number once"
+
+
+async def test_pages_of_one_snapshot_write_one_at_a_time(store: Store, pool: asyncpg.Pool,
+                                                          db_url: str) -> None:
+    """A page that has drawn its numbers keeps every other page of its snapshot from
+    drawing until it ends: the summaries that triggers keep take their rows in each
+    statement's order, and two pages of one type writing at once could deadlock."""
+    await store.apply_batch(cluster="c1", rtype=PODS, events=[event("ADDED", pod("held", 1))])
+    snapshot_id = await store.snapshot_start(cluster="c1", rtype=PODS)
+    holder = await asyncpg.connect(db_url)
+    tx = holder.transaction()
+    await tx.start()
+    first = second = None
+    try:
+        await holder.execute("SELECT 1 FROM resources WHERE name = 'held' FOR UPDATE")
+        before = await pool.fetchval("SELECT change_log_drawn()")
+        # Its merge updates "held" and waits for the holder, its numbers drawn.
+        first = asyncio.create_task(store.snapshot_page(
+            cluster="c1", rtype=PODS, snapshot_id=snapshot_id, items=[pod("held", 2), pod("a", 3)]))
+        while await pool.fetchval("SELECT change_log_drawn()") < before + 2:
+            assert not first.done(), first
+            await asyncio.sleep(0.01)
+        second = asyncio.create_task(store.snapshot_page(
+            cluster="c1", rtype=PODS, snapshot_id=snapshot_id, items=[pod("b", 4)]))
+        waiting = "SELECT count(DISTINCT pid) FROM pg_locks WHERE NOT granted"
+        while await pool.fetchval(waiting) < 2:  # the first page, and the second
+            if second.done():
+                break
+            await asyncio.sleep(0.01)
+        assert not second.done(), "a second page wrote while the first was in flight"
+        assert await pool.fetchval("SELECT change_log_drawn()") == before + 2
+    finally:
+        await tx.rollback()
+        await holder.close()
+        await asyncio.gather(*(t for t in (first, second) if t is not None))
+    await store.snapshot_end(cluster="c1", rtype=PODS, snapshot_id=snapshot_id, resource_version="9", count=3)
+    assert await pool.fetchval("SELECT count(*) FROM resources") == 3
