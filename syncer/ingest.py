@@ -700,8 +700,9 @@ async def _write_numbered(conn: asyncpg.Connection, statement: str, *, cluster: 
 
 
 async def _notify(conn: asyncpg.Connection, last: int) -> None:
-    """Wake aggregated watches: delivered at commit, in commit order; the payload is only the
-    newest sequence number (NOTIFY payloads are small; readers fetch the changes)."""
+    """Wake aggregated watches: delivered at commit; the payload is only the newest sequence
+    number (NOTIFY payloads are small), a hint: smaller numbers may still be in flight, so
+    readers fetch the changes up to the horizon (``apiserver.horizon``)."""
     await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, str(last))
 
 
