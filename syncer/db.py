@@ -32,8 +32,8 @@ CREATE TEMP TABLE IF NOT EXISTS staging (
     object jsonb NOT NULL
 ) WITH (toast_tuple_target = 8160) ON COMMIT DELETE ROWS
 """
-# Change-log entries of one write, numbered by offset until the change-log lock gives them
-# numbers; version and kind when they differ from the type's.
+# Change-log entries of one write, numbered by offset until the write draws its numbers
+# (the offset picks one: syncer.ingest); version and kind when they differ from the type's.
 LOG_STAGING_DDL = """
 CREATE TEMP TABLE IF NOT EXISTS log_staging (
     seq bigint NOT NULL,

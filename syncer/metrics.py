@@ -2,10 +2,10 @@
 
 Two things a syncer under load can be slowed by, neither visible from the outside:
 
-* the change-log lock (``syncer.ingest``): every writer takes it before numbering its
-  changes and holds it until commit, so writers of all clusters queue there. The time
-  they wait for it and the time they hold it, beside the time of whole write
-  transactions, say what share of ingest is spent queueing.
+* writes in flight in the change log (``syncer.ingest``): from the moment a write draws
+  its numbers to its commit, no reader of the change log passes below its numbers (the
+  horizon), so watches wait for the slowest write in flight. The time writes spend in
+  flight, beside the time of whole write transactions, says how long that is.
 * the event loop: one loop serves every agent's requests and every pulled cluster's
   informers; a callback that holds it (decoding a large body, validating a page) delays
   all of them. ``LoopLag`` measures it by how late a periodic wake-up comes.
@@ -29,13 +29,12 @@ from kube.tasks import STOP_TIMEOUT_S, stop_tasks
 
 log = logging.getLogger(__name__)
 
-# From a millisecond (an idle lock) to tens of seconds (a large snapshot page's merge).
+# From a millisecond (a small write) to tens of seconds (a large snapshot page's merge).
 _SECONDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
             30.0)
-LOCK_WAIT = Histogram("kubepedia_change_log_lock_wait_seconds",
-                      "Time a write transaction waited for the change-log lock", buckets=_SECONDS)
-LOCK_HOLD = Histogram("kubepedia_change_log_lock_hold_seconds",
-                      "Time a write transaction held the change-log lock, until its commit or rollback",
+IN_FLIGHT = Histogram("kubepedia_change_log_in_flight_seconds",
+                      "Time a write transaction was in flight in the change log, from drawing its numbers"
+                      " to its commit or rollback (the horizon readers stop at waits for it)",
                       buckets=_SECONDS)
 CONNECTION_WAIT = Histogram("kubepedia_store_connection_wait_seconds",
                             "Time a write waited for a connection of its pool", buckets=_SECONDS)

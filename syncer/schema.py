@@ -35,10 +35,14 @@ metadata = MetaData()
 # newest change-log sequence at commit (readers LISTEN), and the advisory-lock keys.
 NOTIFY_CHANNEL = "kubepedia_changes"
 MIGRATION_LOCK = 0x6B75_6265_0001
-CHANGE_LOG_LOCK = 0x6B75_6265_0002
+# 0x6B75_6265_0002 was the change-log lock every writer held until commit (until migration 18).
 ANALYZE_LOCK = 0x6B75_6265_0003
+# Writes in flight in the change log hold shared advisory locks in the two-int4 key form
+# (objsubid = 2 in pg_locks; every other key above is a bigint, objsubid = 1) whose first key
+# has this top byte (migration 18, ``change_log_mark``).
+IN_FLIGHT_MARKER = 0x6B
 
-# Handed out only while the change-log lock is held, so numbers commit in order.
+# Drawn freely by writers marked in flight; readers stop at ``change_log_horizon()``.
 change_seq = Sequence("change_seq", metadata=metadata, start=1)
 
 schema_version = Table(
@@ -209,8 +213,8 @@ change_log = Table(
     Column("uid", Text, nullable=False),
     Column("resource_version", Text, nullable=False),
     Column("type", Text, nullable=False),  # ADDED | MODIFIED | DELETED
-    # Read when the row is written, under the change-log lock: times follow sequence order
-    # (migration 5; rows written before keep the time their transaction began).
+    # The clock when the change's number was drawn (migration 18; when its row was written
+    # from migration 5; before that, when its transaction began): times follow numbers.
     Column("at", DateTime(timezone=True), nullable=False, server_default=text("clock_timestamp()")),
     # The state the object left (MODIFIED, DELETED); NULL for ADDED. The state after a
     # change is the next change's before-image, or the current row.
