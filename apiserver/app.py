@@ -22,12 +22,14 @@ from apiserver.discovery import discovery_routes
 from apiserver.feed import TAIL_BYTES, ChangeFeed
 from apiserver.history import history_routes
 from apiserver.keys import CATALOG, CONTINUE_KEY, FEED, POOL, REMAINING_CAP, SCOPE
+from apiserver.metrics import metrics_routes, observed, store_metrics_ctx
 from apiserver.objects import object_routes
 from apiserver.openapi import openapi_routes
 from apiserver.query import EVERYTHING_SCOPE
 from apiserver.reports import report_routes
 from kube.status import REASONS, StatusError, status_body
 from syncer.db import create_pool
+from syncer.metrics import POOLS
 from syncer.store_app import health_routes
 
 log = logging.getLogger(__name__)
@@ -119,7 +121,8 @@ def _store_ctx(database_url: str, *,
             app[POOL] = pool
             app[CATALOG] = CatalogCache(pool, push_silence_s=push_silence_s)
             app[CONTINUE_KEY] = await continue_key(pool)
-            yield
+            with POOLS.watching("api", pool):
+                yield
         finally:
             await pool.close()
 
@@ -127,7 +130,8 @@ def _store_ctx(database_url: str, *,
 
 
 def _routes() -> list[web.RouteDef]:
-    routes: list[web.RouteDef] = [*health_routes(), web.route("*", "/clusters", _read_only(list_clusters))]
+    routes: list[web.RouteDef] = [*health_routes(), *metrics_routes(),
+                                  web.route("*", "/clusters", _read_only(list_clusters))]
     # Collections before the object paths, which would take them for a type's list and get.
     routes += [web.route("*", path, _read_only(handler)) for path, handler in collection_routes()]
     for prefix in (CLUSTERPEDIA_PREFIX + CLUSTER_PREFIX, CLUSTERPEDIA_PREFIX, "", CLUSTER_PREFIX):
@@ -142,10 +146,11 @@ def _routes() -> list[web.RouteDef]:
 def build_app(*, database_url: str, push_silence_s: float = PUSH_SILENCE_S,
               remaining_count_cap: int = REMAINING_COUNT_CAP,
               feed_tail_bytes: int = TAIL_BYTES) -> web.Application:
-    app = web.Application(middlewares=[errors_as_status])
+    app = web.Application(middlewares=[observed, errors_as_status])
     app[SCOPE] = EVERYTHING_SCOPE
     app[REMAINING_CAP] = remaining_count_cap
     app.cleanup_ctx.append(_store_ctx(database_url, push_silence_s=push_silence_s))
+    app.cleanup_ctx.append(store_metrics_ctx)
     app.cleanup_ctx.append(ChangeFeed.context(database_url, FEED, tail_bytes=feed_tail_bytes))
     app.add_routes(_routes())
     return app

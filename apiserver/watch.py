@@ -36,6 +36,7 @@ from aiohttp import web
 from apiserver import render
 from apiserver.catalog import Catalog
 from apiserver.keys import FEED, POOL, SCOPE
+from apiserver.metrics import OPEN_WATCHES
 from apiserver.params import ListOptions, parse_resource_version, too_large
 from apiserver.query import (
     CLUSTER_ANNOTATION,
@@ -262,11 +263,27 @@ async def watch(request: web.Request, opts: ListOptions, target: Target, catalog
 
 async def _follow(request: web.Request, stream: Stream, seq: int, deadline: float) -> None:
     feed = request.app[FEED]
-    with feed.following():
-        await _follow_feed(request, stream, seq, deadline)
+    with feed.following(), OPEN_WATCHES.track_inprogress():
+        seq = await _follow_feed(request, stream, seq, deadline)
+    if feed.closed:
+        await _farewell(request, stream, seq)
 
 
-async def _follow_feed(request: web.Request, stream: Stream, seq: int, deadline: float) -> None:
+async def _farewell(request: web.Request, stream: Stream, seq: int) -> None:
+    """The server is shutting down: send what committed before it did, then, to a watcher
+    that takes bookmarks, one with the sequence it has seen everything up to, so that it
+    resumes from there (on this server's successor) without a gap or a relist. The stream
+    then ends cleanly. A store that no longer answers leaves the bookmark at ``seq``."""
+    try:
+        seq = await _changes(request, stream, seq)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        log.warning("watch: the last changes could not be read at shutdown", extra={"error": str(exc)})
+    if stream.opts.allow_bookmarks:
+        await stream.bookmark(seq)
+
+
+async def _follow_feed(request: web.Request, stream: Stream, seq: int, deadline: float) -> int:
+    """Follow until the deadline or the feed's close; returns the sequence sent up to."""
     feed = request.app[FEED]
     quiet_since = time.monotonic()
     while time.monotonic() < deadline and not feed.closed:
@@ -279,3 +296,4 @@ async def _follow_feed(request: web.Request, stream: Stream, seq: int, deadline:
             await stream.bookmark(seq)
             quiet_since = time.monotonic()
         await feed.wait(ticket, min(BOOKMARK_INTERVAL_S, max(deadline - time.monotonic(), 0.0)))
+    return seq
