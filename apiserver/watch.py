@@ -274,8 +274,8 @@ async def _farewell(request: web.Request, stream: Stream, seq: int) -> None:
     that takes bookmarks, one with the sequence it has seen everything up to, so that it
     resumes from there (on this server's successor) without a gap or a relist. The stream
     then ends cleanly. A store that no longer answers leaves the bookmark at ``seq``."""
-    try:
-        seq = await _changes(request, stream, seq)
+    try:  # from the log: the feed may not have read the last commits yet
+        seq = await _changes_from_log(request, stream, seq)
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         log.warning("watch: the last changes could not be read at shutdown", extra={"error": str(exc)})
     if stream.opts.allow_bookmarks:

@@ -1,4 +1,15 @@
-"""``kubepedia serve``: the syncer's ingest and admin listeners and the read API in one process."""
+"""``kubepedia serve``: the syncer's ingest and admin listeners and the read API in one process.
+
+Shutdown (SIGTERM or SIGINT) goes in order, each step bounded by ``--shutdown-timeout``:
+every listener stops accepting connections first; requests in flight are answered, ingest
+batches among them (a batch commits with its checkpoint); pull mode stops its informers
+and lets the store calls under way commit (``syncer.sink``), so every cluster resumes
+from its checkpoint, without a relist, on the next start; then the read API's watches are
+sent the changes that committed and, if they asked for bookmarks, a last BOOKMARK with the
+sequence they have seen everything up to, and end cleanly (``apiserver.watch``); the pools
+close; the embedded PostgreSQL stops last (``pg_ctl -m fast``, which writes a shutdown
+checkpoint).
+"""
 
 from __future__ import annotations
 
@@ -36,6 +47,7 @@ class ServeConfig:
     secret_key_file: Path | None = None  # default: secret.keys in the data dir
     allow_kubeconfig_exec: bool = False
     change_log_retention_s: float = 7 * 24 * 3600.0
+    shutdown_timeout_s: float = 30.0
 
     @property
     def key_file(self) -> Path:
@@ -98,12 +110,12 @@ class Running:
     api: str
 
 
-async def _start_site(stack: AsyncExitStack, app: web.Application, listen: tuple[str, int],
-                      what: str, **settings: Any) -> str:
+async def _start_site(runners: list[web.AppRunner], app: web.Application, listen: tuple[str, int],
+                      what: str, *, shutdown_timeout: float, **settings: Any) -> str:
     """Serve ``app``; returns the bound URL (with port 0 the kernel picks the port)."""
-    runner = web.AppRunner(app, handle_signals=False, **settings)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=shutdown_timeout, **settings)
     await runner.setup()
-    stack.push_async_callback(runner.cleanup)
+    runners.append(runner)
     site = web.TCPSite(runner, listen[0], listen[1])
     await site.start()
     host, port = runner.addresses[0][:2]
@@ -130,17 +142,36 @@ async def serve(config: ServeConfig) -> None:
 
 @asynccontextmanager
 async def running(config: ServeConfig) -> AsyncIterator[Running]:
-    """The syncer (ingest, admin) and the read API, for the block."""
+    """The syncer (ingest, admin) and the read API, for the block; then the shutdown of the
+    module docstring."""
     make_data_dir(config)
     kubeconfigs = open_kubeconfigs(config)
+    timeout = config.shutdown_timeout_s
     async with database(config) as url, AsyncExitStack() as stack:
         await prepare_store(url, kubeconfigs)
+        runners: list[web.AppRunner] = []
+        stack.push_async_callback(_shut_down, runners)
+        # The read API first, so that it stops last: its watches' last bookmarks then cover
+        # every write the ingest listener took in.
+        api_url = await _start_site(runners, build_api_app(database_url=url), config.api_listen, "api",
+                                    shutdown_timeout=timeout)
         ingest = build_ingest_app(database_url=url, kubeconfigs=kubeconfigs,
                                   retention_s=config.change_log_retention_s)
-        ingest_url = await _start_site(stack, ingest, config.ingest_listen, "ingest",
-                                       **INGEST_SERVER_SETTINGS)
+        ingest_url = await _start_site(runners, ingest, config.ingest_listen, "ingest",
+                                       shutdown_timeout=timeout, **INGEST_SERVER_SETTINGS)
         # After the ingest application, whose pool and pull manager it shares.
         admin = build_admin_app(ingest, admin_token=ensure_admin_token(config.data_dir))
-        admin_url = await _start_site(stack, admin, config.admin_listen, "admin")
-        api_url = await _start_site(stack, build_api_app(database_url=url), config.api_listen, "api")
+        admin_url = await _start_site(runners, admin, config.admin_listen, "admin", shutdown_timeout=timeout)
         yield Running(database_url=url, ingest=ingest_url, admin=admin_url, api=api_url)
+
+
+async def _shut_down(runners: list[web.AppRunner]) -> None:
+    """No listener accepts any more; then each application ends, the last started first
+    (the admin API, ingest, whose pool and pull manager the admin API borrows, then the read
+    API): its requests and watches finish, then its pools and tasks close."""
+    for runner in runners:
+        for site in list(runner.sites):
+            await site.stop()
+    for runner in reversed(runners):
+        await runner.cleanup()
+    log.info("stopped")
