@@ -7,7 +7,8 @@ the file under its flag name without the dashes, exactly as on the command line:
     change-log-retention: 3d
     allow-kubeconfig-exec: false        # flags without a value: true or false
 
-A flag added later is covered without more code. Where a setting comes from, the first
+A key set to ``null`` leaves the option at its default (``--print-config`` prints unset
+options so). A flag added later is covered without more code. Where a setting comes from, the first
 that has it wins: the command line, then the flag's environment variable (an option marked
 with ``from_env``), then the file, then the default. A key that names no flag is an error
 naming the key and the file; a value of the wrong type (a list for a single value, a word
@@ -100,8 +101,8 @@ def defaults_from(data: Mapping[Any, Any], actions: Mapping[str, argparse.Action
         if action is None:
             raise ConfigError(f"{source}: unknown key {key!r}{_hint(key, actions)}")
         variable = getattr(action, "env", None)
-        if variable and os.environ.get(variable):
-            continue  # the environment variable wins over the file
+        if value is None or (variable and os.environ.get(variable)):
+            continue  # null: the default (as --print-config shows unset options); the variable wins
         defaults[action.dest] = _checked(key, value, action, source=source)
     return defaults
 
