@@ -21,7 +21,7 @@ PANELS = ("ingest rate", "commit latency", "sync lag", "relists", "api latency",
 
 
 def _registered() -> set[str]:
-    names = set()
+    names: set[str] = set()
     for family in REGISTRY.collect():
         names.update(family.name + suffix for suffix in SUFFIXES.get(family.type, ("",)))
     return names
