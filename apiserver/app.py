@@ -28,8 +28,7 @@ from apiserver.openapi import openapi_routes
 from apiserver.query import EVERYTHING_SCOPE
 from apiserver.reports import report_routes
 from kube.status import REASONS, StatusError, status_body
-from syncer.db import create_pool
-from syncer.metrics import POOLS
+from syncer.db import POOLS, create_pool
 from syncer.store_app import health_routes
 
 log = logging.getLogger(__name__)

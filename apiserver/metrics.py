@@ -5,7 +5,7 @@
   sent, and an unknown method is ``other``: a caller cannot make new series. A watch is
   method ``WATCH`` (its time is how long it stayed open), so that list latencies stay apart;
 * open watches;
-* the store: its connection pools (``syncer.metrics.POOLS``) and the change log's oldest
+* the store: its connection pools (``syncer.db.POOLS``) and the change log's oldest
   retained entry, read at scrape time (one index probe).
 
 ``metrics_routes`` is the one place that adds ``/metrics`` to the application: whoever

@@ -30,14 +30,12 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Literal
 
 import asyncpg
 from aiohttp import web
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
+from prometheus_client import Counter, Gauge, Histogram
 
 from agent.events import RELIST_REASONS
 from kube.metrics import metrics_routes, scrape_hook
@@ -211,49 +209,5 @@ def sync_lag_ctx(pool_key: web.AppKey[asyncpg.Pool]) -> Callable[[web.Applicatio
     return ctx
 
 
-# -- connection pools ------------------------------------------------------------------------
-
-class PoolUsage(Collector):
-    """The connections of every pool of the process, by the pool's role, read when scraped
-    (asyncpg counts them itself: nothing to keep up to date)."""
-
-    def __init__(self) -> None:
-        self._pools: dict[int, tuple[str, asyncpg.Pool]] = {}
-
-    @contextlib.contextmanager
-    def watching(self, name: str, pool: asyncpg.Pool) -> Iterator[None]:
-        self._pools[id(pool)] = (name, pool)
-        try:
-            yield
-        finally:
-            self._pools.pop(id(pool), None)
-
-    def collect(self) -> Iterable[GaugeMetricFamily]:
-        used: dict[str, list[int]] = {}
-        for name, pool in list(self._pools.values()):
-            # Several pools of one role (tests run several applications) add up.
-            size, idle, most = pool.get_size(), pool.get_idle_size(), pool.get_max_size()
-            totals = used.setdefault(name, [0, 0, 0])
-            totals[0] += size - idle
-            totals[1] += idle
-            totals[2] += most
-        connections = GaugeMetricFamily("kubepedia_db_pool_connections",
-                                        "Open connections of a pool, in use or idle",
-                                        labels=["pool", "state"])
-        limit = GaugeMetricFamily("kubepedia_db_pool_max_connections", "The most connections a pool opens",
-                                  labels=["pool"])
-        for name, (in_use, idle, most) in sorted(used.items()):
-            connections.add_metric([name, "in_use"], in_use)
-            connections.add_metric([name, "idle"], idle)
-            limit.add_metric([name], most)
-        return [connections, limit]
-
-    def describe(self) -> Iterable[GaugeMetricFamily]:
-        return []  # collected at each scrape; nothing to check at registration
-
-
-POOLS = PoolUsage()
-REGISTRY.register(POOLS)
-
-__all__ = ["POOLS", "LoopLag", "forget_cluster", "loop_lag_ctx", "metrics_routes", "relist_reason",
+__all__ = ["LoopLag", "forget_cluster", "loop_lag_ctx", "metrics_routes", "relist_reason",
            "relisted", "stored", "sync_lag_ctx", "timed"]

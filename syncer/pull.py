@@ -49,7 +49,7 @@ from agent.selection import SelectionError, parse_selection
 from kube.metrics import scrape_hook
 from kube.tasks import STOP_TIMEOUT_S, stop_tasks
 from syncer import metrics, registry
-from syncer.db import connect, pool_context
+from syncer.db import POOLS, connect, pool_context
 from syncer.guards import RegisteredOwner
 from syncer.ingest import FenceLost, Guard, Store, advisory_holder
 from syncer.quota import Quota
@@ -142,8 +142,8 @@ class PullManager:
                 app[key] = manager
                 task = asyncio.create_task(manager.run(), name="pull-manager") if enabled else None
                 try:
-                    with metrics.POOLS.watching("pull-sync", pool), \
-                            metrics.POOLS.watching("pull-control", control), scrape_hook(manager.report):
+                    with POOLS.watching("pull-sync", pool), \
+                            POOLS.watching("pull-control", control), scrape_hook(manager.report):
                         yield
                 finally:
                     if task is not None:

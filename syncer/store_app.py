@@ -12,8 +12,7 @@ from collections.abc import AsyncIterator, Callable
 import asyncpg
 from aiohttp import web
 
-from syncer.db import pool_context
-from syncer.metrics import POOLS
+from syncer.db import POOLS, pool_context
 
 log = logging.getLogger(__name__)
 
