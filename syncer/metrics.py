@@ -148,6 +148,8 @@ PULL_IN_FLIGHT = Gauge("kubepedia_pull_in_flight_bytes",
 PULL_WAITING = Gauge("kubepedia_pull_store_calls_waiting",
                      "Pull mode's store calls waiting for their turn (the shared gate)")
 PULL_OWNED = Gauge("kubepedia_pull_clusters_owned", "Pull clusters this process syncs")
+CHANGE_LOG_PRUNED = Counter("kubepedia_change_log_pruned",
+                            "Change-log entries pruned past the retention period")
 UNKNOWN_REASON = "unknown"
 
 
