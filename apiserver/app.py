@@ -29,12 +29,13 @@ from apiserver.limits import (
     pool_settings,
     timed_out,
 )
+from apiserver.metrics import metrics_routes, observed, store_metrics_ctx
 from apiserver.objects import object_routes
 from apiserver.openapi import openapi_routes
 from apiserver.query import EVERYTHING_SCOPE
 from apiserver.reports import report_routes
 from kube.status import REASONS, StatusError, status_body
-from syncer.db import create_pool
+from syncer.db import POOLS, create_pool
 from syncer.store_app import health_routes
 
 log = logging.getLogger(__name__)
@@ -129,7 +130,8 @@ def _store_ctx(database_url: str, *, push_silence_s: float,
             app[POOL] = pool
             app[CATALOG] = CatalogCache(pool, push_silence_s=push_silence_s)
             app[CONTINUE_KEY] = await continue_key(pool)
-            yield
+            with POOLS.watching("api", pool):
+                yield
         finally:
             await pool.close()
 
@@ -137,7 +139,8 @@ def _store_ctx(database_url: str, *, push_silence_s: float,
 
 
 def _routes() -> list[web.RouteDef]:
-    routes: list[web.RouteDef] = [*health_routes(), web.route("*", "/clusters", _read_only(list_clusters))]
+    routes: list[web.RouteDef] = [*health_routes(), *metrics_routes(),
+                                  web.route("*", "/clusters", _read_only(list_clusters))]
     # Collections before the object paths, which would take them for a type's list and get.
     routes += [web.route("*", path, _read_only(handler)) for path, handler in collection_routes()]
     for prefix in (CLUSTERPEDIA_PREFIX + CLUSTER_PREFIX, CLUSTERPEDIA_PREFIX, "", CLUSTER_PREFIX):
@@ -153,12 +156,13 @@ def build_app(*, database_url: str, push_silence_s: float = PUSH_SILENCE_S,
               remaining_count_cap: int = REMAINING_COUNT_CAP,
               feed_tail_bytes: int = TAIL_BYTES, read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
               max_watches_per_subject: int = DEFAULT_MAX_WATCHES_PER_SUBJECT) -> web.Application:
-    app = web.Application(middlewares=[errors_as_status])
+    app = web.Application(middlewares=[observed, errors_as_status])
     app[SCOPE] = EVERYTHING_SCOPE
     app[REMAINING_CAP] = remaining_count_cap
     app[WATCHES] = WatchSlots(max_per_subject=max_watches_per_subject)
     app.cleanup_ctx.append(_store_ctx(database_url, push_silence_s=push_silence_s,
                                       read_timeout_s=read_timeout_s))
+    app.cleanup_ctx.append(store_metrics_ctx)
     app.cleanup_ctx.append(ChangeFeed.context(database_url, FEED, tail_bytes=feed_tail_bytes))
     app.add_routes(_routes())
     return app

@@ -40,6 +40,7 @@ from apiserver import horizon, render
 from apiserver.catalog import Catalog
 from apiserver.keys import FEED, POOL, SCOPE, WATCHES
 from apiserver.limits import subject_of
+from apiserver.metrics import OPEN_WATCHES
 from apiserver.params import ListOptions, parse_resource_version, too_large
 from apiserver.query import (
     CLUSTER_ANNOTATION,
@@ -274,8 +275,10 @@ async def _watch(request: web.Request, opts: ListOptions, target: Target, catalo
 
 async def _follow(request: web.Request, stream: Stream, seq: int, deadline: float) -> None:
     feed = request.app[FEED]
-    with feed.following():
-        await _follow_feed(request, stream, seq, deadline)
+    with feed.following(), OPEN_WATCHES.track_inprogress():
+        seq = await _follow_feed(request, stream, seq, deadline)
+    if feed.closed:
+        await _farewell(request, stream, seq)
 
 
 def _client_gone(request: web.Request) -> bool:
@@ -287,7 +290,21 @@ def _client_gone(request: web.Request) -> bool:
     return transport is None or transport.is_closing()
 
 
-async def _follow_feed(request: web.Request, stream: Stream, seq: int, deadline: float) -> None:
+async def _farewell(request: web.Request, stream: Stream, seq: int) -> None:
+    """The server is shutting down: send what committed before it did, then, to a watcher
+    that takes bookmarks, one with the sequence it has seen everything up to, so that it
+    resumes from there (on this server's successor) without a gap or a relist. The stream
+    then ends cleanly. A store that no longer answers leaves the bookmark at ``seq``."""
+    try:  # from the log: the feed may not have read the last commits yet
+        seq = await _changes_from_log(request, stream, seq)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        log.warning("watch: the last changes could not be read at shutdown", extra={"error": str(exc)})
+    if stream.opts.allow_bookmarks:
+        await stream.bookmark(seq)
+
+
+async def _follow_feed(request: web.Request, stream: Stream, seq: int, deadline: float) -> int:
+    """Follow until the deadline or the feed's close; returns the sequence sent up to."""
     feed = request.app[FEED]
     quiet_since = time.monotonic()
     while time.monotonic() < deadline and not feed.closed and not _client_gone(request):
@@ -300,3 +317,4 @@ async def _follow_feed(request: web.Request, stream: Stream, seq: int, deadline:
             await stream.bookmark(seq)
             quiet_since = time.monotonic()
         await feed.wait(ticket, min(BOOKMARK_INTERVAL_S, max(deadline - time.monotonic(), 0.0)))
+    return seq

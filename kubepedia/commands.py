@@ -12,6 +12,8 @@ from pathlib import Path
 from agent.logs import setup_logging
 from agent.tuning import tune_gc
 from apiserver.limits import DEFAULT_MAX_WATCHES_PER_SUBJECT
+from kube import configfile
+from kube.configfile import ConfigError, from_env
 from kubepedia import clusters, keys, kubeconfig, report
 from kubepedia import history as history_command  # kubepedia history
 from kubepedia.config import (
@@ -50,29 +52,34 @@ def _listen(value: str) -> tuple[str, int]:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The parser, and the commands that take a config file (``kube.configfile``)."""
     parser = argparse.ArgumentParser(
         prog="kubepedia", description="One searchable, kubectl-compatible view of every Kubernetes cluster.")
-    parser.add_argument("--log-level", default=os.environ.get("KUBEPEDIA_LOG_LEVEL", "info"),
-                        choices=["debug", "info", "warning", "error"])
+    levels = ["debug", "info", "warning", "error"]
+    from_env(parser.add_argument("--log-level", default="info", choices=levels), "KUBEPEDIA_LOG_LEVEL")
     sub = parser.add_subparsers(dest="command", required=True)
+    configurable: dict[str, argparse.ArgumentParser] = {}
     for name, summary in (("serve", "run the syncer and the read API"),
                           ("demo", "run three simulated clusters, synced and served, for kubectl")):
-        _serve_options(sub.add_parser(name, help=summary))
-    _role_options(sub.choices["serve"])
-    _tls_options(sub.choices["serve"])
+        configurable[name] = sub.add_parser(name, help=summary)
+        _serve_options(configurable[name])
+    _role_options(configurable["serve"])
+    _tls_options(configurable["serve"])
     clusters.add_parser(sub)
     kubeconfig.add_parser(sub)
     keys.add_parser(sub)
     history_command.add_parser(sub)
     report.add_parser(sub)
-    return parser
+    return parser, configurable
 
 
 def _serve_options(serve: argparse.ArgumentParser) -> None:
-    serve.add_argument("--database-url", default=os.environ.get("KUBEPEDIA_DATABASE_URL"),
-                       help="PostgreSQL URL (default: an embedded server in the data dir)")
-    serve.add_argument("--data-dir", type=Path, default=default_data_dir())
+    configfile.add_config_options(serve)
+    from_env(serve.add_argument("--database-url", default=None,
+                                help="PostgreSQL URL (default: an embedded server in the data dir)"),
+             "KUBEPEDIA_DATABASE_URL")
+    from_env(serve.add_argument("--data-dir", type=Path, default=default_data_dir()), "KUBEPEDIA_DATA_DIR")
     serve.add_argument("--api-listen", type=_listen, default=DEFAULT_API_LISTEN)
     serve.add_argument("--change-log-retention", type=_duration, default="7d", metavar="DURATION",
                        help="how long changes are kept for watches and history (default %(default)s)")
@@ -87,10 +94,18 @@ def _serve_options(serve: argparse.ArgumentParser) -> None:
                        metavar="N", help="open watches one caller may have on this server; past it"
                                          " a watch is answered 429 with Retry-After (default %(default)s)")
     keys.add_key_file_argument(serve)
-    serve.add_argument("--allow-kubeconfig-exec", action="store_true",
-                       default=_env_flag("KUBEPEDIA_ALLOW_KUBECONFIG_EXEC"),
-                       help="let registered kubeconfigs run exec/auth-provider plugins and read files "
-                            "on this machine (only if everyone holding the admin token may run code here)")
+    allow = serve.add_argument(
+        "--allow-kubeconfig-exec", action="store_true",
+        help="let registered kubeconfigs run exec/auth-provider plugins and read files "
+             "on this machine (only if everyone holding the admin token may run code here)")
+    from_env(allow, ALLOW_EXEC_ENV)
+    allow.default = _env_flag(ALLOW_EXEC_ENV)
+    serve.add_argument("--shutdown-timeout", type=_duration, default="30s", metavar="DURATION",
+                       help="on SIGTERM/SIGINT, how long in-flight requests, watches and writes may take"
+                            " to finish (default %(default)s)")
+
+
+ALLOW_EXEC_ENV = "KUBEPEDIA_ALLOW_KUBECONFIG_EXEC"
 
 
 def _role_options(serve: argparse.ArgumentParser) -> None:
@@ -129,7 +144,8 @@ def _run_serve(args: argparse.Namespace) -> int:
                          change_log_retention_s=args.change_log_retention,
                          role=getattr(args, "role", "all"), tls=tls,
                          read_timeout_s=args.read_timeout,
-                         max_watches_per_subject=args.max_watches_per_subject)
+                         max_watches_per_subject=args.max_watches_per_subject,
+                         shutdown_timeout_s=args.shutdown_timeout)
     tune_gc()
     try:
         asyncio.run(demo(config) if args.command == "demo" else serve(config))
@@ -140,8 +156,15 @@ def _run_serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
+    parser, configurable = _parser()
+    try:
+        args = configfile.parse_args(parser, argv, commands=configurable)
+    except ConfigError as exc:
+        print(f"kubepedia: {exc}", file=sys.stderr)
+        return 2
+    if args.command in configurable and args.print_config:
+        print(configfile.effective(args, [configurable[args.command], parser]), end="")
+        return 0
     setup_logging(args.log_level)
     if args.command == "kubeconfig":
         return kubeconfig.run(args)

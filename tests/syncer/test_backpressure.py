@@ -22,7 +22,7 @@ import asyncpg
 
 import kubesim
 from agent import metrics
-from agent.events import KubeObject, WatchEvent
+from agent.events import KubeObject, RelistReason, WatchEvent
 from agent.informer import InformerSettings
 from agent.kubeclient import Connection, KubeClient
 from agent.pipeline import PipelineSettings
@@ -67,8 +67,8 @@ class CountingSink:
     async def checkpoints(self) -> dict[str, str]:
         return await self.sink.checkpoints()
 
-    async def snapshot_start(self, rtype: ResourceType) -> str:
-        return await self._counted(rtype, self.sink.snapshot_start(rtype))
+    async def snapshot_start(self, rtype: ResourceType, *, reason: RelistReason = "initial") -> str:
+        return await self._counted(rtype, self.sink.snapshot_start(rtype, reason=reason))
 
     async def snapshot_page(self, rtype: ResourceType, snapshot_id: str, items: list[KubeObject]) -> None:
         await self._counted(rtype, self.sink.snapshot_page(rtype, snapshot_id, items))
