@@ -16,6 +16,7 @@ import asyncpg
 
 from syncer import schema
 from syncer.migrations_ingest import TAKE_CHANGE_NUMBERS
+from syncer.migrations_inspections import INSPECTIONS
 from syncer.migrations_registry import PREVIOUS_AGENT_TOKENS
 
 log = logging.getLogger(__name__)
@@ -678,6 +679,8 @@ MIGRATIONS: tuple[Migration, ...] = (
               statements=TAKE_CHANGE_NUMBERS),
     Migration(version=17, description="registry: a rotated agent token works until its expiry",
               statements=PREVIOUS_AGENT_TOKENS),
+    Migration(version=18, description="inspections: stored runs, and indexes of what the checks flag",
+              statements=INSPECTIONS),
 )
 LATEST = MIGRATIONS[-1].version
 
