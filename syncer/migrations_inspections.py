@@ -62,11 +62,15 @@ INSPECTIONS: tuple[str, ...] = (
         check_name TEXT NOT NULL, severity TEXT NOT NULL, cluster TEXT NOT NULL, grp TEXT NOT NULL,
         resource TEXT NOT NULL, namespace TEXT NOT NULL, findings BIGINT NOT NULL,
         CONSTRAINT inspection_counts_pkey PRIMARY KEY (run_id, check_name, cluster, grp, resource, namespace))""",
-    f"CREATE INDEX resources_inspect_crash_looping ON resources (cluster, namespace, name) WHERE {CRASH_LOOPING}",
-    f"CREATE INDEX resources_inspect_unavailable ON resources (cluster, namespace, name) WHERE {UNAVAILABLE}",
+    f"CREATE INDEX resources_inspect_crash_looping ON resources (cluster, namespace, name)"
+    f" WHERE {CRASH_LOOPING}",
+    f"CREATE INDEX resources_inspect_unavailable ON resources (cluster, namespace, name)"
+    f" WHERE {UNAVAILABLE}",
     f"CREATE INDEX resources_inspect_not_ready ON resources (cluster, name) WHERE {NOT_READY}",
     f"CREATE INDEX resources_inspect_pressure ON resources (cluster, name) WHERE {UNDER_PRESSURE}",
-    f"CREATE INDEX resources_inspect_bare_pods ON resources (cluster, namespace, name) WHERE {BARE_PODS}",
-    f"CREATE INDEX resources_inspect_no_addresses ON resources (cluster, namespace, name) WHERE {NO_ADDRESSES}",
+    f"CREATE INDEX resources_inspect_bare_pods ON resources (cluster, namespace, name)"
+    f" WHERE {BARE_PODS}",
+    f"CREATE INDEX resources_inspect_no_addresses ON resources (cluster, namespace, name)"
+    f" WHERE {NO_ADDRESSES}",
     f"CREATE INDEX resources_inspect_terminating ON resources (deleted_at) WHERE {TERMINATING}",
 )
