@@ -105,7 +105,8 @@ def _matches(obj: ColumnElement[Any], path: str) -> ColumnElement[bool]:
 
 
 def _where(text: str) -> ColumnElement[bool]:
-    return sa.text(f"({text})")  # type: ignore[return-value]  # a predicate of migration 18
+    # A predicate of migration 18; its colons (":latest") are text, not bind parameters.
+    return sa.text("(" + text.replace(":", "\\:") + ")")  # type: ignore[return-value]
 
 
 def _age(since: ColumnElement[Any]) -> ColumnElement[Any]:
@@ -217,31 +218,13 @@ def nodes_under_pressure(scope: Scope) -> sa.Select[Any]:
 
 # -- containers ----------------------------------------------------------------------------------
 
-# Where each type keeps its pod spec, and whether only the objects no controller owns count
-# (a ReplicaSet's Deployment, a Job's CronJob is checked instead).
-_POD_SPECS: tuple[tuple[str, str, str, bool], ...] = (
-    ("apps", "deployments", "$.spec.template.spec", False),
-    ("apps", "statefulsets", "$.spec.template.spec", False),
-    ("apps", "daemonsets", "$.spec.template.spec", False),
-    ("apps", "replicasets", "$.spec.template.spec", True),
-    ("batch", "cronjobs", "$.spec.jobTemplate.spec.template.spec", False),
-    ("batch", "jobs", "$.spec.template.spec", True),
-    ("", "pods", "$.spec", True),
-)
-
-
-def _containers(scope: Scope, flagged: Callable[[str], str],
+def _containers(scope: Scope, path: str,
                 message: Callable[[str], ColumnElement[Any]]) -> sa.Select[Any]:
-    """The union over the types with a pod spec: those whose containers ``flagged(spec)``
-    (a jsonpath) matches, with ``message(spec)``."""
-    c = resources.c
-    parts = []
-    for group, resource, spec, unowned in _POD_SPECS:
-        where = [_where(predicate.BARE_PODS)] if resource == "pods" else [*_is_type(group, resource)]
-        if unowned and resource != "pods":
-            where.append(c.owner_uid.is_(None))
-        parts.append(_finding(message(spec)).where(*where, _matches(c.object, flagged(spec)),
-                                                   *_in_scope(scope)))
+    """The union over the types with a pod spec of those whose containers ``path`` (a jsonpath
+    with its ``{spec}``) matches, each through its arm of the check's index, with
+    ``message(spec)``."""
+    parts = [_finding(message(entry[2])).where(_where(predicate.container_arm(path, *entry)), *_in_scope(scope))
+             for entry in predicate.POD_SPECS]
     union = sa.union_all(*parts).subquery("containers")
     return sa.select(*(union.c[name] for name in COLUMNS))
 
@@ -253,31 +236,21 @@ _NO_REQUESTS = "[*] ? (!exists(@.resources.requests.*))"
 def without_resources(scope: Scope) -> sa.Select[Any]:
     obj = resources.c.object
 
-    def flagged(spec: str) -> str:
-        return f"{spec}.containers[*] ? (!exists(@.resources.limits.*) || !exists(@.resources.requests.*))"
-
     def message(spec: str) -> ColumnElement[Any]:
         parts = [sa.case((names != _constant(""), _cat(_constant(f"without {what}: "), names)))
                  for what, names in (("limits", _listed(obj, f"{spec}.containers{_NO_LIMITS}.name")),
                                      ("requests", _listed(obj, f"{spec}.containers{_NO_REQUESTS}.name")))]
         return _message(sa.func.concat_ws(_constant("; "), *parts))
 
-    return _containers(scope, flagged, message)
-
-
-_LATEST = '(@ like_regex ":latest$" || @ like_regex "^([^/@]*/)*[^/:@]+$")'
+    return _containers(scope, predicate.NO_RESOURCES_PATH, message)
 
 
 def latest_images(scope: Scope) -> sa.Select[Any]:
-    """Containers, init and ephemeral ones too, on ``:latest`` or on no tag (which is latest);
-    an image pinned by digest is not flagged."""
-    def flagged(spec: str) -> str:
-        return f"{spec}.*[*].image ? {_LATEST}"
-
     def message(spec: str) -> ColumnElement[Any]:
-        return _message(_constant("image on latest: "), _listed(resources.c.object, flagged(spec)))
+        matched = predicate.LATEST_PATH.format(spec=spec)
+        return _message(_constant("image on latest: "), _listed(resources.c.object, matched))
 
-    return _containers(scope, flagged, message)
+    return _containers(scope, predicate.LATEST_PATH, message)
 
 
 # -- services, terminating objects, clusters ------------------------------------------------------

@@ -31,8 +31,38 @@ NOT_READY = f"{NODE} AND object @? '{NOT_READY_PATH}'"
 PRESSURE_PATH = ('$.status.conditions[*] ? ((@.type == "MemoryPressure" || @.type == "DiskPressure"'
                  ' || @.type == "PIDPressure" || @.type == "NetworkUnavailable") && @.status == "True")')
 UNDER_PRESSURE = f"{NODE} AND object @? '{PRESSURE_PATH}'"
-# Pods no controller owns: the container checks read these, and the templates of workloads.
-BARE_PODS = f"{POD} AND owner_uid IS NULL"
+# Containers: the pod templates of workloads, and pods no controller owns (a Deployment's
+# hundred pods are one finding, on the Deployment). Per type: where its pod spec is, and
+# whether only objects without a controller count (a ReplicaSet's Deployment, a Job's
+# CronJob is checked instead). One index per check, whose predicate is an OR of one arm per
+# type; each type's query names its arm, which implies the predicate.
+POD_SPECS: tuple[tuple[str, str, str, bool], ...] = (
+    ("apps", "deployments", "$.spec.template.spec", False),
+    ("apps", "statefulsets", "$.spec.template.spec", False),
+    ("apps", "daemonsets", "$.spec.template.spec", False),
+    ("apps", "replicasets", "$.spec.template.spec", True),
+    ("batch", "cronjobs", "$.spec.jobTemplate.spec.template.spec", False),
+    ("batch", "jobs", "$.spec.template.spec", True),
+    ("", "pods", "$.spec", True),
+)
+# A container lacking requests or limits (init containers may go without).
+NO_RESOURCES_PATH = "{spec}.containers[*] ? (!exists(@.resources.limits.*) || !exists(@.resources.requests.*))"
+# Any container (init, ephemeral) on :latest or on no tag; pinned by digest is fine.
+LATEST_PATH = '{spec}.*[*].image ? (@ like_regex ":latest$" || @ like_regex "^([^/@]*/)*[^/:@]+$")'
+
+
+def container_arm(path: str, group: str, resource: str, spec: str, unowned: bool) -> str:
+    """One type's condition of a container check (``path`` with its ``{spec}``)."""
+    owner = " AND owner_uid IS NULL" if unowned else ""
+    return f"grp = '{group}' AND resource = '{resource}'{owner} AND object @? '{path.format(spec=spec)}'"
+
+
+def _containers(path: str) -> str:
+    return " OR ".join(f"({container_arm(path, *entry)})" for entry in POD_SPECS)
+
+
+NO_RESOURCES = _containers(NO_RESOURCES_PATH)
+ON_LATEST = _containers(LATEST_PATH)
 # Endpoints with no ready address: the endpoints controller keeps one per Service with a selector.
 ENDPOINTS = "grp = '' AND resource = 'endpoints'"
 NO_ADDRESSES = f"{ENDPOINTS} AND NOT (object @? '$.subsets[*].addresses[*]')"
@@ -68,8 +98,8 @@ INSPECTIONS: tuple[str, ...] = (
     f" WHERE {UNAVAILABLE}",
     f"CREATE INDEX resources_inspect_not_ready ON resources (cluster, name) WHERE {NOT_READY}",
     f"CREATE INDEX resources_inspect_pressure ON resources (cluster, name) WHERE {UNDER_PRESSURE}",
-    f"CREATE INDEX resources_inspect_bare_pods ON resources (cluster, namespace, name)"
-    f" WHERE {BARE_PODS}",
+    f"CREATE INDEX resources_inspect_no_resources ON resources (cluster, namespace, name) WHERE {NO_RESOURCES}",
+    f"CREATE INDEX resources_inspect_latest ON resources (cluster, namespace, name) WHERE {ON_LATEST}",
     f"CREATE INDEX resources_inspect_no_addresses ON resources (cluster, namespace, name)"
     f" WHERE {NO_ADDRESSES}",
     f"CREATE INDEX resources_inspect_terminating ON resources (deleted_at) WHERE {TERMINATING}",

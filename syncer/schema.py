@@ -340,7 +340,8 @@ for _index, _columns, _where in (
     ("unavailable", (_c.cluster, _c.namespace, _c.name), inspect.UNAVAILABLE),
     ("not_ready", (_c.cluster, _c.name), inspect.NOT_READY),
     ("pressure", (_c.cluster, _c.name), inspect.UNDER_PRESSURE),
-    ("bare_pods", (_c.cluster, _c.namespace, _c.name), inspect.BARE_PODS),
+    ("no_resources", (_c.cluster, _c.namespace, _c.name), inspect.NO_RESOURCES),
+    ("latest", (_c.cluster, _c.namespace, _c.name), inspect.ON_LATEST),
     ("no_addresses", (_c.cluster, _c.namespace, _c.name), inspect.NO_ADDRESSES),
     ("terminating", (_c.deleted_at,), inspect.TERMINATING),
 ):
