@@ -43,11 +43,15 @@ INSPECTION_LOCK = 0x6B75_6265_0010
 _DIALECT = pg_dialect.dialect()  # type: ignore[no-untyped-call]
 # The run's own settings: its statements may take longer than a read's (the API pool's
 # timeout), and the checks' conditions on types are constants that a cached plan serves.
-_SETTINGS = ("SELECT set_config('statement_timeout', $1, true), set_config('plan_cache_mode', 'auto', true),"
-             " set_config('work_mem', '64MB', true)")
+_SETTINGS = (
+    "SELECT set_config('statement_timeout', $1, true), set_config('plan_cache_mode', 'auto', true),"
+    " set_config('work_mem', '64MB', true)"
+)
 _LATEST_START = "SELECT max(started_at) > now() - make_interval(secs => $1) FROM inspection_runs"
-_RECENT = ("SELECT id FROM inspection_runs WHERE finished_at IS NOT NULL"
-           " AND started_at > now() - make_interval(secs => $1) ORDER BY id DESC LIMIT 1")
+_RECENT = (
+    "SELECT id FROM inspection_runs WHERE finished_at IS NOT NULL"
+    " AND started_at > now() - make_interval(secs => $1) ORDER BY id DESC LIMIT 1"
+)
 _BEGIN = "INSERT INTO inspection_runs (trigger) VALUES ($1) RETURNING id"
 _FINISH = "UPDATE inspection_runs SET finished_at = clock_timestamp() WHERE id = $1"
 _PRUNE_RUNS = """
@@ -77,7 +81,7 @@ class Started:
     reused: bool
 
 
-def _compiled(stmt: sa.Executable) -> tuple[str, list[Any]]:
+def _compiled(stmt: sa.Insert) -> tuple[str, list[Any]]:
     result = stmt.compile(dialect=_DIALECT)
     return result.string, [result.params[name] for name in result.positiontup or ()]
 
@@ -87,23 +91,48 @@ def store_statement(check: Check, *, run_id: int, cap: int) -> sa.Insert:
     matches = check.statement(EVERYTHING_SCOPE).cte("matches")  # read twice: materialized once
     m = matches.c
     tag = (sa.literal(run_id, sa.BigInteger), sa.literal(check.name), sa.literal(check.severity))
-    kept = (sa.select(*tag, m.cluster, m.grp, m.version, m.resource, m.namespace, m.name, m.message)
-            .order_by(m.cluster, m.namespace, m.grp, m.resource, m.name).limit(cap))
+    kept = (
+        sa.select(*tag, m.cluster, m.grp, m.version, m.resource, m.namespace, m.name, m.message)
+        .order_by(m.cluster, m.namespace, m.grp, m.resource, m.name)
+        .limit(cap)
+    )
     f = inspection_findings.c
-    keep = sa.insert(inspection_findings).from_select(
-        [f.run_id, f.check_name, f.severity, f.cluster, f.grp, f.version, f.resource, f.namespace, f.name,
-         f.message], kept).cte("kept")
-    counted = (sa.select(*tag, m.cluster, m.grp, m.resource, m.namespace, sa.func.count())
-               .group_by(m.cluster, m.grp, m.resource, m.namespace))
+    keep = (
+        sa.insert(inspection_findings)
+        .from_select(
+            [
+                f.run_id,
+                f.check_name,
+                f.severity,
+                f.cluster,
+                f.grp,
+                f.version,
+                f.resource,
+                f.namespace,
+                f.name,
+                f.message,
+            ],
+            kept,
+        )
+        .cte("kept")
+    )
+    counted = sa.select(*tag, m.cluster, m.grp, m.resource, m.namespace, sa.func.count()).group_by(
+        m.cluster, m.grp, m.resource, m.namespace
+    )
     n = inspection_counts.c
-    return (sa.insert(inspection_counts)
-            .from_select([n.run_id, n.check_name, n.severity, n.cluster, n.grp, n.resource, n.namespace,
-                          n.findings], counted)
-            .add_cte(keep))
+    return (
+        sa.insert(inspection_counts)
+        .from_select(
+            [n.run_id, n.check_name, n.severity, n.cluster, n.grp, n.resource, n.namespace, n.findings],
+            counted,
+        )
+        .add_cte(keep)
+    )
 
 
-async def _run_checks(conn: asyncpg.Connection, *, trigger: str, checks: dict[str, Check], cap: int,
-                      retention: Retention) -> int:
+async def _run_checks(
+    conn: asyncpg.Connection, *, trigger: str, checks: dict[str, Check], cap: int, retention: Retention
+) -> int:
     run_id: int = await conn.fetchval(_BEGIN, trigger)
     for check in checks.values():
         sql, params = _compiled(store_statement(check, run_id=run_id, cap=cap))
@@ -114,9 +143,14 @@ async def _run_checks(conn: asyncpg.Connection, *, trigger: str, checks: dict[st
     return run_id
 
 
-async def run_requested(pool: asyncpg.Pool, *, min_interval_s: float = MIN_REQUEST_INTERVAL_S,
-                        checks: dict[str, Check] = CHECKS, cap: int = FINDINGS_PER_CHECK,
-                        retention: Retention = Retention()) -> Started:
+async def run_requested(
+    pool: asyncpg.Pool,
+    *,
+    min_interval_s: float = MIN_REQUEST_INTERVAL_S,
+    checks: dict[str, Check] = CHECKS,
+    cap: int = FINDINGS_PER_CHECK,
+    retention: Retention = Retention(),
+) -> Started:
     """A run for a request: waits for one in progress, and answers a run that started less than
     ``min_interval_s`` ago instead of running another (a client in a loop costs one run per
     interval, not one per request)."""
@@ -131,8 +165,14 @@ async def run_requested(pool: asyncpg.Pool, *, min_interval_s: float = MIN_REQUE
     return Started(run_id=run_id, reused=False)
 
 
-async def run_scheduled(pool: asyncpg.Pool, *, every_s: float, checks: dict[str, Check] = CHECKS,
-                        cap: int = FINDINGS_PER_CHECK, retention: Retention = Retention()) -> int | None:
+async def run_scheduled(
+    pool: asyncpg.Pool,
+    *,
+    every_s: float,
+    checks: dict[str, Check] = CHECKS,
+    cap: int = FINDINGS_PER_CHECK,
+    retention: Retention = Retention(),
+) -> int | None:
     """A scheduled run, or None when another process runs one now or one started within half
     the interval (two syncer replicas share a schedule rather than doubling it)."""
     async with pool.acquire() as conn, conn.transaction():

@@ -52,19 +52,32 @@ REPORT_PARAMETERS = (*FILTERS, "format")
 HISTORY_PARAMETERS = (*FILTERS, "since", "before", "limit")
 HISTORY_LIMIT = 100
 MAX_HISTORY_LIMIT = 1000
-CSV_COLUMNS = ("check", "severity", "cluster", "group", "version", "resource", "namespace", "name", "message",
-               "link")
+CSV_COLUMNS = (
+    "check",
+    "severity",
+    "cluster",
+    "group",
+    "version",
+    "resource",
+    "namespace",
+    "name",
+    "message",
+    "link",
+)
 _SHOWN = 80
 _LIMIT = re.compile(r"^[0-9]{1,6}$")
 
 
 # -- parameters ---------------------------------------------------------------------------------
 
+
 def _only(query: MultiMapping[str], accepted: Sequence[str]) -> None:
     unknown = sorted(k for k in set(query) if k not in accepted)
     if unknown:
-        raise bad_request(f"inspections do not take {', '.join(k[:_SHOWN] for k in unknown)} here;"
-                          f" they take {', '.join(accepted)}")
+        raise bad_request(
+            f"inspections do not take {', '.join(k[:_SHOWN] for k in unknown)} here;"
+            f" they take {', '.join(accepted)}"
+        )
 
 
 def _chosen(query: MultiMapping[str], key: str, known: Sequence[str]) -> frozenset[str] | None:
@@ -79,10 +92,12 @@ def _chosen(query: MultiMapping[str], key: str, known: Sequence[str]) -> frozens
 
 
 def parse_finding_filters(query: MultiMapping[str]) -> FindingFilters:
-    return FindingFilters(clusters=names_parameter(query, "clusters"),
-                          namespaces=names_parameter(query, "namespaces"),
-                          checks=_chosen(query, "checks", list(CHECKS)),
-                          severities=_chosen(query, "severity", SEVERITIES))
+    return FindingFilters(
+        clusters=names_parameter(query, "clusters"),
+        namespaces=names_parameter(query, "namespaces"),
+        checks=_chosen(query, "checks", list(CHECKS)),
+        severities=_chosen(query, "severity", SEVERITIES),
+    )
 
 
 def _format(request: web.Request) -> str:
@@ -107,6 +122,7 @@ def _limit(query: MultiMapping[str]) -> int:
 
 # -- values -------------------------------------------------------------------------------------
 
+
 def _rfc3339(value: datetime | None) -> str | None:
     return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
@@ -118,27 +134,48 @@ def link(row: Mapping[str, Any]) -> str:
     if not row["resource"]:
         return f"/kubepedia/v1/reports/clusters?clusters={cluster}"
     group, version = row["grp"], quote(row["version"], safe="")
-    root = f"/clusters/{cluster}/api/{version}" if not group else f"/clusters/{cluster}/apis/{quote(group, safe='')}/{version}"
+    root = (
+        f"/clusters/{cluster}/api/{version}"
+        if not group
+        else f"/clusters/{cluster}/apis/{quote(group, safe='')}/{version}"
+    )
     place = f"/namespaces/{quote(row['namespace'], safe='')}" if row["namespace"] else ""
     return f"{root}{place}/{quote(row['resource'], safe='')}/{quote(row['name'], safe='')}"
 
 
 def _finding(row: asyncpg.Record) -> dict[str, Any]:
-    return {"check": row["check_name"], "severity": row["severity"], "cluster": row["cluster"],
-            "group": row["grp"], "version": row["version"], "resource": row["resource"],
-            "namespace": row["namespace"], "name": row["name"], "message": row["message"], "link": link(row)}
+    return {
+        "check": row["check_name"],
+        "severity": row["severity"],
+        "cluster": row["cluster"],
+        "group": row["grp"],
+        "version": row["version"],
+        "resource": row["resource"],
+        "namespace": row["namespace"],
+        "name": row["name"],
+        "message": row["message"],
+        "link": link(row),
+    }
 
 
 def _run_meta(run: asyncpg.Record) -> dict[str, Any]:
-    return {"run": run["id"], "trigger": run["trigger"], "startedAt": _rfc3339(run["started_at"]),
-            "finishedAt": _rfc3339(run["finished_at"]), "findingsKept": run["findings_kept"]}
+    return {
+        "run": run["id"],
+        "trigger": run["trigger"],
+        "startedAt": _rfc3339(run["started_at"]),
+        "finishedAt": _rfc3339(run["finished_at"]),
+        "findingsKept": run["findings_kept"],
+    }
 
 
 def _summary(filters: FindingFilters, counts: Sequence[asyncpg.Record]) -> dict[str, Any]:
     """A run's findings per check (every check asked for, zero included) and per severity."""
     checks = [c for c in CHECKS.values() if filters.checks is None or c.name in filters.checks]
-    by_check = {c.name: {"severity": c.severity, "findings": 0} for c in checks
-                if filters.severities is None or c.severity in filters.severities}
+    by_check = {
+        c.name: {"severity": c.severity, "findings": 0}
+        for c in checks
+        if filters.severities is None or c.severity in filters.severities
+    }
     by_severity = {s: 0 for s in SEVERITIES if filters.severities is None or s in filters.severities}
     for row in counts:
         by_check.setdefault(row["check_name"], {"severity": row["severity"], "findings": 0})
@@ -161,6 +198,7 @@ def _json(body: Any, status: int = 200) -> web.Response:
 
 # -- handlers -----------------------------------------------------------------------------------
 
+
 async def _fetch(request: web.Request, stmt: Any) -> list[asyncpg.Record]:
     sql, params = compiled(stmt)
     rows: list[asyncpg.Record] = await request.app[POOL].fetch(sql, *params)
@@ -181,30 +219,55 @@ async def get_run(request: web.Request) -> web.Response:
     chosen = request.match_info["run"]
     runs = await _fetch(request, run_statement(None if chosen == "latest" else int(chosen)))
     if not runs:
-        raise StatusError(404, "NotFound", "no inspection run yet: POST " + PREFIX + "/runs, or wait for the"
-                          " schedule" if chosen == "latest" else f"inspection run {chosen} not found",
-                          {"name": chosen, "kind": "inspectionruns"})
+        raise StatusError(
+            404,
+            "NotFound",
+            "no inspection run yet: POST " + PREFIX + "/runs, or wait for the schedule"
+            if chosen == "latest"
+            else f"inspection run {chosen} not found",
+            {"name": chosen, "kind": "inspectionruns"},
+        )
     run = runs[0]
     items = [_finding(r) for r in await _fetch(request, findings_statement(run["id"], filters, scope))]
     if fmt == "csv":
-        return web.Response(body=csv_body(items), content_type="text/csv", charset="utf-8",
-                            headers={"Content-Disposition": f'attachment; filename="inspection-{run["id"]}.csv"'})
+        return web.Response(
+            body=csv_body(items),
+            content_type="text/csv",
+            charset="utf-8",
+            headers={"Content-Disposition": f'attachment; filename="inspection-{run["id"]}.csv"'},
+        )
     counts = await _fetch(request, counts_statement([run["id"]], filters, scope))
     summary = _summary(filters, counts)
     shown: dict[str, int] = {}
     for item in items:
         shown[item["check"]] = shown.get(item["check"], 0) + 1
-    checks = [{"name": name, "severity": entry["severity"], "findings": entry["findings"],
-               "shown": shown.get(name, 0), "more": entry["findings"] - shown.get(name, 0),
-               "description": CHECKS[name].description if name in CHECKS else ""}
-              for name, entry in summary["byCheck"].items()]
-    return _json({"kind": "InspectionReport", "apiVersion": API_VERSION, "metadata": _run_meta(run),
-                  "findings": summary["findings"], "bySeverity": summary["bySeverity"], "checks": checks,
-                  "items": items})
+    checks = [
+        {
+            "name": name,
+            "severity": entry["severity"],
+            "findings": entry["findings"],
+            "shown": shown.get(name, 0),
+            "more": entry["findings"] - shown.get(name, 0),
+            "description": CHECKS[name].description if name in CHECKS else "",
+        }
+        for name, entry in summary["byCheck"].items()
+    ]
+    return _json(
+        {
+            "kind": "InspectionReport",
+            "apiVersion": API_VERSION,
+            "metadata": _run_meta(run),
+            "findings": summary["findings"],
+            "bySeverity": summary["bySeverity"],
+            "checks": checks,
+            "items": items,
+        }
+    )
 
 
-async def _history_items(request: web.Request, runs: Sequence[asyncpg.Record], filters: FindingFilters,
-                         scope: Scope) -> list[dict[str, Any]]:
+async def _history_items(
+    request: web.Request, runs: Sequence[asyncpg.Record], filters: FindingFilters, scope: Scope
+) -> list[dict[str, Any]]:
     counts = await _fetch(request, counts_statement([r["id"] for r in runs], filters, scope)) if runs else []
     per_run: dict[int, list[asyncpg.Record]] = {}
     for row in counts:
@@ -239,8 +302,12 @@ async def _not_allowed(request: web.Request) -> web.Response:
 
 
 def inspection_routes() -> list[web.RouteDef]:
-    return [web.get(PREFIX, list_checks), web.route("*", PREFIX, _not_allowed),
-            web.get(PREFIX + "/runs", list_runs), web.post(PREFIX + "/runs", start_run),
-            web.route("*", PREFIX + "/runs", _not_allowed),
-            web.get(PREFIX + "/runs/{run:latest|[0-9]{1,18}}", get_run),
-            web.route("*", PREFIX + "/runs/{run:latest|[0-9]{1,18}}", _not_allowed)]
+    return [
+        web.get(PREFIX, list_checks),
+        web.route("*", PREFIX, _not_allowed),
+        web.get(PREFIX + "/runs", list_runs),
+        web.post(PREFIX + "/runs", start_run),
+        web.route("*", PREFIX + "/runs", _not_allowed),
+        web.get(PREFIX + "/runs/{run:latest|[0-9]{1,18}}", get_run),
+        web.route("*", PREFIX + "/runs/{run:latest|[0-9]{1,18}}", _not_allowed),
+    ]

@@ -96,7 +96,8 @@ def parse_filters(report: Report, query: MultiMapping[str]) -> tuple[Filters, st
     fmt = _single(query, "format") or "json"
     if fmt not in FORMATS:
         raise bad_request(f"format: {fmt[:_SHOWN]!r} is not one of {', '.join(FORMATS)}")
-    filters = Filters(clusters=names_parameter(query, "clusters"), namespaces=names_parameter(query, "namespaces"),
+    filters = Filters(clusters=names_parameter(query, "clusters"),
+                      namespaces=names_parameter(query, "namespaces"),
                       since=time_parameter(query, "since"), before=time_parameter(query, "before"))
     if filters.since is not None and filters.before is not None and filters.since >= filters.before:
         raise bad_request("since must be earlier than before (since is inclusive, before exclusive)")

@@ -114,7 +114,8 @@ def _instructions(kubeconfig: Path, names: list[str], server: str) -> str:
         f"  {k} --context kubepedia-{names[0]} get nodes   # one cluster",
         f"  {k} get pods -A --watch              # changes as the clusters churn",
         f"  {k} api-resources",
-        f"  kubepedia inspect --run --server {server}   # problems found in the store (each cluster has some)", "",
+        f"  kubepedia inspect --run --server {server}   # problems the checks find in the store",
+        "",
         "Ctrl-C stops everything; the data stays in the data dir for the next run.", ""])
 
 

@@ -28,14 +28,19 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--severity", help="only these severities (critical, warning, info), comma separated")
     parser.add_argument("--run", action="store_true", help="run the checks now, then show the report")
     parser.add_argument("-o", "--output", choices=["table", "json", "csv"], default="table")
-    parser.add_argument("--server", default=DEFAULT_API_SERVER,
-                        help=f"the read API's URL (default {DEFAULT_API_SERVER})")
+    parser.add_argument(
+        "--server", default=DEFAULT_API_SERVER, help=f"the read API's URL (default {DEFAULT_API_SERVER})"
+    )
     add_read_api_tls(parser)
 
 
 def _params(args: argparse.Namespace) -> dict[str, str]:
-    chosen = {"clusters": args.cluster, "namespaces": args.namespace, "checks": args.check,
-              "severity": args.severity}
+    chosen = {
+        "clusters": args.cluster,
+        "namespaces": args.namespace,
+        "checks": args.check,
+        "severity": args.severity,
+    }
     params = {key: value for key, value in chosen.items() if value is not None}
     if args.output == "csv":
         params["format"] = "csv"
@@ -52,17 +57,34 @@ def _object(item: dict[str, Any]) -> str:
 def render(body: dict[str, Any]) -> str:
     """The report as text: a header, then per check with findings its table."""
     meta = body.get("metadata") or {}
-    lines = [f"inspection run {meta.get('run')} ({meta.get('trigger')}), finished {meta.get('finishedAt')}:"
-             f" {body.get('findings', 0)} findings"]
+    lines = [
+        f"inspection run {meta.get('run')} ({meta.get('trigger')}), finished {meta.get('finishedAt')}:"
+        f" {body.get('findings', 0)} findings"
+    ]
     items = list(body.get("items") or [])
     for check in body.get("checks") or []:
         if not check.get("findings"):
             continue
-        rows = [{"cluster": i["cluster"], "namespace": i["namespace"] or "-", "object": _object(i),
-                 "message": i["message"]} for i in items if i.get("check") == check.get("name")]
-        lines += ["", printable(f"{str(check.get('severity')).upper()}  {check.get('name')}:"
-                                f" {check.get('findings')} ({check.get('description')})")]
-        lines += ["  " + line for line in table(["cluster", "namespace", "object", "message"], rows).split("\n")]
+        rows = [
+            {
+                "cluster": i["cluster"],
+                "namespace": i["namespace"] or "-",
+                "object": _object(i),
+                "message": i["message"],
+            }
+            for i in items
+            if i.get("check") == check.get("name")
+        ]
+        lines += [
+            "",
+            printable(
+                f"{str(check.get('severity')).upper()}  {check.get('name')}:"
+                f" {check.get('findings')} ({check.get('description')})"
+            ),
+        ]
+        lines += [
+            "  " + line for line in table(["cluster", "namespace", "object", "message"], rows).split("\n")
+        ]
         if check.get("more"):
             lines.append(f"  ... and {check['more']} more")
     if not body.get("findings"):

@@ -41,54 +41,112 @@ def _ago(delta: timedelta) -> str:
 
 
 def _pod(name: str, namespace: str, containers: list[JSON], status: JSON) -> JSON:
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace,
-                                                            "labels": {"app": name}},
-            "spec": {"containers": containers}, "status": status}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "labels": {"app": name}},
+        "spec": {"containers": containers},
+        "status": status,
+    }
 
 
 def _crash_looping(namespace: str) -> JSON:
-    waiting = {"name": "app", "image": "ghcr.io/example/api-server:2.14.3", "ready": False, "restartCount": 7,
-               "state": {"waiting": {"reason": "CrashLoopBackOff",
-                                     "message": "back-off 5m0s restarting failed container"}},
-               "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}}}
-    return _pod("crash-looper", namespace,
-                [{"name": "app", "image": "ghcr.io/example/api-server:2.14.3", "resources": LIMITED}],
-                {"phase": "Running", "containerStatuses": [waiting]})
+    waiting = {
+        "name": "app",
+        "image": "ghcr.io/example/api-server:2.14.3",
+        "ready": False,
+        "restartCount": 7,
+        "state": {
+            "waiting": {"reason": "CrashLoopBackOff", "message": "back-off 5m0s restarting failed container"}
+        },
+        "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}},
+    }
+    return _pod(
+        "crash-looper",
+        namespace,
+        [{"name": "app", "image": "ghcr.io/example/api-server:2.14.3", "resources": LIMITED}],
+        {"phase": "Running", "containerStatuses": [waiting]},
+    )
 
 
 def _pending(namespace: str) -> JSON:
-    scheduled = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-                 "message": "0/4 nodes are available: 4 Insufficient memory."}
-    return _pod("unschedulable", namespace,
-                [{"name": "app", "image": "docker.io/library/postgres:16.3",
-                  "resources": {"requests": {"memory": "512Gi"}, "limits": {"memory": "512Gi"}}}],
-                {"phase": "Pending", "conditions": [scheduled]})
+    scheduled = {
+        "type": "PodScheduled",
+        "status": "False",
+        "reason": "Unschedulable",
+        "message": "0/4 nodes are available: 4 Insufficient memory.",
+    }
+    return _pod(
+        "unschedulable",
+        namespace,
+        [
+            {
+                "name": "app",
+                "image": "docker.io/library/postgres:16.3",
+                "resources": {"requests": {"memory": "512Gi"}, "limits": {"memory": "512Gi"}},
+            }
+        ],
+        {"phase": "Pending", "conditions": [scheduled]},
+    )
 
 
 def _latest(namespace: str) -> JSON:
-    running = {"name": "debug", "image": "nginx:latest", "ready": True, "restartCount": 0,
-               "state": {"running": {"startedAt": _ago(timedelta(hours=2))}}}
-    return _pod("debug-shell", namespace, [{"name": "debug", "image": "nginx:latest"}],
-                {"phase": "Running", "containerStatuses": [running]})
+    running = {
+        "name": "debug",
+        "image": "nginx:latest",
+        "ready": True,
+        "restartCount": 0,
+        "state": {"running": {"startedAt": _ago(timedelta(hours=2))}},
+    }
+    return _pod(
+        "debug-shell",
+        namespace,
+        [{"name": "debug", "image": "nginx:latest"}],
+        {"phase": "Running", "containerStatuses": [running]},
+    )
 
 
 def _understaffed(namespace: str) -> JSON:
-    template = {"metadata": {"labels": {"app": "understaffed"}},
-                "spec": {"containers": [{"name": "app", "image": "ghcr.io/example/api-server:2.14.3",
-                                         "resources": LIMITED}]}}
-    return {"apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "understaffed", "namespace": namespace, "labels": {"app": "understaffed"}},
-            "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "understaffed"}}, "template": template},
-            "status": {"replicas": 3, "readyReplicas": 1, "availableReplicas": 1, "unavailableReplicas": 2,
-                       "updatedReplicas": 3}}
+    template = {
+        "metadata": {"labels": {"app": "understaffed"}},
+        "spec": {
+            "containers": [
+                {"name": "app", "image": "ghcr.io/example/api-server:2.14.3", "resources": LIMITED}
+            ]
+        },
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "understaffed", "namespace": namespace, "labels": {"app": "understaffed"}},
+        "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "understaffed"}}, "template": template},
+        "status": {
+            "replicas": 3,
+            "readyReplicas": 1,
+            "availableReplicas": 1,
+            "unavailableReplicas": 2,
+            "updatedReplicas": 3,
+        },
+    }
 
 
 def _not_ready_node() -> JSON:
-    conditions = [{"type": "Ready", "status": "Unknown", "reason": "NodeStatusUnknown",
-                   "message": "Kubelet stopped posting node status."},
-                  {"type": "DiskPressure", "status": "True", "reason": "KubeletHasDiskPressure"}]
-    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-lost", "labels": {}},
-            "spec": {}, "status": {"conditions": conditions}}
+    conditions = [
+        {
+            "type": "Ready",
+            "status": "Unknown",
+            "reason": "NodeStatusUnknown",
+            "message": "Kubelet stopped posting node status.",
+        },
+        {"type": "DiskPressure", "status": "True", "reason": "KubeletHasDiskPressure"},
+    ]
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": "node-lost", "labels": {}},
+        "spec": {},
+        "status": {"conditions": conditions},
+    }
 
 
 def populate_problems(api: Api, namespace: str) -> None:
@@ -98,14 +156,33 @@ def populate_problems(api: Api, namespace: str) -> None:
     _create(api, "", "pods", _latest(namespace))
     _create(api, "apps", "deployments", _understaffed(namespace))
     _create(api, "", "nodes", _not_ready_node())
-    claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-             "metadata": {"name": "data-pending", "namespace": namespace},
-             "spec": {"storageClassName": "missing", "accessModes": ["ReadWriteOnce"],
-                      "resources": {"requests": {"storage": "10Gi"}}},
-             "status": {"phase": "Pending"}}
+    claim = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "data-pending", "namespace": namespace},
+        "spec": {
+            "storageClassName": "missing",
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": "10Gi"}},
+        },
+        "status": {"phase": "Pending"},
+    }
     _create(api, "", "persistentvolumeclaims", claim, backdate=True)
-    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "orphan", "namespace": namespace},
-               "spec": {"type": "ClusterIP", "selector": {"app": "nobody"}, "ports": [{"port": 80}]}}
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "orphan", "namespace": namespace},
+        "spec": {"type": "ClusterIP", "selector": {"app": "nobody"}, "ports": [{"port": 80}]},
+    }
     _create(api, "", "services", service)
-    _create(api, "", "endpoints", {"apiVersion": "v1", "kind": "Endpoints",
-                                   "metadata": {"name": "orphan", "namespace": namespace}, "subsets": []})
+    _create(
+        api,
+        "",
+        "endpoints",
+        {
+            "apiVersion": "v1",
+            "kind": "Endpoints",
+            "metadata": {"name": "orphan", "namespace": namespace},
+            "subsets": [],
+        },
+    )

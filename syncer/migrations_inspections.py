@@ -22,14 +22,18 @@ CRASH_LOOPING = f"{POD} AND (object @? '{CRASH_LOOP_PATH}' OR pod_restarts >= {C
 # Deployments with fewer available replicas than they ask for (the deployment controller's
 # unavailableReplicas, or its available count below spec.replicas).
 DEPLOYMENT = "grp = 'apps' AND resource = 'deployments'"
-UNAVAILABLE_PATH = ("$ ? (@.status.unavailableReplicas > 0 || @.spec.replicas > @.status.availableReplicas"
-                    " || (@.spec.replicas > 0 && !exists(@.status.availableReplicas)))")
+UNAVAILABLE_PATH = (
+    "$ ? (@.status.unavailableReplicas > 0 || @.spec.replicas > @.status.availableReplicas"
+    " || (@.spec.replicas > 0 && !exists(@.status.availableReplicas)))"
+)
 UNAVAILABLE = f"{DEPLOYMENT} AND object @? '{UNAVAILABLE_PATH}'"
 NODE = "grp = '' AND resource = 'nodes'"
 NOT_READY_PATH = '$.status.conditions[*] ? (@.type == "Ready" && @.status != "True")'
 NOT_READY = f"{NODE} AND object @? '{NOT_READY_PATH}'"
-PRESSURE_PATH = ('$.status.conditions[*] ? ((@.type == "MemoryPressure" || @.type == "DiskPressure"'
-                 ' || @.type == "PIDPressure" || @.type == "NetworkUnavailable") && @.status == "True")')
+PRESSURE_PATH = (
+    '$.status.conditions[*] ? ((@.type == "MemoryPressure" || @.type == "DiskPressure"'
+    ' || @.type == "PIDPressure" || @.type == "NetworkUnavailable") && @.status == "True")'
+)
 UNDER_PRESSURE = f"{NODE} AND object @? '{PRESSURE_PATH}'"
 # Containers: the pod templates of workloads, and pods no controller owns (a Deployment's
 # hundred pods are one finding, on the Deployment). Per type: where its pod spec is, and
@@ -46,7 +50,9 @@ POD_SPECS: tuple[tuple[str, str, str, bool], ...] = (
     ("", "pods", "$.spec", True),
 )
 # A container lacking requests or limits (init containers may go without).
-NO_RESOURCES_PATH = "{spec}.containers[*] ? (!exists(@.resources.limits.*) || !exists(@.resources.requests.*))"
+NO_RESOURCES_PATH = (
+    "{spec}.containers[*] ? (!exists(@.resources.limits.*) || !exists(@.resources.requests.*))"
+)
 # Any container (init, ephemeral) on :latest or on no tag; pinned by digest is fine.
 LATEST_PATH = '{spec}.*[*].image ? (@ like_regex ":latest$" || @ like_regex "^([^/@]*/)*[^/:@]+$")'
 
@@ -84,21 +90,22 @@ INSPECTIONS: tuple[str, ...] = (
         check_name TEXT NOT NULL, severity TEXT NOT NULL, cluster TEXT NOT NULL, grp TEXT NOT NULL,
         version TEXT NOT NULL, resource TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
         message TEXT NOT NULL,
-        CONSTRAINT inspection_findings_pkey PRIMARY KEY (run_id, check_name, cluster, grp, resource, namespace,
-                                                         name))""",
+        CONSTRAINT inspection_findings_pkey
+            PRIMARY KEY (run_id, check_name, cluster, grp, resource, namespace, name))""",
     # Every finding counted, kept or not, per place and type: the history, and "how many more".
     """CREATE TABLE inspection_counts (
         run_id BIGINT NOT NULL REFERENCES inspection_runs (id) ON DELETE CASCADE,
         check_name TEXT NOT NULL, severity TEXT NOT NULL, cluster TEXT NOT NULL, grp TEXT NOT NULL,
         resource TEXT NOT NULL, namespace TEXT NOT NULL, findings BIGINT NOT NULL,
-        CONSTRAINT inspection_counts_pkey PRIMARY KEY (run_id, check_name, cluster, grp, resource, namespace))""",
+        CONSTRAINT inspection_counts_pkey
+            PRIMARY KEY (run_id, check_name, cluster, grp, resource, namespace))""",
     f"CREATE INDEX resources_inspect_crash_looping ON resources (cluster, namespace, name)"
     f" WHERE {CRASH_LOOPING}",
-    f"CREATE INDEX resources_inspect_unavailable ON resources (cluster, namespace, name)"
-    f" WHERE {UNAVAILABLE}",
+    f"CREATE INDEX resources_inspect_unavailable ON resources (cluster, namespace, name) WHERE {UNAVAILABLE}",
     f"CREATE INDEX resources_inspect_not_ready ON resources (cluster, name) WHERE {NOT_READY}",
     f"CREATE INDEX resources_inspect_pressure ON resources (cluster, name) WHERE {UNDER_PRESSURE}",
-    f"CREATE INDEX resources_inspect_no_resources ON resources (cluster, namespace, name) WHERE {NO_RESOURCES}",
+    f"CREATE INDEX resources_inspect_no_resources ON resources (cluster, namespace, name)"
+    f" WHERE {NO_RESOURCES}",
     f"CREATE INDEX resources_inspect_latest ON resources (cluster, namespace, name) WHERE {ON_LATEST}",
     f"CREATE INDEX resources_inspect_no_addresses ON resources (cluster, namespace, name)"
     f" WHERE {NO_ADDRESSES}",

@@ -9,6 +9,8 @@ The ``change_log`` sequence is the aggregated resourceVersion served by the read
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -303,7 +305,7 @@ inspection_runs = Table(
 Index("inspection_runs_started", inspection_runs.c.started_at)
 
 
-def _inspection_table(name: str, *columns: Column[object]) -> Table:
+def _inspection_table(name: str, *columns: Column[Any] | PrimaryKeyConstraint) -> Table:
     return Table(
         name,
         metadata,

@@ -24,8 +24,15 @@ PREFIX = "/kubepedia/v1/inspections"
 
 async def kubepedia(*args: str) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "kubepedia", "inspect", *args, cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "kubepedia",
+        "inspect",
+        *args,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
@@ -38,7 +45,7 @@ async def test_inspect_runs_and_prints_a_table_per_check(api: Api, pool: asyncpg
     assert out.startswith("inspection run 1 (request)")
     for name in {e[0] for e in EXPECTED}:
         assert f"  {name}: " in out, name
-    block = out[out.index("CRITICAL  pod-crash-looping"):]
+    block = out[out.index("CRITICAL  pod-crash-looping") :]
     header, *rows = block.splitlines()[1:4]
     assert header.split() == ["CLUSTER", "NAMESPACE", "OBJECT", "MESSAGE"]
     assert rows[0].split()[:3] == ["east", "web", "pods/crashy"]
@@ -48,12 +55,14 @@ async def test_inspect_runs_and_prints_a_table_per_check(api: Api, pool: asyncpg
 
 async def test_inspect_filters_and_formats(api: Api, pool: asyncpg.Pool) -> None:
     await fill_problems(pool)
-    code, out, err = await kubepedia("--run", "--cluster", "west", "--severity", "warning", "-o", "json",
-                                     "--server", api.url)
+    code, out, err = await kubepedia(
+        "--run", "--cluster", "west", "--severity", "warning", "-o", "json", "--server", api.url
+    )
     assert code == 0, err
     items = orjson.loads(out)["items"]
-    assert {i["name"] for i in items} == {e[5] for e in EXPECTED
-                                          if e[1] == "west" and CHECKS[e[0]].severity == "warning"}
+    assert {i["name"] for i in items} == {
+        e[5] for e in EXPECTED if e[1] == "west" and CHECKS[e[0]].severity == "warning"
+    }
     code, out, err = await kubepedia("-o", "csv", "--check", "pvc-pending", "--server", api.url)
     assert code == 0, err
     assert [r["name"] for r in csv.DictReader(io.StringIO(out))] == ["data"]
@@ -66,8 +75,13 @@ async def test_the_schedule_runs(pool: asyncpg.Pool) -> None:
     task = asyncio.create_task(schedule(pool, every_s=0.05))
     try:
         for _ in range(600):
-            if await pool.fetchval("SELECT count(*) FROM inspection_runs WHERE trigger = 'schedule'"
-                                   " AND finished_at IS NOT NULL") >= 2:
+            if (
+                await pool.fetchval(
+                    "SELECT count(*) FROM inspection_runs WHERE trigger = 'schedule'"
+                    " AND finished_at IS NOT NULL"
+                )
+                >= 2
+            ):
                 break
             await asyncio.sleep(0.05)
     finally:
@@ -75,27 +89,55 @@ async def test_the_schedule_runs(pool: asyncpg.Pool) -> None:
         await asyncio.gather(task, return_exceptions=True)
     runs = await pool.fetch("SELECT id FROM inspection_runs WHERE trigger = 'schedule' ORDER BY id")
     assert len(runs) >= 2
-    assert await pool.fetchval("SELECT sum(findings) FROM inspection_counts WHERE run_id = $1",
-                               runs[-1]["id"]) == len(EXPECTED)
+    assert await pool.fetchval(
+        "SELECT sum(findings) FROM inspection_counts WHERE run_id = $1", runs[-1]["id"]
+    ) == len(EXPECTED)
 
 
-async def test_a_pod_crash_looping_in_a_member_cluster_is_found(db_url: str, pool: asyncpg.Pool,
-                                                                tmp_path: Path) -> None:
+async def test_a_pod_crash_looping_in_a_member_cluster_is_found(
+    db_url: str, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
     """The acceptance: a pod made crash-looping on purpose in kubesim, synced, inspected."""
-    async with simulated({"namespaces": 1, "deployments": 1, "pods": 3}) as sims, \
-            synced(sims, db_url=db_url, pool=pool, tmp=tmp_path, counted="pods") as fleet:
+    async with (
+        simulated({"namespaces": 1, "deployments": 1, "pods": 3}) as sims,
+        synced(sims, db_url=db_url, pool=pool, tmp=tmp_path, counted="pods") as fleet,
+    ):
         path = "/api/v1/namespaces/ns-000/pods"
-        pod = {"metadata": {"name": "looper"},
-               "spec": {"containers": [{"name": "app", "image": "nginx:1.27",
-                                        "resources": {"limits": {"cpu": "1"}, "requests": {"cpu": "1"}}}]}}
+        pod = {
+            "metadata": {"name": "looper"},
+            "spec": {
+                "containers": [
+                    {
+                        "name": "app",
+                        "image": "nginx:1.27",
+                        "resources": {"limits": {"cpu": "1"}, "requests": {"cpu": "1"}},
+                    }
+                ]
+            },
+        }
         await fleet.sim("east", "POST", path, pod)
-        status = {"status": {"phase": "Running", "containerStatuses": [
-            {"name": "app", "image": "nginx:1.27", "ready": False, "restartCount": 6,
-             "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}}
+        status = {
+            "status": {
+                "phase": "Running",
+                "containerStatuses": [
+                    {
+                        "name": "app",
+                        "image": "nginx:1.27",
+                        "ready": False,
+                        "restartCount": 6,
+                        "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                    }
+                ],
+            }
+        }
         await fleet.sim("east", "PATCH", path + "/looper/status", status, "application/merge-patch+json")
         for _ in range(600):
-            if await pool.fetchval("SELECT pod_restarts FROM resources WHERE cluster = 'east'"
-                                   " AND name = 'looper'") == 6:
+            if (
+                await pool.fetchval(
+                    "SELECT pod_restarts FROM resources WHERE cluster = 'east' AND name = 'looper'"
+                )
+                == 6
+            ):
                 break
             await asyncio.sleep(0.05)
         api = Api(url=fleet.api, session=fleet.session)
@@ -104,7 +146,8 @@ async def test_a_pod_crash_looping_in_a_member_cluster_is_found(db_url: str, poo
         code, body = await api.get(PREFIX + "/runs/latest", checks="pod-crash-looping")
         assert code == 200
         assert [(i["cluster"], i["namespace"], i["name"], i["message"]) for i in body["items"]] == [
-            ("east", "ns-000", "looper", "restarted 6 times, container app waiting in CrashLoopBackOff")]
+            ("east", "ns-000", "looper", "restarted 6 times, container app waiting in CrashLoopBackOff")
+        ]
         assert body["items"][0]["link"] == "/clusters/east/api/v1/namespaces/ns-000/pods/looper"
         status_code, obj = await api.get(body["items"][0]["link"])
         assert status_code == 200 and obj["metadata"]["name"] == "looper"
