@@ -187,11 +187,13 @@ async def run_scheduled(
 
 
 async def schedule(pool: asyncpg.Pool, *, every_s: float, retention: Retention = Retention()) -> None:
-    """Run the checks every ``every_s`` seconds until cancelled; a failed run is logged and
-    the next one comes on time."""
+    """Run the checks every ``every_s`` seconds until cancelled, the first one an interval after
+    the start (a process that restarts does not run them each time; what it would find right
+    after starting is what the clusters' first lists have not brought yet); a failed run is
+    logged and the next one comes on time."""
     while True:
+        await asyncio.sleep(every_s)
         try:
             await run_scheduled(pool, every_s=every_s, retention=retention)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("inspection run failed", extra={"error": str(exc)})
-        await asyncio.sleep(every_s)
