@@ -21,6 +21,7 @@ from apiserver.collections import collection_routes
 from apiserver.discovery import discovery_routes
 from apiserver.feed import TAIL_BYTES, ChangeFeed
 from apiserver.history import history_routes
+from apiserver.inspections import inspection_routes
 from apiserver.keys import CATALOG, CONTINUE_KEY, FEED, POOL, REMAINING_CAP, SCOPE, WATCHES
 from apiserver.limits import (
     DEFAULT_MAX_WATCHES_PER_SUBJECT,
@@ -149,6 +150,7 @@ def _routes() -> list[web.RouteDef]:
     routes += [web.route("*", path, _read_only(handler)) for path, handler in history_routes()]  # history
     routes += [web.route("*", path, _read_only(handler)) for path, handler in report_routes()]  # reports
     routes += [web.route("*", path, _read_only(handler)) for path, handler in openapi_routes()]  # openapi
+    routes += inspection_routes()  # reads, and POST of a run (not a write of any object)
     return routes
 
 

@@ -14,7 +14,7 @@ from agent.tuning import tune_gc
 from apiserver.limits import DEFAULT_MAX_WATCHES_PER_SUBJECT
 from kube import configfile
 from kube.configfile import ConfigError, from_env
-from kubepedia import clusters, keys, kubeconfig, report
+from kubepedia import clusters, inspect, keys, kubeconfig, report
 from kubepedia import history as history_command  # kubepedia history
 from kubepedia.config import (
     DEFAULT_ADMIN_LISTEN,
@@ -37,6 +37,14 @@ def _duration(value: str) -> float:
         return parse_duration(value)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _duration_or_off(value: str) -> float:
+    """A duration, or 0 (``0``, ``0s``, ``0m``...) for "never"."""
+    text = value.strip().lower()
+    if text.rstrip("dhms") in ("0", "0.0") and len(text) - len(text.rstrip("dhms")) <= 1:
+        return 0.0
+    return _duration(value)
 
 
 def _positive(value: str) -> int:
@@ -71,6 +79,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     keys.add_parser(sub)
     history_command.add_parser(sub)
     report.add_parser(sub)
+    inspect.add_parser(sub)
     return parser, configurable
 
 
@@ -93,6 +102,10 @@ def _serve_options(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--max-watches-per-subject", type=_positive, default=DEFAULT_MAX_WATCHES_PER_SUBJECT,
                        metavar="N", help="open watches one caller may have on this server; past it"
                                          " a watch is answered 429 with Retry-After (default %(default)s)")
+    serve.add_argument("--inspect-every", type=_duration_or_off, default="10m", metavar="DURATION",
+                       help="run the inspections this often in the syncer; 0 never (default %(default)s)")
+    serve.add_argument("--inspect-retention", type=_duration, default="30d", metavar="DURATION",
+                       help="how long inspection runs are kept (default %(default)s)")
     keys.add_key_file_argument(serve)
     allow = serve.add_argument(
         "--allow-kubeconfig-exec", action="store_true",
@@ -145,7 +158,8 @@ def _run_serve(args: argparse.Namespace) -> int:
                          role=getattr(args, "role", "all"), tls=tls,
                          read_timeout_s=args.read_timeout,
                          max_watches_per_subject=args.max_watches_per_subject,
-                         shutdown_timeout_s=args.shutdown_timeout)
+                         shutdown_timeout_s=args.shutdown_timeout,
+                         inspect_every_s=args.inspect_every, inspect_retention_s=args.inspect_retention)
     tune_gc()
     try:
         asyncio.run(demo(config) if args.command == "demo" else serve(config))
@@ -176,6 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return history_command.run(args)
     if args.command == "report":
         return report.run(args)
+    if args.command == "inspect":
+        return inspect.run(args)
     try:
         return _run_serve(args)
     except (DatabaseUnreachable, SchemaTooNew, EmbeddedError, SecretBoxError, RegistryError,

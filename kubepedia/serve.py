@@ -33,12 +33,14 @@ from typing import Any, Literal
 from aiohttp import web
 
 from apiserver.app import build_app as build_api_app
+from apiserver.inspection_runs import Retention, schedule
 from apiserver.limits import DEFAULT_MAX_WATCHES_PER_SUBJECT, DEFAULT_READ_TIMEOUT_S
+from kube.tasks import STOP_TIMEOUT_S, stop_tasks
 from kubepedia.config import ensure_admin_token
 from kubepedia.tls import ServerContexts, TlsFiles, server_contexts
 from syncer import datadir, embedded, registry, secretbox
 from syncer.admin import build_admin_app
-from syncer.db import connect, describe
+from syncer.db import connect, create_pool, describe
 from syncer.migrations import migrate
 from syncer.registry import Kubeconfigs
 from syncer.server import SERVER_SETTINGS as INGEST_SERVER_SETTINGS
@@ -64,6 +66,8 @@ class ServeConfig:
     tls: TlsFiles | None = None  # None: plain HTTP on every listener
     read_timeout_s: float = DEFAULT_READ_TIMEOUT_S  # every read query's statement timeout (504 past it)
     max_watches_per_subject: int = DEFAULT_MAX_WATCHES_PER_SUBJECT  # 429 past it
+    inspect_every_s: float = 600.0  # the syncer runs the inspections this often; 0: never
+    inspect_retention_s: float = 30 * 24 * 3600.0  # inspection runs older than this are deleted
 
     @property
     def runs_api(self) -> bool:
@@ -197,7 +201,25 @@ async def running(config: ServeConfig) -> AsyncIterator[Running]:
         if kubeconfigs is not None:
             urls.update(await _start_syncer(runners, config, url, kubeconfigs,
                                             tls=tls.tokens if tls is not None else None))
+            if config.inspect_every_s > 0:
+                await stack.enter_async_context(_inspecting(url, config))
         yield Running(database_url=url, **urls)
+
+
+@asynccontextmanager
+async def _inspecting(url: str, config: ServeConfig) -> AsyncIterator[None]:
+    """The inspections' schedule, on a connection of its own (a run holds it for its
+    transaction). Every syncer replica keeps the schedule; runs are shared, not doubled
+    (``apiserver.inspection_runs.run_scheduled``)."""
+    pool = await create_pool(url, min_size=1, max_size=1, staging=False)
+    retention = Retention(max_age_s=config.inspect_retention_s)
+    task = asyncio.create_task(schedule(pool, every_s=config.inspect_every_s, retention=retention),
+                               name="inspections")
+    try:
+        yield
+    finally:
+        await stop_tasks([task], timeout=STOP_TIMEOUT_S, log=log)
+        await pool.close()
 
 
 async def _start_syncer(runners: list[web.AppRunner], config: ServeConfig, url: str,

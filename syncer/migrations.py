@@ -16,6 +16,7 @@ import asyncpg
 
 from syncer import schema
 from syncer.migrations_ingest import IN_FLIGHT_MARKERS, TAKE_CHANGE_NUMBERS
+from syncer.migrations_inspections import INSPECTIONS
 from syncer.migrations_registry import PREVIOUS_AGENT_TOKENS
 
 log = logging.getLogger(__name__)
@@ -685,6 +686,8 @@ MIGRATIONS: tuple[Migration, ...] = (
               statements=PREVIOUS_AGENT_TOKENS),
     Migration(version=18, description="change log: writers marked in flight, readers stop at the horizon",
               statements=IN_FLIGHT_MARKERS),
+    Migration(version=19, description="inspections: stored runs, and indexes of what the checks flag",
+              statements=INSPECTIONS),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -9,12 +9,15 @@ The ``change_log`` sequence is the aggregated resourceVersion served by the read
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
     Computed,
     DateTime,
+    ForeignKey,
     Identity,
     Index,
     Integer,
@@ -28,6 +31,8 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+
+from syncer import migrations_inspections as inspect
 
 metadata = MetaData()
 
@@ -288,3 +293,63 @@ snapshot_seen = Table(
     PrimaryKeyConstraint("cluster", "snapshot_id", "namespace", "name", name="snapshot_seen_pkey"),
     prefixes=["UNLOGGED"],
 )
+
+# -- inspections (migration 19): stored runs, their findings (bounded per check) and their
+# counts (every finding, per place and type), and partial indexes holding only what a check
+# flags (the predicates are ``syncer.migrations_inspections``'; the checks repeat them).
+inspection_runs = Table(
+    "inspection_runs",
+    metadata,
+    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("trigger", Text, nullable=False),  # schedule | request
+    Column("started_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("findings_kept", Boolean, nullable=False, server_default=text("true")),
+)
+Index("inspection_runs_started", inspection_runs.c.started_at)
+
+
+def _inspection_table(name: str, *columns: Column[Any] | PrimaryKeyConstraint) -> Table:
+    return Table(
+        name,
+        metadata,
+        Column("run_id", BigInteger, ForeignKey("inspection_runs.id", ondelete="CASCADE"), nullable=False),
+        Column("check_name", Text, nullable=False),
+        Column("severity", Text, nullable=False),
+        Column("cluster", Text, nullable=False),
+        Column("grp", Text, nullable=False),
+        *columns,
+    )
+
+
+inspection_findings = _inspection_table(
+    "inspection_findings",
+    Column("version", Text, nullable=False),
+    Column("resource", Text, nullable=False),
+    Column("namespace", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("message", Text, nullable=False),
+    PrimaryKeyConstraint("run_id", "check_name", "cluster", "grp", "resource", "namespace", "name",
+                         name="inspection_findings_pkey"),
+)
+inspection_counts = _inspection_table(
+    "inspection_counts",
+    Column("resource", Text, nullable=False),
+    Column("namespace", Text, nullable=False),
+    Column("findings", BigInteger, nullable=False),
+    PrimaryKeyConstraint("run_id", "check_name", "cluster", "grp", "resource", "namespace",
+                         name="inspection_counts_pkey"),
+)
+_c = resources.c
+for _index, _columns, _where in (
+    ("crash_looping", (_c.cluster, _c.namespace, _c.name), inspect.CRASH_LOOPING),
+    ("unavailable", (_c.cluster, _c.namespace, _c.name), inspect.UNAVAILABLE),
+    ("not_ready", (_c.cluster, _c.name), inspect.NOT_READY),
+    ("pressure", (_c.cluster, _c.name), inspect.UNDER_PRESSURE),
+    ("no_resources", (_c.cluster, _c.namespace, _c.name), inspect.NO_RESOURCES),
+    ("latest", (_c.cluster, _c.namespace, _c.name), inspect.ON_LATEST),
+    ("no_addresses", (_c.cluster, _c.namespace, _c.name), inspect.NO_ADDRESSES),
+    ("terminating", (_c.deleted_at,), inspect.TERMINATING),
+):
+    Index(f"resources_inspect_{_index}", *_columns, postgresql_where=text(_where))
+# -- end inspections
