@@ -125,6 +125,7 @@ class MessageBuffer:
         self.held = 0
         self.sink_failing = False
         self.overflowed = False
+        self.finished = False  # nothing more will be put (the agent is draining)
         self._items: deque[InformerMessage] = deque()
         self._changed = asyncio.Condition()
 
@@ -132,6 +133,9 @@ class MessageBuffer:
         if self.max_bytes is not None and self.bytes + amount > self.max_bytes:
             return False
         return self.size + objects <= self.limit
+
+    def _readable(self) -> bool:
+        return bool(self._items) or self.overflowed or self.finished
 
     async def put(self, message: InformerMessage) -> None:
         objects, amount = weight(message), size(message)
@@ -154,16 +158,18 @@ class MessageBuffer:
             self._changed.notify_all()
 
     async def get(self, *, wait: float | None = None) -> InformerMessage | None:
-        """The next message; None after ``wait`` seconds without one. It stays held until
-        :meth:`done`."""
+        """The next message; None after ``wait`` seconds without one, or at once once the
+        buffer is empty and :meth:`finish` was called. It stays held until :meth:`done`."""
         async with self._changed:
             try:
                 async with asyncio.timeout(wait):
-                    await self._changed.wait_for(lambda: bool(self._items) or self.overflowed)
+                    await self._changed.wait_for(self._readable)
             except TimeoutError:
                 return None
             if self.overflowed:
                 raise Overflowed("buffer dropped")
+            if not self._items:
+                return None
             message = self._items.popleft()
             self.size -= weight(message)
             self.bytes -= size(message)
@@ -182,6 +188,12 @@ class MessageBuffer:
         self._items.clear()
         self.size = self.bytes = 0
         self.done(self.held)
+
+    async def finish(self) -> None:
+        """Nothing more will be put: a reader of the empty buffer gets None instead of waiting."""
+        async with self._changed:
+            self.finished = True
+            self._changed.notify_all()
 
     async def set_sink_failing(self, failing: bool) -> None:
         async with self._changed:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 import orjson
 
@@ -104,9 +104,20 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
+# Why a snapshot (a relist) starts; counted by the agent and the syncer (``/metrics``):
+# initial: the sink holds no checkpoint of the type (its first sync, or a type new to the
+#   cluster); checkpoint_unusable: the one it holds does not fit (the namespaces changed);
+# expired: the member cluster answered 410 Gone; sink_needs_snapshot: the sink lost the
+#   snapshot or a batch did not follow its checkpoint; rejected: the sink refused data;
+# overflow: the buffer was dropped while the sink was unavailable.
+RelistReason = Literal["initial", "checkpoint_unusable", "expired", "sink_needs_snapshot", "rejected",
+                       "overflow"]
+RELIST_REASONS: frozenset[str] = frozenset(get_args(RelistReason))
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class SnapshotStart:
-    pass
+    reason: RelistReason = "initial"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

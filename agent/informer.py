@@ -58,6 +58,7 @@ from agent.events import (
     InformerMessage,
     KubeObject,
     RawObject,
+    RelistReason,
     SnapshotEnd,
     SnapshotPage,
     SnapshotStart,
@@ -108,9 +109,12 @@ class _StreamingUnsupported(Exception):
 class _Position:
     """Where each scope's watch stands; ``None`` until a snapshot completed."""
 
-    def __init__(self, scopes: tuple[Scope, ...], checkpoint: str | None) -> None:
+    def __init__(self, scopes: tuple[Scope, ...], checkpoint: str | None, *,
+                 reason: RelistReason = "initial") -> None:
         self.scopes = scopes
         self.rvs: dict[Scope, str] | None = _decode_checkpoint(checkpoint, scopes)
+        # Why the next snapshot is taken, for its SnapshotStart.
+        self.reason: RelistReason = "checkpoint_unusable" if checkpoint and self.rvs is None else reason
 
     @property
     def composite(self) -> bool:
@@ -147,9 +151,11 @@ class Informer:
             return tuple(sorted(set(self.settings.namespaces_include)))
         return (None,)
 
-    async def stream(self, *, checkpoint: str | None = None) -> AsyncGenerator[InformerMessage, None]:
-        """Yield messages forever, resuming from ``checkpoint`` when it is still valid."""
-        position = _Position(self.scopes, checkpoint)
+    async def stream(self, *, checkpoint: str | None = None,
+                     reason: RelistReason = "initial") -> AsyncGenerator[InformerMessage, None]:
+        """Yield messages forever, resuming from ``checkpoint`` when it is still valid;
+        ``reason``: why a snapshot is needed when there is no checkpoint."""
+        position = _Position(self.scopes, checkpoint, reason=reason)
         backoff = Backoff(base=self.settings.backoff_base, cap=self.settings.backoff_cap)
         try:
             while True:
@@ -158,7 +164,7 @@ class Informer:
                         yield message
                 except errors.Gone as exc:
                     logger.info("resourceVersion expired, relisting", extra=self._extra(exc))
-                    position.rvs = None
+                    position.rvs, position.reason = None, "expired"
                     if backoff.failures == 0:
                         backoff.failures = 1  # relist at once, but not in a tight loop
                         continue
@@ -220,7 +226,7 @@ class Informer:
         return wanted is True or self.client.streaming_lists is not False
 
     async def _paged_list(self, position: _Position) -> AsyncIterator[InformerMessage]:
-        yield SnapshotStart()
+        yield SnapshotStart(reason=position.reason)
         rvs: dict[Scope, str] = {}
         for scope in position.scopes:
             token: str | None = None
@@ -268,7 +274,7 @@ class Informer:
         }
         page: list[RawObject] = []
         size = 0
-        yield SnapshotStart()
+        yield SnapshotStart(reason=position.reason)
         events = self._watch_request(None, params, idle=self.settings.streaming_idle)
         try:
             async for event in events:

@@ -17,6 +17,10 @@ buffer is dropped instead, the informer stopped, and, once the sink answers agai
 type starts over with a fresh snapshot: nothing is lost, the state is re-derived from
 the cluster, and memory stays bounded however long the outage lasts.
 
+:meth:`Pipeline.drain` (the agent's shutdown) stops the informer and lets the shipper
+deliver what the buffer holds, then ends the pipeline: what was acknowledged is
+checkpointed, so the next start resumes from there instead of seeing it again.
+
 ``SinkNeedsSnapshot`` restarts with a fresh snapshot at once; ``SinkRejected`` (bad data) is
 logged with the offending items, counted, and followed by a fresh snapshot after a
 growing delay, so a poison object cannot make the agent hammer the syncer.
@@ -39,6 +43,7 @@ from agent.events import (
     Bookmark,
     InformerMessage,
     RawObject,
+    RelistReason,
     SnapshotEnd,
     SnapshotPage,
     SnapshotStart,
@@ -77,8 +82,10 @@ class PipelineSettings:
 class _Restart(Exception):
     """Start the type over with a fresh snapshot; ``wait_for_sink``: once it answers."""
 
-    def __init__(self, reason: str, *, wait_for_sink: bool = False, delay: float = 0.0) -> None:
+    def __init__(self, reason: str, *, cause: RelistReason, wait_for_sink: bool = False,
+                 delay: float = 0.0) -> None:
         super().__init__(reason)
+        self.cause = cause
         self.wait_for_sink = wait_for_sink
         self.delay = delay
 
@@ -111,19 +118,35 @@ class Pipeline:
         )
         self._extra = {"resource": rtype.key}
         self._offending = ""  # names of the objects of the call in flight, for rejections
+        self.draining = False
+        self._producer: asyncio.Task[None] | None = None
+        self._buffer: MessageBuffer | None = None
 
     async def run(self, *, checkpoint: str | None) -> None:
         """Sync forever; start from ``checkpoint`` (no LIST) when given."""
         self.status.resource_version = checkpoint
+        cause: RelistReason = "initial"
         try:
-            while True:
+            while not self.draining:
                 try:
-                    await self._generation(checkpoint)
+                    await self._generation(checkpoint, cause)
                 except _Restart as restart:
-                    checkpoint = None
+                    if self.draining:
+                        return
+                    checkpoint, cause = None, restart.cause
                     await self._before_restart(restart)
         finally:
             self.status.phase = "stopped"
+
+    async def drain(self) -> None:
+        """Stop the informer; :meth:`run` returns once the buffer's messages are delivered
+        (or at once, between generations). Bound the wait: a sink that stays unavailable
+        keeps the shipper retrying."""
+        self.draining = True
+        if self._producer is not None:
+            await stop_tasks([self._producer], timeout=STOP_TIMEOUT_S, log=logger)
+        if self._buffer is not None:
+            await self._buffer.finish()
 
     async def _before_restart(self, restart: _Restart) -> None:
         logger.warning("restarting with a fresh snapshot", extra={**self._extra, "reason": str(restart)})
@@ -132,7 +155,7 @@ class Pipeline:
         if restart.wait_for_sink:
             await self._deliver(self.sink.checkpoints, buffer=None)
 
-    async def _generation(self, checkpoint: str | None) -> None:
+    async def _generation(self, checkpoint: str | None, cause: RelistReason) -> None:
         informer = Informer(
             client=self.client,
             rtype=self.rtype,
@@ -140,16 +163,18 @@ class Pipeline:
             status=self.status,
         )
         buffer = MessageBuffer(self.settings.buffer_limit, self.settings.buffer_bytes, self.budget)
-        stream = informer.stream(checkpoint=checkpoint)
+        stream = informer.stream(checkpoint=checkpoint, reason=cause)
         producer = asyncio.create_task(_produce(stream, buffer), name=f"informer {self.rtype.key}")
+        self._producer, self._buffer = producer, buffer
         try:
             await _Shipper(self, buffer, composite=informer.scopes != (None,)).run()
         except Overflowed as exc:
             metrics.BUFFER_OVERFLOWS.labels(self.rtype.key).inc()
-            raise _Restart(str(exc), wait_for_sink=True) from exc
+            raise _Restart(str(exc), cause="overflow", wait_for_sink=True) from exc
         finally:
             await stop_tasks([producer], timeout=STOP_TIMEOUT_S, log=logger)
             buffer.close()
+            self._producer = self._buffer = None
 
     async def _deliver(self, call: Callable[[], Awaitable[T]], *, buffer: MessageBuffer | None) -> T:
         """Make one sink call, retrying while the sink is busy or unavailable."""
@@ -169,7 +194,7 @@ class Pipeline:
                 await asyncio.sleep(delay)
                 continue
             except SinkNeedsSnapshot as exc:
-                raise _Restart(f"snapshot lost: {exc}") from exc
+                raise _Restart(f"snapshot lost: {exc}", cause="sink_needs_snapshot") from exc
             except SinkRejected as exc:
                 raise self._rejected(exc) from exc
             self._sink_backoff.reset()
@@ -186,7 +211,7 @@ class Pipeline:
             "sink rejected data",
             extra={**self._extra, "error": str(exc), "delay": delay, "offending": self._offending},
         )
-        return _Restart(f"rejected: {exc}", delay=delay)
+        return _Restart(f"rejected: {exc}", cause="rejected", delay=delay)
 
 
 async def _produce(stream: AsyncGenerator[InformerMessage, None], buffer: MessageBuffer) -> None:
@@ -216,9 +241,11 @@ class _Shipper:
         self.in_flight: list[asyncio.Task[None]] = []  # snapshot pages not yet acknowledged
 
     async def run(self) -> None:
+        """Until cancelled, or until a finished buffer (``Pipeline.drain``) is delivered."""
         try:
-            while True:
-                await self._ship(await self._next())
+            while (message := await self._next()) is not None or not self.buffer.finished:
+                await self._ship(message)
+            await self._settle(keep=0)
         finally:
             await stop_tasks(self.in_flight, timeout=STOP_TIMEOUT_S, log=logger)
 
@@ -235,7 +262,7 @@ class _Shipper:
             return
         await self._settle(keep=0)  # everything else waits for the pages before it
         if isinstance(message, SnapshotStart):
-            await self._start()
+            await self._start(message)
         elif isinstance(message, SnapshotEnd):
             await self._end(message)
         else:
@@ -254,11 +281,13 @@ class _Shipper:
             oldest = self.in_flight.pop(0)
             await oldest  # raises what the page's delivery raised
 
-    async def _start(self) -> None:
-        self.snapshot_id = await self._deliver(lambda: self.sink.snapshot_start(self.rtype))
+    async def _start(self, start: SnapshotStart) -> None:
+        reason = start.reason
+        self.snapshot_id = await self._deliver(lambda: self.sink.snapshot_start(self.rtype, reason=reason))
+        metrics.RELISTS.labels(self.rtype.key, start.reason).inc()
         self.count = 0
         self.started = time.monotonic()
-        logger.info("snapshot started", extra=self.pipeline._extra)
+        logger.info("snapshot started", extra={**self.pipeline._extra, "reason": start.reason})
 
     async def _page(self, page: SnapshotPage) -> None:
         snapshot_id = self._snapshot()
@@ -292,6 +321,8 @@ class _Shipper:
 
     async def _changes(self, first: WatchEvent | Bookmark) -> None:
         changes, rv, taken = await self._batch(first)
+        if rv is None:  # drained after changes without a position: the next start sees them again
+            return
         self.pipeline._offending = _names([change.object for change in changes])
         after = self.pipeline.status.resource_version
         await self._deliver(
@@ -301,7 +332,7 @@ class _Shipper:
         metrics.EVENTS_SHIPPED.labels(self.rtype.key).inc(len(changes))
         self._acked(rv)
 
-    async def _batch(self, first: WatchEvent | Bookmark) -> tuple[list[WatchEvent], str, int]:
+    async def _batch(self, first: WatchEvent | Bookmark) -> tuple[list[WatchEvent], str | None, int]:
         """Consecutive changes; ends at a position the informer vouched for. Also returns
         the bytes of the messages it took.
 
@@ -330,9 +361,8 @@ class _Shipper:
                 break
             wait = None if rv is None else max(0.0, deadline - time.monotonic())
             message = await self.buffer.get(wait=wait)
-            if message is None and rv is not None:
+            if message is None and (rv is not None or self.buffer.finished):
                 break
-        assert rv is not None
         return changes, rv, taken
 
     def _snapshot(self) -> str:

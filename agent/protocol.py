@@ -215,8 +215,12 @@ def omitted(obj: KubeObject, size: int) -> dict[str, Any]:
 # --- bodies ---------------------------------------------------------------------------
 
 
-def snapshot_start_body(rtype: ResourceType) -> dict[str, Any]:
-    return {"type": type_to_dict(rtype)}
+def snapshot_start_body(rtype: ResourceType, *, reason: str | None = None) -> dict[str, Any]:
+    """``reason`` (``agent.events.RelistReason``) is optional: older agents send none."""
+    body: dict[str, Any] = {"type": type_to_dict(rtype)}
+    if reason is not None:
+        body["reason"] = reason
+    return body
 
 
 def snapshot_page_body(rtype: ResourceType, items: list[KubeObject]) -> dict[str, Any]:

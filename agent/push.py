@@ -33,7 +33,7 @@ import orjson
 
 from agent import packing, protocol
 from agent.errors import connection_problem
-from agent.events import AnyObject, RawObject, WatchEvent
+from agent.events import AnyObject, RawObject, RelistReason, WatchEvent
 from agent.sink import SinkBusy, SinkNeedsSnapshot, SinkRejected, SinkUnavailable
 from kube.resources import ResourceType
 
@@ -101,9 +101,9 @@ class HttpSink:
             raise SinkUnavailable("checkpoints answer is not a mapping")
         return {str(k): str(v) for k, v in found.items() if v}
 
-    async def snapshot_start(self, rtype: ResourceType) -> str:
+    async def snapshot_start(self, rtype: ResourceType, *, reason: RelistReason = "initial") -> str:
         body = await self._call(
-            "POST", protocol.snapshots_path(self.cluster), protocol.snapshot_start_body(rtype)
+            "POST", protocol.snapshots_path(self.cluster), protocol.snapshot_start_body(rtype, reason=reason)
         )
         try:
             return protocol.required_str(body, "snapshot")

@@ -6,6 +6,9 @@ from it (no LIST), a type without one starts with a snapshot. Discovery is refre
 types no longer served are stopped and removed from the sink; a type whose preferred
 version changed is restarted with a fresh snapshot. Groups whose discovery failed this
 round keep their pipelines (an aggregated API being down is not a deletion).
+
+On shutdown, :meth:`Runner.drain` lets every pipeline deliver what it holds before the
+runner is cancelled (see ``agent.pipeline``).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ class _Running:
     rtype: ResourceType
     task: asyncio.Task[None]
     status: TypeStatus
+    pipeline: Pipeline
 
 
 class Runner:
@@ -62,6 +66,7 @@ class Runner:
         self._backoff = Backoff(base=1.0, cap=60.0)
         self.discovered = asyncio.Event()  # set after the first successful round
         self.discovery_error: str | None = None  # why the last round failed, None once one works
+        self.draining = False
 
     def statuses(self) -> dict[str, dict[str, Any]]:
         """Per-type status for health reporting, keyed by ``ResourceType.key``."""
@@ -89,6 +94,8 @@ class Runner:
 
     async def refresh(self) -> None:
         """One discovery round: start, restart and stop pipelines to match the cluster."""
+        if self.draining:
+            return
         found = await discover(self.client)
         wanted = {rtype.key: rtype for rtype in self.selection.select(found.types)}
         await self._stop_gone(wanted, found)
@@ -140,12 +147,25 @@ class Runner:
         )
         task = asyncio.create_task(pipeline.run(checkpoint=checkpoint), name=f"sync {rtype.key}")
         task.add_done_callback(_log_crash)
-        self._running[rtype.key] = _Running(rtype=rtype, task=task, status=status)
+        self._running[rtype.key] = _Running(rtype=rtype, task=task, status=status, pipeline=pipeline)
         logger.info("syncing resource type", extra={"resource": rtype.key, "resume": checkpoint is not None})
 
     async def _stop_one(self, key: str) -> None:
         run = self._running.pop(key)
         await stop_tasks([run.task], timeout=STOP_TIMEOUT_S, log=logger)
+
+    async def drain(self, *, timeout: float) -> None:  # noqa: ASYNC109  (running out is no error)
+        """Stop listing and watching, and wait up to ``timeout`` seconds for every pipeline to
+        deliver what it holds; then cancel the runner (``stop``) as usual."""
+        self.draining = True
+        runs = list(self._running.values())
+        await asyncio.gather(*(run.pipeline.drain() for run in runs))
+        pending = [run.task for run in runs if not run.task.done()]
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=timeout)
+            if late:
+                logger.warning("shutdown: some types still had data to deliver",
+                               extra={"resources": sorted(t.get_name() for t in late)})
 
     async def stop(self) -> None:
         """Cancel every pipeline and wait for them to finish."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from agent.events import AnyObject, WatchEvent
+from agent.events import AnyObject, RelistReason, WatchEvent
 from kube.resources import ResourceType
 
 
@@ -56,8 +56,8 @@ class Sink(Protocol):
         """``ResourceType.key`` -> the last committed resourceVersion (checkpoint)."""
         ...
 
-    async def snapshot_start(self, rtype: ResourceType) -> str:
-        """Begin a snapshot of ``rtype``; returns its id."""
+    async def snapshot_start(self, rtype: ResourceType, *, reason: RelistReason = "initial") -> str:
+        """Begin a snapshot of ``rtype``; returns its id. ``reason``: why (for metrics)."""
         ...
 
     async def snapshot_page(self, rtype: ResourceType, snapshot_id: str, items: Sequence[AnyObject]) -> None:

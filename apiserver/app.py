@@ -22,6 +22,7 @@ from apiserver.collections import collection_routes
 from apiserver.discovery import discovery_routes
 from apiserver.feed import TAIL_BYTES, ChangeFeed
 from apiserver.history import history_routes
+from apiserver.inspections import inspection_routes
 from apiserver.keys import CATALOG, CONTINUE_KEY, FEED, POOL, REMAINING_CAP, WATCHES
 from apiserver.limits import (
     DEFAULT_MAX_WATCHES_PER_SUBJECT,
@@ -30,11 +31,12 @@ from apiserver.limits import (
     pool_settings,
     timed_out,
 )
+from apiserver.metrics import metrics_routes, observed, store_metrics_ctx
 from apiserver.objects import object_routes
 from apiserver.openapi import openapi_routes
 from apiserver.reports import report_routes
 from kube.status import REASONS, StatusError, status_body
-from syncer.db import create_pool
+from syncer.db import POOLS, create_pool
 from syncer.store_app import health_routes
 
 log = logging.getLogger(__name__)
@@ -129,7 +131,8 @@ def _store_ctx(database_url: str, *, push_silence_s: float,
             app[POOL] = pool
             app[CATALOG] = CatalogCache(pool, push_silence_s=push_silence_s)
             app[CONTINUE_KEY] = await continue_key(pool)
-            yield
+            with POOLS.watching("api", pool):
+                yield
         finally:
             await pool.close()
 
@@ -137,7 +140,8 @@ def _store_ctx(database_url: str, *, push_silence_s: float,
 
 
 def _routes() -> list[web.RouteDef]:
-    routes: list[web.RouteDef] = [*health_routes(), web.route("*", "/clusters", _read_only(list_clusters))]
+    routes: list[web.RouteDef] = [*health_routes(), *metrics_routes(),
+                                  web.route("*", "/clusters", _read_only(list_clusters))]
     # Collections before the object paths, which would take them for a type's list and get.
     routes += [web.route("*", path, _read_only(handler)) for path, handler in collection_routes()]
     for prefix in (CLUSTERPEDIA_PREFIX + CLUSTER_PREFIX, CLUSTERPEDIA_PREFIX, "", CLUSTER_PREFIX):
@@ -146,6 +150,7 @@ def _routes() -> list[web.RouteDef]:
     routes += [web.route("*", path, _read_only(handler)) for path, handler in history_routes()]  # history
     routes += [web.route("*", path, _read_only(handler)) for path, handler in report_routes()]  # reports
     routes += [web.route("*", path, _read_only(handler)) for path, handler in openapi_routes()]  # openapi
+    routes += inspection_routes()  # reads, and POST of a run (not a write of any object)
     return routes
 
 
@@ -155,12 +160,13 @@ def build_app(*, database_url: str, access: Access, push_silence_s: float = PUSH
               max_watches_per_subject: int = DEFAULT_MAX_WATCHES_PER_SUBJECT) -> web.Application:
     """The read API; ``access`` says who may call it and what each caller may read
     (``apiserver.access``): there is no way to build it open by omission."""
-    app = web.Application(middlewares=[errors_as_status, access_middleware(access)])
+    app = web.Application(middlewares=[observed, errors_as_status, access_middleware(access)])
     app[REMAINING_CAP] = remaining_count_cap
     app[WATCHES] = WatchSlots(max_per_subject=max_watches_per_subject)
     app.cleanup_ctx.append(access_ctx(access))
     app.cleanup_ctx.append(_store_ctx(database_url, push_silence_s=push_silence_s,
                                       read_timeout_s=read_timeout_s))
+    app.cleanup_ctx.append(store_metrics_ctx)
     app.cleanup_ctx.append(ChangeFeed.context(database_url, FEED, tail_bytes=feed_tail_bytes))
     app.add_routes(_routes())
     return app

@@ -1,7 +1,9 @@
 """``?asOf=TIME`` on any list of the aggregated API: what existed at that time, with the
 objects as they were (docs/design.md, "History").
 
-The time becomes S, the last change-log sequence at or before it; the list is the state at
+The time becomes S, the last change-log sequence at or before it, and no higher than the
+change-log horizon read before the snapshot (``apiserver.horizon``: a change below S still
+in flight would make the state at S one that never was); the list is the state at
 S (``query_history.as_of_statement``), with the usual paths, namespaces, ``clusters=``,
 selectors, ``limit``/``continue`` and Table output, and ``metadata.resourceVersion`` is S.
 A time before the oldest retained change is 410 Expired (what happened before it is no
@@ -20,7 +22,7 @@ from datetime import datetime
 import asyncpg
 from aiohttp import web
 
-from apiserver import pagination, render
+from apiserver import horizon, pagination, render
 from apiserver.keys import CONTINUE_KEY, POOL, scope_of
 from apiserver.params import ListOptions, bad_request
 from apiserver.query import Target, compiled
@@ -45,8 +47,10 @@ def _expired(message: str) -> StatusError:
     return StatusError(410, "Expired", message)
 
 
-async def _sequence(conn: asyncpg.Connection, moment: datetime, cursor: pagination.Cursor | None) -> int:
-    """S for ``moment`` (or the cursor's), checked against the retained log in this snapshot."""
+async def _sequence(conn: asyncpg.Connection, moment: datetime, cursor: pagination.Cursor | None,
+                    upto: int) -> int:
+    """S for ``moment`` (or the cursor's), checked against the retained log in this snapshot;
+    at most ``upto``, the horizon read before it."""
     sql, params = compiled(as_of_point(None if cursor else moment))
     point = await conn.fetchrow(sql, *params)
     if moment > point["now"]:
@@ -59,7 +63,7 @@ async def _sequence(conn: asyncpg.Connection, moment: datetime, cursor: paginati
                            " asOf")
         return cursor.resource_version
     if point["seq"] is not None:
-        return int(point["seq"])
+        return min(int(point["seq"]), upto)
     if floor is None:
         return 0  # nothing has ever been stored: the state at any time is empty
     oldest = await conn.fetchval("SELECT at FROM change_log WHERE seq = $1", floor)
@@ -121,9 +125,8 @@ async def list_as_of(request: web.Request, *, rtype: ResourceType, target: Targe
         except pagination.BadContinue as exc:
             raise bad_request(str(exc)) from exc
     token = None
-    async with request.app[POOL].acquire() as conn, conn.transaction(isolation="repeatable_read",
-                                                                     readonly=True):
-        seq = await _sequence(conn, moment, cursor)
+    async with horizon.snapshot(request.app[POOL], with_horizon=cursor is None) as (conn, seen):
+        seq = await _sequence(conn, moment, cursor, seen or 0)
         if not opts.limit and not opts.shape:
             return await _stream(request, conn, target, seq=seq, rtype=rtype, warnings=warnings)
         if opts.limit:

@@ -44,7 +44,7 @@ import orjson
 from aiohttp import web
 from multidict import MultiMapping
 
-from apiserver import pagination, render
+from apiserver import horizon, pagination, render
 from apiserver.catalog import Catalog
 from apiserver.keys import CATALOG, CONTINUE_KEY, POOL, scope_of
 from apiserver.params import (
@@ -56,7 +56,7 @@ from apiserver.params import (
     label_selector,
     list_options,
 )
-from apiserver.query import CLUSTER_ANNOTATION, Scope, Target, compiled, current_sequence
+from apiserver.query import CLUSTER_ANNOTATION, Scope, Target, compiled
 from apiserver.query_collections import page_statement, remaining_statement
 from apiserver.search import Search, search_options
 from apiserver.served import warn
@@ -282,12 +282,14 @@ async def in_index_order(conn: asyncpg.Connection, chosen: Sequence[Target]) -> 
 
 
 @contextlib.asynccontextmanager
-async def _reading(request: web.Request, chosen: Sequence[Target], *,
-                   isolation: str = "read_committed") -> AsyncIterator[asyncpg.Connection]:
-    """A read-only transaction for a page."""
-    async with request.app[POOL].acquire() as conn, conn.transaction(isolation=isolation, readonly=True):
+async def _reading(request: web.Request, chosen: Sequence[Target], *, isolation: str = "read_committed",
+                   with_horizon: bool = False) -> AsyncIterator[tuple[asyncpg.Connection, int]]:
+    """A read-only transaction for a page, and (``with_horizon``) the change-log horizon read
+    before its snapshot (``apiserver.horizon``; else 0)."""
+    async with horizon.snapshot(request.app[POOL], isolation=isolation,
+                                with_horizon=with_horizon) as (conn, seen):
         await in_index_order(conn, chosen)
-        yield conn
+        yield conn, seen or 0
 
 
 async def _rows(conn: asyncpg.Connection, request: web.Request, chosen: Sequence[Target], *, limit: int,
@@ -309,7 +311,7 @@ def cursor_key(cursor: pagination.Cursor | None) -> Key | None:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Page:
-    resource_version: int  # the walk's: the change-log sequence its first page saw
+    resource_version: int  # the walk's: the horizon read before its first page's snapshot
     rows: list[asyncpg.Record]
     more: bool
     remaining: int | None  # counted when asked for
@@ -320,9 +322,8 @@ async def first_page(request: web.Request, chosen: Sequence[Target], opts: Optio
     """Up to ``limit`` objects after the cursor, the sequence they reflect and, when asked,
     how many follow, in one snapshot."""
     after = cursor_key(cursor)
-    async with _reading(request, chosen, isolation="repeatable_read") as conn:
-        sql, params = compiled(current_sequence())
-        current = int(await conn.fetchval(sql, *params))
+    async with _reading(request, chosen, isolation="repeatable_read",
+                        with_horizon=cursor is None) as (conn, current):
         rows = await _rows(conn, request, chosen, limit=limit + 1, after=after,
                            only_metadata=opts.only_metadata)
         more, rows = len(rows) > limit, rows[:limit]
@@ -346,7 +347,7 @@ async def later_pages(request: web.Request, chosen: Sequence[Target], opts: Opti
     """The pages after ``first`` when everything is asked for, each in its own transaction."""
     rows, more = first.rows, first.more
     while more:
-        async with _reading(request, chosen) as conn:
+        async with _reading(request, chosen) as (conn, _):
             rows = await _rows(conn, request, chosen, limit=STREAM_PAGE + 1, after=_key(rows[-1]),
                                only_metadata=opts.only_metadata)
         more, rows = len(rows) > STREAM_PAGE, rows[:STREAM_PAGE]

@@ -1,8 +1,11 @@
 """The change feed: one LISTEN connection and one reader of the change log per API process.
 
 Writers NOTIFY the newest sequence number at commit (syncer.ingest); the payload is only
-that number, never an object (NOTIFY payloads are small). On each notification one task
-reads the new changes once, for every watch of this process, into an in-memory tail
+that number, never an object (NOTIFY payloads are small), and only a wake-up: numbers
+commit out of order, so what is read is bounded by the change-log horizon
+(``apiserver.horizon``), read first, and the tail then reaches the horizon, not its last
+row. On each notification one task reads the new changes once, for every watch of this
+process, into an in-memory tail
 bounded by a count of changes and by the size of the JSON they hold (objects reach
 1.5 MiB, so a count alone could hold gigabytes); the oldest are dropped first. Each watch
 filters the tail in memory. A watch that is behind the tail (it started
@@ -10,9 +13,9 @@ from an older resourceVersion, or could not keep up) reads the change log itself
 it catches up. A lost connection is re-made, and every watch is woken to re-read, so
 nothing is missed while it was down.
 
-While no watch follows the feed, nothing is read: the tail starts anew after the newest
-notification, and a watch that starts from before it reads the log itself, as any watch
-behind the tail does. Reading every change cost the server about 170 us of CPU a change
+While no watch follows the feed, nothing is read, not even the horizon: the tail is
+dropped (every watch reads the log itself meanwhile) and starts anew at the horizon on the
+first notification a watch is there for. Reading every change cost the server about 170 us of CPU a change
 (each object annotated and turned into text twice), on the store's busiest moments (an
 initial sync writes thousands of changes a second) and for every API process.
 """
@@ -29,7 +32,8 @@ from dataclasses import dataclass
 import asyncpg
 from aiohttp import web
 
-from apiserver.query import EVERYTHING_SCOPE, compiled, current_sequence, watch_statement
+from apiserver import horizon
+from apiserver.query import EVERYTHING_SCOPE, compiled, watch_statement
 from kube.changes import ChangeType
 from kube.tasks import STOP_TIMEOUT_S, stop_tasks
 from syncer.db import connect
@@ -77,7 +81,7 @@ class ChangeFeed:
         self._tail_bytes = tail_bytes
         self._changed = asyncio.Event()
         self._notified = asyncio.Event()
-        self.latest = 0  # the newest sequence notified
+        self.latest = 0  # the newest sequence notified (a wake-up hint: it may still be in flight)
         self.tail: deque[LogEntry] = deque()
         self.tail_size = 0  # the sum of the tail's LogEntry.size
         self.floor = -1  # no tail yet: every watch reads the change log itself
@@ -144,34 +148,42 @@ class ChangeFeed:
             self.tail_size -= dropped.size
             self.floor = dropped.seq
 
-    def _skip(self) -> None:
-        """Nobody follows: the tail starts anew after the newest notification (everything up
-        to it is committed); a watch from before that reads the log (``since``)."""
+    def _drop(self) -> None:
+        """No tail: every watch reads the change log itself (``since`` answers None) until
+        the tail starts anew (``_restart``)."""
         self.tail.clear()
         self.tail_size = 0
-        self.floor = self.read_upto = max(self.read_upto, self.latest)
+        self.floor = self.read_upto = -1
+
+    async def _restart(self, pool: asyncpg.Pool) -> None:
+        """Start the tail anew at the horizon: everything up to it has ended; a watch from
+        before it reads the log."""
+        self._drop()
+        self.floor = self.read_upto = await horizon.horizon(pool)
 
     async def _read(self, pool: asyncpg.Pool) -> None:
-        """Append what was committed since the last read to the tail, once for all watches."""
+        """Append what was committed since the last read, up to the horizon, to the tail,
+        once for all watches."""
+        if not self.followers:
+            self._drop()
+            return
+        if self.floor < 0:
+            await self._restart(pool)
+            return
         while True:
-            if not self.followers:
-                self._skip()
-                return
-            horizon = self.latest  # committed, and everything below it (commit order)
-            sql, params = compiled(watch_statement(None, EVERYTHING_SCOPE, after=self.read_upto,
+            upto = await horizon.horizon(pool)  # before the read's snapshot, in its own statement
+            sql, params = compiled(watch_statement(None, EVERYTHING_SCOPE, after=self.read_upto, upto=upto,
                                                    limit=READ_BATCH))
             rows = [LogEntry.of(r) for r in await pool.fetch(sql, *params)]
             self._append(rows)
             self.read_upto = rows[-1].seq if rows else self.read_upto
             if len(rows) < READ_BATCH:
-                self.read_upto = max(self.read_upto, horizon)
+                self.read_upto = max(self.read_upto, upto)
                 return
 
     async def _reader(self, pool: asyncpg.Pool) -> None:
         """Returns (ending the connection's round) when the change log cannot be read."""
-        sql, params = compiled(current_sequence())
-        start = int(await pool.fetchval(sql, *params))
-        self.floor = self.read_upto = max(start, self.latest)
+        await self._restart(pool)
         while True:
             await self._notified.wait()
             self._notified.clear()

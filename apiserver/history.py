@@ -9,8 +9,9 @@
   objects (ask an object's history for those).
 
 Both are paged (``limit``, ``continue``: keyset pages by sequence, tokens signed like a
-list's). A walk reads up to the sequence its first page saw, which is its
-``metadata.resourceVersion``: a watch from there continues where the walk ends.
+list's). A walk reads up to the change-log horizon read before its first page's snapshot
+(``apiserver.horizon``), which is its ``metadata.resourceVersion``: every change up to it
+has ended, so the walk misses none, and a watch from there continues where it ends.
 """
 
 from __future__ import annotations
@@ -24,11 +25,11 @@ import orjson
 from aiohttp import web
 
 from apiserver import history_params as hp
-from apiserver import pagination
+from apiserver import horizon, pagination
 from apiserver.keys import CATALOG, CONTINUE_KEY, POOL, scope_of
 from apiserver.params import MAX_LIMIT, bad_request
 from apiserver.patches import creation_patch, json_patch, text_diff, yaml_text
-from apiserver.query import compiled, current_sequence
+from apiserver.query import compiled
 from apiserver.query_history import (
     ChangeFilter,
     ObjectKey,
@@ -133,11 +134,9 @@ async def object_history(request: web.Request) -> web.Response:
     query = pagination.fingerprint([request.path, key.cluster, key.group, key.resource, key.namespace,
                                     key.name])
     cursor = _cursor(request, query)
-    async with request.app[POOL].acquire() as conn, conn.transaction(isolation="repeatable_read",
-                                                                     readonly=True):
+    async with horizon.snapshot(request.app[POOL], with_horizon=cursor is None) as (conn, seen):
         if cursor is None:
-            sql, params = compiled(current_sequence())
-            rv = upto = int(await conn.fetchval(sql, *params))
+            rv = upto = seen or 0
             after = None
         else:
             rv, after, upto = cursor
@@ -168,12 +167,12 @@ def _fingerprint(request: web.Request, wanted: ChangeFilter) -> str:
         wanted.before.isoformat() if wanted.before else None])
 
 
-def _upper_bound(wanted: ChangeFilter, window: asyncpg.Record) -> int:
-    """The last sequence of a window (0: the window holds nothing): the log's head, or the
-    last change before ``before``."""
+def _upper_bound(wanted: ChangeFilter, window: asyncpg.Record, upto: int) -> int:
+    """The last sequence of a window (0: the window holds nothing): the horizon ``upto``, or
+    the last change before ``before`` if that is lower."""
     if wanted.before is None:
-        return int(window["newest"])
-    return int(window["hi"] or 0)
+        return upto
+    return min(int(window["hi"] or 0), upto)
 
 
 async def changes(request: web.Request) -> web.Response:
@@ -181,12 +180,12 @@ async def changes(request: web.Request) -> web.Response:
     limit = hp.limit(request.query, default=CHANGES_LIMIT, most=MAX_LIMIT)
     query = _fingerprint(request, wanted)
     cursor = _cursor(request, query)
-    async with request.app[POOL].acquire() as conn, conn.transaction(isolation="repeatable_read",
-                                                                     readonly=True):
+    async with horizon.snapshot(request.app[POOL], with_horizon=cursor is None) as (conn, seen):
         if cursor is None:
             sql, params = compiled(window_point(since=wanted.since, before=wanted.before))
             window = await conn.fetchrow(sql, *params)
-            rv, upto, lo, after = int(window["newest"]), _upper_bound(wanted, window), window["lo"], None
+            rv = seen or 0
+            upto, lo, after = _upper_bound(wanted, window, rv), window["lo"], None
         else:
             rv, last, upto = cursor
             lo, after = None, last

@@ -4,9 +4,10 @@
 ``/clusters/{cluster}``. Every request is read-only (other verbs answer 405) and is
 answered from PostgreSQL through ``apiserver.query``.
 
-A list's ``metadata.resourceVersion`` is the change-log sequence its first page saw (the
-page and the sequence are read in one snapshot), so a watch from it misses nothing that
-changed during a paged walk. Each object keeps its member cluster's own resourceVersion.
+A list's ``metadata.resourceVersion`` is the change-log horizon read just before its first
+page's snapshot (``apiserver.horizon``): every change up to it is in that page, so a watch
+from it misses nothing that changed during a paged walk. Each object keeps its member
+cluster's own resourceVersion.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from apiserver import pagination, render
+from apiserver import horizon, pagination, render
 from apiserver.access import authorize
 from apiserver.asof import AS_OF, list_as_of
 from apiserver.catalog import Catalog
@@ -37,7 +38,6 @@ from apiserver.query import (
     Target,
     clusters_read,
     compiled,
-    current_sequence,
     cursor_of,
     get_statement,
     list_statement,
@@ -138,12 +138,15 @@ async def _fetch_page(conn: asyncpg.Connection, target: Target, request: web.Req
 
 
 @contextlib.asynccontextmanager
-async def _snapshot(request: web.Request) -> AsyncIterator[tuple[asyncpg.Connection, int]]:
-    """A read-only REPEATABLE READ transaction and the change-log sequence it sees."""
-    async with request.app[POOL].acquire() as conn, conn.transaction(isolation="repeatable_read",
-                                                                     readonly=True):
-        sql, params = compiled(current_sequence())
-        yield conn, int(await conn.fetchval(sql, *params))
+async def _snapshot(request: web.Request, *,
+                    with_horizon: bool = True) -> AsyncIterator[tuple[asyncpg.Connection, int]]:
+    """A read-only REPEATABLE READ transaction and the list's resourceVersion: the horizon
+    read before its snapshot (``apiserver.horizon``), so every change up to it is in the
+    snapshot. A change above it may be too: a watch from it then sends that change again
+    (at least once, never lost). Without ``with_horizon`` (a later page, whose version is
+    its cursor's), 0."""
+    async with horizon.snapshot(request.app[POOL], with_horizon=with_horizon) as (conn, seen):
+        yield conn, seen or 0
 
 
 async def _first(request: web.Request, target: Target, *, limit: int) -> tuple[int, list[asyncpg.Record]]:
@@ -183,7 +186,7 @@ async def _read_page(request: web.Request, target: Target, *, limit: int,
     """Up to ``limit`` objects after the cursor and, without selectors, how many follow them
     (https://kubernetes.io/docs/reference/kubernetes-api/common-definitions/list-meta/:
     unset with label or field selectors, and on the last page), in one snapshot."""
-    async with _snapshot(request) as (conn, current):
+    async with _snapshot(request, with_horizon=cursor is None) as (conn, current):
         rows = await _page(conn, target, request, limit=limit + 1, after=cursor.after if cursor else None)
         more = len(rows) > limit
         rows = rows[:limit]

@@ -613,9 +613,11 @@ def get_statement(target: Target, scope: Scope, *, limit: int) -> sa.Select[Any]
     return list_statement(target, scope, limit=limit)
 
 
-def watch_statement(target: Target | None, scope: Scope, *, after: int, limit: int) -> sa.Select[Any]:
-    """The next changes after sequence ``after`` (of one type and place, or with ``target``
-    None of everything: the process's shared tail): each with the state the object left
+def watch_statement(target: Target | None, scope: Scope, *, after: int, upto: int,
+                    limit: int) -> sa.Select[Any]:
+    """The next changes after sequence ``after`` up to the horizon ``upto`` (of one type and
+    place, or with ``target`` None of everything: the process's shared tail; read the horizon
+    first: ``apiserver.horizon``): each with the state the object left
     (``before``) and the state the change made (``after``), as annotated JSON text.
 
     Selectors are not applied here: a watcher must see an object stop matching (sent as
@@ -637,16 +639,10 @@ def watch_statement(target: Target | None, scope: Scope, *, after: int, limit: i
                      log.c.namespace, log.c.name,
                      sa.cast(annotated(log.c.object, log.c.cluster, log.c.seq), sa.Text).label("before"),
                      sa.cast(annotated(after_state, log.c.cluster, log.c.seq), sa.Text).label("after"))
-    where = [log.c.seq > after]
+    where = [log.c.seq > after, log.c.seq <= upto]
     if target is not None:
         where += _identity_conditions(target, scope, log)
     return stmt.where(*where).order_by(log.c.seq).limit(limit)
-
-
-def current_sequence() -> sa.Select[Any]:
-    """The newest change-log sequence this snapshot can see: the aggregated resourceVersion.
-    Numbers become visible in commit order (syncer.ingest), so nothing below it is missing."""
-    return sa.select(sa.func.coalesce(sa.func.max(change_log.c.seq), 0))
 
 
 def compiled(stmt: sa.Select[Any]) -> tuple[str, list[Any]]:

@@ -12,8 +12,9 @@ All of them read the change log, which keeps the state an object *leaves* (docs/
   is a current row (then ``resources.seq``, its last change, is at most S; X is the row).
   If its first change after S is an ADDED, it did not exist at S.
 
-Times become sequences through ``change_log_at``: a change's time is read when its row is
-written, under the change-log lock, so times follow sequence order (migration 5). The
+Times become sequences through ``change_log_at``: a change's time is read when its numbers
+are drawn (migration 18), so times follow sequence order, but for writers that draw
+within the same moment (docs/design.md, "History"). The
 index each query relies on is named at the query; ``tests/apiserver/test_history_plans.py``
 checks the plans at a realistic size.
 """
@@ -112,10 +113,6 @@ def _floor() -> ColumnElement[Any]:
     return sa.select(sa.func.min(change_log.c.seq)).scalar_subquery()
 
 
-def _newest() -> ColumnElement[Any]:
-    return sa.select(sa.func.coalesce(sa.func.max(change_log.c.seq), 0)).scalar_subquery()
-
-
 def as_of_point(moment: datetime | None) -> sa.Select[Any]:
     """``seq``: the last sequence at or before ``moment`` (NULL when no retained change is
     that old); ``floor``: the oldest retained sequence (NULL: the log is empty); ``now``:
@@ -126,10 +123,10 @@ def as_of_point(moment: datetime | None) -> sa.Select[Any]:
 
 def window_point(*, since: datetime | None, before: datetime | None) -> sa.Select[Any]:
     """A time window as sequences: ``lo`` the first change at or after ``since``, ``hi`` the
-    last before ``before`` (NULL: no such change), and ``newest``, the log's head."""
+    last before ``before`` (NULL: no such change). The caller bounds ``hi`` by the horizon."""
     lo = _first_at_or_after(since) if since is not None else sa.null()
     hi = _last_before(before) if before is not None else sa.null()
-    return sa.select(lo.label("lo"), hi.label("hi"), _newest().label("newest"), sa.func.now().label("now"))
+    return sa.select(lo.label("lo"), hi.label("hi"), sa.func.now().label("now"))
 
 
 # -- statements ---------------------------------------------------------------------------------

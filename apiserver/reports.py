@@ -55,7 +55,7 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _SHOWN = 80
 
 
-def _names(query: MultiMapping[str], key: str) -> frozenset[str] | None:
+def names_parameter(query: MultiMapping[str], key: str) -> frozenset[str] | None:
     """``key=a,b`` (also given more than once) as a set of names, or None if absent."""
     if key not in query:
         return None
@@ -75,7 +75,7 @@ def _single(query: MultiMapping[str], key: str) -> str | None:
     return values[0] if values else None
 
 
-def _time(query: MultiMapping[str], key: str) -> datetime | None:
+def time_parameter(query: MultiMapping[str], key: str) -> datetime | None:
     text = _single(query, key)
     if text is None:
         return None
@@ -96,8 +96,9 @@ def parse_filters(report: Report, query: MultiMapping[str]) -> tuple[Filters, st
     fmt = _single(query, "format") or "json"
     if fmt not in FORMATS:
         raise bad_request(f"format: {fmt[:_SHOWN]!r} is not one of {', '.join(FORMATS)}")
-    filters = Filters(clusters=_names(query, "clusters"), namespaces=_names(query, "namespaces"),
-                      since=_time(query, "since"), before=_time(query, "before"))
+    filters = Filters(clusters=names_parameter(query, "clusters"),
+                      namespaces=names_parameter(query, "namespaces"),
+                      since=time_parameter(query, "since"), before=time_parameter(query, "before"))
     if filters.since is not None and filters.before is not None and filters.since >= filters.before:
         raise bad_request("since must be earlier than before (since is inclusive, before exclusive)")
     return filters, fmt
@@ -153,7 +154,7 @@ def _selected_stale(catalog: Catalog, filters: Filters, scope: Scope) -> list[st
 
 # -- bodies -------------------------------------------------------------------------------------
 
-def _cell(value: Any) -> str:
+def csv_cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -168,7 +169,7 @@ def csv_body(report: Report, items: Sequence[Mapping[str, Any]]) -> bytes:
     writer = csv.writer(out, lineterminator="\r\n")  # RFC 4180
     names = [c.name for c in report.columns]
     writer.writerow(names)
-    writer.writerows([_cell(item[n]) for n in names] for item in items)
+    writer.writerows([csv_cell(item[n]) for n in names] for item in items)
     return out.getvalue().encode()
 
 

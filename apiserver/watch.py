@@ -4,12 +4,15 @@ Semantics follow kube-apiserver
 (https://kubernetes.io/docs/reference/using-api/api-concepts/#efficient-detection-of-changes,
 #watch-bookmarks and #streaming-lists):
 
-- from a resourceVersion N: every change after N, in change-log order. Sequence numbers
-  become visible in commit order (syncer.ingest), so resuming after N never misses a
-  change committed later with a smaller number. Below the retained change log the stream
-  is one ERROR event carrying a 410 Expired Status;
+- from a resourceVersion N: every change after N, in change-log order. Changes are read
+  only up to the change-log horizon (``apiserver.horizon``), below which every writer has
+  ended, so resuming after N never misses a change committed later with a smaller
+  number. Below the retained change log the stream is one ERROR event carrying a 410
+  Expired Status; above every number handed out, 504 (too large);
 - ``resourceVersion`` unset or ``"0"``, or ``sendInitialEvents=true``: synthetic ADDED
-  events for the current objects (read in one snapshot), then the changes after it;
+  events for the current objects (read in one snapshot taken after the horizon was read),
+  then the changes after that horizon (a change above it that the snapshot already holds
+  comes again: at least once, never lost);
   with ``sendInitialEvents`` a BOOKMARK annotated ``k8s.io/initial-events-end`` follows;
 - ``allowWatchBookmarks``: a BOOKMARK with the newest sequence when nothing was sent
   for a while, so a client resumes near the head;
@@ -33,9 +36,10 @@ import asyncpg
 import orjson
 from aiohttp import web
 
-from apiserver import render
+from apiserver import horizon, render
 from apiserver.catalog import Catalog
 from apiserver.keys import FEED, POOL, WATCHES, scope_of, subject_of
+from apiserver.metrics import OPEN_WATCHES
 from apiserver.params import ListOptions, parse_resource_version, too_large
 from apiserver.query import (
     CLUSTER_ANNOTATION,
@@ -44,7 +48,6 @@ from apiserver.query import (
     Target,
     clusters_read,
     compiled,
-    current_sequence,
     identity_matches,
     list_statement,
     watch_statement,
@@ -164,11 +167,10 @@ async def _floor(pool: asyncpg.Pool) -> int | None:
 
 
 async def _initial(request: web.Request, stream: Stream) -> int:
-    """Synthetic ADDED events for what exists now, read in one snapshot; returns its sequence."""
-    async with request.app[POOL].acquire() as conn, conn.transaction(isolation="repeatable_read",
-                                                                     readonly=True):
-        sql, params = compiled(current_sequence())
-        seq = int(await conn.fetchval(sql, *params))
+    """Synthetic ADDED events for what exists now, read in one snapshot; returns the horizon
+    read before it (every change up to it is in the snapshot)."""
+    async with horizon.snapshot(request.app[POOL]) as (conn, seen):
+        seq = seen or 0
         sql, params = compiled(list_statement(stream.target, scope_of(request), limit=None,
                                               aggregated_version=True))
         lines: list[bytes] = []
@@ -206,36 +208,39 @@ async def _changes(request: web.Request, stream: Stream, after: int) -> int:
 
 
 async def _changes_from_log(request: web.Request, stream: Stream, after: int) -> int:
-    """Changes after ``after`` read for this watch alone.
-
-    A notified sequence is committed and so is everything below it (numbers become
-    visible in commit order): when a read finds no more rows of this type, the watch has
-    seen everything up to the newest notification taken before the read, and resumes
-    from there instead of re-reading other types' changes."""
-    horizon = request.app[FEED].latest
-    sql, params = compiled(watch_statement(stream.target, scope_of(request), after=after, limit=BATCH))
-    rows = await request.app[POOL].fetch(sql, *params)
+    """Changes after ``after`` up to the horizon, read for this watch alone (the horizon first,
+    in a statement of its own). When a read finds no more rows of this type, the watch has
+    seen everything up to the horizon, and resumes from there instead of re-reading other
+    types' changes."""
+    pool = request.app[POOL]
+    upto = await horizon.horizon(pool)
+    sql, params = compiled(watch_statement(stream.target, scope_of(request), after=after, upto=upto,
+                                           limit=BATCH))
+    rows = await pool.fetch(sql, *params)
     lines: list[bytes] = []
     for row in rows:
         _encoded(stream, row["type"], row["cluster"], row["before"], row["after"], lines)
         after = row["seq"]
     await stream.write(lines)
-    return max(after, horizon) if len(rows) < BATCH else after
+    return max(after, upto) if len(rows) < BATCH else after
 
 
 async def _start(request: web.Request, opts: ListOptions) -> tuple[bool, int, bool]:
     """Where a watch starts, checked before its response begins: (initial events?, the
     sequence after which changes are sent, expired?)."""
     pool = request.app[POOL]
-    sql, params = compiled(current_sequence())
-    current = int(await pool.fetchval(sql, *params))
     rv = opts.resource_version
     initial = opts.send_initial_events if opts.send_initial_events is not None else rv in ("", "0")
     if initial:
-        return True, current, False
-    start = parse_resource_version(rv) if rv not in ("", "0") else current
-    if start > current:
-        raise too_large(start, current)
+        return True, 0, False  # the start is the initial events' horizon
+    if rv in ("", "0"):  # no initial events, from now on
+        return False, await horizon.horizon(pool), False
+    start = parse_resource_version(rv)
+    # Too large is a number never handed out; one handed out but still in flight is a
+    # version we gave (the horizon may dip just below one it was): the watch waits for it.
+    newest = await horizon.drawn(pool)
+    if start > newest:
+        raise too_large(start, newest)
     floor = await _floor(pool)
     return False, start, floor is not None and start < floor - 1
 
@@ -269,8 +274,10 @@ async def _watch(request: web.Request, opts: ListOptions, target: Target, catalo
 
 async def _follow(request: web.Request, stream: Stream, seq: int, deadline: float) -> None:
     feed = request.app[FEED]
-    with feed.following():
-        await _follow_feed(request, stream, seq, deadline)
+    with feed.following(), OPEN_WATCHES.track_inprogress():
+        seq = await _follow_feed(request, stream, seq, deadline)
+    if feed.closed:
+        await _farewell(request, stream, seq)
 
 
 def _client_gone(request: web.Request) -> bool:
@@ -282,7 +289,21 @@ def _client_gone(request: web.Request) -> bool:
     return transport is None or transport.is_closing()
 
 
-async def _follow_feed(request: web.Request, stream: Stream, seq: int, deadline: float) -> None:
+async def _farewell(request: web.Request, stream: Stream, seq: int) -> None:
+    """The server is shutting down: send what committed before it did, then, to a watcher
+    that takes bookmarks, one with the sequence it has seen everything up to, so that it
+    resumes from there (on this server's successor) without a gap or a relist. The stream
+    then ends cleanly. A store that no longer answers leaves the bookmark at ``seq``."""
+    try:  # from the log: the feed may not have read the last commits yet
+        seq = await _changes_from_log(request, stream, seq)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        log.warning("watch: the last changes could not be read at shutdown", extra={"error": str(exc)})
+    if stream.opts.allow_bookmarks:
+        await stream.bookmark(seq)
+
+
+async def _follow_feed(request: web.Request, stream: Stream, seq: int, deadline: float) -> int:
+    """Follow until the deadline or the feed's close; returns the sequence sent up to."""
     feed = request.app[FEED]
     quiet_since = time.monotonic()
     while time.monotonic() < deadline and not feed.closed and not _client_gone(request):
@@ -295,3 +316,4 @@ async def _follow_feed(request: web.Request, stream: Stream, seq: int, deadline:
             await stream.bookmark(seq)
             quiet_since = time.monotonic()
         await feed.wait(ticket, min(BOOKMARK_INTERVAL_S, max(deadline - time.monotonic(), 0.0)))
+    return seq

@@ -132,7 +132,9 @@ async def churn_load(urls: Sequence[str], rate: float, duration: float) -> tuple
 
 
 class ChangePoller:
-    """Notes, by its own clock, when each change of the clusters' pods appears in change_log.
+    """Notes, by its own clock, when each change of the clusters' pods appears in change_log
+    at or below the horizon: where watches see it (``apiserver.horizon``; the horizon is read
+    in a statement before the one that reads the log).
 
     A write counts as visible once its own or a later resourceVersion of the same object is
     (a store may fold consecutive changes of one object into one). resourceVersions are
@@ -147,8 +149,7 @@ class ChangePoller:
 
     async def __aenter__(self) -> ChangePoller:
         self._conn = await asyncpg.connect(self.db_url)
-        self._last = int(await self._conn.fetchval(
-            "SELECT coalesce(max(seq), 0) FROM change_log WHERE cluster = ANY($1::text[])", self.clusters))
+        self._last = int(await self._conn.fetchval("SELECT change_log_horizon()"))
         self._task = asyncio.create_task(self._poll())
         return self
 
@@ -166,20 +167,21 @@ class ChangePoller:
         return times[at] if at < len(rvs) else None
 
     async def _poll(self) -> None:
+        horizon = await self._conn.prepare("SELECT change_log_horizon()")
         stmt = await self._conn.prepare(
             "SELECT seq, cluster, namespace, name, resource_version FROM change_log"
-            " WHERE cluster = ANY($1::text[]) AND seq > $2 AND resource = 'pods' ORDER BY seq")
+            " WHERE cluster = ANY($1::text[]) AND seq > $2 AND seq <= $3 AND resource = 'pods' ORDER BY seq")
         while True:
-            rows = await stmt.fetch(self.clusters, self._last)
+            upto = int(await horizon.fetchval())
+            rows = await stmt.fetch(self.clusters, self._last, upto)
             now = time.monotonic()
             for _seq, cluster, namespace, name, rv in rows:
                 rvs, times = self.seen.setdefault((cluster, namespace, name), ([], []))
                 if not rvs or int(rv) > rvs[-1]:
                     rvs.append(int(rv))
                     times.append(now)
-            if rows:
-                self._last = rows[-1][0]
-                self.rows += len(rows)
+            self._last = max(self._last, upto)
+            self.rows += len(rows)
             await asyncio.sleep(POLL_S)
 
 

@@ -252,7 +252,7 @@ async def watch_delivery(pool: asyncpg.Pool, api: str, templates: list[list[dict
     store = Store(pool)
     received: list[float] = []
     sent_at: dict[str, float] = {}
-    rv = await pool.fetchval("SELECT max(seq) FROM change_log")
+    rv = await pool.fetchval("SELECT change_log_horizon()")
     namespaces = sorted({p["metadata"]["namespace"] for p in templates[0]})
     ready = asyncio.Event()
     opened = 0

@@ -1,4 +1,4 @@
-"""One syncer, many pulled clusters: initial sync, freshness under churn, memory, the lock.
+"""One syncer, many pulled clusters: initial sync, freshness under churn, memory, writes in flight.
 
     python -m benchmarks.scale [--clusters C] [--objects N] [--rate R] [--duration S]
 
@@ -13,14 +13,17 @@ all in pull mode (registered through the admin API with their kubeconfigs), as d
 2. Initial sync: the C clusters are registered at once; time until every type of every
    cluster is watching with kubesim's object count stored. Reported beside the baseline:
    objects/s with C clusters against one, and against the raw COPY. Also: the syncer's
-   event-loop lag (its ``/metrics``), how long writers waited for and held the change-log
-   lock, and the share of write-transaction time spent waiting; sampled from ``pg_locks``,
-   the share of time the lock was held by someone and the mean number of waiters;
-   CPU seconds of the syncer, kubesim and PostgreSQL.
+   event-loop lag (its ``/metrics``), how long writes were in flight in the change log
+   (from drawing their numbers to their end: the horizon every watch waits for is held
+   back meanwhile) and their share of write-transaction time; sampled from ``pg_locks``,
+   the share of time some write was in flight, the mean number of writes in flight, and
+   how many numbers drawn were above the horizon; CPU seconds of the syncer, kubesim and
+   PostgreSQL.
 3. Churn: each cluster writes its own pods' status (kubesim's in-process churn) at R/s in
    all, spread evenly, for S seconds, recording when it acknowledged each write, and a
-   poller notes when each appears in ``change_log`` (``benchmarks._fresh``). Freshness
-   p50/p99 are of every write. ``achieved_rate`` is the writes kubesim made per second;
+   poller notes when each appears in ``change_log`` below the horizon, where watches see
+   it (``benchmarks._fresh``). Freshness p50/p99 are of every write. ``achieved_rate`` is
+   the writes kubesim made per second;
    ``ingested_rate`` the pod changes per second that reached ``change_log``.
 
 Peak RSS (VmHWM) of the syncer is read at the end. Progress goes to stderr; the last stdout
@@ -51,7 +54,7 @@ from benchmarks._fresh import ChangePoller, churn_load, percentile, wait_visible
 from benchmarks._procs import Procs, cpu_seconds, log, peak_rss_mb, reachable_tempdir, rss_mb
 from benchmarks.sync import Syncer, start_syncer
 from kube.resources import type_key
-from syncer.schema import CHANGE_LOG_LOCK
+from syncer.schema import IN_FLIGHT_MARKER
 
 SYNC_TIMEOUT_S = 3600.0
 KUBESIM_START_S = 1800.0
@@ -204,24 +207,20 @@ def bucket_quantile(hist: dict[str, float], q: float) -> float:
     return 0.0
 
 
-def lock_figures(after: Histograms, before: Histograms) -> dict[str, float]:
-    wait = delta(after, before, "kubepedia_change_log_lock_wait_seconds")
-    hold = delta(after, before, "kubepedia_change_log_lock_hold_seconds")
+def write_figures(after: Histograms, before: Histograms) -> dict[str, float]:
+    in_flight = delta(after, before, "kubepedia_change_log_in_flight_seconds")
     write = delta(after, before, "kubepedia_store_write_transaction_seconds")
     lag = delta(after, before, "kubepedia_event_loop_lag_seconds")
     connection = delta(after, before, "kubepedia_store_connection_wait_seconds")
     gc_pauses = [delta(after, before, f"kubepedia_gc_pause_seconds/{g}") for g in range(3)]
-    locks = max(wait.get("count", 0.0), 1.0)
+    numbered = max(in_flight.get("count", 0.0), 1.0)
     return {
-        "lock_takes": wait.get("count", 0.0),
-        "lock_wait_mean_ms": round(1000 * wait.get("sum", 0.0) / locks, 2),
-        "lock_wait_p99_ms": 1000 * bucket_quantile(wait, 0.99),
-        "lock_hold_mean_ms": round(1000 * hold.get("sum", 0.0) / locks, 2),
-        "lock_hold_p99_ms": 1000 * bucket_quantile(hold, 0.99),
+        "numbered_writes": in_flight.get("count", 0.0),
+        "in_flight_mean_ms": round(1000 * in_flight.get("sum", 0.0) / numbered, 2),
+        "in_flight_p99_ms": 1000 * bucket_quantile(in_flight, 0.99),
         "write_transactions": write.get("count", 0.0),
         "write_transaction_s": round(write.get("sum", 0.0), 2),
-        "lock_wait_share": round(wait.get("sum", 0.0) / max(write.get("sum", 0.0), 1e-9), 3),
-        "lock_hold_share": round(hold.get("sum", 0.0) / max(write.get("sum", 0.0), 1e-9), 3),
+        "in_flight_share": round(in_flight.get("sum", 0.0) / max(write.get("sum", 0.0), 1e-9), 3),
         "connection_wait_s": round(connection.get("sum", 0.0), 2),
         "loop_lag_p99_ms": 1000 * bucket_quantile(lag, 0.99),
         "loop_lag_max_ms": 1000 * bucket_quantile(lag, 1.0),
@@ -231,16 +230,30 @@ def lock_figures(after: Histograms, before: Histograms) -> dict[str, float]:
     }
 
 
-class LockSampler:
-    """Samples ``pg_locks``: how often someone holds the change-log lock, how many wait."""
+# Writes in flight: their markers (migration 18), one transaction each however many it holds;
+# and how many numbers drawn are above the horizon (the drawn count read first, as the
+# horizon reads it, so the difference is never below what it was).
+_IN_FLIGHT_SAMPLE = """
+SELECT (SELECT count(DISTINCT virtualtransaction) FROM pg_locks
+        WHERE locktype = 'advisory' AND objsubid = 2 AND mode = 'ShareLock'
+          AND classid::bigint >> 24 = $1) AS writers,
+       greatest(d.drawn - change_log_horizon(), 0) AS above
+FROM (SELECT change_log_drawn() AS drawn) d
+"""
+
+
+class InFlightSampler:
+    """Samples ``pg_locks``: how often some write is in flight in the change log, how many
+    are, and how far the newest number drawn is above the horizon."""
 
     def __init__(self, db_url: str) -> None:
         self.db_url = db_url
         self.samples = 0
-        self.held = 0
-        self.waiting = 0
+        self.busy = 0
+        self.writers = 0
+        self.above = 0
 
-    async def __aenter__(self) -> LockSampler:
+    async def __aenter__(self) -> InFlightSampler:
         self._conn = await asyncpg.connect(self.db_url)
         self._task = asyncio.create_task(self._run())
         return self
@@ -252,21 +265,21 @@ class LockSampler:
         await self._conn.close()
 
     async def _run(self) -> None:
-        stmt = await self._conn.prepare(
-            "SELECT count(*) FILTER (WHERE granted) AS held, count(*) FILTER (WHERE NOT granted) AS waiting"
-            " FROM pg_locks WHERE locktype = 'advisory' AND classid = ($1::bigint >> 32)::oid"
-            " AND objid = ($1::bigint & 4294967295)::oid")
+        stmt = await self._conn.prepare(_IN_FLIGHT_SAMPLE)
         while True:
-            row = await stmt.fetchrow(CHANGE_LOG_LOCK)
+            row = await stmt.fetchrow(IN_FLIGHT_MARKER)
             assert row is not None
             self.samples += 1
-            self.held += bool(row["held"])
-            self.waiting += row["waiting"]
+            self.busy += bool(row["writers"])
+            self.writers += row["writers"]
+            self.above += row["above"]
             await asyncio.sleep(SAMPLE_S)
 
     def figures(self) -> dict[str, float]:
         n = max(self.samples, 1)
-        return {"lock_held_share": round(self.held / n, 3), "lock_waiters_mean": round(self.waiting / n, 2)}
+        return {"in_flight_sampled_share": round(self.busy / n, 3),
+                "writers_in_flight_mean": round(self.writers / n, 2),
+                "numbers_above_horizon_mean": round(self.above / n, 1)}
 
 
 # -- the phases ------------------------------------------------------------------------------------
@@ -298,7 +311,7 @@ async def sync_phase(procs: Procs, syncer: Syncer, db: asyncpg.Connection, fleet
                      members: Sequence[Member]) -> dict[str, Any]:
     """Register ``members`` at once; the figures of their initial sync."""
     before_metrics, before_cpu = await scrape(syncer), cpu_now(syncer, fleet)
-    async with LockSampler(syncer.db_url) as sampler:
+    async with InFlightSampler(syncer.db_url) as sampler:
         started = time.monotonic()
         await register_pull(syncer, members)
         done = await wait_synced(db, procs, syncer.pid, fleet, members)
@@ -306,7 +319,7 @@ async def sync_phase(procs: Procs, syncer: Syncer, db: asyncpg.Connection, fleet
     cpu = cpu_since(before_cpu, syncer, fleet)
     stored = await check_stored(db, fleet, members)
     figures = {"objects": stored, "seconds": seconds, "objects_per_s": stored / seconds, "cpu_s": cpu,
-               **lock_figures(await scrape(syncer), before_metrics), **sampler.figures()}
+               **write_figures(await scrape(syncer), before_metrics), **sampler.figures()}
     log(f"{len(members)} clusters: {stored} objects in {seconds:.1f}s ({stored / seconds:.0f}/s); "
         f"CPU s {cpu}; {figures}")
     return figures
@@ -316,7 +329,7 @@ async def churn_phase(syncer: Syncer, fleet: Fleet, *, rate: float, duration: fl
     members = fleet.members
     names = [m.name for m in members]
     before_metrics, before_cpu = await scrape(syncer), cpu_now(syncer, fleet)
-    async with LockSampler(syncer.db_url) as sampler, ChangePoller(syncer.db_url, names) as poller:
+    async with InFlightSampler(syncer.db_url) as sampler, ChangePoller(syncer.db_url, names) as poller:
         acks, errors = await churn_load([m.url for m in members], rate, duration)
         latencies = await wait_visible(poller, acks, names)
         ingested = poller.rows
@@ -326,7 +339,7 @@ async def churn_phase(syncer: Syncer, fleet: Fleet, *, rate: float, duration: fl
         "p50_ms": round(percentile(latencies, 0.5), 1), "p99_ms": round(percentile(latencies, 0.99), 1),
         "max_ms": round(max(latencies), 1), "achieved_rate": round(len(acks) / duration),
         "ingested": ingested, "ingested_rate": round(ingested / duration), "cpu_s": cpu,
-        **lock_figures(await scrape(syncer), before_metrics), **sampler.figures(),
+        **write_figures(await scrape(syncer), before_metrics), **sampler.figures(),
     }
     log(f"churn at {rate:.0f}/s: {figures}")
     return figures
@@ -362,16 +375,15 @@ def summary(clusters: int, solo: dict[str, Any], copy: CopyRates, main: dict[str
         "churn_loop_lag_max_ms": churn["loop_lag_max_ms"],
         "initial_sync_gc": {k: main[k] for k in _GC_KEYS},
         "churn_gc": {k: churn[k] for k in _GC_KEYS},
-        "initial_sync_lock": {k: main[k] for k in _LOCK_KEYS},
-        "churn_lock": {k: churn[k] for k in _LOCK_KEYS},
+        "initial_sync_writes": {k: main[k] for k in _WRITE_KEYS},
+        "churn_writes": {k: churn[k] for k in _WRITE_KEYS},
     }
 
 
 _GC_KEYS = ("gc_pause_s", "gc_full_collections", "gc_full_pause_max_ms")
-_LOCK_KEYS = ("lock_takes", "lock_wait_mean_ms", "lock_wait_p99_ms", "lock_hold_mean_ms", "lock_hold_p99_ms",
-              "write_transactions", "write_transaction_s", "lock_wait_share", "lock_hold_share",
-              "connection_wait_s", "lock_held_share",
-              "lock_waiters_mean")
+_WRITE_KEYS = ("numbered_writes", "in_flight_mean_ms", "in_flight_p99_ms", "write_transactions",
+               "write_transaction_s", "in_flight_share", "connection_wait_s", "in_flight_sampled_share",
+               "writers_in_flight_mean", "numbers_above_horizon_mean")
 
 
 async def run(*, clusters: int, objects: int, rate: float, duration: float, seed: int, keep: str

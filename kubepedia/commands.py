@@ -14,7 +14,9 @@ from agent.logs import setup_logging
 from agent.tuning import tune_gc
 from apiserver.limits import DEFAULT_MAX_WATCHES_PER_SUBJECT
 from apiserver.reloading import FileProblem
-from kubepedia import clusters, keys, kubeconfig, report
+from kube import configfile
+from kube.configfile import ConfigError, from_env
+from kubepedia import clusters, inspect, keys, kubeconfig, report
 from kubepedia import history as history_command  # kubepedia history
 from kubepedia.config import (
     DEFAULT_ADMIN_LISTEN,
@@ -39,6 +41,14 @@ def _duration(value: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
+def _duration_or_off(value: str) -> float:
+    """A duration, or 0 (``0``, ``0s``, ``0m``...) for "never"."""
+    text = value.strip().lower()
+    if text.rstrip("dhms") in ("0", "0.0") and len(text) - len(text.rstrip("dhms")) <= 1:
+        return 0.0
+    return _duration(value)
+
+
 def _positive(value: str) -> int:
     if not value.isdigit() or int(value) < 1:
         raise argparse.ArgumentTypeError(f"{value!r} is not a positive integer")
@@ -52,29 +62,35 @@ def _listen(value: str) -> tuple[str, int]:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The parser, and the commands that take a config file (``kube.configfile``)."""
     parser = argparse.ArgumentParser(
         prog="kubepedia", description="One searchable, kubectl-compatible view of every Kubernetes cluster.")
-    parser.add_argument("--log-level", default=os.environ.get("KUBEPEDIA_LOG_LEVEL", "info"),
-                        choices=["debug", "info", "warning", "error"])
+    levels = ["debug", "info", "warning", "error"]
+    from_env(parser.add_argument("--log-level", default="info", choices=levels), "KUBEPEDIA_LOG_LEVEL")
     sub = parser.add_subparsers(dest="command", required=True)
+    configurable: dict[str, argparse.ArgumentParser] = {}
     for name, summary in (("serve", "run the syncer and the read API"),
                           ("demo", "run three simulated clusters, synced and served, for kubectl")):
-        _serve_options(sub.add_parser(name, help=summary))
-    _role_options(sub.choices["serve"])
-    _tls_options(sub.choices["serve"])
+        configurable[name] = sub.add_parser(name, help=summary)
+        _serve_options(configurable[name])
+    _role_options(configurable["serve"])
+    _tls_options(configurable["serve"])
     clusters.add_parser(sub)
     kubeconfig.add_parser(sub)
     keys.add_parser(sub)
     history_command.add_parser(sub)
     report.add_parser(sub)
-    return parser
+    inspect.add_parser(sub)
+    return parser, configurable
 
 
 def _serve_options(serve: argparse.ArgumentParser) -> None:
-    serve.add_argument("--database-url", default=os.environ.get("KUBEPEDIA_DATABASE_URL"),
-                       help="PostgreSQL URL (default: an embedded server in the data dir)")
-    serve.add_argument("--data-dir", type=Path, default=default_data_dir())
+    configfile.add_config_options(serve)
+    from_env(serve.add_argument("--database-url", default=None,
+                                help="PostgreSQL URL (default: an embedded server in the data dir)"),
+             "KUBEPEDIA_DATABASE_URL")
+    from_env(serve.add_argument("--data-dir", type=Path, default=default_data_dir()), "KUBEPEDIA_DATA_DIR")
     serve.add_argument("--api-listen", type=_listen, default=DEFAULT_API_LISTEN)
     serve.add_argument("--change-log-retention", type=_duration, default="7d", metavar="DURATION",
                        help="how long changes are kept for watches and history (default %(default)s)")
@@ -88,11 +104,20 @@ def _serve_options(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--max-watches-per-subject", type=_positive, default=DEFAULT_MAX_WATCHES_PER_SUBJECT,
                        metavar="N", help="open watches one caller may have on this server; past it"
                                          " a watch is answered 429 with Retry-After (default %(default)s)")
+    serve.add_argument("--inspect-every", type=_duration_or_off, default="10m", metavar="DURATION",
+                       help="run the inspections this often in the syncer; 0 never (default %(default)s)")
+    serve.add_argument("--inspect-retention", type=_duration, default="30d", metavar="DURATION",
+                       help="how long inspection runs are kept (default %(default)s)")
     keys.add_key_file_argument(serve)
-    serve.add_argument("--allow-kubeconfig-exec", action="store_true",
-                       default=_env_flag("KUBEPEDIA_ALLOW_KUBECONFIG_EXEC"),
-                       help="let registered kubeconfigs run exec/auth-provider plugins and read files "
-                            "on this machine (only if everyone holding the admin token may run code here)")
+    allow = serve.add_argument(
+        "--allow-kubeconfig-exec", action="store_true",
+        help="let registered kubeconfigs run exec/auth-provider plugins and read files "
+             "on this machine (only if everyone holding the admin token may run code here)")
+    from_env(allow, ALLOW_EXEC_ENV)
+    allow.default = _env_flag(ALLOW_EXEC_ENV)
+    serve.add_argument("--shutdown-timeout", type=_duration, default="30s", metavar="DURATION",
+                       help="on SIGTERM/SIGINT, how long in-flight requests, watches and writes may take"
+                            " to finish (default %(default)s)")
     access = serve.add_argument_group("read API access (without these, only the read token in the data dir)")
     access.add_argument("--token-file", type=Path, default=None,
                         help="bearer tokens of the read API's callers, one CSV line each: "
@@ -109,6 +134,9 @@ def _serve_options(serve: argparse.ArgumentParser) -> None:
     access.add_argument("--anonymous-read", action="store_true",
                         help="let requests without a token in, as system:anonymous (what the grants "
                              "file gives it or group system:unauthenticated)")
+
+
+ALLOW_EXEC_ENV = "KUBEPEDIA_ALLOW_KUBECONFIG_EXEC"
 
 
 def _role_options(serve: argparse.ArgumentParser) -> None:
@@ -147,8 +175,11 @@ def _run_serve(args: argparse.Namespace) -> int:
                          change_log_retention_s=args.change_log_retention,
                          role=getattr(args, "role", "all"), tls=tls,
                          read_timeout_s=args.read_timeout,
-                         max_watches_per_subject=args.max_watches_per_subject, token_file=args.token_file,
-                         grants_file=args.grants_file, token_review_kubeconfig=args.token_review_kubeconfig,
+                         max_watches_per_subject=args.max_watches_per_subject,
+                         shutdown_timeout_s=args.shutdown_timeout,
+                         inspect_every_s=args.inspect_every, inspect_retention_s=args.inspect_retention,
+                         token_file=args.token_file, grants_file=args.grants_file,
+                         token_review_kubeconfig=args.token_review_kubeconfig,
                          anonymous_read=args.anonymous_read, api_plain_http=args.api_plain_http)
     tune_gc()
     try:
@@ -160,8 +191,15 @@ def _run_serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
+    parser, configurable = _parser()
+    try:
+        args = configfile.parse_args(parser, argv, commands=configurable)
+    except ConfigError as exc:
+        print(f"kubepedia: {exc}", file=sys.stderr)
+        return 2
+    if args.command in configurable and args.print_config:
+        print(configfile.effective(args, [configurable[args.command], parser]), end="")
+        return 0
     setup_logging(args.log_level)
     if args.command == "kubeconfig":
         return kubeconfig.run(args)
@@ -173,6 +211,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return history_command.run(args)
     if args.command == "report":
         return report.run(args)
+    if args.command == "inspect":
+        return inspect.run(args)
     try:
         return _run_serve(args)
     except (DatabaseUnreachable, SchemaTooNew, EmbeddedError, SecretBoxError, RegistryError,

@@ -2,7 +2,8 @@
 
 On the embedded PostgreSQL in the data dir it starts three kubesim clusters with
 realistic workloads (namespaces, deployments with their pods, nodes, services, events,
-config maps, and a custom resource in one of them) and light churn, registers two in pull
+config maps, and a custom resource in one of them, and one problem of each kind the
+inspections find) and light churn, registers two in pull
 mode and one in push mode with an agent of its own, serves the read API, writes a
 kubeconfig and prints the kubectl commands to try. Ctrl-C stops everything; a second run
 replaces the first run's clusters.
@@ -40,7 +41,7 @@ log = logging.getLogger(__name__)
 
 CLUSTERS = (("demo-east", "pull"), ("demo-west", "pull"), ("demo-edge", "push"))
 WORKLOAD = {"namespaces": 4, "nodes": 4, "deployments": 8, "pods": 40, "services": 6, "configmaps": 8,
-            "events": 20, "secrets": 4}
+            "events": 20, "secrets": 4, "problems": 1}
 CHURN_PER_S = 2.0
 GADGETS = {
     "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
@@ -103,7 +104,7 @@ async def _agent(stack: AsyncExitStack, *, sim: SimServer, ingest: str, cluster:
         await stop_tasks([task], timeout=STOP_TIMEOUT_S, log=log)
 
 
-def _instructions(kubeconfig: Path, names: list[str]) -> str:
+def _instructions(kubeconfig: Path, names: list[str], server: str) -> str:
     k = f"kubectl --kubeconfig {kubeconfig}"
     return "\n".join([
         "", "kubepedia demo is running: three clusters synced into one view. Try:", "",
@@ -113,7 +114,9 @@ def _instructions(kubeconfig: Path, names: list[str]) -> str:
         f"  {k} get gadgets -A                   # a custom resource and its printer columns",
         f"  {k} --context kubepedia-{names[0]} get nodes   # one cluster",
         f"  {k} get pods -A --watch              # changes as the clusters churn",
-        f"  {k} api-resources", "",
+        f"  {k} api-resources",
+        f"  kubepedia inspect --run --server {server}   # problems the checks find in the store",
+        "",
         "Ctrl-C stops everything; the data stays in the data dir for the next run.", ""])
 
 
@@ -146,7 +149,7 @@ async def demo(config: ServeConfig) -> None:
         ca = tls.certificate_pem(config.data_dir / tls.CERT_FILE) if made else None
         doc = document(server.api, list(sims), token=read_token, ca=ca)
         kubeconfig.write_text(yaml.safe_dump(doc, sort_keys=False))
-        print(_instructions(kubeconfig, list(sims)), flush=True)
+        print(_instructions(kubeconfig, list(sims), server.api), flush=True)
         try:
             await stop.wait()
         finally:

@@ -18,6 +18,7 @@ from typing import Any
 
 import asyncpg
 
+from kube.configfile import from_env
 from kubepedia.config import default_data_dir
 from kubepedia.http import CommandError
 from syncer import registry, secretbox
@@ -28,10 +29,11 @@ from syncer.secretbox import SecretBox, SecretBoxError
 
 
 def add_key_file_argument(parser: argparse.ArgumentParser) -> None:
-    default = os.environ.get("KUBEPEDIA_SECRET_KEY_FILE")
-    parser.add_argument("--secret-key-file", type=Path, default=Path(default) if default else None,
-                        help=f"the keys sealing stored kubeconfigs (default: {secretbox.KEY_FILE_NAME} in "
-                             "the data dir); every kubepedia serve sharing a database needs the same keys")
+    action = parser.add_argument(
+        "--secret-key-file", type=Path, default=None,
+        help=f"the keys sealing stored kubeconfigs (default: {secretbox.KEY_FILE_NAME} in "
+             "the data dir); every kubepedia serve sharing a database needs the same keys")
+    from_env(action, "KUBEPEDIA_SECRET_KEY_FILE")
 
 
 def add_parser(sub: Any) -> None:

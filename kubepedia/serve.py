@@ -7,6 +7,16 @@ The syncer holds the key file and the admin token; pull mode's ownership locks d
 of its replicas syncs which cluster. An API-only process needs neither: it opens no key file
 and writes nothing into the data dir unless the embedded PostgreSQL lives there.
 
+Shutdown (SIGTERM or SIGINT) goes in order, each step bounded by ``--shutdown-timeout``:
+every listener stops accepting connections first; requests in flight are answered, ingest
+batches among them (a batch commits with its checkpoint); pull mode stops its informers
+and lets the store calls under way commit (``syncer.sink``), so every cluster resumes
+from its checkpoint, without a relist, on the next start; then the read API's watches are
+sent the changes that committed and, if they asked for bookmarks, a last BOOKMARK with the
+sequence they have seen everything up to, and end cleanly (``apiserver.watch``); the pools
+close; the embedded PostgreSQL stops last (``pg_ctl -m fast``, which writes a shutdown
+checkpoint).
+
 The read API authenticates its callers by bearer token and serves each what the grants give
 it (``apiserver.access``). A process that owns the data dir (the syncer's, or the embedded
 PostgreSQL's) makes a read token there that reads everything, and serves the read API over
@@ -34,12 +44,14 @@ from apiserver.access import Access, CombinedGrants, GrantsFile, GrantsSource
 from apiserver.app import build_app as build_api_app
 from apiserver.auth import Authenticator, StaticTokens, TokenFile, TokenReviewer
 from apiserver.grants import User, everything_for
+from apiserver.inspection_runs import Retention, schedule
 from apiserver.limits import DEFAULT_MAX_WATCHES_PER_SUBJECT, DEFAULT_READ_TIMEOUT_S
+from kube.tasks import STOP_TIMEOUT_S, stop_tasks
 from kubepedia.config import ensure_admin_token, ensure_read_token, stored_read_token
 from kubepedia.tls import ServerContexts, TlsError, TlsFiles, ensure_certificate, server_contexts
 from syncer import datadir, embedded, registry, secretbox
 from syncer.admin import build_admin_app
-from syncer.db import connect, describe
+from syncer.db import connect, create_pool, describe
 from syncer.migrations import migrate
 from syncer.registry import Kubeconfigs
 from syncer.server import SERVER_SETTINGS as INGEST_SERVER_SETTINGS
@@ -65,6 +77,8 @@ class ServeConfig:
     tls: TlsFiles | None = None  # None: plain HTTP, but for the read API (see api_plain_http)
     read_timeout_s: float = DEFAULT_READ_TIMEOUT_S  # every read query's statement timeout (504 past it)
     max_watches_per_subject: int = DEFAULT_MAX_WATCHES_PER_SUBJECT  # 429 past it
+    inspect_every_s: float = 600.0  # the syncer runs the inspections this often; 0: never
+    inspect_retention_s: float = 30 * 24 * 3600.0  # inspection runs older than this are deleted
     token_file: Path | None = None  # the read API's callers (kube-apiserver's token file format)
     grants_file: Path | None = None  # what they may read (apiserver.grants)
     token_review_kubeconfig: Path | None = None  # a host cluster that reviews other tokens
@@ -78,6 +92,7 @@ class ServeConfig:
     @property
     def runs_syncer(self) -> bool:
         return self.role in ("all", "syncer")
+    shutdown_timeout_s: float = 30.0
 
     @property
     def owns_data_dir(self) -> bool:
@@ -190,13 +205,14 @@ class Running:
     api: str = ""
 
 
-async def _start_site(stack: AsyncExitStack, app: web.Application, listen: tuple[str, int],
-                      what: str, *, tls: ssl.SSLContext | None, **settings: Any) -> str:
+async def _start_site(runners: list[web.AppRunner], app: web.Application, listen: tuple[str, int],
+                      what: str, *, tls: ssl.SSLContext | None, shutdown_timeout: float,
+                      **settings: Any) -> str:
     """Serve ``app`` (over TLS with ``tls``); returns the bound URL (with port 0 the kernel
     picks the port)."""
-    runner = web.AppRunner(app, handle_signals=False, **settings)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=shutdown_timeout, **settings)
     await runner.setup()
-    stack.push_async_callback(runner.cleanup)
+    runners.append(runner)
     site = web.TCPSite(runner, listen[0], listen[1], ssl_context=tls)
     await site.start()
     host, port = runner.addresses[0][:2]
@@ -224,34 +240,73 @@ async def serve(config: ServeConfig) -> None:
 
 @asynccontextmanager
 async def running(config: ServeConfig) -> AsyncIterator[Running]:
-    """What the role runs, for the block: the syncer (ingest, admin), the read API, or both.
-    TLS files that cannot be used stop the start first (``kubepedia.tls.TlsError``)."""
+    """What the role runs, for the block: the syncer (ingest, admin), the read API, or both;
+    then the shutdown of the module docstring. TLS files that cannot be used stop the start
+    first (``kubepedia.tls.TlsError``)."""
     tls: ServerContexts | None = server_contexts(config.tls) if config.tls is not None else None
     if config.owns_data_dir:
         make_data_dir(config)
     kubeconfigs = open_kubeconfigs(config) if config.runs_syncer else None
+    timeout = config.shutdown_timeout_s
     # A bad token or grants file, or a missing certificate, stops the start here.
     access, api_context = (read_access(config), api_tls(config, tls)) if config.runs_api else (None, None)
     async with database(config) as url, AsyncExitStack() as stack:
         await prepare_store(url, kubeconfigs)
+        runners: list[web.AppRunner] = []
+        stack.push_async_callback(_shut_down, runners)
         urls: dict[str, str] = {}
-        if kubeconfigs is not None:
-            urls.update(await _start_syncer(stack, config, url, kubeconfigs,
-                                            tls=tls.tokens if tls is not None else None))
+        # The read API first, so that it stops last: its watches' last bookmarks then cover
+        # every write the ingest listener took in.
         if access is not None:
             api = build_api_app(database_url=url, access=access, read_timeout_s=config.read_timeout_s,
                                 max_watches_per_subject=config.max_watches_per_subject)
-            urls["api"] = await _start_site(stack, api, config.api_listen, "api", tls=api_context)
+            urls["api"] = await _start_site(runners, api, config.api_listen, "api", tls=api_context,
+                                            shutdown_timeout=timeout)
+        if kubeconfigs is not None:
+            urls.update(await _start_syncer(runners, config, url, kubeconfigs,
+                                            tls=tls.tokens if tls is not None else None))
+            if config.inspect_every_s > 0:
+                await stack.enter_async_context(_inspecting(url, config))
         yield Running(database_url=url, **urls)
 
 
-async def _start_syncer(stack: AsyncExitStack, config: ServeConfig, url: str,
+@asynccontextmanager
+async def _inspecting(url: str, config: ServeConfig) -> AsyncIterator[None]:
+    """The inspections' schedule, on a connection of its own (a run holds it for its
+    transaction). Every syncer replica keeps the schedule; runs are shared, not doubled
+    (``apiserver.inspection_runs.run_scheduled``)."""
+    pool = await create_pool(url, min_size=1, max_size=1, staging=False)
+    retention = Retention(max_age_s=config.inspect_retention_s)
+    task = asyncio.create_task(schedule(pool, every_s=config.inspect_every_s, retention=retention),
+                               name="inspections")
+    try:
+        yield
+    finally:
+        await stop_tasks([task], timeout=STOP_TIMEOUT_S, log=log)
+        await pool.close()
+
+
+async def _start_syncer(runners: list[web.AppRunner], config: ServeConfig, url: str,
                         kubeconfigs: Kubeconfigs, *, tls: ssl.SSLContext | None) -> dict[str, str]:
+    timeout = config.shutdown_timeout_s
     ingest = build_ingest_app(database_url=url, kubeconfigs=kubeconfigs,
                               retention_s=config.change_log_retention_s)
-    ingest_url = await _start_site(stack, ingest, config.ingest_listen, "ingest", tls=tls,
-                                   **INGEST_SERVER_SETTINGS)
+    ingest_url = await _start_site(runners, ingest, config.ingest_listen, "ingest", tls=tls,
+                                   shutdown_timeout=timeout, **INGEST_SERVER_SETTINGS)
     # After the ingest application, whose pool and pull manager it shares.
     admin = build_admin_app(ingest, admin_token=ensure_admin_token(config.data_dir))
-    admin_url = await _start_site(stack, admin, config.admin_listen, "admin", tls=tls)
+    admin_url = await _start_site(runners, admin, config.admin_listen, "admin", tls=tls,
+                                  shutdown_timeout=timeout)
     return {"ingest": ingest_url, "admin": admin_url}
+
+
+async def _shut_down(runners: list[web.AppRunner]) -> None:
+    """No listener accepts any more; then each application ends, the last started first
+    (the admin API, ingest, whose pool and pull manager the admin API borrows, then the read
+    API): its requests and watches finish, then its pools and tasks close."""
+    for runner in runners:
+        for site in list(runner.sites):
+            await site.stop()
+    for runner in reversed(runners):
+        await runner.cleanup()
+    log.info("stopped")

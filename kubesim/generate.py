@@ -20,10 +20,12 @@ import orjson
 from kube.resources import ResourceType, type_key
 from kubesim import objects
 from kubesim.api import Api
+from kubesim.problems import populate_problems
 from kubesim.store import Entry
 
 JSON = dict[str, Any]
-KNOWN = ("namespaces", "nodes", "deployments", "pods", "configmaps", "services", "events", "secrets")
+KNOWN = ("namespaces", "nodes", "deployments", "pods", "configmaps", "services", "events", "secrets",
+         "problems")
 
 
 def parse_counts(text: str) -> dict[str, int]:
@@ -95,6 +97,8 @@ def populate(api: Api, counts: Mapping[str, int], seed: int = 0) -> None:
         }
         _create(api, "", "secrets", secret)
     _events(api, rng, spaces, counts.get("events", 0))
+    if counts.get("problems"):  # one of each kind an inspection finds
+        populate_problems(api, spaces[0])
 
 
 def _workloads(

@@ -18,6 +18,7 @@ from agent import protocol
 from syncer import registry
 from syncer.admission import bearer_token
 from syncer.ingest import Store
+from syncer.metrics import forget_cluster
 from syncer.quota import check_settings
 from syncer.registry import RegistryError
 from syncer.server import KUBECONFIGS, PULL
@@ -82,6 +83,7 @@ async def admin_remove(request: web.Request) -> web.Response:
     if await registry.get(request.app[POOL], name) is None:
         raise RegistryError(f"cluster {name[:80]!r} is not registered", code=404, reason="NotFound")
     deleted = await Store(request.app[POOL]).remove_cluster(cluster=name)
+    forget_cluster(name)
     request.app[PULL].poke()
     log.info("cluster removed", extra={"cluster": name, "objects_deleted": deleted})
     return ok({"name": name, "deleted": deleted})

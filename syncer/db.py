@@ -1,15 +1,20 @@
-"""Connections to the store: the asyncpg pool, its codecs, and a clear word when it fails."""
+"""Connections to the store: the asyncpg pool, its codecs, a clear word when it fails, and
+how busy the pools are (``POOLS``, read by Prometheus at each scrape)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
 import orjson
+from prometheus_client import REGISTRY
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +37,8 @@ CREATE TEMP TABLE IF NOT EXISTS staging (
     object jsonb NOT NULL
 ) WITH (toast_tuple_target = 8160) ON COMMIT DELETE ROWS
 """
-# Change-log entries of one write, numbered by offset until the change-log lock gives them
-# numbers; version and kind when they differ from the type's.
+# Change-log entries of one write, numbered by offset until the write draws its numbers
+# (the offset picks one: syncer.ingest); version and kind when they differ from the type's.
 LOG_STAGING_DDL = """
 CREATE TEMP TABLE IF NOT EXISTS log_staging (
     seq bigint NOT NULL,
@@ -148,3 +153,48 @@ async def pool_context(url: str, *, min_size: int = 2, max_size: int = 10,
         yield pool
     finally:
         await pool.close()
+
+
+# -- connection pools ------------------------------------------------------------------------
+
+class PoolUsage(Collector):
+    """The connections of every pool of the process, by the pool's role, read when scraped
+    (asyncpg counts them itself: nothing to keep up to date)."""
+
+    def __init__(self) -> None:
+        self._pools: dict[int, tuple[str, asyncpg.Pool]] = {}
+
+    @contextlib.contextmanager
+    def watching(self, name: str, pool: asyncpg.Pool) -> Iterator[None]:
+        self._pools[id(pool)] = (name, pool)
+        try:
+            yield
+        finally:
+            self._pools.pop(id(pool), None)
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        used: dict[str, list[int]] = {}
+        for name, pool in list(self._pools.values()):
+            # Several pools of one role (tests run several applications) add up.
+            size, idle, most = pool.get_size(), pool.get_idle_size(), pool.get_max_size()
+            totals = used.setdefault(name, [0, 0, 0])
+            totals[0] += size - idle
+            totals[1] += idle
+            totals[2] += most
+        connections = GaugeMetricFamily("kubepedia_db_pool_connections",
+                                        "Open connections of a pool, in use or idle",
+                                        labels=["pool", "state"])
+        limit = GaugeMetricFamily("kubepedia_db_pool_max_connections", "The most connections a pool opens",
+                                  labels=["pool"])
+        for name, (in_use, idle, most) in sorted(used.items()):
+            connections.add_metric([name, "in_use"], in_use)
+            connections.add_metric([name, "idle"], idle)
+            limit.add_metric([name], most)
+        return [connections, limit]
+
+    def describe(self) -> Iterable[GaugeMetricFamily]:
+        return []  # collected at each scrape; nothing to check at registration
+
+
+POOLS = PoolUsage()
+REGISTRY.register(POOLS)

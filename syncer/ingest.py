@@ -17,10 +17,14 @@ and reported) rather than deleted as if the object were gone. Validation runs of
 loop (a worker thread, or a decoder process for large pages: ``syncer.decoding``). Writes
 that would pass the cluster's quota (``syncer.quota``) are refused whole.
 
-Every change appends to ``change_log``. Its sequence numbers are taken only while
-``CHANGE_LOG_LOCK`` is held and that lock is held until commit, so numbers become visible
-in the order they were handed out: a reader that resumes after N never misses a smaller
-number committed later (docs/design.md, "Sequence numbers commit in order").
+Every change appends to ``change_log`` with a number from ``change_seq``. Writers draw
+numbers freely, so numbers may commit out of order; what keeps readers exact is that a
+write first marks itself in flight (``change_log_mark``, migration 18: a shared advisory
+lock naming the newest number drawn before its own, held until it ends), and readers stop
+at the horizon (``change_log_horizon``): every number at or below it belongs to a
+transaction that has ended. A reader that resumes after N, reading up to the horizon,
+never misses a smaller number committed later (docs/design.md, "Sequence numbers and the
+horizon"). A write's numbers follow its batch's order but need not be contiguous.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from syncer.decoding import json_bytes, off_loop
 from syncer.guards import FenceLost, Guard, Owner, Registered, advisory_holder
 from syncer.plan import LogEntry, Plan, StoredState, plan_batch, plan_snapshot_page
 from syncer.quota import Quota, QuotaExceeded
-from syncer.schema import ANALYZE_LOCK, CHANGE_LOG_LOCK, NOTIFY_CHANNEL
+from syncer.schema import ANALYZE_LOCK, NOTIFY_CHANNEL
 from syncer.validate import BadInput, Batch, Event, Page, Row, Skip, decode_json, to_events, to_rows
 
 log = logging.getLogger(__name__)
@@ -177,7 +181,8 @@ class Store:
             plan = plan_batch(parsed, stored)
             await self._check_objects_quota(conn, cluster=cluster, rtype=rtype, delta=plan.count_delta)
             # The type's row is this transaction's already (FOR UPDATE): its update goes
-            # before the change-log lock, which is then held for the fewest round trips.
+            # before the numbered write, so that the write is in flight (and holds back the
+            # horizon every watch waits for) for the fewest round trips.
             await _record_skips(conn, cluster=cluster, rtype=rtype, skipped=batch.skipped)
             await _advance(conn, cluster=cluster, rtype=rtype, checkpoint=checkpoint,
                            delta=plan.count_delta, touched=bool(events))
@@ -235,8 +240,7 @@ class Store:
                               omitted=omitted, size=json_bytes(items))
         rows = page.rows
         async with _transaction(self._pool) as conn:
-            # Pages of one snapshot touch disjoint objects and may run concurrently: their
-            # lookups and parsing overlap; only the part under the change-log lock is serial.
+            # Pages of one snapshot touch disjoint objects and may run concurrently.
             await self._begin(conn, cluster=cluster, rtype=rtype, shared=True)
             await _check_snapshot(conn, cluster=cluster, rtype=rtype, snapshot_id=snapshot_id)
             stored = await _stored(conn, cluster=cluster, rtype=rtype, keys={r.key for r in rows})
@@ -246,6 +250,8 @@ class Store:
             # Skipped objects are seen too: counted, and their stored versions kept.
             new = await _see(conn, cluster=cluster, snapshot_id=snapshot_id,
                              keys=[s.key for s in page.skipped if s.key is not None])
+            if plan.log:
+                await _one_page_at_a_time(conn, cluster=cluster, rtype=rtype)
             await _write(conn, cluster=cluster, rtype=rtype, plan=plan)
             await _adjust_count(conn, cluster=cluster, rtype=rtype, delta=plan.count_delta)
             await _record_skips(conn, cluster=cluster, rtype=rtype,
@@ -303,9 +309,8 @@ class Store:
     async def remove_type(self, *, cluster: str, rtype: ResourceType) -> int:
         """Delete every row of a type the cluster no longer serves, logging each deletion."""
         async with _transaction(self._pool) as conn:
-            # Same lock order as every writer: cluster row, type row, then the change log.
             await self._begin(conn, cluster=cluster, rtype=rtype)
-            await _lock_change_log(conn)
+            await _mark_in_flight(conn)
             deleted = await _delete_logged(
                 conn, _DELETE_WHERE.format(cond="cluster = $1 AND grp = $2 AND resource = $3"),
                 cluster, rtype.group, rtype.resource)
@@ -321,7 +326,7 @@ class Store:
         await self._pool.execute("UPDATE clusters SET removing_at = now() WHERE name = $1", cluster)
         async with _transaction(self._pool) as conn:
             await conn.execute("DELETE FROM clusters WHERE name = $1", cluster)
-            await _lock_change_log(conn)
+            await _mark_in_flight(conn)
             deleted = await _delete_logged(conn, _DELETE_WHERE.format(cond="cluster = $1"), cluster)
             await conn.execute(
                 "DELETE FROM snapshot_seen WHERE cluster = $1", cluster)
@@ -429,13 +434,14 @@ WHERE (r.cluster, r.grp, r.resource, r.namespace, r.name, r.uid) IN (
     SELECT $1, $2, $3, k.ns, k.n, k.u FROM unnest($4::text[], $5::text[], $6::text[]) AS k(ns, n, u))
 """
 
-def _merge(*, first: str, source: str) -> str:
-    """The staged rows merged into ``resources``, numbered from ``first`` (an SQL expression)."""
+def _merge(*, numbers: str, source: str) -> str:
+    """The staged rows merged into ``resources``, each with its number from ``numbers`` (an
+    SQL expression: the write's numbers, in its entries' order)."""
     return f"""
 INSERT INTO resources AS r (cluster, grp, version, resource, kind, namespace, name, uid,
     resource_version, owner_uid, labels, created_at, deleted_at, seq, object)
 SELECT $1, $2, $3, $4, $5, s.namespace, s.name, s.uid, s.resource_version, s.owner_uid,
-       s.labels, s.created_at, s.deleted_at, {first} + s.ord, s.object
+       s.labels, s.created_at, s.deleted_at, ({numbers})[s.ord + 1], s.object
 FROM {source}
 ON CONFLICT (cluster, grp, resource, namespace, name) DO UPDATE SET
     version = EXCLUDED.version, kind = EXCLUDED.kind, uid = EXCLUDED.uid,
@@ -445,40 +451,42 @@ ON CONFLICT (cluster, grp, resource, namespace, name) DO UPDATE SET
 """
 
 
-# The staged rows merged with their numbers from $6: what an update-only write falls back to
-# should a row have gone meanwhile.
-_MERGE = _merge(first="$6::bigint", source="staging s")
+# The staged rows merged with the write's numbers ($6): what an update-only write falls back
+# to should a row have gone meanwhile.
+_MERGE = _merge(numbers="$6::bigint[]", source="staging s")
 
-# A write under the change-log lock as one statement, so that the lock is held for one round
-# trip and the commit: ``numbers`` takes the lock and the write's numbers (migration 16), the
-# staged log entries are numbered from them, and the staged rows are written with theirs.
+# A numbered write as one statement, so that the write is in flight (its marker held, the
+# horizon held back) for one round trip and the commit: ``numbers`` marks the transaction
+# in flight and draws the write's numbers (migration 18), the staged log entries take them
+# by offset, and the staged rows take their entries'. An entry's time is when its numbers
+# were drawn, so that times follow numbers as closely as writers that draw freely allow.
 # Sub-statements of a WITH see one snapshot, so before-images read from ``resources`` are the
 # rows as they were before this statement rewrote them. Parameters: cluster, group,
-# version, resource, kind, the lock's key, how many numbers, the notice channel.
-_NUMBERS = "numbers AS MATERIALIZED (SELECT change_log_take($6, $7, $8) AS first)"
+# version, resource, kind, how many numbers, the notice channel.
+_NUMBERS = "numbers AS MATERIALIZED (SELECT change_log_numbers($6, $7) AS n, clock_timestamp() AS at)"
 _LOGGED = """logged AS (
 INSERT INTO change_log (seq, cluster, grp, version, resource, kind, namespace, name, uid,
-                        resource_version, type, object)
-SELECT n.first + l.seq, $1, $2, coalesce(l.version, $3), $4, coalesce(l.kind, $5), l.namespace, l.name,
-       l.uid, l.resource_version, l.type,
+                        resource_version, type, at, object)
+SELECT n.n[l.seq + 1], $1, $2, coalesce(l.version, $3), $4, coalesce(l.kind, $5), l.namespace, l.name,
+       l.uid, l.resource_version, l.type, n.at,
        CASE WHEN l.object IS NOT NULL OR l.type = 'ADDED' THEN l.object
             ELSE (SELECT r.object FROM resources r
                   WHERE r.cluster = $1 AND r.grp = $2 AND r.resource = $4
                     AND r.namespace = l.namespace AND r.name = l.name) END
 FROM log_staging l CROSS JOIN numbers n)"""
-_WRITE_LOG = f"WITH {_NUMBERS}, {_LOGGED} SELECT first, 0 AS written FROM numbers"
+_WRITE_LOG = f"WITH {_NUMBERS}, {_LOGGED} SELECT n AS numbers, 0 AS written FROM numbers"
 _WRITE_UPDATE = f"""WITH {_NUMBERS}, {_LOGGED}, written AS (
 UPDATE resources AS r SET version = $3, kind = $5, uid = s.uid, resource_version = s.resource_version,
     owner_uid = s.owner_uid, labels = s.labels, created_at = s.created_at, deleted_at = s.deleted_at,
-    seq = n.first + s.ord, object = s.object
+    seq = n.n[s.ord + 1], object = s.object
 FROM staging s CROSS JOIN numbers n
 WHERE r.cluster = $1 AND r.grp = $2 AND r.resource = $4 AND r.namespace = s.namespace AND r.name = s.name
 RETURNING 1)
-SELECT (SELECT first FROM numbers) AS first, (SELECT count(*) FROM written) AS written"""
+SELECT (SELECT n FROM numbers) AS numbers, (SELECT count(*) FROM written) AS written"""
 _WRITE_MERGE = f"""WITH {_NUMBERS}, {_LOGGED}, written AS (
-{_merge(first="n.first", source="staging s CROSS JOIN numbers n")}
+{_merge(numbers="n.n", source="staging s CROSS JOIN numbers n")}
 RETURNING 1)
-SELECT (SELECT first FROM numbers) AS first, (SELECT count(*) FROM written) AS written"""
+SELECT (SELECT n FROM numbers) AS numbers, (SELECT count(*) FROM written) AS written"""
 
 
 async def _lock_state(conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType,
@@ -499,6 +507,18 @@ async def _lock_state(conn: asyncpg.Connection, *, cluster: str, rtype: Resource
         assert row is not None
     checkpoint: str | None = row["checkpoint"]
     return checkpoint
+
+
+async def _one_page_at_a_time(conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType) -> None:
+    """From here to commit, the only page of its snapshot writing ``resources`` (the type's
+    row FOR NO KEY UPDATE: the KEY SHARE that pages hold let them this far together). The
+    summaries triggers keep per cluster, type, namespace and image (migrations 12-14) lock
+    their rows in the order of each statement's rows, and two writers of one type could take
+    the same keys in opposite orders and deadlock. Every other writer of a type holds its row
+    FOR UPDATE throughout; other types and clusters write at once."""
+    await conn.execute(
+        "SELECT 1 FROM sync_state WHERE cluster = $1 AND grp = $2 AND resource = $3 FOR NO KEY UPDATE",
+        cluster, rtype.group, rtype.resource)
 
 
 async def _admit_type(conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType, quota: Quota,
@@ -568,7 +588,7 @@ def _not_open(*, cluster: str, rtype: ResourceType, snapshot_id: int) -> Snapsho
 
 async def _close_snapshot(conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType,
                           snapshot_id: int, checkpoint: str) -> int:
-    await _lock_change_log(conn)
+    await _mark_in_flight(conn)
     deleted = await _delete_logged(conn, _DELETE_UNSEEN, cluster, rtype.group, rtype.resource, snapshot_id)
     await _drop_snapshots(conn, cluster=cluster, rtype=rtype)
     await _advance(conn, cluster=cluster, rtype=rtype, checkpoint=checkpoint, delta=-deleted, touched=True)
@@ -627,66 +647,62 @@ async def _refresh_statistics(pool: asyncpg.Pool) -> None:
                     "ANALYZE resources (cluster, grp, resource, namespace, name, uid, owner_uid, created_at)")
 
 
-# When the running write transaction got the change-log lock (None: it has not taken it).
-# A context variable: a transaction and the lock it takes belong to one task.
-_LOCKED_AT: ContextVar[float | None] = ContextVar("change_log_locked_at", default=None)
+# When the running write transaction marked itself in flight (None: it has not). A context
+# variable: a transaction and its marker belong to one task.
+_IN_FLIGHT_SINCE: ContextVar[float | None] = ContextVar("change_log_in_flight_since", default=None)
 
 
 @asynccontextmanager
 async def _transaction(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
     """A write transaction on a pooled connection, timed (``syncer.metrics``): the wait for
-    the connection, the transaction's length, and how long it held the change-log lock,
-    which is released only when it ends."""
+    the connection, the transaction's length, and how long it was in flight in the change
+    log (from its marker to its end), which is how long it held back the horizon."""
     asked = time.perf_counter()
     async with pool.acquire() as conn:
         started = time.perf_counter()
         metrics.CONNECTION_WAIT.observe(started - asked)
-        token = _LOCKED_AT.set(None)
+        token = _IN_FLIGHT_SINCE.set(None)
         try:
             async with conn.transaction():
                 yield conn
         finally:
             ended = time.perf_counter()
-            locked = _LOCKED_AT.get()
-            _LOCKED_AT.reset(token)
+            marked = _IN_FLIGHT_SINCE.get()
+            _IN_FLIGHT_SINCE.reset(token)
             metrics.WRITE_TRANSACTION.observe(ended - started)
-            if locked is not None:
-                metrics.LOCK_HOLD.observe(ended - locked)
+            if marked is not None:
+                metrics.IN_FLIGHT.observe(ended - marked)
 
 
-async def _lock_change_log(conn: asyncpg.Connection) -> None:
-    """Take ``CHANGE_LOG_LOCK`` until the transaction ends (see the module docstring); the
-    wait is timed: it is where writers of every cluster queue behind each other."""
-    asked = time.perf_counter()
-    await conn.execute("SELECT pg_advisory_xact_lock($1)", CHANGE_LOG_LOCK)
-    _locked(asked=asked)
+def _marked() -> None:
+    """The running transaction is in flight in the change log from now (its first marker)."""
+    if _IN_FLIGHT_SINCE.get() is None:
+        _IN_FLIGHT_SINCE.set(time.perf_counter())
 
 
-def _locked(*, asked: float) -> None:
-    """The running transaction holds the change-log lock since now, asked for at ``asked``."""
-    locked = time.perf_counter()
-    metrics.LOCK_WAIT.observe(locked - asked)
-    _LOCKED_AT.set(locked)
+async def _mark_in_flight(conn: asyncpg.Connection) -> None:
+    """Mark the transaction in flight before a statement that draws numbers with ``nextval``
+    itself (the logged deletes); ``_write_numbered``'s statement marks its own."""
+    _marked()
+    await conn.execute("SELECT change_log_mark()")
 
 
 async def _write_numbered(conn: asyncpg.Connection, statement: str, *, cluster: str, rtype: ResourceType,
-                        how_many: int) -> asyncpg.Record:
-    """Run one of the ``_WRITE_*`` statements: it takes ``CHANGE_LOG_LOCK`` until the
-    transaction ends, draws ``how_many`` numbers (the newest is notified at commit) and
-    writes the staged entries and rows with them; returns the first number and the rows
-    written. The wait for the lock is timed as ``_lock_change_log``'s, with the statement."""
-    asked = time.perf_counter()
+                          how_many: int) -> asyncpg.Record:
+    """Run one of the ``_WRITE_*`` statements: it marks the transaction in flight, draws
+    ``how_many`` numbers (the newest is notified at commit) and writes the staged entries and
+    rows with them; returns the numbers and the rows written."""
+    _marked()
     row: asyncpg.Record | None = await conn.fetchrow(
-        statement, cluster, rtype.group, rtype.version, rtype.resource, rtype.kind, CHANGE_LOG_LOCK,
-        how_many, NOTIFY_CHANNEL)
-    _locked(asked=asked)
+        statement, cluster, rtype.group, rtype.version, rtype.resource, rtype.kind, how_many, NOTIFY_CHANNEL)
     assert row is not None
     return row
 
 
 async def _notify(conn: asyncpg.Connection, last: int) -> None:
-    """Wake aggregated watches: delivered at commit, in commit order; the payload is only the
-    newest sequence number (NOTIFY payloads are small; readers fetch the changes)."""
+    """Wake aggregated watches: delivered at commit; the payload is only the newest sequence
+    number (NOTIFY payloads are small), a hint: smaller numbers may still be in flight, so
+    readers fetch the changes up to the horizon (``apiserver.horizon``)."""
     await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, str(last))
 
 
@@ -701,13 +717,13 @@ async def _delete_logged(conn: asyncpg.Connection, sql: str, *args: Any) -> int:
 
 async def _write(conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType, plan: Plan) -> None:
     """Write a plan: numbered change-log entries, upserts, deletes. Everything that needs no
-    number is sent before the change-log lock; under it, one statement (and the deletes of
-    a batch that has any)."""
+    number is sent before the numbered statement; after it, only the deletes of a batch that
+    has any."""
     if not plan.log:
         return
     if plan.upserts:
-        # Parsing the objects into jsonb is most of the work: done before the change-log
-        # lock, it runs in parallel with other writers.
+        # Parsing the objects into jsonb is most of the work: done before the write is in
+        # flight, it does not hold back the horizon.
         await conn.copy_records_to_table(
             "staging", columns=STAGING_COLUMNS, records=_staging_records(plan.upserts))
     await conn.copy_records_to_table(
@@ -725,7 +741,7 @@ async def _write(conn: asyncpg.Connection, *, cluster: str, rtype: ResourceType,
         # A row gone meanwhile (no writer of this type does that under our locks): the
         # merge writes what is left; rewriting a row with the same values changes nothing.
         await conn.execute(_MERGE, cluster, rtype.group, rtype.version, rtype.resource, rtype.kind,
-                           done["first"])
+                           done["numbers"])
     if plan.deletes:
         await conn.execute(
             _DELETE_KEYS, cluster, rtype.group, rtype.resource,

@@ -2,40 +2,54 @@
 
 Two things a syncer under load can be slowed by, neither visible from the outside:
 
-* the change-log lock (``syncer.ingest``): every writer takes it before numbering its
-  changes and holds it until commit, so writers of all clusters queue there. The time
-  they wait for it and the time they hold it, beside the time of whole write
-  transactions, say what share of ingest is spent queueing.
+* writes in flight in the change log (``syncer.ingest``): from the moment a write draws
+  its numbers to its commit, no reader of the change log passes below its numbers (the
+  horizon), so watches wait for the slowest write in flight. The time writes spend in
+  flight, beside the time of whole write transactions, says how long that is.
 * the event loop: one loop serves every agent's requests and every pulled cluster's
   informers; a callback that holds it (decoding a large body, validating a page) delays
   all of them. ``LoopLag`` measures it by how late a periodic wake-up comes.
 
+And what ingest does, per cluster and resource type (both bounded: clusters by the
+registry, types by each cluster's types quota, and counted only once a write of the type
+committed): changes and snapshot objects stored, relists and their causes (the reason an
+agent gives when it starts a snapshot, ``agent.events.RelistReason``), how long each kind
+of write takes, the sync lag of each cluster (read from the store when scraped), the
+connection pools' use and pull mode's queues. A removed cluster's series go with it
+(``forget_cluster``).
+
 The pulled clusters' informers are the agent's code running in this process: their
-counters (``agent.metrics``) are in the same registry and served here too.
+counters (``agent.metrics``) are in the same registry and served here too. The handler is
+``kube.metrics``': every listener of the process serves the same registry.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Literal
 
+import asyncpg
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Gauge, Histogram, generate_latest
+from prometheus_client import Counter, Gauge, Histogram
 
+from agent.events import RELIST_REASONS
+from kube.metrics import metrics_routes, scrape_hook
+from kube.resources import ResourceType
 from kube.tasks import STOP_TIMEOUT_S, stop_tasks
 
 log = logging.getLogger(__name__)
 
-# From a millisecond (an idle lock) to tens of seconds (a large snapshot page's merge).
+# From a millisecond (a small write) to tens of seconds (a large snapshot page's merge).
 _SECONDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
             30.0)
-LOCK_WAIT = Histogram("kubepedia_change_log_lock_wait_seconds",
-                      "Time a write transaction waited for the change-log lock", buckets=_SECONDS)
-LOCK_HOLD = Histogram("kubepedia_change_log_lock_hold_seconds",
-                      "Time a write transaction held the change-log lock, until its commit or rollback",
+IN_FLIGHT = Histogram("kubepedia_change_log_in_flight_seconds",
+                      "Time a write transaction was in flight in the change log, from drawing its numbers"
+                      " to its commit or rollback (the horizon readers stop at waits for it)",
                       buckets=_SECONDS)
 CONNECTION_WAIT = Histogram("kubepedia_store_connection_wait_seconds",
                             "Time a write waited for a connection of its pool", buckets=_SECONDS)
@@ -110,11 +124,91 @@ def loop_lag_ctx(*, interval: float = LAG_INTERVAL_S) -> Callable[[web.Applicati
     return ctx
 
 
-async def metrics(request: web.Request) -> web.Response:
-    """The Prometheus text format. Rendering holds the loop for well under a millisecond:
-    the registry has a few dozen series (no cluster label, so it does not grow with them)."""
-    return web.Response(body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
+# -- ingest ----------------------------------------------------------------------------------
+
+Operation = Literal["changes", "snapshot_start", "snapshot_page", "snapshot_end", "remove_type"]
+
+INGEST_EVENTS = Counter("kubepedia_ingest_events", "Watch changes stored, by cluster and resource type",
+                        ["cluster", "resource"])
+INGEST_OBJECTS = Counter("kubepedia_ingest_snapshot_objects",
+                         "Objects of snapshot pages stored, by cluster and resource type",
+                         ["cluster", "resource"])
+RELISTS = Counter("kubepedia_ingest_relists", "Snapshots (relists) started, by cluster, resource type"
+                  " and the cause the informer gave", ["cluster", "resource", "reason"])
+INGEST_WRITE = Histogram("kubepedia_ingest_write_seconds",
+                         "Time of an ingest write that committed, from its call to its commit, by kind",
+                         ["operation"], buckets=_SECONDS)
+INGEST_IN_PROGRESS = Gauge("kubepedia_ingest_requests_in_progress",
+                           "Agent write requests authenticated and not yet answered (waiting ones too)")
+SYNC_LAG = Gauge("kubepedia_sync_lag_seconds", "Time since the store last heard of a cluster's sync"
+                 " (its newest change or checkpoint, by the database's clock)", ["cluster"])
+PULL_IN_FLIGHT = Gauge("kubepedia_pull_in_flight_bytes",
+                       "Bytes of objects pull mode's informers hold until the store has them")
+PULL_WAITING = Gauge("kubepedia_pull_store_calls_waiting",
+                     "Pull mode's store calls waiting for their turn (the shared gate)")
+PULL_OWNED = Gauge("kubepedia_pull_clusters_owned", "Pull clusters this process syncs")
+CHANGE_LOG_PRUNED = Counter("kubepedia_change_log_pruned",
+                            "Change-log entries pruned past the retention period")
+UNKNOWN_REASON = "unknown"
 
 
-def metrics_routes() -> list[web.RouteDef]:
-    return [web.get("/metrics", metrics)]
+def relist_reason(value: object) -> str:
+    """The cause an agent gave for a snapshot, as a label: one of ours, else ``unknown``
+    (an older agent gives none; a hostile one must not invent label values)."""
+    return value if isinstance(value, str) and value in RELIST_REASONS else UNKNOWN_REASON
+
+
+@contextlib.contextmanager
+def timed(operation: Operation) -> Iterator[None]:
+    """Observe the block's time in ``INGEST_WRITE`` if it ends without an error."""
+    started = time.perf_counter()
+    yield
+    INGEST_WRITE.labels(operation).observe(time.perf_counter() - started)
+
+
+def stored(*, cluster: str, rtype: ResourceType, changes: int = 0, objects: int = 0) -> None:
+    if changes:
+        INGEST_EVENTS.labels(cluster, rtype.key).inc(changes)
+    if objects:
+        INGEST_OBJECTS.labels(cluster, rtype.key).inc(objects)
+
+
+def relisted(*, cluster: str, rtype: ResourceType, reason: str) -> None:
+    RELISTS.labels(cluster, rtype.key, reason).inc()
+
+
+def forget_cluster(name: str) -> None:
+    """Drop a removed cluster's series, so that they do not outlive it."""
+    for metric in (INGEST_EVENTS, INGEST_OBJECTS, RELISTS, SYNC_LAG):
+        metric.remove_by_labels({"cluster": name})
+
+
+# Each cluster's newest word, over its types: a change (last_event_at) or a checkpoint, a
+# snapshot start, an error (updated_at). Registered clusters only; by the database's clock.
+_SYNC_LAG = """
+SELECT s.cluster, extract(epoch FROM now() - max(greatest(s.last_event_at, s.updated_at)))::float8 AS lag
+FROM sync_state s JOIN clusters c ON c.name = s.cluster
+GROUP BY s.cluster
+"""
+
+
+async def refresh_sync_lag(pool: asyncpg.Pool) -> None:
+    rows = await pool.fetch(_SYNC_LAG)
+    SYNC_LAG.clear()  # a cluster removed by another process goes too
+    for row in rows:
+        SYNC_LAG.labels(row["cluster"]).set(max(row["lag"] or 0.0, 0.0))
+
+
+def sync_lag_ctx(pool_key: web.AppKey[asyncpg.Pool]) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup context (after the pool's) reading the sync lag at each scrape."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        pool = app[pool_key]
+        with scrape_hook(lambda: refresh_sync_lag(pool)):
+            yield
+
+    return ctx
+
+
+__all__ = ["LoopLag", "forget_cluster", "loop_lag_ctx", "metrics_routes", "relist_reason",
+           "relisted", "stored", "sync_lag_ctx", "timed"]

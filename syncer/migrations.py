@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import asyncpg
 
 from syncer import schema
-from syncer.migrations_ingest import TAKE_CHANGE_NUMBERS
+from syncer.migrations_ingest import IN_FLIGHT_MARKERS, TAKE_CHANGE_NUMBERS
+from syncer.migrations_inspections import INSPECTIONS
 from syncer.migrations_registry import PREVIOUS_AGENT_TOKENS
 
 log = logging.getLogger(__name__)
@@ -154,6 +155,8 @@ _UNCOMPRESSED_OBJECTS = (
 # change-log lock (syncer.ingest): a later number never gets an earlier time, so a time finds
 # its sequence by one probe of ``change_log_at``. now() is when the transaction began, which
 # for a writer that waited on the lock is before the times of numbers drawn ahead of it.
+# (Since migration 18 writers draw numbers freely and an entry's time is read when its
+# numbers are drawn: times follow numbers but for writers drawing in the same moment.)
 _HISTORY = (
     "ALTER TABLE change_log ALTER COLUMN at SET DEFAULT clock_timestamp()",
     "CREATE INDEX change_log_namespace ON change_log (namespace, seq)",
@@ -452,7 +455,9 @@ _SEARCH_KEYS = (
 # instead, by statement-level triggers beside those of migration 11 (set-based, from the
 # transition tables; updates change no key, so they cost nothing here). Writers of one
 # cluster and type add to the same rows; they are serialized by the change-log lock
-# already (syncer.ingest), which the triggers run under.
+# already (syncer.ingest), which the triggers run under. (Since migration 18 there is no such
+# lock: writers of one cluster and type take its sync_state row, pages of a snapshot before
+# they write; syncer.ingest._one_page_at_a_time.)
 _OBJECT_COUNTS = (
     """CREATE TABLE object_counts (
         cluster TEXT NOT NULL, grp TEXT NOT NULL, resource TEXT NOT NULL, namespace TEXT NOT NULL,
@@ -504,7 +509,8 @@ _OBJECT_COUNTS = (
 #
 # Ingest writes ``resources`` only under the change-log lock (syncer.ingest), so summary
 # rows have one writer at a time; other writers are kept from deadlocking by taking the
-# rows in key order within each statement.
+# rows in key order within each statement. (Since migration 18, one writer of each cluster
+# and type at a time, by its sync_state row: summary keys lead with the cluster.)
 _POD_IMAGE_USE_COLUMNS = "cluster, namespace, image, pods, containers"
 
 
@@ -678,6 +684,10 @@ MIGRATIONS: tuple[Migration, ...] = (
               statements=TAKE_CHANGE_NUMBERS),
     Migration(version=17, description="registry: a rotated agent token works until its expiry",
               statements=PREVIOUS_AGENT_TOKENS),
+    Migration(version=18, description="change log: writers marked in flight, readers stop at the horizon",
+              statements=IN_FLIGHT_MARKERS),
+    Migration(version=19, description="inspections: stored runs, and indexes of what the checks flag",
+              statements=INSPECTIONS),
 )
 LATEST = MIGRATIONS[-1].version
 

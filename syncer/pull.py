@@ -46,9 +46,10 @@ from agent.kubeclient import Connection, KubeClient, connection_from_document
 from agent.kubeconfig_policy import KubeconfigRefused
 from agent.runner import Runner
 from agent.selection import SelectionError, parse_selection
+from kube.metrics import scrape_hook
 from kube.tasks import STOP_TIMEOUT_S, stop_tasks
-from syncer import registry
-from syncer.db import connect, pool_context
+from syncer import metrics, registry
+from syncer.db import POOLS, connect, pool_context
 from syncer.guards import RegisteredOwner
 from syncer.ingest import FenceLost, Guard, Store, advisory_holder
 from syncer.quota import Quota
@@ -97,6 +98,7 @@ class _Owned:
     lock_conn: asyncpg.Connection
     task: asyncio.Task[None] | None = None
     runner: Runner | None = None
+    sink: StoreSink | None = None
     config_error: str | None = None  # the stored kubeconfig or selection cannot be used
     last_health: tuple[bool, str | None] | None = field(default=None)
 
@@ -140,7 +142,9 @@ class PullManager:
                 app[key] = manager
                 task = asyncio.create_task(manager.run(), name="pull-manager") if enabled else None
                 try:
-                    yield
+                    with POOLS.watching("pull-sync", pool), \
+                            POOLS.watching("pull-control", control), scrape_hook(manager.report):
+                        yield
                 finally:
                     if task is not None:
                         await stop_tasks([task], timeout=STOP_TIMEOUT_S, log=log)
@@ -151,6 +155,11 @@ class PullManager:
     @property
     def owned(self) -> list[str]:
         return sorted(self._owned)
+
+    async def report(self) -> None:
+        """Pull mode's queues, for a scrape (``kube.metrics``)."""
+        metrics.PULL_IN_FLIGHT.set(self._budget.used)
+        metrics.PULL_OWNED.set(len(self._owned))
 
     def poke(self) -> None:
         """Reconcile now (a cluster was added or removed)."""
@@ -228,7 +237,7 @@ class PullManager:
         guards: list[Guard] = [RegisteredOwner(cluster=name, key=key, pid=pid)]
         store = Store(self._pool, guards=[_Noticed(guard=g, cluster=name, notice=self.poke) for g in guards],
                       quota=Quota.from_settings(owned.cluster.settings))
-        sink = StoreSink(store=store, cluster=name, keep_secret_data=keep, gate=self._gate)
+        sink = owned.sink = StoreSink(store=store, cluster=name, keep_secret_data=keep, gate=self._gate)
         async with KubeClient(connection=connection) as client:
             owned.runner = Runner(client=client, sink=sink,
                                   selection=selection.overridden(keep_secret_data=keep))
@@ -252,6 +261,8 @@ class PullManager:
         owned = self._owned.pop(name)
         if owned.task is not None:
             await stop_tasks([owned.task], timeout=STOP_TIMEOUT_S, log=log)
+        if owned.sink is not None:  # writes under way commit while the lock is still held
+            await owned.sink.flush(timeout=STOP_TIMEOUT_S)
         with contextlib.suppress(*UNAVAILABLE, asyncpg.PostgresError):
             await owned.lock_conn.close(timeout=2)
         extra: dict[str, Any] = {"cluster": name, "reason": why}

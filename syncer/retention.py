@@ -3,7 +3,9 @@
 Pruning deletes in small chunks, oldest first, each in its own short transaction, so it
 never holds up ingest; it always keeps the newest entry, so the aggregated resourceVersion
 (the newest sequence) never goes back. A watch from before the oldest kept entry is then
-answered 410 Expired (docs/design.md, "The change log keeps before-images").
+answered 410 Expired (docs/design.md, "The change log keeps before-images"). Entries pruned
+are counted (``kubepedia_change_log_pruned_total``); the oldest one kept is the read API's
+``kubepedia_change_log_oldest_age_seconds``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import asyncpg
 from aiohttp import web
 
 from kube.tasks import STOP_TIMEOUT_S, stop_tasks
+from syncer.metrics import CHANGE_LOG_PRUNED
 from syncer.store_app import POOL
 
 log = logging.getLogger(__name__)
@@ -47,6 +50,7 @@ async def prune_once(pool: asyncpg.Pool, *, retention_s: float, chunk: int = CHU
     while True:
         status: str = await pool.execute(_PRUNE, retention_s, chunk)
         deleted = int(status.split()[-1])
+        CHANGE_LOG_PRUNED.inc(deleted)
         total += deleted
         if deleted < chunk:
             return total

@@ -9,12 +9,15 @@ The ``change_log`` sequence is the aggregated resourceVersion served by the read
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
     Computed,
     DateTime,
+    ForeignKey,
     Identity,
     Index,
     Integer,
@@ -29,16 +32,22 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
+from syncer import migrations_inspections as inspect
+
 metadata = MetaData()
 
 # What every room may rely on besides the tables: writers NOTIFY this channel with the
 # newest change-log sequence at commit (readers LISTEN), and the advisory-lock keys.
 NOTIFY_CHANNEL = "kubepedia_changes"
 MIGRATION_LOCK = 0x6B75_6265_0001
-CHANGE_LOG_LOCK = 0x6B75_6265_0002
+# 0x6B75_6265_0002 was the change-log lock every writer held until commit (until migration 18).
 ANALYZE_LOCK = 0x6B75_6265_0003
+# Writes in flight in the change log hold shared advisory locks in the two-int4 key form
+# (objsubid = 2 in pg_locks; every other key above is a bigint, objsubid = 1) whose first key
+# has this top byte (migration 18, ``change_log_mark``).
+IN_FLIGHT_MARKER = 0x6B
 
-# Handed out only while the change-log lock is held, so numbers commit in order.
+# Drawn freely by writers marked in flight; readers stop at ``change_log_horizon()``.
 change_seq = Sequence("change_seq", metadata=metadata, start=1)
 
 schema_version = Table(
@@ -209,8 +218,8 @@ change_log = Table(
     Column("uid", Text, nullable=False),
     Column("resource_version", Text, nullable=False),
     Column("type", Text, nullable=False),  # ADDED | MODIFIED | DELETED
-    # Read when the row is written, under the change-log lock: times follow sequence order
-    # (migration 5; rows written before keep the time their transaction began).
+    # The clock when the change's number was drawn (migration 18; when its row was written
+    # from migration 5; before that, when its transaction began): times follow numbers.
     Column("at", DateTime(timezone=True), nullable=False, server_default=text("clock_timestamp()")),
     # The state the object left (MODIFIED, DELETED); NULL for ADDED. The state after a
     # change is the next change's before-image, or the current row.
@@ -284,3 +293,63 @@ snapshot_seen = Table(
     PrimaryKeyConstraint("cluster", "snapshot_id", "namespace", "name", name="snapshot_seen_pkey"),
     prefixes=["UNLOGGED"],
 )
+
+# -- inspections (migration 19): stored runs, their findings (bounded per check) and their
+# counts (every finding, per place and type), and partial indexes holding only what a check
+# flags (the predicates are ``syncer.migrations_inspections``'; the checks repeat them).
+inspection_runs = Table(
+    "inspection_runs",
+    metadata,
+    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("trigger", Text, nullable=False),  # schedule | request
+    Column("started_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("findings_kept", Boolean, nullable=False, server_default=text("true")),
+)
+Index("inspection_runs_started", inspection_runs.c.started_at)
+
+
+def _inspection_table(name: str, *columns: Column[Any] | PrimaryKeyConstraint) -> Table:
+    return Table(
+        name,
+        metadata,
+        Column("run_id", BigInteger, ForeignKey("inspection_runs.id", ondelete="CASCADE"), nullable=False),
+        Column("check_name", Text, nullable=False),
+        Column("severity", Text, nullable=False),
+        Column("cluster", Text, nullable=False),
+        Column("grp", Text, nullable=False),
+        *columns,
+    )
+
+
+inspection_findings = _inspection_table(
+    "inspection_findings",
+    Column("version", Text, nullable=False),
+    Column("resource", Text, nullable=False),
+    Column("namespace", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("message", Text, nullable=False),
+    PrimaryKeyConstraint("run_id", "check_name", "cluster", "grp", "resource", "namespace", "name",
+                         name="inspection_findings_pkey"),
+)
+inspection_counts = _inspection_table(
+    "inspection_counts",
+    Column("resource", Text, nullable=False),
+    Column("namespace", Text, nullable=False),
+    Column("findings", BigInteger, nullable=False),
+    PrimaryKeyConstraint("run_id", "check_name", "cluster", "grp", "resource", "namespace",
+                         name="inspection_counts_pkey"),
+)
+_c = resources.c
+for _index, _columns, _where in (
+    ("crash_looping", (_c.cluster, _c.namespace, _c.name), inspect.CRASH_LOOPING),
+    ("unavailable", (_c.cluster, _c.namespace, _c.name), inspect.UNAVAILABLE),
+    ("not_ready", (_c.cluster, _c.name), inspect.NOT_READY),
+    ("pressure", (_c.cluster, _c.name), inspect.UNDER_PRESSURE),
+    ("no_resources", (_c.cluster, _c.namespace, _c.name), inspect.NO_RESOURCES),
+    ("latest", (_c.cluster, _c.namespace, _c.name), inspect.ON_LATEST),
+    ("no_addresses", (_c.cluster, _c.namespace, _c.name), inspect.NO_ADDRESSES),
+    ("terminating", (_c.deleted_at,), inspect.TERMINATING),
+):
+    Index(f"resources_inspect_{_index}", *_columns, postgresql_where=text(_where))
+# -- end inspections

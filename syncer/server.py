@@ -21,11 +21,11 @@ from aiohttp import web
 
 from agent import protocol
 from kube.resources import ResourceType
-from syncer import registry
+from syncer import metrics, registry
 from syncer.admission import SERVER_SETTINGS, Limits, WriteSlots, bearer_token, read_body, too_large
 from syncer.decoding import decode_body
 from syncer.ingest import Registered, SnapshotLost, Store
-from syncer.metrics import loop_lag_ctx, metrics_routes
+from syncer.metrics import loop_lag_ctx, metrics_routes, sync_lag_ctx
 from syncer.pull import PullManager
 from syncer.quota import Quota, QuotaExceeded
 from syncer.retention import DEFAULT_RETENTION_S, retention_ctx
@@ -69,6 +69,13 @@ async def _write(request: web.Request) -> AsyncIterator[Write]:
     the event loop, ``syncer.decoding``); a refusal of the whole write is recorded in the
     type's last error."""
     cluster = await _cluster(request)
+    with metrics.INGEST_IN_PROGRESS.track_inprogress():
+        async with _admitted(request, cluster) as write:
+            yield write
+
+
+@asynccontextmanager
+async def _admitted(request: web.Request, cluster: registry.Cluster) -> AsyncIterator[Write]:
     slots, limits = request.app[SLOTS], request.app[LIMITS]
     async with slots.cluster(cluster.name):
         raw = await read_body(request, limits)
@@ -131,7 +138,10 @@ async def get_checkpoints(request: web.Request) -> web.Response:
 
 async def post_snapshot(request: web.Request) -> web.Response:
     async with _write(request) as w:
-        snapshot_id = await w.store.snapshot_start(cluster=w.cluster.name, rtype=w.rtype)
+        with metrics.timed("snapshot_start"):
+            snapshot_id = await w.store.snapshot_start(cluster=w.cluster.name, rtype=w.rtype)
+        reason = metrics.relist_reason(w.body.get("reason"))
+        metrics.relisted(cluster=w.cluster.name, rtype=w.rtype, reason=reason)
         return ok({"snapshot": str(snapshot_id)})
 
 
@@ -140,9 +150,11 @@ async def post_snapshot_page(request: web.Request) -> web.Response:
         items, omitted = _list(w.body, "items"), _list(w.body, "omitted", required=False)
         if len(items) + len(omitted) > protocol.MAX_ITEMS:
             raise too_large(f"{len(items) + len(omitted)} items, over the limit of {protocol.MAX_ITEMS}")
-        result = await w.store.snapshot_page(
-            cluster=w.cluster.name, rtype=w.rtype, snapshot_id=_snapshot_id(request), items=items,
-            omitted=omitted, keep_secret_data=w.cluster.keep_secret_data)
+        with metrics.timed("snapshot_page"):
+            result = await w.store.snapshot_page(
+                cluster=w.cluster.name, rtype=w.rtype, snapshot_id=_snapshot_id(request), items=items,
+                omitted=omitted, keep_secret_data=w.cluster.keep_secret_data)
+        metrics.stored(cluster=w.cluster.name, rtype=w.rtype, objects=result.accepted - result.skipped)
         return ok({"accepted": result.accepted, "skipped": result.skipped})
 
 
@@ -150,24 +162,28 @@ async def post_snapshot_end(request: web.Request) -> web.Response:
     async with _write(request) as w:
         rv, count = _checkpoint(w.body, "resourceVersion"), protocol.required_int(w.body, "count")
         assert rv is not None
-        result = await w.store.snapshot_end(
-            cluster=w.cluster.name, rtype=w.rtype, snapshot_id=_snapshot_id(request), resource_version=rv,
-            count=count)
+        with metrics.timed("snapshot_end"):
+            result = await w.store.snapshot_end(
+                cluster=w.cluster.name, rtype=w.rtype, snapshot_id=_snapshot_id(request), resource_version=rv,
+                count=count)
         return ok({"deleted": result.deleted, "checkpoint": result.checkpoint})
 
 
 async def post_changes(request: web.Request) -> web.Response:
     async with _write(request) as w:
         rv, after = _checkpoint(w.body, "resourceVersion"), _checkpoint(w.body, "after", required=False)
-        result = await w.store.apply_batch(
-            cluster=w.cluster.name, rtype=w.rtype, events=_list(w.body, "events"), resource_version=rv,
-            after=after, keep_secret_data=w.cluster.keep_secret_data)
+        with metrics.timed("changes"):
+            result = await w.store.apply_batch(
+                cluster=w.cluster.name, rtype=w.rtype, events=_list(w.body, "events"), resource_version=rv,
+                after=after, keep_secret_data=w.cluster.keep_secret_data)
+        metrics.stored(cluster=w.cluster.name, rtype=w.rtype, changes=result.applied)
         return ok({"applied": result.applied, "skipped": result.skipped, "checkpoint": result.checkpoint})
 
 
 async def post_remove_type(request: web.Request) -> web.Response:
     async with _write(request) as w:
-        deleted = await w.store.remove_type(cluster=w.cluster.name, rtype=w.rtype)
+        with metrics.timed("remove_type"):
+            deleted = await w.store.remove_type(cluster=w.cluster.name, rtype=w.rtype)
         return ok({"deleted": deleted})
 
 
@@ -206,5 +222,6 @@ def build_app(*, database_url: str, kubeconfigs: registry.Kubeconfigs, pull: boo
                                                enabled=pull))
     app.cleanup_ctx.append(retention_ctx(retention_s=retention_s))
     app.cleanup_ctx.append(loop_lag_ctx())
+    app.cleanup_ctx.append(sync_lag_ctx(POOL))
     app.add_routes(routes())
     return app

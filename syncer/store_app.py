@@ -12,20 +12,23 @@ from collections.abc import AsyncIterator, Callable
 import asyncpg
 from aiohttp import web
 
-from syncer.db import pool_context
+from syncer.db import POOLS, pool_context
 
 log = logging.getLogger(__name__)
 
 POOL = web.AppKey("pool", asyncpg.Pool)
 
 
-def pool_ctx(url: str, *, max_size: int) -> Callable[[web.Application], AsyncIterator[None]]:
-    """A cleanup context owning one asyncpg pool for an application."""
+def pool_ctx(url: str, *, max_size: int,
+             name: str = "ingest") -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup context owning one asyncpg pool for an application; its use is in
+    ``kubepedia_db_pool_connections{pool=name}``."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         async with pool_context(url, max_size=max_size) as pool:
             app[POOL] = pool
-            yield
+            with POOLS.watching(name, pool):
+                yield
 
     return ctx
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import orjson
 import pytest
 
 pytestmark = pytest.mark.slow
@@ -18,6 +20,29 @@ pytestmark = pytest.mark.slow
 async def _kubectl(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return await asyncio.to_thread(subprocess.run, ["kubectl", "--kubeconfig", str(kubeconfig), *args],
                                    capture_output=True, text=True, check=False)
+
+
+# What the demo's clusters carry on purpose (kubesim --generate problems=1), in each cluster.
+PROBLEMS = {"pod-crash-looping", "pod-pending", "deployment-unavailable", "node-not-ready", "node-pressure",
+            "container-without-resources", "container-latest-image", "pvc-pending",
+            "service-without-endpoints"}
+
+
+async def _inspections_find_each_problem(printed: str) -> None:
+    match = re.search(r"kubepedia inspect --run --server (\S+)", printed)
+    assert match, printed
+    found: set[tuple[str, str]] = set()
+    for _ in range(60):  # until every cluster's problems are synced
+        command = [sys.executable, "-m", "kubepedia", "inspect", "--run", "-o", "json",
+                   "--server", match.group(1)]
+        result = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, check=False)
+        assert result.returncode == 0, result.stderr
+        found = {(i["cluster"], i["check"]) for i in orjson.loads(result.stdout)["items"]}
+        if {c for c, _ in found} == {"demo-east", "demo-west", "demo-edge"} and all(
+                (c, check) in found for c in ("demo-east", "demo-west", "demo-edge") for check in PROBLEMS):
+            return
+        await asyncio.sleep(2)
+    raise AssertionError(f"not found: {sorted(found)}")
 
 
 async def _run_demo(data_dir: Path) -> None:
@@ -47,6 +72,7 @@ async def _run_demo(data_dir: Path) -> None:
         assert gadgets.stdout.splitlines()[0].split() == ["NAMESPACE", "CLUSTER", "NAME", "COLOR"]
         one = await _kubectl(kubeconfig, "--context", "kubepedia-demo-west", "get", "nodes", "--no-headers")
         assert one.returncode == 0 and {line.split()[0] for line in one.stdout.splitlines()} == {"demo-west"}
+        await _inspections_find_each_problem(printed)
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGINT)

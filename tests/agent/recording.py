@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from agent.events import KubeObject, WatchEvent
+from agent.events import KubeObject, RelistReason, WatchEvent
 from agent.sink import SinkBusy, SinkNeedsSnapshot, SinkRejected
 from kube.resources import ResourceType
 
@@ -21,6 +21,7 @@ class RecordingSink:
         self.changed = asyncio.Event()
         self._snapshots: dict[str, tuple[str, dict[tuple[str, str], KubeObject]]] = {}
         self._ids = 0
+        self.reasons: list[tuple[str, RelistReason]] = []  # (type key, why) of each snapshot start
 
     def _enter(self, method: str, rtype: ResourceType | None) -> None:
         self.calls.append((method, rtype.key if rtype else ""))
@@ -41,8 +42,9 @@ class RecordingSink:
         self._enter("checkpoints", None)
         return dict(self.committed)
 
-    async def snapshot_start(self, rtype: ResourceType) -> str:
+    async def snapshot_start(self, rtype: ResourceType, *, reason: RelistReason = "initial") -> str:
         self._enter("snapshot_start", rtype)
+        self.reasons.append((rtype.key, reason))
         self._ids += 1
         snapshot_id = f"s{self._ids}"
         self._snapshots[rtype.key] = (snapshot_id, {})

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from agent.buffer import Budget, MessageBuffer, Overflowed, size
-from agent.events import AnyObject, RawObject, SnapshotPage, WatchEvent
+from agent.events import AnyObject, RawObject, RelistReason, SnapshotPage, WatchEvent
 from agent.informer import InformerSettings
 from agent.kubeclient import Connection, KubeClient
 from agent.pipeline import Pipeline, PipelineSettings
@@ -158,7 +158,7 @@ class SlowSink:
     async def checkpoints(self) -> dict[str, str]:
         return {}
 
-    async def snapshot_start(self, rtype: ResourceType) -> str:
+    async def snapshot_start(self, rtype: ResourceType, *, reason: RelistReason = "initial") -> str:
         return "s"
 
     async def snapshot_page(self, rtype: ResourceType, snapshot_id: str, items: Sequence[AnyObject]) -> None:

@@ -198,11 +198,11 @@ async def test_the_feed_reads_nothing_while_nobody_watches(db_url: str, filled: 
                                           events=[event("ADDED", pod(name, 950 + i, namespace="web"))])
         newest = int(await pool.fetchval("SELECT max(seq) FROM change_log"))
         feed = app[FEED]
-        for _ in range(300):
-            if feed.read_upto >= newest:
+        for _ in range(300):  # notified, and the notice handled: no tail, not even its horizon
+            if feed.latest >= newest and feed.read_upto < 0:
                 break
             await asyncio.sleep(0.1)
-        assert feed.read_upto >= newest and not feed.tail and feed.tail_size == 0
+        assert feed.latest >= newest and feed.read_upto < 0 and not feed.tail and feed.tail_size == 0
         async with watching(quiet, "/api/v1/pods", resourceVersion=rv) as late:
             assert [_who(e) for e in await next_events(late, len(names))] == [
                 ("ADDED", "east", n) for n in names]

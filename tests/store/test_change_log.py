@@ -1,4 +1,5 @@
-"""The change log hands out its sequence in commit order, under concurrent writers."""
+"""The change log: replays, notices and concurrent snapshot pages (readers under concurrent
+writers: test_change_horizon.py)."""
 
 from __future__ import annotations
 
@@ -9,42 +10,6 @@ import asyncpg
 from syncer.ingest import Store
 from syncer.schema import NOTIFY_CHANNEL
 from tests.factories import PODS, event, pod
-
-WRITERS = 6
-BATCHES = 25
-
-
-async def _writer(store: Store, cluster: str) -> None:
-    for b in range(BATCHES):
-        await store.apply_batch(cluster=cluster, rtype=PODS, events=[
-            event("ADDED" if b == 0 else "MODIFIED", pod(f"p{i}", b * 10 + i + 1)) for i in range(5)])
-
-
-async def _follow(pool: asyncpg.Pool, done: asyncio.Event) -> list[int]:
-    """Read like an aggregated watch: everything after the last number seen."""
-    seen: list[int] = []
-    last = 0
-    while True:
-        finished = done.is_set()
-        rows = await pool.fetch("SELECT seq FROM change_log WHERE seq > $1 ORDER BY seq", last)
-        if rows:
-            seen.extend(r["seq"] for r in rows)
-            last = rows[-1]["seq"]
-        if finished:
-            return seen
-        await asyncio.sleep(0)
-
-
-async def test_reader_resuming_after_last_seen_misses_nothing(store: Store, pool: asyncpg.Pool) -> None:
-    done = asyncio.Event()
-    reader = asyncio.create_task(_follow(pool, done))
-    await asyncio.gather(*(_writer(store, f"c{w}") for w in range(WRITERS)))
-    done.set()
-    seen = await reader
-    everything = [r["seq"] for r in await pool.fetch("SELECT seq FROM change_log ORDER BY seq")]
-    assert len(everything) == WRITERS * BATCHES * 5
-    assert seen == everything, "a reader resuming after the largest number it saw lost changes"
-    assert everything == list(range(everything[0], everything[0] + len(everything))), "no gaps"
 
 
 async def test_snapshot_replay_rewrites_nothing(store: Store, pool: asyncpg.Pool) -> None:
@@ -91,4 +56,41 @@ async def test_pages_of_one_snapshot_commit_concurrently(store: Store, pool: asy
     assert await pool.fetchval("SELECT count(*) FROM resources") == 300
     assert await pool.fetchval("SELECT object_count FROM sync_state") == 300
     seqs = [r["seq"] for r in await pool.fetch("SELECT seq FROM change_log ORDER BY seq")]
-    assert seqs == list(range(seqs[0], seqs[0] + 302)), "1 + 300 ADDED + 1 DELETED, no gaps"
+    assert seqs == list(range(seqs[0], seqs[0] + 302)), "1 + 300 ADDED + 1 DELETED, each number once"
+
+
+async def test_pages_of_one_snapshot_write_one_at_a_time(store: Store, pool: asyncpg.Pool,
+                                                          db_url: str) -> None:
+    """A page that has drawn its numbers keeps every other page of its snapshot from
+    drawing until it ends: the summaries that triggers keep take their rows in each
+    statement's order, and two pages of one type writing at once could deadlock."""
+    await store.apply_batch(cluster="c1", rtype=PODS, events=[event("ADDED", pod("held", 1))])
+    snapshot_id = await store.snapshot_start(cluster="c1", rtype=PODS)
+    holder = await asyncpg.connect(db_url)
+    tx = holder.transaction()
+    await tx.start()
+    first = second = None
+    try:
+        await holder.execute("SELECT 1 FROM resources WHERE name = 'held' FOR UPDATE")
+        before = await pool.fetchval("SELECT change_log_drawn()")
+        # Its merge updates "held" and waits for the holder, its numbers drawn.
+        first = asyncio.create_task(store.snapshot_page(
+            cluster="c1", rtype=PODS, snapshot_id=snapshot_id, items=[pod("held", 2), pod("a", 3)]))
+        while await pool.fetchval("SELECT change_log_drawn()") < before + 2:
+            assert not first.done(), first
+            await asyncio.sleep(0.01)
+        second = asyncio.create_task(store.snapshot_page(
+            cluster="c1", rtype=PODS, snapshot_id=snapshot_id, items=[pod("b", 4)]))
+        waiting = "SELECT count(DISTINCT pid) FROM pg_locks WHERE NOT granted"
+        while await pool.fetchval(waiting) < 2:  # the first page, and the second
+            if second.done():
+                break
+            await asyncio.sleep(0.01)
+        assert not second.done(), "a second page wrote while the first was in flight"
+        assert await pool.fetchval("SELECT change_log_drawn()") == before + 2
+    finally:
+        await tx.rollback()
+        await holder.close()
+        await asyncio.gather(*(t for t in (first, second) if t is not None))
+    await store.snapshot_end(cluster="c1", rtype=PODS, snapshot_id=snapshot_id, resource_version="9", count=3)
+    assert await pool.fetchval("SELECT count(*) FROM resources") == 3

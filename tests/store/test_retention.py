@@ -7,6 +7,7 @@ import pytest
 
 from kubepedia.config import parse_duration
 from syncer.ingest import Store
+from syncer.metrics import CHANGE_LOG_PRUNED
 from syncer.retention import prune_once
 from tests.factories import PODS, event, pod
 
@@ -16,7 +17,9 @@ async def test_old_entries_go_and_the_newest_stays(store: Store, pool: asyncpg.P
         await store.apply_batch(cluster="c1", rtype=PODS, events=[event("ADDED", pod(f"p{i}", i + 1))])
     newest = await pool.fetchval("SELECT max(seq) FROM change_log")
     await pool.execute("UPDATE change_log SET at = now() - interval '8 days' WHERE seq <= $1 - 3", newest)
+    pruned = CHANGE_LOG_PRUNED._value.get()
     assert await prune_once(pool, retention_s=7 * 86400, chunk=2) == 4
+    assert CHANGE_LOG_PRUNED._value.get() == pruned + 4  # kubepedia_change_log_pruned_total
     assert [r["seq"] for r in await pool.fetch("SELECT seq FROM change_log ORDER BY seq")] == \
         list(range(newest - 2, newest + 1))
     await pool.execute("UPDATE change_log SET at = now() - interval '30 days'")

@@ -1,7 +1,7 @@
 """The agent's pipeline against the real ingest server when the store is behind.
 
-"Behind" is made real: a test session holds the change-log lock that every write
-transaction takes before it can commit, and blocked writes of another cluster fill the
+"Behind" is made real: a test session holds a lock on ``change_log`` that every write
+transaction that logs a change waits for, and blocked writes of another cluster fill the
 server's (narrowed) global write slots. The server then answers 429 to the agent, which
 must keep its place and deliver everything once the lock is let go; or, when more changes
 come than its buffer holds, drop them and re-derive the state with a fresh snapshot.
@@ -22,7 +22,7 @@ import asyncpg
 
 import kubesim
 from agent import metrics
-from agent.events import KubeObject, WatchEvent
+from agent.events import KubeObject, RelistReason, WatchEvent
 from agent.informer import InformerSettings
 from agent.kubeclient import Connection, KubeClient
 from agent.pipeline import PipelineSettings
@@ -33,7 +33,6 @@ from agent.sink import SinkBusy
 from kube.resources import ResourceType
 from kubesim.server import SimServer
 from syncer.admission import Limits
-from syncer.ingest import CHANGE_LOG_LOCK
 from tests.convergence import wait_converged
 from tests.factories import DEPLOYMENTS, NODES, PODS, pod
 from tests.syncer.conftest import Ingest, serving
@@ -68,8 +67,8 @@ class CountingSink:
     async def checkpoints(self) -> dict[str, str]:
         return await self.sink.checkpoints()
 
-    async def snapshot_start(self, rtype: ResourceType) -> str:
-        return await self._counted(rtype, self.sink.snapshot_start(rtype))
+    async def snapshot_start(self, rtype: ResourceType, *, reason: RelistReason = "initial") -> str:
+        return await self._counted(rtype, self.sink.snapshot_start(rtype, reason=reason))
 
     async def snapshot_page(self, rtype: ResourceType, snapshot_id: str, items: list[KubeObject]) -> None:
         await self._counted(rtype, self.sink.snapshot_page(rtype, snapshot_id, items))
@@ -118,10 +117,12 @@ async def agent(ingest: Ingest, sim: SimServer, *, pipeline: PipelineSettings | 
 
 @asynccontextmanager
 async def store_behind(ingest: Ingest, db_url: str, pool: asyncpg.Pool) -> AsyncIterator[None]:
-    """Every write transaction waits at the change-log lock; blocked writes of another
-    cluster hold all the write slots. Everything is let go on exit."""
+    """Every write transaction that logs a change waits for a lock on the change log (EXCLUSIVE
+    lets reads through, no insert); blocked writes of another cluster hold all the write
+    slots. Everything is let go on exit."""
     holder = await asyncpg.connect(db_url)
-    await holder.execute("SELECT pg_advisory_lock($1)", CHANGE_LOG_LOCK)
+    await holder.execute("BEGIN")
+    await holder.execute("LOCK TABLE change_log IN EXCLUSIVE MODE")
     token = await ingest.register_push("blocker")
     sink = HttpSink(base_url=ingest.url, cluster="blocker", token=token)
 
@@ -137,12 +138,13 @@ async def store_behind(ingest: Ingest, db_url: str, pool: asyncpg.Pool) -> Async
 
     async def slots_held() -> bool:
         waiting = await pool.fetchval(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-            " AND objid = ($1::bigint & 4294967295)::oid", CHANGE_LOG_LOCK)
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'relation' AND NOT granted"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            " AND relation = 'change_log'::regclass")
         return bool(waiting >= SLOTS)
 
     try:
-        await until(slots_held, "write transactions waiting at the change-log lock")
+        await until(slots_held, "write transactions waiting for the change log")
         yield
     finally:
         await holder.close()  # lets the lock go
