@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import os
 import sys
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import orjson
 
 from apiserver.inspection_runs import schedule
 from apiserver.query_inspections import CHECKS
+from tests.access import TEST_TOKEN
 from tests.apiserver.conftest import Api
 from tests.apiserver.fleet import simulated, synced
 from tests.apiserver.inspecting import EXPECTED, fill_problems
@@ -30,6 +32,7 @@ async def kubepedia(*args: str) -> tuple[int, str, str]:
         "inspect",
         *args,
         cwd=ROOT,
+        env={**os.environ, "KUBEPEDIA_TOKEN": TEST_TOKEN},  # the api fixture's caller
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
