@@ -28,14 +28,17 @@ PROBLEMS = {"pod-crash-looping", "pod-pending", "deployment-unavailable", "node-
             "service-without-endpoints"}
 
 
-async def _inspections_find_each_problem(printed: str) -> None:
+async def _inspections_find_each_problem(printed: str, data_dir: Path) -> None:
     match = re.search(r"kubepedia inspect --run --server (\S+)", printed)
     assert match, printed
     found: set[tuple[str, str]] = set()
     for _ in range(60):  # until every cluster's problems are synced
         command = [sys.executable, "-m", "kubepedia", "inspect", "--run", "-o", "json",
                    "--server", match.group(1)]
-        result = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, check=False)
+        # The demo's data dir holds the read token and the certificate the command uses.
+        env = {**os.environ, "KUBEPEDIA_DATA_DIR": str(data_dir)}
+        result = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, check=False,
+                                         env=env)
         assert result.returncode == 0, result.stderr
         found = {(i["cluster"], i["check"]) for i in orjson.loads(result.stdout)["items"]}
         if {c for c, _ in found} == {"demo-east", "demo-west", "demo-edge"} and all(
@@ -72,7 +75,7 @@ async def _run_demo(data_dir: Path) -> None:
         assert gadgets.stdout.splitlines()[0].split() == ["NAMESPACE", "CLUSTER", "NAME", "COLOR"]
         one = await _kubectl(kubeconfig, "--context", "kubepedia-demo-west", "get", "nodes", "--no-headers")
         assert one.returncode == 0 and {line.split()[0] for line in one.stdout.splitlines()} == {"demo-west"}
-        await _inspections_find_each_problem(printed)
+        await _inspections_find_each_problem(printed, data_dir)
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGINT)
