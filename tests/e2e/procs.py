@@ -13,6 +13,7 @@ import contextlib
 import os
 import re
 import signal
+import ssl
 import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -167,6 +168,14 @@ class Server:
                 method, self.admin_url + path, data=orjson.dumps(body) if body is not None else None,
                 headers={"Authorization": f"Bearer {token}"}) as resp:
             return resp.status, orjson.loads(await resp.read())
+
+    def api_client(self) -> aiohttp.ClientSession:
+        """A session for the read API: its data dir's read token, over https trusting the
+        certificate the server made there."""
+        token = (self.data_dir / "read.token").read_text().strip()
+        trusted = ssl.create_default_context(cafile=str(self.data_dir / "api-tls.crt"))
+        return aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"},
+                                     connector=aiohttp.TCPConnector(ssl=trusted))
 
     async def restart(self) -> None:
         assert await self.proc.stop() == 0, self.proc.output()[-3000:]

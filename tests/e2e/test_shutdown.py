@@ -65,7 +65,7 @@ async def _logged(server: Server, line: str) -> bool:
 async def test_sigterm_ends_watches_with_a_bookmark_and_lets_a_batch_commit(
         tmp_path: Path, db_url: str, pool: asyncpg.Pool) -> None:
     server: Server = await start_server(tmp_path, "syncer", database_url=db_url)
-    async with cleanup(server.proc), aiohttp.ClientSession() as session:
+    async with cleanup(server.proc), server.api_client() as session:
         token = await register(server, "edge")
         assert token is not None
         async with HttpSink(base_url=server.ingest, cluster="edge", token=token) as sink:
