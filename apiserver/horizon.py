@@ -24,7 +24,9 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 
-HORIZON = "SELECT change_log_horizon()"
+# The live horizon on the primary, the published one on a hot standby (migration 19,
+# ``syncer.published``): the function decides, per statement.
+HORIZON = "SELECT change_log_read_horizon()"
 # The newest number handed out, committed or not: a resourceVersion above it was never ours.
 DRAWN = "SELECT change_log_drawn()"
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from syncer import schema
-from syncer.migrations_ingest import IN_FLIGHT_MARKERS, TAKE_CHANGE_NUMBERS
+from syncer.migrations_ingest import IN_FLIGHT_MARKERS, PUBLISHED_HORIZON, TAKE_CHANGE_NUMBERS
 from syncer.migrations_registry import PREVIOUS_AGENT_TOKENS
 
 log = logging.getLogger(__name__)
@@ -685,6 +685,8 @@ MIGRATIONS: tuple[Migration, ...] = (
               statements=PREVIOUS_AGENT_TOKENS),
     Migration(version=18, description="change log: writers marked in flight, readers stop at the horizon",
               statements=IN_FLIGHT_MARKERS),
+    Migration(version=19, description="change log: the horizon published for hot standbys",
+              statements=PUBLISHED_HORIZON),
 )
 LATEST = MIGRATIONS[-1].version
 
