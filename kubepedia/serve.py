@@ -64,6 +64,7 @@ class ServeConfig:
     tls: TlsFiles | None = None  # None: plain HTTP on every listener
     read_timeout_s: float = DEFAULT_READ_TIMEOUT_S  # every read query's statement timeout (504 past it)
     max_watches_per_subject: int = DEFAULT_MAX_WATCHES_PER_SUBJECT  # 429 past it
+    read_database_urls: tuple[str, ...] = ()  # streaming replicas the read API reads from
 
     @property
     def runs_api(self) -> bool:
@@ -189,7 +190,8 @@ async def running(config: ServeConfig) -> AsyncIterator[Running]:
         # The read API first, so that it stops last: its watches' last bookmarks then cover
         # every write the ingest listener took in.
         if config.runs_api:
-            api = build_api_app(database_url=url, read_timeout_s=config.read_timeout_s,
+            api = build_api_app(database_url=url, read_database_urls=config.read_database_urls,
+                                read_timeout_s=config.read_timeout_s,
                                 max_watches_per_subject=config.max_watches_per_subject)
             urls["api"] = await _start_site(runners, api, config.api_listen, "api",
                                             tls=tls.api if tls is not None else None,

@@ -9,7 +9,6 @@ import pwd
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
@@ -43,7 +42,8 @@ def _base_backup(primary: embedded.EmbeddedPostgres, standby: embedded.EmbeddedP
 def primary_and_standby() -> Iterator[Pair]:
     if not embedded._bin("pg_basebackup").exists():
         pytest.skip("pg_basebackup is not among the embedded PostgreSQL's binaries")
-    with service_tempdir("kubepedia-test-primary-") as p_dir, service_tempdir("kubepedia-test-standby-") as s_dir:
+    with (service_tempdir("kubepedia-test-primary-") as p_dir,
+          service_tempdir("kubepedia-test-standby-") as s_dir):
         primary = embedded.EmbeddedPostgres(data_dir=p_dir)
         standby = embedded.EmbeddedPostgres(data_dir=s_dir / "standby")
         embedded.start(primary)
