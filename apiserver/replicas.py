@@ -61,13 +61,12 @@ class ReadPools:
 
 
 READS = web.AppKey("read_pools", ReadPools)
-_CHOSEN = "kubepedia.read_pool"
+_CHOSEN = web.RequestKey("read_pool", asyncpg.Pool)
 
 
 def read_pool(request: web.Request) -> asyncpg.Pool:
     """The pool this request reads from (chosen once per request by ``spread``)."""
-    chosen = request.get(_CHOSEN)
-    return chosen if isinstance(chosen, asyncpg.Pool) else request.app[POOL]
+    return request.get(_CHOSEN) or request.app[POOL]
 
 
 @web.middleware
