@@ -20,7 +20,6 @@ from tests.apiserver.conftest import Api, next_events, serving, watching
 from tests.factories import PODS, event, pod
 from tests.replicas import Pair, primary_and_standby
 
-
 WEST = "/api/v1/namespaces/lag/pods"  # the tests share the pair's database
 
 
@@ -59,7 +58,7 @@ async def _names(api: Api, want: set[str], path: str = "/api/v1/pods") -> dict[s
 
 
 async def test_lists_and_watches_on_a_standby(pair: Pair) -> None:
-    async with _primary(pair) as (store, pool):
+    async with _primary(pair) as (store, _pool):
         await store.apply_batch(cluster="east", rtype=PODS, events=[event("ADDED", pod("first", 1))])
         app = build_app(database_url=pair.primary, read_database_urls=[pair.standby])
         async with serving(app) as api:
@@ -77,18 +76,22 @@ async def test_lists_and_watches_on_a_standby(pair: Pair) -> None:
             assert (got["type"], got["object"]["metadata"]["name"]) == ("ADDED", "second")
 
 
+def _lagging(prefix: str, rv: int) -> list[dict[str, object]]:
+    return [event("ADDED", pod(f"{prefix}{i}", rv + i, namespace="lag")) for i in range(3)]
+
+
 async def test_a_lagging_standby_never_answers_a_newer_token(pair: Pair) -> None:
-    async with _primary(pair) as (store, pool):
+    async with _primary(pair) as (store, _pool):
         await store.apply_batch(cluster="west", rtype=PODS,
-                                events=[event("ADDED", pod(f"p{i}", 10 + i, namespace="lag")) for i in range(3)])
+                                events=_lagging("p", 10))
         standby = await asyncpg.connect(pair.standby)
-        async with (serving(build_app(database_url=pair.primary)) as fresh,
-                    serving(build_app(database_url=pair.primary, read_database_urls=[pair.standby])) as lagging):
+        on_standby = build_app(database_url=pair.primary, read_database_urls=[pair.standby])
+        async with serving(build_app(database_url=pair.primary)) as fresh, serving(on_standby) as lagging:
             try:
                 await _names(lagging, {"p0", "p1", "p2"}, WEST)
                 await standby.execute("SELECT pg_wal_replay_pause()")
                 await store.apply_batch(cluster="west", rtype=PODS,
-                                        events=[event("ADDED", pod(f"q{i}", 20 + i, namespace="lag")) for i in range(3)])
+                                        events=_lagging("q", 20))
                 status, first = await fresh.get(WEST, limit="2")
                 token = first["metadata"]["continue"]
                 status, body, resp = await lagging.request("GET", WEST,
