@@ -6,9 +6,10 @@ Every failure is a Kubernetes ``Status``; every path is read-only (other verbs: 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import asyncpg
@@ -34,6 +35,7 @@ from apiserver.limits import (
 from apiserver.metrics import metrics_routes, observed, store_metrics_ctx
 from apiserver.objects import object_routes
 from apiserver.openapi import openapi_routes
+from apiserver.replicas import READS, ReadPools, spread
 from apiserver.reports import report_routes
 from kube.status import REASONS, StatusError, status_body
 from syncer.db import POOLS, create_pool
@@ -120,21 +122,27 @@ async def continue_key(pool: asyncpg.Pool) -> bytes:
     return value
 
 
-def _store_ctx(database_url: str, *, push_silence_s: float,
+def _store_ctx(database_url: str, *, read_database_urls: Sequence[str], push_silence_s: float,
                read_timeout_s: float) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         # Custom plans: a selector's selectivity decides between the order index and the
         # label index, and a generic plan would pick one for every query.
         settings = {"plan_cache_mode": "force_custom_plan", **pool_settings(read_timeout_s)}
-        pool = await create_pool(database_url, max_size=10, staging=False, server_settings=settings)
-        try:
+        async with contextlib.AsyncExitStack() as stack:
+            pool = await create_pool(database_url, max_size=10, staging=False, server_settings=settings)
+            stack.push_async_callback(pool.close)
+            replicas = []
+            for url in read_database_urls:  # connected lazily: a replica down at start is skipped
+                replica = await create_pool(url, min_size=0, max_size=10, staging=False,
+                                            server_settings=settings)
+                stack.push_async_callback(replica.close)
+                replicas.append(replica)
             app[POOL] = pool
+            app[READS] = ReadPools(primary=pool, replicas=replicas)
             app[CATALOG] = CatalogCache(pool, push_silence_s=push_silence_s)
-            app[CONTINUE_KEY] = await continue_key(pool)
+            app[CONTINUE_KEY] = await continue_key(pool)  # a write: on the primary
             with POOLS.watching("api", pool):
                 yield
-        finally:
-            await pool.close()
 
     return ctx
 
@@ -154,19 +162,22 @@ def _routes() -> list[web.RouteDef]:
     return routes
 
 
-def build_app(*, database_url: str, access: Access, push_silence_s: float = PUSH_SILENCE_S,
+def build_app(*, database_url: str, access: Access, read_database_urls: Sequence[str] = (),
+              push_silence_s: float = PUSH_SILENCE_S,
               remaining_count_cap: int = REMAINING_COUNT_CAP,
               feed_tail_bytes: int = TAIL_BYTES, read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
               max_watches_per_subject: int = DEFAULT_MAX_WATCHES_PER_SUBJECT) -> web.Application:
     """The read API; ``access`` says who may call it and what each caller may read
     (``apiserver.access``): there is no way to build it open by omission."""
-    app = web.Application(middlewares=[observed, errors_as_status, access_middleware(access)])
+    app = web.Application(middlewares=[observed, errors_as_status, access_middleware(access), spread])
     app[REMAINING_CAP] = remaining_count_cap
     app[WATCHES] = WatchSlots(max_per_subject=max_watches_per_subject)
     app.cleanup_ctx.append(access_ctx(access))
-    app.cleanup_ctx.append(_store_ctx(database_url, push_silence_s=push_silence_s,
+    app.cleanup_ctx.append(_store_ctx(database_url, read_database_urls=read_database_urls,
+                                      push_silence_s=push_silence_s,
                                       read_timeout_s=read_timeout_s))
     app.cleanup_ctx.append(store_metrics_ctx)
-    app.cleanup_ctx.append(ChangeFeed.context(database_url, FEED, tail_bytes=feed_tail_bytes))
+    app.cleanup_ctx.append(ChangeFeed.context(database_url, FEED, tail_bytes=feed_tail_bytes,
+                                                reads=READS))
     app.add_routes(_routes())
     return app

@@ -23,10 +23,11 @@ import asyncpg
 from aiohttp import web
 
 from apiserver import horizon, pagination, render
-from apiserver.keys import CONTINUE_KEY, POOL, scope_of
+from apiserver.keys import CONTINUE_KEY, scope_of
 from apiserver.params import ListOptions, bad_request
 from apiserver.query import Target, compiled
 from apiserver.query_history import as_of_point, as_of_statement
+from apiserver.replicas import read_pool
 from apiserver.served import warn
 from apiserver.times import rfc3339, time_param
 from kube.resources import ResourceType
@@ -125,7 +126,8 @@ async def list_as_of(request: web.Request, *, rtype: ResourceType, target: Targe
         except pagination.BadContinue as exc:
             raise bad_request(str(exc)) from exc
     token = None
-    async with horizon.snapshot(request.app[POOL], with_horizon=cursor is None) as (conn, seen):
+    async with horizon.snapshot(read_pool(request), with_horizon=cursor is None,
+                                at_least=cursor.resource_version if cursor else None) as (conn, seen):
         seq = await _sequence(conn, moment, cursor, seen or 0)
         if not opts.limit and not opts.shape:
             return await _stream(request, conn, target, seq=seq, rtype=rtype, warnings=warnings)

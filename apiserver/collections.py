@@ -46,7 +46,7 @@ from multidict import MultiMapping
 
 from apiserver import horizon, pagination, render
 from apiserver.catalog import Catalog
-from apiserver.keys import CATALOG, CONTINUE_KEY, POOL, scope_of
+from apiserver.keys import CATALOG, CONTINUE_KEY, scope_of
 from apiserver.params import (
     MAX_LIMIT,
     ListOptions,
@@ -58,6 +58,7 @@ from apiserver.params import (
 )
 from apiserver.query import CLUSTER_ANNOTATION, Scope, Target, compiled
 from apiserver.query_collections import page_statement, remaining_statement
+from apiserver.replicas import read_pool
 from apiserver.search import Search, search_options
 from apiserver.served import warn
 from kube.media import TABLE
@@ -283,11 +284,12 @@ async def in_index_order(conn: asyncpg.Connection, chosen: Sequence[Target]) -> 
 
 @contextlib.asynccontextmanager
 async def _reading(request: web.Request, chosen: Sequence[Target], *, isolation: str = "read_committed",
-                   with_horizon: bool = False) -> AsyncIterator[tuple[asyncpg.Connection, int]]:
+                   with_horizon: bool = False,
+                   at_least: int | None = None) -> AsyncIterator[tuple[asyncpg.Connection, int]]:
     """A read-only transaction for a page, and (``with_horizon``) the change-log horizon read
     before its snapshot (``apiserver.horizon``; else 0)."""
-    async with horizon.snapshot(request.app[POOL], isolation=isolation,
-                                with_horizon=with_horizon) as (conn, seen):
+    async with horizon.snapshot(read_pool(request), isolation=isolation,
+                                with_horizon=with_horizon, at_least=at_least) as (conn, seen):
         await in_index_order(conn, chosen)
         yield conn, seen or 0
 
@@ -323,7 +325,8 @@ async def first_page(request: web.Request, chosen: Sequence[Target], opts: Optio
     how many follow, in one snapshot."""
     after = cursor_key(cursor)
     async with _reading(request, chosen, isolation="repeatable_read",
-                        with_horizon=cursor is None) as (conn, current):
+                        with_horizon=cursor is None,
+                        at_least=cursor.resource_version if cursor else None) as (conn, current):
         rows = await _rows(conn, request, chosen, limit=limit + 1, after=after,
                            only_metadata=opts.only_metadata)
         more, rows = len(rows) > limit, rows[:limit]

@@ -34,6 +34,7 @@ from aiohttp import web
 
 from apiserver import horizon
 from apiserver.query import EVERYTHING_SCOPE, compiled, watch_statement
+from apiserver.replicas import ReadPools
 from kube.changes import ChangeType
 from kube.tasks import STOP_TIMEOUT_S, stop_tasks
 from syncer.db import connect
@@ -46,6 +47,7 @@ RECONNECT_S = 1.0
 TAIL_MAX = 20_000  # changes kept in memory for the watches of this process
 TAIL_BYTES = 64 * 1024 * 1024  # and the JSON text they hold, at most
 READ_BATCH = 1000
+POLL_S = 0.1  # a replica's feed reads this often: a standby takes no LISTEN
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +77,10 @@ class LogEntry:
 class ChangeFeed:
     """See the module docstring. ``floor < seq <= read_upto`` is what the tail holds whole."""
 
-    def __init__(self, database_url: str, *, tail_max: int = TAIL_MAX, tail_bytes: int = TAIL_BYTES) -> None:
+    def __init__(self, database_url: str, *, tail_max: int = TAIL_MAX, tail_bytes: int = TAIL_BYTES,
+                 poll_s: float | None = None) -> None:
         self._url = database_url
+        self._poll_s = poll_s
         self._tail_max = tail_max
         self._tail_bytes = tail_bytes
         self._changed = asyncio.Event()
@@ -190,27 +194,50 @@ class ChangeFeed:
             await self._read(pool)
             self._wake()
 
-    async def run(self, pool: asyncpg.Pool) -> None:
-        """Keep the LISTEN connection and the reader; after losing it, start the tail anew."""
+    async def run(self, pick: Callable[[], asyncpg.Pool]) -> None:
+        """Keep the feed's round going (after losing one, start the tail anew): LISTEN on
+        the primary, or, with read replicas (``poll_s``), poll the published horizon on the
+        replica ``pick`` gives: a standby refuses LISTEN, and NOTIFY is not replicated."""
         while True:
+            pool = pick()
             try:
-                conn = await connect(self._url, application_name="kubepedia-api-watch")
-            except Exception as exc:  # unreachable store: keep trying, watches read the log
-                log.warning("watch feed cannot connect", extra={"error": str(exc)})
-                await asyncio.sleep(RECONNECT_S)
-                continue
-            try:
-                await self._round(conn, pool)
+                if self._poll_s is None:
+                    await self._listening(pool)
+                else:
+                    await self._polling(pool, self._poll_s)
             except Exception as exc:  # any failure: start the tail anew, watches read the log
                 log.warning("watch feed interrupted; reconnecting", extra={"error": str(exc)})
-            finally:
-                with contextlib.suppress(Exception):
-                    await conn.close(timeout=2)
             self.tail.clear()
             self.tail_size = 0
             self.floor = self.read_upto = -1  # notifications were missed: watches read the log
             self._wake()
             await asyncio.sleep(RECONNECT_S)
+
+    async def _listening(self, pool: asyncpg.Pool) -> None:
+        try:
+            conn = await connect(self._url, application_name="kubepedia-api-watch")
+        except Exception as exc:  # unreachable store: keep trying, watches read the log
+            log.warning("watch feed cannot connect", extra={"error": str(exc)})
+            return
+        try:
+            await self._round(conn, pool)
+        finally:
+            with contextlib.suppress(Exception):
+                await conn.close(timeout=2)
+
+    async def _polling(self, pool: asyncpg.Pool, poll_s: float) -> None:
+        """Read every ``poll_s`` (the delay a watch on a replica sees, beyond replication
+        and the publisher's own): each read starts with the horizon, which is the published
+        one on a standby (``apiserver.horizon``)."""
+        reader = asyncio.create_task(self._reader(pool), name="watch feed reader")
+        try:
+            while not reader.done():
+                self._notified.set()
+                await asyncio.wait({reader}, timeout=poll_s)
+        finally:
+            await stop_tasks([reader], timeout=STOP_TIMEOUT_S, log=log)
+        if not reader.cancelled() and reader.exception() is not None:
+            raise reader.exception()  # type: ignore[misc]
 
     async def _round(self, conn: asyncpg.Connection, pool: asyncpg.Pool) -> None:
         """Listen and read until the connection is lost or the reader fails."""
@@ -227,10 +254,15 @@ class ChangeFeed:
             raise reader.exception()  # type: ignore[misc]
 
     @staticmethod
-    def context(database_url: str, key: web.AppKey[ChangeFeed], *,
-                tail_bytes: int = TAIL_BYTES) -> Callable[[web.Application], AsyncIterator[None]]:
+    def context(database_url: str, key: web.AppKey[ChangeFeed], *, tail_bytes: int = TAIL_BYTES,
+                reads: web.AppKey[ReadPools] | None = None,
+                poll_s: float = POLL_S) -> Callable[[web.Application], AsyncIterator[None]]:
+        """The feed of an application (after its pools): with ``reads`` holding replicas, it
+        reads from them, polling; else from the application's pool, woken by NOTIFY."""
         async def ctx(app: web.Application) -> AsyncIterator[None]:
-            feed = ChangeFeed(database_url, tail_bytes=tail_bytes)
+            pools = app.get(reads) if reads is not None else None
+            polled = pools is not None and bool(pools.replicas)
+            feed = ChangeFeed(database_url, tail_bytes=tail_bytes, poll_s=poll_s if polled else None)
             app[key] = feed
 
             async def shutting_down(_app: web.Application) -> None:
@@ -238,7 +270,8 @@ class ChangeFeed:
 
             # Before connections are closed, so that watch handlers end by themselves.
             app.on_shutdown.append(shutting_down)
-            task = asyncio.create_task(feed.run(app[POOL]), name="watch feed")
+            pick = pools.pick if pools is not None and polled else (lambda: app[POOL])
+            task = asyncio.create_task(feed.run(pick), name="watch feed")
             try:
                 yield
             finally:

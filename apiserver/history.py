@@ -26,7 +26,7 @@ from aiohttp import web
 
 from apiserver import history_params as hp
 from apiserver import horizon, pagination
-from apiserver.keys import CATALOG, CONTINUE_KEY, POOL, scope_of
+from apiserver.keys import CATALOG, CONTINUE_KEY, scope_of
 from apiserver.params import MAX_LIMIT, bad_request
 from apiserver.patches import creation_patch, json_patch, text_diff, yaml_text
 from apiserver.query import compiled
@@ -38,6 +38,7 @@ from apiserver.query_history import (
     window_point,
 )
 from apiserver.render import list_meta
+from apiserver.replicas import read_pool
 from apiserver.times import rfc3339, time_param
 
 API_VERSION = "kubepedia.io/v1"
@@ -134,7 +135,8 @@ async def object_history(request: web.Request) -> web.Response:
     query = pagination.fingerprint([request.path, key.cluster, key.group, key.resource, key.namespace,
                                     key.name])
     cursor = _cursor(request, query)
-    async with horizon.snapshot(request.app[POOL], with_horizon=cursor is None) as (conn, seen):
+    async with horizon.snapshot(read_pool(request), with_horizon=cursor is None,
+                                at_least=cursor[2] if cursor else None) as (conn, seen):  # its upto
         if cursor is None:
             rv = upto = seen or 0
             after = None
@@ -180,7 +182,8 @@ async def changes(request: web.Request) -> web.Response:
     limit = hp.limit(request.query, default=CHANGES_LIMIT, most=MAX_LIMIT)
     query = _fingerprint(request, wanted)
     cursor = _cursor(request, query)
-    async with horizon.snapshot(request.app[POOL], with_horizon=cursor is None) as (conn, seen):
+    async with horizon.snapshot(read_pool(request), with_horizon=cursor is None,
+                                at_least=cursor[2] if cursor else None) as (conn, seen):  # its upto
         if cursor is None:
             sql, params = compiled(window_point(since=wanted.since, before=wanted.before))
             window = await conn.fetchrow(sql, *params)

@@ -24,7 +24,7 @@ from apiserver import horizon, pagination, render
 from apiserver.access import authorize
 from apiserver.asof import AS_OF, list_as_of
 from apiserver.catalog import Catalog
-from apiserver.keys import CONTINUE_KEY, POOL, REMAINING_CAP, scope_of
+from apiserver.keys import CONTINUE_KEY, REMAINING_CAP, scope_of
 from apiserver.params import (
     MAX_LIMIT,
     ListOptions,
@@ -46,6 +46,7 @@ from apiserver.query import (
     remaining_statement,
     unindexed_images_statement,
 )
+from apiserver.replicas import read_pool
 from apiserver.search import NO_SEARCH, check_plain, search_options
 from apiserver.served import served_catalog, warn
 from apiserver.watch import watch
@@ -138,14 +139,15 @@ async def _fetch_page(conn: asyncpg.Connection, target: Target, request: web.Req
 
 
 @contextlib.asynccontextmanager
-async def _snapshot(request: web.Request, *,
-                    with_horizon: bool = True) -> AsyncIterator[tuple[asyncpg.Connection, int]]:
+async def _snapshot(request: web.Request, *, with_horizon: bool = True,
+                    at_least: int | None = None) -> AsyncIterator[tuple[asyncpg.Connection, int]]:
     """A read-only REPEATABLE READ transaction and the list's resourceVersion: the horizon
     read before its snapshot (``apiserver.horizon``), so every change up to it is in the
     snapshot. A change above it may be too: a watch from it then sends that change again
     (at least once, never lost). Without ``with_horizon`` (a later page, whose version is
     its cursor's), 0."""
-    async with horizon.snapshot(request.app[POOL], with_horizon=with_horizon) as (conn, seen):
+    async with horizon.snapshot(read_pool(request), with_horizon=with_horizon,
+                                at_least=at_least) as (conn, seen):
         yield conn, seen or 0
 
 
@@ -186,7 +188,8 @@ async def _read_page(request: web.Request, target: Target, *, limit: int,
     """Up to ``limit`` objects after the cursor and, without selectors, how many follow them
     (https://kubernetes.io/docs/reference/kubernetes-api/common-definitions/list-meta/:
     unset with label or field selectors, and on the last page), in one snapshot."""
-    async with _snapshot(request, with_horizon=cursor is None) as (conn, current):
+    async with _snapshot(request, with_horizon=cursor is None,
+                         at_least=cursor.resource_version if cursor else None) as (conn, current):
         rows = await _page(conn, target, request, limit=limit + 1, after=cursor.after if cursor else None)
         more = len(rows) > limit
         rows = rows[:limit]
@@ -263,7 +266,7 @@ async def _stream_rows(request: web.Request, target: Target,
         yield rows
         if len(rows) < STREAM_PAGE:
             return
-        async with request.app[POOL].acquire() as conn:
+        async with read_pool(request).acquire() as conn:
             after = cursor_of(order_keys(target.search.order), rows[-1])
             rows = await _page(conn, target, request, limit=STREAM_PAGE, after=after)
 
@@ -302,7 +305,7 @@ async def get_object(request: web.Request) -> web.Response:
     opts = list_options(include, request.headers.get("Accept", ""))
     target = target_of(req, opts)
     sql, params = compiled(get_statement(target, scope_of(request), limit=GET_CANDIDATES))
-    rows = await request.app[POOL].fetch(sql, *params)
+    rows = await read_pool(request).fetch(sql, *params)
     if not rows:
         raise StatusError(404, "NotFound", f'{req.rtype.key} "{req.name}" not found',
                           {"name": req.name, "group": req.rtype.group, "kind": req.rtype.resource})

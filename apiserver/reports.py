@@ -29,10 +29,11 @@ from aiohttp import web
 from multidict import MultiMapping
 
 from apiserver.catalog import Catalog
-from apiserver.keys import CATALOG, POOL, scope_of
+from apiserver.keys import CATALOG, scope_of
 from apiserver.params import MAX_CLUSTERS, bad_request
 from apiserver.query import Scope, compiled
 from apiserver.query_reports import REPORTS, Filters, Report
+from apiserver.replicas import read_pool
 from apiserver.served import warn
 from apiserver.times import FORMS, MAX_TEXT, parse_time
 from kube.status import StatusError
@@ -201,7 +202,7 @@ async def get_report(request: web.Request) -> web.Response:
     scope = scope_of(request)
     catalog = await request.app[CATALOG].get()
     sql, params = compiled(report.statement(filters, scope))
-    async with request.app[POOL].acquire() as conn, conn.transaction(readonly=True):
+    async with read_pool(request).acquire() as conn, conn.transaction(readonly=True):
         await conn.execute(_SETTINGS)
         rows = await conn.fetch(sql, *params)
     items = _items(report, rows)

@@ -38,7 +38,7 @@ from aiohttp import web
 
 from apiserver import horizon, render
 from apiserver.catalog import Catalog
-from apiserver.keys import FEED, POOL, WATCHES, scope_of, subject_of
+from apiserver.keys import FEED, WATCHES, scope_of, subject_of
 from apiserver.metrics import OPEN_WATCHES
 from apiserver.params import ListOptions, parse_resource_version, too_large
 from apiserver.query import (
@@ -52,6 +52,7 @@ from apiserver.query import (
     list_statement,
     watch_statement,
 )
+from apiserver.replicas import read_pool
 from apiserver.served import warn
 from kube.changes import ChangeType
 from kube.media import PARTIAL, PARTIAL_LIST, TABLE
@@ -169,7 +170,7 @@ async def _floor(pool: asyncpg.Pool) -> int | None:
 async def _initial(request: web.Request, stream: Stream) -> int:
     """Synthetic ADDED events for what exists now, read in one snapshot; returns the horizon
     read before it (every change up to it is in the snapshot)."""
-    async with horizon.snapshot(request.app[POOL]) as (conn, seen):
+    async with horizon.snapshot(read_pool(request)) as (conn, seen):
         seq = seen or 0
         sql, params = compiled(list_statement(stream.target, scope_of(request), limit=None,
                                               aggregated_version=True))
@@ -212,7 +213,7 @@ async def _changes_from_log(request: web.Request, stream: Stream, after: int) ->
     in a statement of its own). When a read finds no more rows of this type, the watch has
     seen everything up to the horizon, and resumes from there instead of re-reading other
     types' changes."""
-    pool = request.app[POOL]
+    pool = read_pool(request)
     upto = await horizon.horizon(pool)
     sql, params = compiled(watch_statement(stream.target, scope_of(request), after=after, upto=upto,
                                            limit=BATCH))
@@ -228,7 +229,7 @@ async def _changes_from_log(request: web.Request, stream: Stream, after: int) ->
 async def _start(request: web.Request, opts: ListOptions) -> tuple[bool, int, bool]:
     """Where a watch starts, checked before its response begins: (initial events?, the
     sequence after which changes are sent, expired?)."""
-    pool = request.app[POOL]
+    pool = read_pool(request)
     rv = opts.resource_version
     initial = opts.send_initial_events if opts.send_initial_events is not None else rv in ("", "0")
     if initial:
@@ -236,8 +237,11 @@ async def _start(request: web.Request, opts: ListOptions) -> tuple[bool, int, bo
     if rv in ("", "0"):  # no initial events, from now on
         return False, await horizon.horizon(pool), False
     start = parse_resource_version(rv)
-    # Too large is a number never handed out; one handed out but still in flight is a
-    # version we gave (the horizon may dip just below one it was): the watch waits for it.
+    # A hot standby that has not replayed up to it is waited for, then a 504 (never a
+    # watch from an older state). Too large is a number never handed out; one handed out
+    # but still in flight is a version we gave (the horizon may dip just below one it
+    # was): the watch waits for it.
+    await horizon.reach(pool, start)
     newest = await horizon.drawn(pool)
     if start > newest:
         raise too_large(start, newest)

@@ -183,10 +183,12 @@ def _plain(value: Any) -> Any:
 
 
 def _redacted(key: str, action: argparse.Action, value: Any) -> Any:
-    if value in (None, "", False):
+    if value in (None, "", False, []):
         return value
     if getattr(action, "secret", False) or _SECRET_NAME.search(key):
         return REDACTED
+    if isinstance(value, list):  # a repeated flag: each URL loses its password
+        return [_redacted(key, action, v) for v in value]
     if isinstance(value, str) and "://" in value:
         parts = urlsplit(value)
         if parts.password:

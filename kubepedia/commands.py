@@ -145,6 +145,11 @@ def _role_options(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--role", choices=ROLES, default="all",
                        help="what this process runs: the read API, the syncer (ingest and admin "
                             "listeners, pull mode), or both (default %(default)s)")
+    # --print-config shows each URL without its password, as it shows --database-url.
+    serve.add_argument(
+        "--read-database-url", action="append", default=[], metavar="URL",
+        help="a PostgreSQL streaming replica the read API reads from (repeat for several; "
+             "roles api and all; see docs/replicas.md); writes stay on --database-url")
 
 
 def _tls_options(serve: argparse.ArgumentParser) -> None:
@@ -174,6 +179,7 @@ def _run_serve(args: argparse.Namespace) -> int:
                          allow_kubeconfig_exec=args.allow_kubeconfig_exec,
                          change_log_retention_s=args.change_log_retention,
                          role=getattr(args, "role", "all"), tls=tls,
+                         read_database_urls=tuple(getattr(args, "read_database_url", None) or ()),
                          read_timeout_s=args.read_timeout,
                          max_watches_per_subject=args.max_watches_per_subject,
                          shutdown_timeout_s=args.shutdown_timeout,

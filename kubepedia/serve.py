@@ -79,6 +79,7 @@ class ServeConfig:
     max_watches_per_subject: int = DEFAULT_MAX_WATCHES_PER_SUBJECT  # 429 past it
     inspect_every_s: float = 600.0  # the syncer runs the inspections this often; 0: never
     inspect_retention_s: float = 30 * 24 * 3600.0  # inspection runs older than this are deleted
+    read_database_urls: tuple[str, ...] = ()  # streaming replicas the read API reads from
     token_file: Path | None = None  # the read API's callers (kube-apiserver's token file format)
     grants_file: Path | None = None  # what they may read (apiserver.grants)
     token_review_kubeconfig: Path | None = None  # a host cluster that reviews other tokens
@@ -258,7 +259,8 @@ async def running(config: ServeConfig) -> AsyncIterator[Running]:
         # The read API first, so that it stops last: its watches' last bookmarks then cover
         # every write the ingest listener took in.
         if access is not None:
-            api = build_api_app(database_url=url, access=access, read_timeout_s=config.read_timeout_s,
+            api = build_api_app(database_url=url, access=access, read_database_urls=config.read_database_urls,
+                                read_timeout_s=config.read_timeout_s,
                                 max_watches_per_subject=config.max_watches_per_subject)
             urls["api"] = await _start_site(runners, api, config.api_listen, "api", tls=api_context,
                                             shutdown_timeout=timeout)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from syncer import schema
-from syncer.migrations_ingest import IN_FLIGHT_MARKERS, TAKE_CHANGE_NUMBERS
+from syncer.migrations_ingest import IN_FLIGHT_MARKERS, PUBLISHED_HORIZON, TAKE_CHANGE_NUMBERS
 from syncer.migrations_inspections import INSPECTIONS
 from syncer.migrations_registry import PREVIOUS_AGENT_TOKENS
 
@@ -688,6 +688,8 @@ MIGRATIONS: tuple[Migration, ...] = (
               statements=IN_FLIGHT_MARKERS),
     Migration(version=19, description="inspections: stored runs, and indexes of what the checks flag",
               statements=INSPECTIONS),
+    Migration(version=20, description="change log: the horizon published for hot standbys",
+              statements=PUBLISHED_HORIZON),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -78,3 +78,21 @@ IN_FLIGHT_MARKERS: tuple[str, ...] = (
         RETURN least(drawn, oldest);
     END $$""",
 )
+
+# Migration 20: the horizon published for hot standbys (docs/replicas.md). A standby cannot
+# compute the horizon: its pg_locks does not show the primary's in-flight markers, and its
+# sequence runs up to 32 numbers ahead (sequences are WAL-logged ahead of use). So the
+# primary writes its horizon into a one-row table (``syncer.published``), and every reader
+# asks ``change_log_read_horizon()``, which answers the live horizon on the primary and the
+# published one on a standby. Decided per statement by ``pg_is_in_recovery()`` (a function
+# call, nothing read from disk): a promoted standby switches to the live horizon at once.
+PUBLISHED_HORIZON: tuple[str, ...] = (
+    """CREATE TABLE change_log_published (
+        only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+        horizon bigint NOT NULL,
+        at timestamptz NOT NULL DEFAULT now())""",
+    "INSERT INTO change_log_published (horizon) VALUES (change_log_horizon())",
+    """CREATE OR REPLACE FUNCTION change_log_read_horizon() RETURNS bigint LANGUAGE sql VOLATILE AS $$
+        SELECT CASE WHEN pg_is_in_recovery() THEN (SELECT horizon FROM change_log_published)
+                    ELSE change_log_horizon() END $$""",
+)

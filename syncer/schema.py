@@ -245,6 +245,15 @@ api_secrets = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
 )
 
+# The primary's horizon, for readers on hot standbys (migration 20, ``syncer.published``).
+change_log_published = Table(
+    "change_log_published",
+    metadata,
+    Column("only_row", Boolean, primary_key=True, server_default=text("true")),
+    Column("horizon", BigInteger, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+)
+
 sync_state = Table(
     "sync_state",
     metadata,

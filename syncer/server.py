@@ -26,6 +26,7 @@ from syncer.admission import SERVER_SETTINGS, Limits, WriteSlots, bearer_token, 
 from syncer.decoding import decode_body
 from syncer.ingest import Registered, SnapshotLost, Store
 from syncer.metrics import loop_lag_ctx, metrics_routes, sync_lag_ctx
+from syncer.published import published_ctx
 from syncer.pull import PullManager
 from syncer.quota import Quota, QuotaExceeded
 from syncer.retention import DEFAULT_RETENTION_S, retention_ctx
@@ -221,6 +222,7 @@ def build_app(*, database_url: str, kubeconfigs: registry.Kubeconfigs, pull: boo
     app.cleanup_ctx.append(PullManager.context(database_url=database_url, key=PULL, kubeconfigs=kubeconfigs,
                                                enabled=pull))
     app.cleanup_ctx.append(retention_ctx(retention_s=retention_s))
+    app.cleanup_ctx.append(published_ctx())  # wherever writers run: replicas read it
     app.cleanup_ctx.append(loop_lag_ctx())
     app.cleanup_ctx.append(sync_lag_ctx(POOL))
     app.add_routes(routes())

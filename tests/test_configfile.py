@@ -47,6 +47,10 @@ def test_print_config_redacts_secrets_and_reads_back(tmp_path: Path, capsys: pyt
     out = _effective(capsys)
     assert out["database-url"] == "postgresql://kube:<redacted>@db:5432/kubepedia"
     assert "hunter2" not in yaml.safe_dump(out)
+    replicas = _effective(capsys, "--read-database-url", "postgresql://kube:hunter2@r1/kubepedia",
+                          "--read-database-url", "postgresql://r2/kubepedia")
+    assert replicas["read-database-url"] == ["postgresql://kube:<redacted>@r1/kubepedia",
+                                             "postgresql://r2/kubepedia"]
     monkeypatch.delenv("KUBEPEDIA_DATABASE_URL")
     printed = _effective(capsys, "--api-listen", "[::1]:8080")
     again = _effective(capsys, "--config", str(_file(tmp_path, yaml.safe_dump(printed))))
