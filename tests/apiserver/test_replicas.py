@@ -87,7 +87,8 @@ async def test_a_lagging_standby_never_answers_a_newer_token(pair: Pair) -> None
                                 events=_lagging("p", 10))
         standby = await asyncpg.connect(pair.standby)
         on_standby = build_app(database_url=pair.primary, access=granted(), read_database_urls=[pair.standby])
-        async with serving(build_app(database_url=pair.primary, access=granted())) as fresh, serving(on_standby) as lagging:
+        on_primary = build_app(database_url=pair.primary, access=granted())
+        async with serving(on_primary) as fresh, serving(on_standby) as lagging:
             try:
                 await _names(lagging, {"p0", "p1", "p2"}, WEST)
                 await standby.execute("SELECT pg_wal_replay_pause()")
