@@ -79,6 +79,10 @@ class PipelineSettings:
     reject_backoff_cap: float = 300.0
 
 
+class _Abandoned(Exception):
+    """Shutting down with a sink that does not answer: stop delivering."""
+
+
 class _Restart(Exception):
     """Start the type over with a fresh snapshot; ``wait_for_sink``: once it answers."""
 
@@ -130,6 +134,8 @@ class Pipeline:
             while not self.draining:
                 try:
                     await self._generation(checkpoint, cause)
+                except _Abandoned:
+                    return
                 except _Restart as restart:
                     if self.draining:
                         return
@@ -182,6 +188,13 @@ class Pipeline:
             try:
                 result = await call()
             except (SinkBusy, SinkUnavailable) as exc:
+                if self.draining:
+                    # Shutting down: what is held is not lost (the next start resumes from the
+                    # committed checkpoint), so waiting for a sink that does not answer would
+                    # only delay the exit past the pod's grace period.
+                    logger.warning("shutdown: the sink does not answer; leaving the rest for the next start",
+                                   extra={**self._extra, "error": str(exc)})
+                    raise _Abandoned from exc
                 if buffer is not None:
                     await buffer.set_sink_failing(True)
                     if buffer.overflowed:

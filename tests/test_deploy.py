@@ -154,7 +154,8 @@ async def test_unknown_kind_is_refused_as_against_a_real_cluster(cluster: Cluste
 def _args(docs: dict[tuple[str, str], dict[str, Any]], name: str) -> argparse.Namespace:
     container = docs[("Deployment", name)]["spec"]["template"]["spec"]["containers"][0]
     assert container["args"][0] == "serve"
-    return kubepedia_parser().parse_args(container["args"])
+    parser, _ = kubepedia_parser()
+    return parser.parse_args(container["args"])
 
 
 @needs_kubectl

@@ -75,3 +75,28 @@ async def test_drain_delivers_what_the_buffer_holds(cluster: Cluster, kube: Kube
         await asyncio.gather(task, return_exceptions=True)
     assert sink.names("configmaps") == ["first", "second", "third"]
     assert sync.status.resource_version == sink.committed["configmaps"]
+
+
+async def test_drain_gives_up_on_a_sink_that_does_not_answer(cluster: Cluster, kube: KubeClient) -> None:
+    """What is held then is not lost (the next start resumes from the committed checkpoint):
+    the shutdown ends at once instead of retrying until the process is killed."""
+    sink = HeldSink()
+    sync = pipeline(kube, sink)
+    task = asyncio.create_task(sync.run(checkpoint=None))
+    try:
+        await sink.wait_for(lambda: sink.count("snapshot_end") == 1)
+        await cluster.configmap("first")
+        await asyncio.wait_for(sink.holding.wait(), 30)
+        await cluster.configmap("second")
+        # Polled: the informer puts the event into the buffer on its own time.
+        while sync._buffer is None or sync._buffer.size < 1:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        sink.busy = True  # every call from now on: SinkBusy
+        draining = asyncio.create_task(sync.drain())
+        sink.release.set()
+        await asyncio.wait_for(draining, 30)
+        await asyncio.wait_for(task, 30)  # ends by itself, not cancelled
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert "second" not in sink.names("configmaps")

@@ -50,8 +50,10 @@ async def test_open_watches_are_counted_and_timed_apart(api: Api, filled: Synced
         # Polled: the handler counts itself once past its initial events.
         while (await scrape(api.session, api.url)).value("kubepedia_api_open_watches") < opened:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
-    # Polled: the watch ends when its timeoutSeconds is up.
+    # Polled: the watch ends when its timeoutSeconds is up (other tests' watches may have
+    # been timed already: this one's is the next).
+    timed = before.value(DURATION, route=LIST_ROUTE, method="WATCH", code="200") + 1
     while (after := await scrape(api.session, api.url)).value(  # noqa: ASYNC110
-            DURATION, route=LIST_ROUTE, method="WATCH", code="200") < 1:
+            DURATION, route=LIST_ROUTE, method="WATCH", code="200") < timed:
         await asyncio.sleep(0.05)
     assert after.value("kubepedia_api_open_watches") == before.value("kubepedia_api_open_watches")
