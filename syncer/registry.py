@@ -17,7 +17,6 @@ import hmac
 import math
 import os
 import re
-import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -25,7 +24,7 @@ from typing import Any, Literal
 import asyncpg
 
 from agent import kubeconfig_policy
-from syncer import secretbox
+from syncer import secretbox, secretfile
 from syncer.secretbox import KeyFileError, SecretBox, SecretBoxError
 
 Mode = Literal["push", "pull"]
@@ -151,7 +150,7 @@ async def add(pool: asyncpg.Pool, *, name: str, mode: Mode, kubeconfigs: Kubecon
             raise RegistryError("a pull cluster needs a kubeconfig", code=422, reason="Invalid")
         kubeconfigs.check(kubeconfig)
         sealed = kubeconfigs.seal(name, kubeconfig)
-    token = secrets.token_urlsafe(32) if mode == "push" else None
+    token = secretfile.new_token() if mode == "push" else None
     try:
         await pool.execute(
             "INSERT INTO clusters (name, mode, labels, token_hash, kubeconfig, settings)"
@@ -277,7 +276,7 @@ async def rotate_token(pool: asyncpg.Pool, *, name: str, grace_s: float = TOKEN_
     if not (math.isfinite(grace_s) and 0 <= grace_s <= MAX_TOKEN_GRACE_S):
         raise RegistryError(f"the grace period must be between 0 and {MAX_TOKEN_GRACE_S} seconds",
                             code=422, reason="Invalid")
-    token = secrets.token_urlsafe(32)
+    token = secretfile.new_token()
     # One statement: two rotations at once are applied one after the other (the row's lock),
     # and the second keeps the first one's token as the previous one.
     row = await pool.fetchrow(

@@ -136,13 +136,21 @@ def replace(path: Path, data: bytes) -> None:
     _sync_dir(path.parent)
 
 
+def new_token() -> str:
+    """A random URL-safe secret (256 bits) that never starts with "-": given after a flag
+    (``--token VALUE``), one that did would be read as an option and refused."""
+    while (value := secrets.token_urlsafe(32)).startswith("-"):
+        pass
+    return value
+
+
 def ensure(path: Path, what: str) -> str:
     """The secret in ``path``, made (random, URL-safe) on first use; two processes starting
     at the same moment end up with the same secret (see :func:`create`)."""
     existing = read(path, what)
     if existing:
         return existing
-    value = secrets.token_urlsafe(32)
+    value = new_token()
     data = f"{value}\n".encode()
     if existing == "":  # there but empty: damaged, replace it
         replace(path, data)
